@@ -1,0 +1,1 @@
+"""schedexec: scheduled executions of component methods on Kubernetes."""

@@ -1,0 +1,64 @@
+"""`schedexec`: the console script (operator, crds).
+
+`schedexec operator` runs Kopf and the controller in one event loop with the
+settings from the environment (see settings.py); `schedexec crds DIR`
+writes the generated CRDs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+
+import kopf
+import prometheus_client
+
+from schedexec import crd, decisions, runs
+from schedexec.controller import Controller
+from schedexec.handlers import registry_for
+from schedexec.kube import Cluster
+from schedexec.settings import OperatorSettings
+
+
+async def run_operator(settings: OperatorSettings) -> None:
+    controller = Controller(
+        cluster=Cluster.from_environment(),
+        policy=decisions.Policy(min_interval_seconds=settings.min_interval_seconds),
+        pod_defaults=runs.PodDefaults(run_as_user=settings.run_as_user, job_ttl_seconds=settings.job_ttl_seconds),
+        max_running=settings.max_running,
+        workers=settings.workers,
+    )
+    if settings.metrics_port:
+        prometheus_client.start_http_server(settings.metrics_port)
+    loop_task = asyncio.create_task(controller.run())
+    try:
+        await kopf.operator(
+            registry=registry_for(controller),
+            clusterwide=not settings.namespaces,
+            namespaces=settings.namespaces,
+            standalone=settings.peering is None,
+            peering_name=settings.peering,
+            liveness_endpoint=settings.liveness_endpoint or None,
+        )
+    finally:
+        loop_task.cancel()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="schedexec", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("operator", help="run the operator (configured by SCHEDEXEC_* variables)")
+    crds = commands.add_parser("crds", help="write the generated CRDs")
+    crds.add_argument("directory", nargs="?", default="crds")
+    options = parser.parse_args(argv)
+    if options.command == "crds":
+        return crd.main([options.directory])
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    asyncio.run(run_operator(OperatorSettings()))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

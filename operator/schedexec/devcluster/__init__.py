@@ -1,0 +1,4 @@
+"""Local Kubernetes control plane for tests and development.
+
+Test/dev infrastructure, not product code.
+"""

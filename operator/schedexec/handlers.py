@@ -1,0 +1,47 @@
+"""The Kopf wiring: watch events in, nothing else.
+
+Kopf lists and watches ScheduledExecutions and the Jobs the operator
+created, handles reconnects, peering and the liveness endpoint; each event is
+handed to the controller in one line. Only event handlers are used, so Kopf
+writes nothing to the objects itself (no finalizers, no progress
+annotations): every write the operator makes is one the controller decided.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import kopf
+
+from schedexec import models, runs
+from schedexec.controller import Controller
+
+
+def registry_for(controller: Controller) -> kopf.OperatorRegistry:
+    registry = kopf.OperatorRegistry()
+
+    @kopf.on.startup(registry=registry)
+    def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
+        settings.posting.enabled = False  # events are posted by the controller, on the execution
+        settings.scanning.disabled = True  # no CRD/namespace listing: keeps the RBAC minimal
+        settings.watching.server_timeout = 300
+        settings.persistence.finalizer = f"{models.GROUP}/finalizer"
+
+    @kopf.on.event(models.GROUP, models.VERSION, models.PLURAL, registry=registry)
+    async def execution_event(event: kopf.RawEvent, body: kopf.Body, **_: Any) -> None:
+        controller.execution_event(event.get("type"), body)
+
+    @kopf.on.event("batch", "v1", "jobs", labels={"app.kubernetes.io/managed-by": runs.MANAGED_BY}, registry=registry)
+    async def job_event(event: kopf.RawEvent, body: kopf.Body, **_: Any) -> None:
+        controller.job_event(event.get("type"), body)
+
+    @kopf.on.probe(id="schedexec", registry=registry)
+    def probe(**_: Any) -> dict[str, int]:
+        return {
+            "executions": len(controller.executions),
+            "running": len(controller.running),
+            "queued": len(controller.queued),
+            "timers": len(controller.timers),
+        }
+
+    return registry

@@ -1,0 +1,24 @@
+"""Prometheus metrics of the operator: what an on-call engineer graphs.
+
+Outcomes by phase, run durations, the queue of executions waiting for a run
+slot, and how late polling runs start compared with their nextRunAt.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+FINISHED = Counter("schedexec_executions_finished_total", "Executions that reached a final phase.", ["phase"])
+RUNS_STARTED = Counter("schedexec_runs_started_total", "Runs started (Jobs created).")
+RUN_DURATION = Histogram(
+    "schedexec_run_duration_seconds", "Time from a run's start to its recorded outcome.",
+    buckets=(0.5, 1, 2, 5, 10, 30, 60, 120, 300, 900),
+)
+LATENESS = Histogram(
+    "schedexec_scheduling_lateness_seconds", "Actual start of a run minus its due time (nextRunAt).",
+    buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30),
+)
+QUEUE_DEPTH = Gauge("schedexec_queue_depth", "Executions due to run but waiting for a free run slot.")
+RUNNING = Gauge("schedexec_running_runs", "Runs holding a run slot.")
+WAITING = Gauge("schedexec_timers", "Executions with a pending wake-up (next run, deadline or TTL).")
+RECONCILE_ERRORS = Counter("schedexec_reconcile_errors_total", "Reconciles that failed and were retried.")

@@ -1,0 +1,179 @@
+"""What component authors write: a `Component` with registered functions.
+
+A component registers one function per thing it can do:
+
+- `@component.model("getCategories")`: a select-model function (elastic.io
+  `selectModel`), chosen by the function name the execution names;
+- `@component.metadata("products")`: the metadata of one action or trigger
+  (elastic.io `getMetaModel`), chosen by the execution's module;
+- `@component.credentials`: `verifyCredentials`, with elastic.io's semantics
+  (an exception means `verified: false` with its message as the reason; a
+  result without `verified` counts as verified);
+- `@component.command("detonate")`: any other command. A command may return a
+  `Schedule` to be run again later (XSOAR's scheduled commands), and
+  `@component.polling(...)` covers the common "poll until done" case.
+
+Every function takes `(args, ctx)`: the run's arguments and a `RunContext`.
+Dispatch turns what a function returns or raises into exactly one envelope.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from schedexec_runner import contract, envelope
+
+Function = Callable[[dict[str, Any], "RunContext"], Any]
+
+
+@dataclass(frozen=True)
+class RunContext:
+    """What a run knows besides its args."""
+
+    method: str
+    module: str | None = None
+    function: str | None = None
+    run_index: int = 1
+    execution: str = ""
+    credentials: Mapping[str, str] = field(default_factory=dict, repr=False)
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """Run the same method again after `next_run_in_seconds` with `args`.
+
+    `partial_result` is shown on the execution while it waits, and kept if
+    the sequence later times out (for example the id of a remote job).
+    """
+
+    next_run_in_seconds: int
+    args: dict[str, Any]
+    partial_result: Any = None
+
+
+@dataclass(frozen=True)
+class PollResult:
+    """What a `@component.polling` function returns (XSOAR's PollResult)."""
+
+    response: Any
+    continue_to_poll: bool = False
+    args_for_next_run: dict[str, Any] | None = None
+    partial_result: Any = None
+
+
+class RunError(Exception):
+    """Raise to fail the run with a chosen CamelCase `reason`."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
+
+
+class Component:
+    """A registry of the functions one component image offers."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.models: dict[str, Function] = {}
+        self.metadata_functions: dict[str, Function] = {}
+        self.commands: dict[str, Function] = {}
+        self.verifier: Function | None = None
+
+    def model(self, name: str) -> Callable[[Function], Function]:
+        """Register a select-model function under `name`."""
+        return _register(self.models, name)
+
+    def metadata(self, module: str) -> Callable[[Function], Function]:
+        """Register the metadata (getMetaModel) function of one action/trigger."""
+        return _register(self.metadata_functions, module)
+
+    def command(self, name: str) -> Callable[[Function], Function]:
+        """Register a command; it may return a `Schedule` to run again."""
+        return _register(self.commands, name)
+
+    def credentials(self, fn: Function) -> Function:
+        """Register the verifyCredentials function."""
+        self.verifier = fn
+        return fn
+
+    def polling(self, name: str, interval_seconds: int = 10) -> Callable[[Function], Function]:
+        """Register a command returning `PollResult`, polled every `interval_seconds`."""
+
+        def wrap(fn: Function) -> Function:
+            @functools.wraps(fn)
+            def poll(args: dict[str, Any], ctx: RunContext) -> Any:
+                polled = fn(args, ctx)
+                if not isinstance(polled, PollResult):
+                    raise TypeError(f"polling command {name!r} must return PollResult, not {type(polled).__name__}")
+                if not polled.continue_to_poll:
+                    return polled.response
+                next_args = args if polled.args_for_next_run is None else polled.args_for_next_run
+                return Schedule(interval_seconds, next_args, polled.partial_result)
+
+            self.commands[name] = poll
+            return poll
+
+        return wrap
+
+    def run(self, args: dict[str, Any], ctx: RunContext) -> dict[str, Any]:
+        """Call the function `ctx` selects and turn its outcome into an envelope."""
+        if ctx.method == contract.VERIFY_CREDENTIALS:
+            return self._verify(args, ctx)
+        fn = self._select(ctx)
+        if isinstance(fn, dict):
+            return fn
+        try:
+            returned = fn(args, ctx)
+        except RunError as exc:
+            return envelope.error(exc.reason, exc.message)
+        except Exception as exc:  # noqa: BLE001 - any component failure is the run's outcome
+            return envelope.error("ComponentError", f"{type(exc).__name__}: {exc}")
+        if isinstance(returned, Schedule):
+            return envelope.schedule(returned.next_run_in_seconds, returned.args, returned.partial_result)
+        return envelope.done(returned)
+
+    def _select(self, ctx: RunContext) -> Function | dict[str, Any]:
+        """The function for `ctx`, or an error envelope naming what is missing."""
+        if ctx.method == contract.SELECT_MODEL:
+            return _lookup(self.models, ctx.function, "select-model function", "SCHEDEXEC_FUNCTION")
+        if ctx.method == contract.GET_META_MODEL:
+            return _lookup(self.metadata_functions, ctx.module, "metadata module", "SCHEDEXEC_MODULE")
+        return _lookup(self.commands, ctx.method, "command", "SCHEDEXEC_METHOD")
+
+    def _verify(self, args: dict[str, Any], ctx: RunContext) -> dict[str, Any]:
+        if self.verifier is None:
+            return envelope.error("UnknownMethod", f"component {self.name!r} has no verifyCredentials function")
+        try:
+            returned = self.verifier(args, ctx)
+        except Exception as exc:  # noqa: BLE001 - elastic.io: an exception means not verified
+            return envelope.done({"verified": False, "reason": str(exc) or type(exc).__name__})
+        if returned is None:
+            return envelope.done({"verified": True})
+        if isinstance(returned, bool):
+            return envelope.done({"verified": returned})
+        if isinstance(returned, dict):
+            return envelope.done({"verified": True, **returned})
+        return envelope.error(
+            "InvalidResult", f"verifyCredentials must return None, a bool or an object, not {type(returned).__name__}"
+        )
+
+
+def _register(table: dict[str, Function], key: str) -> Callable[[Function], Function]:
+    def add(fn: Function) -> Function:
+        table[key] = fn
+        return fn
+
+    return add
+
+
+def _lookup(table: dict[str, Function], key: str | None, what: str, variable: str) -> Function | dict[str, Any]:
+    if not key:
+        return envelope.error("MissingInput", f"no {what} given ({variable} is empty)")
+    if key not in table:
+        known = ", ".join(sorted(table)) or "none"
+        return envelope.error("UnknownMethod", f"unknown {what} {key!r}; this component has: {known}")
+    return table[key]

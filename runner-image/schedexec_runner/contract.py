@@ -1,0 +1,55 @@
+"""The runner contract: how a run receives its inputs and where it reports.
+
+These names are the whole interface between the schedexec operator and any
+component image. The operator sets them on the Job's container; the runner
+(or a component in another language that honours docs/runner-contract.md)
+reads them. Keeping them in one module means the operator and the runner can
+never disagree about a name.
+"""
+
+from __future__ import annotations
+
+METHOD = "SCHEDEXEC_METHOD"
+"""The method to run: selectModel, getMetaModel, verifyCredentials or a command name."""
+
+MODULE = "SCHEDEXEC_MODULE"
+"""The action/trigger the method is about (getMetaModel, selectModel)."""
+
+FUNCTION = "SCHEDEXEC_FUNCTION"
+"""The select-model function name (elastic.io's `"model": "getCategories"`)."""
+
+ARGS = "SCHEDEXEC_ARGS"
+"""The run's arguments, a JSON object (elastic.io's cfg, XSOAR's args)."""
+
+RUN_INDEX = "SCHEDEXEC_RUN_INDEX"
+"""1-based index of this run within the execution's sequence."""
+
+EXECUTION = "SCHEDEXEC_EXECUTION"
+"""`namespace/name` of the ScheduledExecution, for logs only."""
+
+CREDENTIALS_DIR = "SCHEDEXEC_CREDENTIALS_DIR"
+"""Directory holding the credentials Secret, one file per key, mounted read-only."""
+
+COMPONENT = "SCHEDEXEC_COMPONENT"
+"""`module:attribute` of the component object; set by the component image."""
+
+TERMINATION_LOG = "SCHEDEXEC_TERMINATION_LOG"
+"""Where the outcome envelope is written; defaults to the container's terminationMessagePath."""
+
+POD_ROOT = "NODE_AGENT_POD_ROOT"
+"""Set only by the local development node agent, which runs pods as local
+processes: absolute paths of the pod (mounts, termination log) live under it."""
+
+DEFAULT_CREDENTIALS_DIR = "/var/run/schedexec/credentials"
+DEFAULT_TERMINATION_LOG = "/dev/termination-log"
+
+SELECT_MODEL = "selectModel"
+GET_META_MODEL = "getMetaModel"
+VERIFY_CREDENTIALS = "verifyCredentials"
+
+EXIT_REPORTED = 0
+"""The run reported an outcome (done, schedule or error) in its envelope."""
+
+EXIT_NOT_REPORTED = 70
+"""The runner itself broke and could not write an envelope (EX_SOFTWARE).
+The operator treats such a pod like one that died: an infrastructure failure."""

@@ -1,0 +1,157 @@
+"""The outcome envelope: exactly one per run, in the container's termination message.
+
+Kubernetes keeps at most 4096 bytes of a container's termination message, so
+an envelope is plain JSON when it fits, zlib-compressed and base64-encoded
+behind a marker when that makes it fit, and otherwise replaced by a
+`ResultTooLarge` error that says how large it was. The operator decodes with
+`decode`, which never raises anything but `EnvelopeError`, so garbage written
+by a broken component becomes a clear `InvalidEnvelope` failure.
+
+Envelope shapes (JSON objects, version 1):
+
+    {"v": 1, "outcome": "done", "result": <any JSON>}
+    {"v": 1, "outcome": "schedule", "nextRunInSeconds": <int >= 0>,
+     "args": {<object>}, "partialResult": <any JSON, optional>}
+    {"v": 1, "outcome": "error", "reason": "<CamelCase>", "message": "<text>"}
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import re
+import zlib
+from typing import Any
+
+VERSION = 1
+MAX_BYTES = 4096
+"""Kubernetes' limit for one container's termination message."""
+
+COMPRESSED_PREFIX = "schedexec-zlib:"
+"""Marks a compressed envelope: the rest is base64 of zlib-compressed JSON."""
+
+MAX_DECOMPRESSED_BYTES = 4 * 1024 * 1024
+"""Guards the operator against a decompression bomb written by a component."""
+
+DONE = "done"
+SCHEDULE = "schedule"
+ERROR = "error"
+
+_REASON = re.compile(r"^[A-Z][A-Za-z0-9]*$")
+
+
+class EnvelopeError(ValueError):
+    """The termination message is not a valid envelope."""
+
+
+def done(result: Any) -> dict[str, Any]:
+    """The run finished; `result` is the execution's result."""
+    return {"v": VERSION, "outcome": DONE, "result": result}
+
+
+def schedule(
+    next_run_in_seconds: int, args: dict[str, Any], partial_result: Any = None
+) -> dict[str, Any]:
+    """Run again after `next_run_in_seconds` with `args`; show `partial_result` meanwhile."""
+    envelope: dict[str, Any] = {
+        "v": VERSION,
+        "outcome": SCHEDULE,
+        "nextRunInSeconds": next_run_in_seconds,
+        "args": args,
+    }
+    if partial_result is not None:
+        envelope["partialResult"] = partial_result
+    return envelope
+
+
+def error(reason: str, message: str) -> dict[str, Any]:
+    """The run failed; `reason` is CamelCase, `message` is for humans."""
+    return {"v": VERSION, "outcome": ERROR, "reason": reason, "message": message}
+
+
+def encode(envelope: dict[str, Any], limit: int = MAX_BYTES) -> str:
+    """Serialise `envelope` into at most `limit` bytes, compressing if needed.
+
+    An envelope that does not fit even compressed becomes a `ResultTooLarge`
+    error envelope, so a run always reports something the operator can read.
+    """
+    validate(envelope)
+    plain = json.dumps(envelope, separators=(",", ":"), ensure_ascii=False)
+    raw = plain.encode("utf-8")
+    if len(raw) <= limit:
+        return plain
+    packed = COMPRESSED_PREFIX + base64.b64encode(zlib.compress(raw, 9)).decode("ascii")
+    if len(packed) <= limit:
+        return packed
+    return json.dumps(
+        error(
+            "ResultTooLarge",
+            f"the {envelope['outcome']} envelope is {len(raw)} bytes, "
+            f"{len(packed)} compressed; the limit is {limit} bytes",
+        ),
+        separators=(",", ":"),
+    )
+
+
+def decode(text: str) -> dict[str, Any]:
+    """Parse and validate a termination message; raise `EnvelopeError` if invalid."""
+    text = text.strip()
+    if not text:
+        raise EnvelopeError("the termination message is empty")
+    if text.startswith(COMPRESSED_PREFIX):
+        text = _decompress(text[len(COMPRESSED_PREFIX) :])
+    try:
+        envelope = json.loads(text)
+    except ValueError as exc:
+        raise EnvelopeError(f"the termination message is not JSON: {exc}") from None
+    validate(envelope)
+    return envelope  # type: ignore[no-any-return]
+
+
+def _decompress(payload: str) -> str:
+    try:
+        compressed = base64.b64decode(payload, validate=True)
+        inflater = zlib.decompressobj()
+        raw = inflater.decompress(compressed, MAX_DECOMPRESSED_BYTES)
+        if inflater.unconsumed_tail:
+            raise EnvelopeError(f"the compressed envelope inflates past {MAX_DECOMPRESSED_BYTES} bytes")
+        return raw.decode("utf-8")
+    except (binascii.Error, zlib.error, UnicodeDecodeError) as exc:
+        raise EnvelopeError(f"the compressed envelope is corrupt: {exc}") from None
+
+
+def validate(envelope: Any) -> None:
+    """Raise `EnvelopeError` unless `envelope` has one of the three shapes."""
+    if not isinstance(envelope, dict):
+        raise EnvelopeError("the envelope is not a JSON object")
+    if envelope.get("v") != VERSION:
+        raise EnvelopeError(f"unsupported envelope version {envelope.get('v')!r}; expected {VERSION}")
+    outcome = envelope.get("outcome")
+    if outcome == DONE:
+        _require_keys(envelope, {"result"}, set())
+    elif outcome == SCHEDULE:
+        _require_keys(envelope, {"nextRunInSeconds", "args"}, {"partialResult"})
+        seconds = envelope["nextRunInSeconds"]
+        if isinstance(seconds, bool) or not isinstance(seconds, int) or seconds < 0:
+            raise EnvelopeError("schedule.nextRunInSeconds must be a non-negative integer")
+        if not isinstance(envelope["args"], dict):
+            raise EnvelopeError("schedule.args must be a JSON object")
+    elif outcome == ERROR:
+        _require_keys(envelope, {"reason", "message"}, set())
+        if not isinstance(envelope["reason"], str) or not _REASON.match(envelope["reason"]):
+            raise EnvelopeError("error.reason must be a CamelCase word")
+        if not isinstance(envelope["message"], str):
+            raise EnvelopeError("error.message must be a string")
+    else:
+        raise EnvelopeError(f"unknown outcome {outcome!r}; expected done, schedule or error")
+
+
+def _require_keys(envelope: dict[str, Any], required: set[str], optional: set[str]) -> None:
+    keys = set(envelope) - {"v", "outcome"}
+    missing = required - keys
+    if missing:
+        raise EnvelopeError(f"{envelope['outcome']} envelope lacks {', '.join(sorted(missing))}")
+    unknown = keys - required - optional
+    if unknown:
+        raise EnvelopeError(f"{envelope['outcome']} envelope has unknown keys {', '.join(sorted(unknown))}")

@@ -1,0 +1,133 @@
+"""The runner entrypoint: one run of one component method, one envelope.
+
+Reads the contract's environment variables, loads the component named by
+`SCHEDEXEC_COMPONENT`, calls it, and writes exactly one outcome envelope to
+the termination log. Bad input (unknown method, args that are not a JSON
+object, a component that cannot be imported) is itself reported as an error
+envelope, so the operator always learns why a run failed. Credential values
+are redacted from every error message the runner writes or logs.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from schedexec_runner import contract, envelope
+from schedexec_runner.component import Component, RunContext
+
+
+class InputError(Exception):
+    """The run's inputs break the contract."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+def pod_path(path: str, environ: Mapping[str, str]) -> Path:
+    """Resolve an absolute pod path (under the dev node agent's root if set)."""
+    root = environ.get(contract.POD_ROOT)
+    return Path(root + path) if root else Path(path)
+
+
+def read_args(environ: Mapping[str, str]) -> dict[str, Any]:
+    raw = environ.get(contract.ARGS, "") or "{}"
+    try:
+        args = json.loads(raw)
+    except ValueError as exc:
+        raise InputError("InvalidArgs", f"{contract.ARGS} is not JSON: {exc}") from None
+    if not isinstance(args, dict):
+        raise InputError("InvalidArgs", f"{contract.ARGS} must be a JSON object, not {type(args).__name__}")
+    return args
+
+
+def read_credentials(environ: Mapping[str, str]) -> dict[str, str]:
+    """One entry per file of the mounted Secret; nothing if none is mounted."""
+    configured = environ.get(contract.CREDENTIALS_DIR)
+    if not configured:
+        return {}
+    directory = pod_path(configured, environ)
+    if not directory.is_dir():
+        raise InputError("CredentialsUnavailable", f"credentials directory {configured} is not mounted")
+    return {
+        entry.name: entry.read_text(encoding="utf-8").strip()
+        for entry in sorted(directory.iterdir())
+        if entry.is_file() and not entry.name.startswith(".")
+    }
+
+
+def load_component(environ: Mapping[str, str]) -> Component:
+    target = environ.get(contract.COMPONENT, "")
+    module_name, _, attribute = target.partition(":")
+    if not module_name:
+        raise InputError("ComponentNotFound", f"{contract.COMPONENT} is not set (expected module:attribute)")
+    try:
+        component = getattr(importlib.import_module(module_name), attribute or "component")
+    except (ImportError, AttributeError) as exc:
+        raise InputError("ComponentNotFound", f"cannot load component {target!r}: {exc}") from None
+    if not isinstance(component, Component):
+        raise InputError("ComponentNotFound", f"{target!r} is a {type(component).__name__}, not a Component")
+    return component
+
+
+def redact(text: str, secrets: Mapping[str, str]) -> str:
+    for value in secrets.values():
+        if len(value) >= 3:
+            text = text.replace(value, "***")
+    return text
+
+
+def run(environ: Mapping[str, str]) -> dict[str, Any]:
+    """The envelope for the run `environ` describes; never raises."""
+    credentials: dict[str, str] = {}
+    try:
+        credentials = read_credentials(environ)
+        args = read_args(environ)
+        component = load_component(environ)
+        method = environ.get(contract.METHOD, "")
+        if not method:
+            raise InputError("MissingInput", f"{contract.METHOD} is not set")
+        ctx = RunContext(
+            method=method,
+            module=environ.get(contract.MODULE) or None,
+            function=environ.get(contract.FUNCTION) or None,
+            run_index=int(environ.get(contract.RUN_INDEX, "1") or 1),
+            execution=environ.get(contract.EXECUTION, ""),
+            credentials=credentials,
+        )
+        outcome = component.run(args, ctx)
+    except InputError as exc:
+        outcome = envelope.error(exc.reason, str(exc))
+    except Exception as exc:  # noqa: BLE001 - the runner must always report
+        outcome = envelope.error("RunnerError", f"{type(exc).__name__}: {exc}")
+    if outcome["outcome"] == envelope.ERROR:
+        outcome["message"] = redact(outcome["message"], credentials)
+    return outcome
+
+
+def main() -> int:
+    environ = os.environ
+    outcome = run(environ)
+    try:
+        text = envelope.encode(outcome)
+    except (TypeError, ValueError, envelope.EnvelopeError) as exc:
+        text = envelope.encode(envelope.error("InvalidResult", f"the outcome cannot be serialised as JSON: {exc}"))
+    target = pod_path(environ.get(contract.TERMINATION_LOG) or contract.DEFAULT_TERMINATION_LOG, environ)
+    try:
+        target.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        print(f"schedexec-runner: cannot write the envelope to {target}: {exc}", file=sys.stderr)
+        return contract.EXIT_NOT_REPORTED
+    summary = outcome["outcome"] if outcome["outcome"] != envelope.ERROR else f"error {outcome['reason']}: {outcome['message']}"
+    print(f"schedexec-runner: {environ.get(contract.EXECUTION, '')} run {environ.get(contract.RUN_INDEX, '1')}: {summary}", file=sys.stderr)
+    return contract.EXIT_REPORTED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

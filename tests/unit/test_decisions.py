@@ -1,0 +1,215 @@
+"""Every decision of the operator, without a cluster: object + run + clock → decision."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from schedexec_runner import envelope
+
+from schedexec import decisions, models, runs
+from schedexec.decisions import decide
+from schedexec.models import Phase
+from schedexec.runs import RunObservation, RunState
+
+T0 = datetime(2026, 11, 23, 12, 0, 0, tzinfo=UTC)
+POLICY = decisions.Policy(min_interval_seconds=10)
+
+
+def execution(status: dict[str, Any] | None = None, **spec: Any) -> models.ScheduledExecution:
+    body = {
+        "metadata": {"name": "sx1", "namespace": "ns", "uid": "u1", "generation": 1, "resourceVersion": "5",
+                     "creationTimestamp": T0.isoformat()},
+        "spec": {"component": {"image": "img"}, "method": "poll", "args": {"a": 1}, **spec},
+        "status": status or {},
+    }
+    return models.ScheduledExecution.model_validate(body)
+
+
+def at(seconds: float) -> datetime:
+    return T0 + timedelta(seconds=seconds)
+
+
+def running(index: int = 1, **status: Any) -> dict[str, Any]:
+    """Status of an execution whose run `index` is running since T0."""
+    return {"phase": "Running", "runs": index - 1, "startedAt": T0.isoformat(),
+            "deadline": at(600).isoformat(), "currentRun": {"index": index, "job": f"sx1-r{index}",
+                                                           "startedAt": T0.isoformat()}, **status}
+
+
+def finished(env: dict[str, Any], exit_code: int = 0) -> RunObservation:
+    return RunObservation(RunState.SUCCEEDED, envelope=env, exit_code=exit_code)
+
+
+def condition(status: models.ScheduledExecutionStatus, type_: str) -> models.Condition:
+    return next(c for c in status.conditions if c.type == type_)
+
+
+def test_a_new_execution_starts_run_1_with_spec_args_and_sets_every_condition() -> None:
+    d = decide(execution(), runs.MISSING, at(1), slot_free=True, policy=POLICY)
+    assert d.start_run == decisions.StartRun(index=1, args={"a": 1})
+    assert d.status.phase is Phase.RUNNING
+    assert d.status.current_run is not None and d.status.current_run.job == "sx1-r1"
+    assert d.status.deadline == at(600)
+    assert {c.type for c in d.status.conditions} == {"Succeeded", "Finished", "TimedOut"}
+    assert condition(d.status, "Succeeded").status is models.ConditionStatus.UNKNOWN
+    assert d.wake_at == at(600)
+    assert [e.reason for e in d.events] == ["RunStarted"]
+
+
+def test_without_a_free_slot_the_execution_is_queued_and_started_later() -> None:
+    d = decide(execution(), runs.MISSING, at(1), slot_free=False, policy=POLICY)
+    assert d.start_run is None and d.queued
+    assert d.status.phase is Phase.PENDING
+    assert condition(d.status, "Succeeded").reason == "Queued"
+    assert [e.reason for e in d.events] == ["Queued"]
+    queued = execution(d.status.model_dump(mode="json", by_alias=True))
+    assert decide(queued, runs.MISSING, at(2), slot_free=False, policy=POLICY).events == []
+    again = decide(queued, runs.MISSING, at(2), slot_free=True, policy=POLICY)
+    assert again.start_run is not None and again.start_run.index == 1
+
+
+def test_an_active_run_changes_nothing_and_wakes_at_the_deadline() -> None:
+    ex = execution(running())
+    d = decide(ex, RunObservation(RunState.ACTIVE), at(5), slot_free=True, policy=POLICY)
+    assert d.start_run is None and d.delete_job is None
+    assert d.status.phase is Phase.RUNNING
+    assert d.wake_at == at(600)
+
+
+def test_done_succeeds_with_the_result_and_cleans_the_job_up() -> None:
+    d = decide(execution(running()), finished(envelope.done({"x": 1})), at(5), slot_free=True, policy=POLICY)
+    assert d.status.phase is Phase.SUCCEEDED
+    assert d.status.result == {"x": 1}
+    assert d.status.completed_at == at(5)
+    assert d.delete_job == "sx1-r1"
+    assert d.status.history[-1].outcome is models.RunOutcome.DONE
+    assert condition(d.status, "Succeeded").status is models.ConditionStatus.TRUE
+    assert condition(d.status, "Finished").status is models.ConditionStatus.TRUE
+
+
+def test_error_fails_with_reason_and_message() -> None:
+    d = decide(execution(running()), finished(envelope.error("BadInput", "no such shop")), at(5), True, POLICY)
+    assert d.status.phase is Phase.FAILED
+    assert d.status.error == models.ExecutionError(reason="BadInput", message="no such shop")
+    assert condition(d.status, "Succeeded").reason == "BadInput"
+    assert [e.type for e in d.events] == ["Warning"]
+
+
+@pytest.mark.parametrize(
+    ("asked", "expected_delay"),
+    [(0, 10), (3, 10), (10, 10), (42, 42)],
+)
+def test_schedule_waits_at_least_the_minimum_interval(asked: int, expected_delay: int) -> None:
+    env = envelope.schedule(asked, {"cursor": 2}, partial_result={"job": "j-1"})
+    d = decide(execution(running()), finished(env), at(5), slot_free=True, policy=POLICY)
+    assert d.status.phase is Phase.WAITING
+    assert d.status.next_run_at == at(5 + expected_delay)
+    assert d.status.next_args == {"cursor": 2}
+    assert d.status.partial_result == {"job": "j-1"}
+    assert d.status.runs == 1 and d.status.current_run is None
+    assert d.wake_at == at(5 + expected_delay)
+    assert d.delete_job == "sx1-r1"
+
+
+def test_a_waiting_execution_starts_the_next_run_with_the_scheduled_args_when_due() -> None:
+    status = {"phase": "Waiting", "runs": 1, "startedAt": T0.isoformat(), "deadline": at(600).isoformat(),
+              "nextRunAt": at(20).isoformat(), "nextArgs": {"cursor": 2}}
+    early = decide(execution(status), runs.MISSING, at(19), True, POLICY)
+    assert early.start_run is None and early.wake_at == at(20)
+    due = decide(execution(status), runs.MISSING, at(20), True, POLICY)
+    assert due.start_run == decisions.StartRun(index=2, args={"cursor": 2})
+    assert due.status.current_run is not None and due.status.current_run.job == "sx1-r2"
+
+
+def test_the_deadline_stops_a_running_run_and_keeps_the_partial_result() -> None:
+    ex = execution(running(2, runs=1, partialResult={"job": "j-1"}))
+    d = decide(ex, RunObservation(RunState.ACTIVE), at(600), True, POLICY)
+    assert d.status.phase is Phase.TIMED_OUT
+    assert d.delete_job == "sx1-r2"
+    assert d.status.partial_result == {"job": "j-1"}
+    assert d.status.error is not None and d.status.error.reason == "Timeout"
+    assert condition(d.status, "TimedOut").status is models.ConditionStatus.TRUE
+    assert d.status.history[-1].outcome is models.RunOutcome.STOPPED
+
+
+def test_the_deadline_ends_a_waiting_sequence() -> None:
+    status = {"phase": "Waiting", "runs": 1, "startedAt": T0.isoformat(), "deadline": at(600).isoformat(),
+              "nextRunAt": at(900).isoformat(), "nextArgs": {}}
+    early = decide(execution(status), runs.MISSING, at(10), True, POLICY)
+    assert early.wake_at == at(600)
+    d = decide(execution(status), runs.MISSING, at(600), True, POLICY)
+    assert d.status.phase is Phase.TIMED_OUT and d.start_run is None and d.delete_job is None
+
+
+def test_a_result_reported_before_the_deadline_wins_over_the_timeout() -> None:
+    d = decide(execution(running()), finished(envelope.done(1)), at(601), True, POLICY)
+    assert d.status.phase is Phase.SUCCEEDED
+
+
+def test_a_schedule_at_max_runs_fails() -> None:
+    ex = execution(running(3, runs=2), maxRuns=3)
+    d = decide(ex, finished(envelope.schedule(10, {})), at(5), True, POLICY)
+    assert d.status.phase is Phase.FAILED
+    assert d.status.error is not None and d.status.error.reason == "MaxRunsExceeded"
+
+
+@pytest.mark.parametrize(
+    ("observation", "reason"),
+    [
+        (RunObservation(RunState.FAILED, failure_reason="BackoffLimitExceeded", failure_message="Traceback: boom",
+                        exit_code=1), "BackoffLimitExceeded"),
+        (RunObservation(RunState.FAILED, failure_reason="DeadlineExceeded"), "RunTimedOut"),
+        (RunObservation(RunState.SUCCEEDED, envelope_problem="not JSON", exit_code=0), "InvalidEnvelope"),
+        (runs.MISSING, "RunLost"),
+    ],
+)
+def test_a_run_without_an_outcome_fails_with_a_clear_reason(observation: RunObservation, reason: str) -> None:
+    d = decide(execution(running()), observation, at(5), True, POLICY)
+    assert d.status.phase is Phase.FAILED
+    assert d.status.error is not None and d.status.error.reason == reason
+    assert d.status.history[-1].outcome is models.RunOutcome.LOST
+    if observation.failure_message:
+        assert observation.failure_message in d.status.error.message
+
+
+def test_cancel_stops_the_run() -> None:
+    d = decide(execution(running(), cancel=True), RunObservation(RunState.ACTIVE), at(5), True, POLICY)
+    assert d.status.phase is Phase.CANCELLED and d.delete_job == "sx1-r1"
+
+
+def test_a_finished_execution_is_deleted_after_its_ttl() -> None:
+    done = decide(execution(running(), ttlSecondsAfterFinished=30), finished(envelope.done(1)), at(5), True, POLICY)
+    ex = execution(done.status.model_dump(mode="json", by_alias=True), ttlSecondsAfterFinished=30)
+    early = decide(ex, runs.MISSING, at(20), True, POLICY)
+    assert not early.delete_execution and early.wake_at == at(35)
+    assert decide(ex, runs.MISSING, at(35), True, POLICY).delete_execution
+
+
+def test_reconciling_a_finished_execution_again_changes_nothing() -> None:
+    done = decide(execution(running()), finished(envelope.done(1)), at(5), True, POLICY)
+    ex = execution(done.status.model_dump(mode="json", by_alias=True))
+    again = decide(ex, runs.MISSING, at(50), True, POLICY)
+    assert again.status == ex.status and not again.events and again.delete_job is None
+
+
+def test_last_transition_time_moves_only_when_the_status_flips() -> None:
+    first = decide(execution(), runs.MISSING, at(1), True, POLICY)
+    ex = execution(first.status.model_dump(mode="json", by_alias=True))
+    waiting = decide(ex, finished(envelope.schedule(10, {})), at(5), True, POLICY)
+    assert condition(waiting.status, "Succeeded").reason == "Waiting"
+    assert condition(waiting.status, "Succeeded").last_transition_time == at(1)
+    ex2 = execution(waiting.status.model_dump(mode="json", by_alias=True))
+    done = decide(ex2, runs.MISSING, at(15), True, POLICY)
+    ex3 = execution(done.status.model_dump(mode="json", by_alias=True))
+    final = decide(ex3, finished(envelope.done(1)), at(20), True, POLICY)
+    assert condition(final.status, "Succeeded").last_transition_time == at(20)
+
+
+def test_history_is_bounded() -> None:
+    history = [{"index": i, "outcome": "Scheduled"} for i in range(1, 11)]
+    ex = execution(running(11, runs=10, history=history))
+    d = decide(ex, finished(envelope.schedule(10, {})), at(5), True, POLICY)
+    assert len(d.status.history) == models.HISTORY_LIMIT
+    assert d.status.history[-1].index == 11 and d.status.history[0].index == 2
