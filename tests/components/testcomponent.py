@@ -1,0 +1,86 @@
+"""A component whose behaviour the operator's tests choose through args.
+
+Image `ghcr.io/schedexec/test-component` in the node agent's images.yaml.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import string
+import sys
+import time
+from typing import Any
+
+from schedexec_runner import Component, RunContext, RunError, Schedule, contract
+from schedexec_runner.main import pod_path
+
+component = Component("test")
+
+
+@component.model("getCategories")
+def categories(args: dict[str, Any], ctx: RunContext) -> dict[str, str]:
+    return {"1": "Books", "2": "Music", "module": ctx.module or ""}
+
+
+@component.metadata("products")
+def products(args: dict[str, Any], ctx: RunContext) -> dict[str, Any]:
+    return {"in": {"type": "object", "properties": {"category": {"type": "string"}}},
+            "out": {"type": "object", "properties": {"sku": {"type": "string"}}}}
+
+
+@component.credentials
+def verify(args: dict[str, Any], ctx: RunContext) -> None:
+    if ctx.credentials.get("apiKey") != args.get("expected"):
+        raise ValueError(f"the api key {ctx.credentials.get('apiKey')} was refused")
+
+
+@component.command("countdown")
+def countdown(args: dict[str, Any], ctx: RunContext) -> Any:
+    """Schedules itself `left` more times; the args carry every run index seen."""
+    seen = [*args.get("seen", []), ctx.run_index]
+    if args.get("left", 0) > 0:
+        return Schedule(args.get("every", 0), {**args, "left": args["left"] - 1, "seen": seen},
+                        partial_result={"remoteJob": "job-42", "seen": seen})
+    return {"seen": seen}
+
+
+@component.command("fail")
+def fail(args: dict[str, Any], ctx: RunContext) -> Any:
+    raise RunError("ShopUnavailable", "the shop answered 503")
+
+
+@component.command("sleep")
+def sleep(args: dict[str, Any], ctx: RunContext) -> Any:
+    time.sleep(float(args.get("seconds", 3600)))
+    return "slept"
+
+
+@component.command("crash")
+def crash(args: dict[str, Any], ctx: RunContext) -> Any:
+    print("crashing on purpose: segfault in native code", file=sys.stderr, flush=True)
+    os._exit(3)
+
+
+@component.command("garbage")
+def garbage(args: dict[str, Any], ctx: RunContext) -> Any:
+    target = os.environ.get(contract.TERMINATION_LOG) or contract.DEFAULT_TERMINATION_LOG
+    pod_path(target, os.environ).write_text("this is not an envelope")
+    os._exit(0)
+
+
+@component.command("huge")
+def huge(args: dict[str, Any], ctx: RunContext) -> Any:
+    rng = random.Random(7)
+    return "".join(rng.choice(string.ascii_letters) for _ in range(20000))
+
+
+@component.command("leak")
+def leak(args: dict[str, Any], ctx: RunContext) -> Any:
+    raise RuntimeError(f"cannot log in with {ctx.credentials.get('apiKey')}")
+
+
+@component.command("files")
+def files(args: dict[str, Any], ctx: RunContext) -> Any:
+    """Lists the credential keys, to prove the Secret is mounted (names only, never values)."""
+    return sorted(ctx.credentials)
