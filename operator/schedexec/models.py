@@ -57,12 +57,15 @@ class LocalObjectReference(Model):
     name: str = Field(min_length=1, max_length=253, description="Name of the object in the execution's namespace.")
 
 
+Quantity = Annotated[str, Field(max_length=64)]
+
+
 class ResourceRequirements(Model):
-    requests: dict[str, str] | None = Field(
-        None, description="Minimum resources for a run's container, e.g. {cpu: 100m, memory: 64Mi}."
+    requests: dict[str, Quantity] | None = Field(
+        None, max_length=16, description="Minimum resources for a run's container, e.g. {cpu: 100m, memory: 64Mi}."
     )
-    limits: dict[str, str] | None = Field(
-        None, description="Maximum resources for a run's container, e.g. {memory: 256Mi}."
+    limits: dict[str, Quantity] | None = Field(
+        None, max_length=16, description="Maximum resources for a run's container, e.g. {memory: 256Mi}."
     )
 
 
@@ -70,12 +73,12 @@ class ComponentSpec(Model):
     """Where the method runs: the component's own image."""
 
     image: str = Field(min_length=1, max_length=1024, description="Container image of the component (its runner image).")
-    command: list[str] | None = Field(
-        None, description="Overrides the image's entrypoint; by default the image runs `schedexec-runner`."
+    command: list[Annotated[str, Field(max_length=4096)]] | None = Field(
+        None, max_length=64, description="Overrides the image's entrypoint; by default the image runs `schedexec-runner`."
     )
     resources: ResourceRequirements | None = Field(None, description="Resources of each run's container.")
     image_pull_secrets: list[LocalObjectReference] | None = Field(
-        None, description="Secrets for pulling the image from a private registry."
+        None, max_length=16, description="Secrets for pulling the image from a private registry."
     )
 
 
@@ -145,12 +148,22 @@ IMMUTABLE_SPEC_FIELDS = [
 ]
 
 
+CEL_RESERVED = frozenset(
+    "as break const continue else for function if import let loop package namespace return var void while".split()
+)
+
+
+def cel(field: str) -> str:
+    """A property name as CEL spells it: reserved words are escaped as __word__."""
+    return f"__{field}__" if field in CEL_RESERVED else field
+
+
 def _spec_rules() -> list[dict[str, str]]:
     """Cross-field rules and immutability (every field but `cancel`)."""
     rules = [
         rule(f"self.method != '{GET_META_MODEL}' || has(self.module)",
              "spec.module is required when method is getMetaModel", ".module"),
-        rule(f"self.method != '{SELECT_MODEL}' || has(self.function)",
+        rule(f"self.method != '{SELECT_MODEL}' || has(self.{cel('function')})",
              "spec.function (the select-model function) is required when method is selectModel", ".function"),
         rule("!has(self.runTimeoutSeconds) || !has(self.timeoutSeconds) || self.runTimeoutSeconds <= self.timeoutSeconds",
              "spec.runTimeoutSeconds must not exceed spec.timeoutSeconds", ".runTimeoutSeconds"),
@@ -158,9 +171,10 @@ def _spec_rules() -> list[dict[str, str]]:
              "spec.cancel cannot be set back to false", ".cancel"),
     ]
     rules += [
-        rule(f"has(self.{field}) == has(oldSelf.{field}) && (!has(self.{field}) || self.{field} == oldSelf.{field})",
+        rule(f"has(self.{c}) == has(oldSelf.{c}) && (!has(self.{c}) || self.{c} == oldSelf.{c})",
              f"spec.{field} is immutable", f".{field}")
         for field in IMMUTABLE_SPEC_FIELDS
+        for c in [cel(field)]
     ]
     return rules
 

@@ -246,15 +246,16 @@ class NodeAgent:
             self.force_delete(pod)
 
     def force_delete(self, pod: Any) -> None:
+        log.info("pod %s/%s stopped; finishing its deletion", pod.metadata.namespace, pod.metadata.name)
         try:
+            # the body's options win over query parameters, so the grace period goes in the body
             self.core.delete_namespaced_pod(
                 pod.metadata.name,
                 pod.metadata.namespace,
-                grace_period_seconds=0,
-                body=client.V1DeleteOptions(preconditions={"uid": pod.metadata.uid}),
+                body=client.V1DeleteOptions(grace_period_seconds=0, preconditions={"uid": pod.metadata.uid}),
             )
         except ApiException as exc:
-            if exc.status not in (404, 409):
+            if exc.status != 404:
                 log.warning("cannot delete %s: %s", pod.metadata.name, exc)
 
     # --- one pod -------------------------------------------------------------------
