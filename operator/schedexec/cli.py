@@ -55,8 +55,10 @@ def main(argv: list[str] | None = None) -> int:
     options = parser.parse_args(argv)
     if options.command == "crds":
         return crd.main([options.directory])
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    asyncio.run(run_operator(OperatorSettings()))
+    settings = OperatorSettings()
+    kopf.configure(log_format=kopf.LogFormat[settings.log_format.upper()])
+    logging.getLogger("kopf.objects").setLevel(logging.WARNING)  # one line per watch event is noise
+    asyncio.run(run_operator(settings))
     return 0
 
 

@@ -27,6 +27,11 @@ def registry_for(controller: Controller) -> kopf.OperatorRegistry:
         settings.watching.server_timeout = 300
         settings.persistence.finalizer = f"{models.GROUP}/finalizer"
 
+    @kopf.on.login(registry=registry)
+    def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
+        """The same credentials as schedexec.kube: in-cluster, else the kubeconfig (via pykube-ng)."""
+        return kopf.login_via_pykube(**kwargs)
+
     @kopf.on.event(models.GROUP, models.VERSION, models.PLURAL, registry=registry)
     async def execution_event(event: kopf.RawEvent, body: kopf.Body, **_: Any) -> None:
         controller.execution_event(event.get("type"), body)

@@ -6,6 +6,8 @@ the README and the code cannot disagree about names.
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -25,6 +27,7 @@ class OperatorSettings(BaseSettings):
     )
     liveness_endpoint: str = Field("http://0.0.0.0:8080/healthz", description="Kopf's liveness endpoint.")
     metrics_port: int = Field(9090, ge=0, le=65535, description="Prometheus metrics port; 0 disables.")
+    log_format: Literal["full", "plain", "json"] = Field("full", description="Log format; json for log pipelines.")
     peering: str | None = Field(
         None, description="Kopf peering object for several replicas; unset runs standalone."
     )

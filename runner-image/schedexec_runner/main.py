@@ -5,7 +5,8 @@ Reads the contract's environment variables, loads the component named by
 the termination log. Bad input (unknown method, args that are not a JSON
 object, a component that cannot be imported) is itself reported as an error
 envelope, so the operator always learns why a run failed. Credential values
-are redacted from every error message the runner writes or logs.
+are redacted from everything the runner writes or logs: a run's result is
+stored in the execution's status, where credentials must never appear.
 """
 
 from __future__ import annotations
@@ -76,11 +77,16 @@ def load_component(environ: Mapping[str, str]) -> Component:
     return component
 
 
-def redact(text: str, secrets: Mapping[str, str]) -> str:
+def redact(outcome: dict[str, Any], secrets: Mapping[str, str]) -> dict[str, Any]:
+    """`outcome` with every credential value replaced by ***, wherever it appears."""
+    try:
+        text = json.dumps(outcome, ensure_ascii=False)
+    except (TypeError, ValueError) as exc:
+        return envelope.error("InvalidResult", f"the outcome cannot be serialised as JSON: {exc}")
     for value in secrets.values():
         if len(value) >= 3:
-            text = text.replace(value, "***")
-    return text
+            text = text.replace(json.dumps(value, ensure_ascii=False)[1:-1], "***")
+    return json.loads(text)  # type: ignore[no-any-return]
 
 
 def run(environ: Mapping[str, str]) -> dict[str, Any]:
@@ -106,9 +112,7 @@ def run(environ: Mapping[str, str]) -> dict[str, Any]:
         outcome = envelope.error(exc.reason, str(exc))
     except Exception as exc:  # noqa: BLE001 - the runner must always report
         outcome = envelope.error("RunnerError", f"{type(exc).__name__}: {exc}")
-    if outcome["outcome"] == envelope.ERROR:
-        outcome["message"] = redact(outcome["message"], credentials)
-    return outcome
+    return redact(outcome, credentials)
 
 
 def main() -> int:

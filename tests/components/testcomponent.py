@@ -5,6 +5,7 @@ Image `ghcr.io/schedexec/test-component` in the node agent's images.yaml.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import random
 import string
@@ -31,7 +32,8 @@ def products(args: dict[str, Any], ctx: RunContext) -> dict[str, Any]:
 
 @component.credentials
 def verify(args: dict[str, Any], ctx: RunContext) -> None:
-    if ctx.credentials.get("apiKey") != args.get("expected"):
+    key = ctx.credentials.get("apiKey", "")
+    if hashlib.sha256(key.encode()).hexdigest() != args.get("expectedSha256"):
         raise ValueError(f"the api key {ctx.credentials.get('apiKey')} was refused")
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from hashlib import sha256
 import os
 import subprocess
 import sys
@@ -103,7 +104,7 @@ def test_credentials_are_read_from_the_mounted_secret_and_redacted_from_errors(t
     values = {contract.CREDENTIALS_DIR: contract.DEFAULT_CREDENTIALS_DIR}
     assert run(env(tmp_path, **values, **{contract.METHOD: "files"})) == envelope.done(["apiKey"])
     verified = run(env(tmp_path, **values, **{contract.METHOD: "verifyCredentials",
-                                              contract.ARGS: json.dumps({"expected": "canary-9f8e7d"})}))
+                                              contract.ARGS: json.dumps({"expectedSha256": sha256(b"canary-9f8e7d").hexdigest()})}))
     assert verified == envelope.done({"verified": True})
     leaked = run(env(tmp_path, **values, **{contract.METHOD: "leak"}))
     assert "canary-9f8e7d" not in json.dumps(leaked) and "***" in leaked["message"]
@@ -133,3 +134,20 @@ def test_an_oversized_result_is_reported_as_result_too_large(tmp_path: Path) -> 
 def test_a_crashing_component_exits_non_zero_without_an_envelope(tmp_path: Path) -> None:
     code, text = run_process(tmp_path, "crash")
     assert code == 3 and text == ""
+
+
+def test_credential_values_are_redacted_from_results_too(tmp_path: Path) -> None:
+    mount = tmp_path / "var/run/schedexec/credentials"
+    mount.mkdir(parents=True)
+    (mount / "apiKey").write_text('can"ary')
+    refused = run(env(tmp_path, **{contract.CREDENTIALS_DIR: contract.DEFAULT_CREDENTIALS_DIR,
+                                   contract.METHOD: "verifyCredentials", contract.ARGS: '{"expectedSha256": "other"}'}))
+    assert refused["result"] == {"verified": False, "reason": "the api key *** was refused"}
+
+
+def test_a_result_that_is_not_json_is_an_invalid_result(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import testcomponent
+
+    monkeypatch.setitem(testcomponent.component.commands, "object", lambda args, run: object())
+    outcome = run(env(tmp_path, **{contract.METHOD: "object"}))
+    assert outcome["reason"] == "InvalidResult"
