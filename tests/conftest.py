@@ -130,6 +130,10 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+MAX_RUNNING = 3
+"""The test operator's run-slot limit, small so that queueing is exercised."""
+
+
 class Operator:
     """The operator as a real process (`schedexec operator`), killable and restartable."""
 
@@ -144,6 +148,7 @@ class Operator:
         self.log = self.log_dir / f"operator-{self.starts}.log"
         env = {**os.environ, "KUBECONFIG": str(self.cluster.kubeconfig),
                "SCHEDEXEC_MIN_INTERVAL_SECONDS": "1", "SCHEDEXEC_METRICS_PORT": "0",
+               "SCHEDEXEC_MAX_RUNNING": str(MAX_RUNNING), "SCHEDEXEC_LOG_LEVEL": "debug",
                "SCHEDEXEC_LIVENESS_ENDPOINT": f"http://127.0.0.1:{free_port()}/healthz"}
         with self.log.open("wb") as out:
             self.process = subprocess.Popen([sys.executable, "-m", "schedexec.cli", "operator"], env=env,

@@ -32,9 +32,8 @@ async def run_operator(settings: OperatorSettings) -> None:
     )
     if settings.metrics_port:
         prometheus_client.start_http_server(settings.metrics_port)
-    loop_task = asyncio.create_task(controller.run())
-    try:
-        await kopf.operator(
+    kopf_task = asyncio.create_task(
+        kopf.operator(
             registry=registry_for(controller),
             clusterwide=not settings.namespaces,
             namespaces=settings.namespaces,
@@ -42,8 +41,15 @@ async def run_operator(settings: OperatorSettings) -> None:
             peering_name=settings.peering,
             liveness_endpoint=settings.liveness_endpoint or None,
         )
-    finally:
-        loop_task.cancel()
+    )
+    controller_task = asyncio.create_task(controller.run())
+    await asyncio.wait([kopf_task, controller_task], return_when=asyncio.FIRST_COMPLETED)
+    if controller_task.done():  # never by design: a dead controller must not leave a live-looking operator
+        kopf_task.cancel()
+        controller_task.result()
+        raise RuntimeError("the controller stopped")
+    controller_task.cancel()
+    await kopf_task
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -58,6 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     settings = OperatorSettings()
     kopf.configure(log_format=kopf.LogFormat[settings.log_format.upper()])
     logging.getLogger("kopf.objects").setLevel(logging.WARNING)  # one line per watch event is noise
+    logging.getLogger("schedexec").setLevel(settings.log_level.upper())
     asyncio.run(run_operator(settings))
     return 0
 

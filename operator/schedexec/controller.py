@@ -82,7 +82,8 @@ class Controller:
         if event_type == "DELETED":
             self.executions.pop(key, None)
             self.timers.cancel(key)
-            self._release(key)
+            self.queued.pop(key, None)
+            self._free_slot(key)
             return
         if _newer(body, self.executions.get(key)):
             self.executions[key] = dict(body)
@@ -98,6 +99,7 @@ class Controller:
             self.jobs.pop(job_key, None)
         elif _newer(body, self.jobs.get(job_key)):
             self.jobs[job_key] = dict(body)
+        log.debug("job event %s %s (rv %s)", event_type, job_key, meta.get("resourceVersion"))
         for owner in meta.get("ownerReferences") or []:
             if owner.get("kind") == models.KIND and owner.get("apiVersion") == models.API_VERSION:
                 self.queue.add(f"{meta['namespace']}/{owner['name']}")
@@ -121,7 +123,7 @@ class Controller:
                 delay = await asyncio.to_thread(self.reconcile, key)
             except Conflict:
                 delay = 0.2
-            except (TRANSIENT, pydantic.ValidationError, OSError) as exc:
+            except (*TRANSIENT, pydantic.ValidationError, OSError) as exc:
                 delay = self._backoff(key)
                 metrics.RECONCILE_ERRORS.inc()
                 log.warning("reconcile of %s failed, retrying in %.0fs: %s", key, delay, exc)
@@ -153,6 +155,7 @@ class Controller:
             return None
         now = datetime.now(UTC)
         run = self._observe(execution)
+        log.debug("reconcile %s: phase %s, run %s", key, execution.status.phase, run.state)
         decision = decisions.decide(execution, run, now, self._slot_free(key), self.policy)
         self._apply(execution, decision, now)
         if decision.wake_at is None:
@@ -205,13 +208,12 @@ class Controller:
         if decision.delete_job is not None:
             self.cluster.delete_job(execution.metadata.namespace, decision.delete_job)
         if status.current_run is None:
-            self._release(key)
+            self._free_slot(key)
         if decision.delete_execution:
             self.cluster.delete_execution(execution)
 
-    def _release(self, key: str) -> None:
-        """Free `key`'s run slot, and wake the executions queued for one."""
-        self.queued.pop(key, None)
+    def _free_slot(self, key: str) -> None:
+        """Free `key`'s run slot, if it holds one, and wake the executions queued for one."""
         with self._slots_lock:
             if key not in self.running:
                 return

@@ -11,6 +11,7 @@ reconcile again), or an exception (retry with backoff).
 from __future__ import annotations
 
 import json
+import logging
 import socket
 from datetime import UTC, datetime
 from typing import Any
@@ -21,6 +22,10 @@ import requests
 from schedexec import models
 
 JOBS = "batch/v1"
+TRANSIENT = (requests.RequestException, pykube.exceptions.HTTPError)
+"""Errors worth retrying: the network, or an API answer other than the ones handled here."""
+
+log = logging.getLogger("schedexec")
 
 
 class Conflict(Exception):
@@ -103,8 +108,11 @@ class Cluster:
             "lastTimestamp": now,
             "count": 1,
         }
-        response = self.api.post(version="v1", namespace=meta.namespace, url="events", data=json.dumps(event))
-        self.api.raise_for_status(response)
+        try:
+            response = self.api.post(version="v1", namespace=meta.namespace, url="events", data=json.dumps(event))
+            self.api.raise_for_status(response)
+        except TRANSIENT as exc:  # events are best effort: never fail a reconcile for one
+            log.warning("cannot post event %s on %s: %s", reason, execution.key, exc)
 
     def delete_execution(self, execution: models.ScheduledExecution) -> None:
         body = json.dumps({"preconditions": {"uid": execution.metadata.uid}, "propagationPolicy": "Background"})
@@ -118,4 +126,3 @@ class Cluster:
             self.api.raise_for_status(response)
 
 
-TRANSIENT = (requests.RequestException, pykube.exceptions.HTTPError)

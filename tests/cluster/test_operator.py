@@ -12,7 +12,7 @@ from kubernetes import client
 from kubernetes.client.rest import ApiException
 
 from schedexec import models
-from tests.conftest import Cluster, Operator, wait_for
+from tests.conftest import MAX_RUNNING, Cluster, Operator, wait_for
 
 pytestmark = pytest.mark.cluster
 
@@ -225,3 +225,23 @@ def test_a_killed_operator_continues_the_sequence_without_losing_or_repeating_a_
     assert status(done)["phase"] == "Succeeded"
     assert status(done)["result"] == {"seen": [1, 2, 3, 4, 5, 6]}, "each run index ran exactly once, in order"
     assert [r["index"] for r in status(done)["history"]] == [1, 2, 3, 4, 5, 6]
+
+
+def test_runs_beyond_the_concurrency_limit_are_queued_then_run(cluster: Cluster, operator: Operator, namespace: str) -> None:
+    names = [f"q{i}" for i in range(MAX_RUNNING + 2)]
+    for name in names:
+        create(cluster, namespace, execution(name, "sleep", args={"seconds": 2}))
+    most_running, saw_queued = 0, False
+    while True:
+        bodies = [cluster.execution(namespace, n) for n in names]
+        phases = [(b.get("status") or {}).get("phase") for b in bodies]
+        most_running = max(most_running, phases.count("Running"))
+        saw_queued = saw_queued or any(c.get("reason") == "Queued" for b in bodies
+                                       for c in (b.get("status") or {}).get("conditions", []))
+        if all(p == "Succeeded" for p in phases):
+            break
+        assert not any(p in ("Failed", "TimedOut") for p in phases), phases
+    assert most_running <= MAX_RUNNING
+    assert saw_queued
+    queued_events = [e for e in cluster.events(namespace) if e.reason == "Queued"]
+    assert queued_events, "a Queued event tells the user why the execution waits"

@@ -1,0 +1,120 @@
+"""The controller's wiring with a fake cluster: effects in order, errors survived, slots counted."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pykube
+import pytest
+import requests
+
+from schedexec import decisions, models, runs
+from schedexec.controller import Controller, status_patch
+from schedexec.kube import Conflict
+
+
+class FakeCluster:
+    def __init__(self, fail_with: list[Exception] | None = None) -> None:
+        self.calls: list[tuple[str, Any]] = []
+        self.fail_with = fail_with or []
+        self.version = 10
+
+    def _maybe_fail(self) -> None:
+        if self.fail_with:
+            raise self.fail_with.pop(0)
+
+    def create_job(self, manifest: dict[str, Any]) -> None:
+        self._maybe_fail()
+        self.calls.append(("create_job", manifest["metadata"]["name"]))
+
+    def write_status(self, execution: models.ScheduledExecution, status: dict[str, Any]) -> dict[str, Any]:
+        self.calls.append(("write_status", status["phase"]))
+        self.version += 1
+        body = execution.model_dump(mode="json", by_alias=True)
+        body["metadata"]["resourceVersion"] = str(self.version)
+        body["status"] = {k: v for k, v in status.items() if v is not None}
+        return body
+
+    def post_event(self, execution: models.ScheduledExecution, type_: str, reason: str, message: str) -> None:
+        self.calls.append(("event", reason))
+
+    def delete_job(self, namespace: str, name: str) -> None:
+        self.calls.append(("delete_job", name))
+
+    def get_job(self, namespace: str, name: str) -> None:
+        return None
+
+    def run_pods(self, namespace: str, job: str) -> list[dict[str, Any]]:
+        return []
+
+
+def body(name: str = "a") -> dict[str, Any]:
+    return {"metadata": {"name": name, "namespace": "ns", "uid": f"uid-{name}", "resourceVersion": "1",
+                         "generation": 1},
+            "spec": {"component": {"image": "img"}, "method": "m"}}
+
+
+def controller(cluster: FakeCluster, max_running: int = 10) -> Controller:
+    return Controller(cluster, decisions.Policy(), runs.PodDefaults(), max_running=max_running, workers=2)  # type: ignore[arg-type]
+
+
+async def settle(c: Controller, seconds: float = 0.3) -> None:
+    task = asyncio.create_task(c.run())
+    await asyncio.sleep(seconds)
+    task.cancel()
+
+
+def test_a_new_execution_creates_its_job_before_the_status_that_names_it() -> None:
+    cluster = FakeCluster()
+    c = controller(cluster)
+
+    async def scenario() -> None:
+        c.execution_event(None, body())
+        await settle(c)
+
+    asyncio.run(scenario())
+    assert cluster.calls[:3] == [("create_job", "a-r1"), ("write_status", "Running"), ("event", "RunStarted")]
+    assert c.running == {"ns/a"}
+
+
+@pytest.mark.parametrize("error", [
+    requests.ConnectionError("refused"),
+    pykube.exceptions.HTTPError(500, "etcd is sad"),
+    Conflict("ns/a"),
+])
+def test_api_errors_are_retried_and_never_kill_the_workers(error: Exception) -> None:
+    cluster = FakeCluster(fail_with=[error])
+    c = controller(cluster)
+
+    async def scenario() -> None:
+        c.execution_event(None, body())
+        c.execution_event(None, body("b"))
+        await settle(c, 1.5)
+
+    asyncio.run(scenario())
+    assert ("create_job", "a-r1") in cluster.calls and ("create_job", "b-r1") in cluster.calls
+
+
+def test_the_run_slot_limit_queues_the_excess_and_a_deletion_frees_a_slot() -> None:
+    cluster = FakeCluster()
+    c = controller(cluster, max_running=1)
+
+    async def scenario() -> None:
+        c.execution_event(None, body("a"))
+        c.execution_event(None, body("b"))
+        await settle(c)
+        assert [x for x in cluster.calls if x[0] == "create_job"] == [("create_job", "a-r1")]
+        assert list(c.queued) == ["ns/b"]
+        c.execution_event("DELETED", body("a"))
+        await settle(c)
+
+    asyncio.run(scenario())
+    assert ("create_job", "b-r1") in cluster.calls
+    assert c.running == {"ns/b"} and not c.queued
+
+
+def test_the_status_patch_removes_fields_that_became_empty() -> None:
+    status = models.ScheduledExecutionStatus(phase=models.Phase.WAITING, runs=1)
+    patch = status_patch(status)
+    assert patch["phase"] == "Waiting" and patch["currentRun"] is None and patch["result"] is None
