@@ -62,6 +62,8 @@ class PollResult:
     continue_to_poll: bool = False
     args_for_next_run: dict[str, Any] | None = None
     partial_result: Any = None
+    next_run_in_seconds: int | None = None
+    """Overrides the decorator's interval for this one wait."""
 
 
 class RunError(Exception):
@@ -112,7 +114,8 @@ class Component:
                 if not polled.continue_to_poll:
                     return polled.response
                 next_args = args if polled.args_for_next_run is None else polled.args_for_next_run
-                return Schedule(interval_seconds, next_args, polled.partial_result)
+                interval = interval_seconds if polled.next_run_in_seconds is None else polled.next_run_in_seconds
+                return Schedule(interval, next_args, polled.partial_result)
 
             self.commands[name] = poll
             return poll

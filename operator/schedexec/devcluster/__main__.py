@@ -1,6 +1,6 @@
 """Command line for the local control plane.
 
-    python -m schedexec.devcluster up [--state-dir DIR] [--no-node-agent] [--audit]
+    python -m schedexec.devcluster up [--state-dir DIR] [--no-node-agent] [--operator] [--audit]
     python -m schedexec.devcluster down|status [--state-dir DIR]
     python -m schedexec.devcluster binaries
 
@@ -14,19 +14,23 @@ from __future__ import annotations
 import argparse
 import os
 import shlex
+import subprocess
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 from schedexec.devcluster.binaries import (
     COMPONENTS,
+    KUBECTL,
     REPO_ROOT,
+    Binaries,
     BinariesUnavailable,
     ensure_binaries,
 )
-from schedexec.devcluster.controlplane import ControlPlane, ControlPlaneError, ExtraProcess
+from schedexec.devcluster.controlplane import ControlPlane, ControlPlaneError, ExtraProcess, pick_free_ports
 
 NODE_AGENT = "node-agent"
+OPERATOR = "operator"
 
 
 def default_state_dir() -> Path:
@@ -47,6 +51,27 @@ def node_agent_process(plane: ControlPlane) -> ExtraProcess:
     return ExtraProcess(NODE_AGENT, command)
 
 
+def operator_process(plane: ControlPlane) -> ExtraProcess:
+    """The schedexec operator from this checkout, with settings fit for local work."""
+    env = {
+        "SCHEDEXEC_MIN_INTERVAL_SECONDS": os.environ.get("SCHEDEXEC_MIN_INTERVAL_SECONDS", "1"),
+        "SCHEDEXEC_LIVENESS_ENDPOINT": f"http://127.0.0.1:{pick_free_ports(1)[0]}/healthz",
+        "SCHEDEXEC_METRICS_PORT": str(pick_free_ports(1)[0]),
+    }
+    return ExtraProcess(OPERATOR, (sys.executable, "-m", "schedexec.cli", "operator"), env)
+
+
+def apply_crds(plane: ControlPlane, binaries: Binaries) -> None:
+    """Install (or upgrade) the CRDs from crds/ and wait until they are served."""
+    kubectl = [str(binaries.require(KUBECTL)), "--kubeconfig", str(plane.kubeconfig_path)]
+    crds = str(REPO_ROOT / "crds")
+    for args in (["apply", "--server-side", "-f", crds], ["wait", "--for=condition=Established", "-f", crds]):
+        done = subprocess.run([*kubectl, *args], capture_output=True, text=True, timeout=120)
+        if done.returncode != 0:
+            raise ControlPlaneError(f"kubectl {' '.join(args)} failed: {done.stderr.strip()}")
+    print(f"[devcluster] CRDs from {crds} installed", file=sys.stderr)
+
+
 def _parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
@@ -62,6 +87,7 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     up = commands.add_parser("up", parents=[common], help="start (or reuse) the control plane")
     up.add_argument("--no-node-agent", action="store_true", help="do not start the schedexec node agent")
+    up.add_argument("--operator", action="store_true", help="also install the CRDs and run the operator")
     up.add_argument("--audit", action="store_true", help="write an audit log to <state-dir>/logs/audit.log")
     commands.add_parser("down", parents=[common], help="stop the control plane")
     commands.add_parser("status", parents=[common], help="show processes and readiness")
@@ -75,6 +101,10 @@ def _up(args: argparse.Namespace) -> int:
     if not args.no_node_agent:
         plane.extra_processes.append(node_agent_process(plane))
     plane.up()
+    if args.operator:
+        apply_crds(plane, binaries)
+        plane.extra_processes.append(operator_process(plane))
+        plane.up()
     print(f"export KUBECONFIG={shlex.quote(str(plane.kubeconfig_path))}")
     return 0
 
