@@ -50,7 +50,9 @@ class Remote:
                 return 200, CATEGORIES
             if method == "GET" and len(parts) == 3 and parts[0] == "categories" and parts[2] == "schema":
                 schema = SCHEMAS.get(parts[1])
-                return (200, {"type": "object", "properties": schema}) if schema else (404, {"error": "no such category"})
+                return (
+                    (200, {"type": "object", "properties": schema}) if schema else (404, {"error": "no such category"})
+                )
             if method == "GET" and parts == ["me"]:
                 return 200, {"account": "demo-shop", "plan": "gold"}
             if method == "POST" and parts == ["detonations"]:
@@ -87,15 +89,15 @@ def serve(remote: Remote, port: int = 0) -> ThreadingHTTPServer:
             self.end_headers()
             self.wfile.write(data)
 
-        def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+        def do_GET(self) -> None:
             self._reply("GET")
 
-        def do_POST(self) -> None:  # noqa: N802
+        def do_POST(self) -> None:
             length = int(self.headers.get("Content-Length") or 0)
             self.rfile.read(length)
             self._reply("POST")
 
-        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+        def log_message(self, format: str, *args: Any) -> None:
             pass
 
     server = ThreadingHTTPServer(("127.0.0.1", port), Handler)

@@ -60,8 +60,13 @@ class Cluster:
         self.extensions = client.ApiextensionsV1Api(self.api)
 
     def kubectl(self, *args: str, stdin: str | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
-        done = subprocess.run([str(self.kubectl_path), "--kubeconfig", str(self.kubeconfig), *args],
-                              input=stdin, capture_output=True, text=True, timeout=120)
+        done = subprocess.run(
+            [str(self.kubectl_path), "--kubeconfig", str(self.kubeconfig), *args],
+            input=stdin,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         if check and done.returncode != 0:
             pytest.fail(f"kubectl {' '.join(args)} failed: {done.stderr}")
         return done
@@ -72,13 +77,15 @@ class Cluster:
 
     def execution(self, namespace: str, name: str) -> dict[str, Any]:
         return self.custom.get_namespaced_custom_object(  # type: ignore[no-any-return]
-            models.GROUP, models.VERSION, namespace, models.PLURAL, name)
+            models.GROUP, models.VERSION, namespace, models.PLURAL, name
+        )
 
     def wait_finished(self, namespace: str, name: str, timeout: float = 90.0) -> dict[str, Any]:
         def finished() -> dict[str, Any] | None:
             body = self.execution(namespace, name)
             phase = (body.get("status") or {}).get("phase")
             return body if phase and models.Phase(phase).finished else None
+
         return wait_for(f"execution {namespace}/{name} to finish", finished, timeout)
 
     def events(self, namespace: str) -> list[Any]:
@@ -146,13 +153,23 @@ class Operator:
     def start(self) -> None:
         self.starts += 1
         self.log = self.log_dir / f"operator-{self.starts}.log"
-        env = {**os.environ, "KUBECONFIG": str(self.cluster.kubeconfig),
-               "SCHEDEXEC_MIN_INTERVAL_SECONDS": "1", "SCHEDEXEC_METRICS_PORT": "0",
-               "SCHEDEXEC_MAX_RUNNING": str(MAX_RUNNING), "SCHEDEXEC_LOG_LEVEL": "debug",
-               "SCHEDEXEC_LIVENESS_ENDPOINT": f"http://127.0.0.1:{free_port()}/healthz"}
+        env = {
+            **os.environ,
+            "KUBECONFIG": str(self.cluster.kubeconfig),
+            "SCHEDEXEC_MIN_INTERVAL_SECONDS": "1",
+            "SCHEDEXEC_METRICS_PORT": "0",
+            "SCHEDEXEC_MAX_RUNNING": str(MAX_RUNNING),
+            "SCHEDEXEC_LOG_LEVEL": "debug",
+            "SCHEDEXEC_LIVENESS_ENDPOINT": f"http://127.0.0.1:{free_port()}/healthz",
+        }
         with self.log.open("wb") as out:
-            self.process = subprocess.Popen([sys.executable, "-m", "schedexec.cli", "operator"], env=env,
-                                            stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "schedexec.cli", "operator"],
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
 
     def kill(self) -> None:
         if self.process is not None and self.process.poll() is None:

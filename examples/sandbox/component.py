@@ -31,7 +31,11 @@ def detonate(args: dict[str, Any], ctx: RunContext) -> PollResult:
     job = args.get("jobId") or call(f"{base}/detonations", "POST")["id"]
     state = call(f"{base}/detonations/{job}")
     if state["status"] != "complete":
-        return PollResult(None, continue_to_poll=True, args_for_next_run={**args, "jobId": job},
-                          partial_result={"jobId": job, "status": state["status"]},
-                          next_run_in_seconds=int(args.get("pollSeconds", 10)))
+        return PollResult(
+            None,
+            continue_to_poll=True,
+            args_for_next_run={**args, "jobId": job},
+            partial_result={"jobId": job, "status": state["status"]},
+            next_run_in_seconds=int(args.get("pollSeconds", 10)),
+        )
     return PollResult({"jobId": job, "verdict": state["verdict"], "score": state["score"]})

@@ -23,8 +23,9 @@ component = Component("shop")
 
 
 def shop(args: dict[str, Any], ctx: RunContext, path: str) -> Any:
-    request = urllib.request.Request(args["shopUrl"].rstrip("/") + path,
-                                     headers={"X-Api-Key": ctx.credentials.get("apiKey", "")})
+    request = urllib.request.Request(
+        args["shopUrl"].rstrip("/") + path, headers={"X-Api-Key": ctx.credentials.get("apiKey", "")}
+    )
     with urllib.request.urlopen(request, timeout=10) as response:
         return json.load(response)
 

@@ -201,9 +201,14 @@ class Controller:
                 self.executions[key] = updated
             self._record_metrics(execution.status, status, now)
         for event in decision.events:
-            log.log(logging.WARNING if event.type == decisions.WARNING else logging.INFO,
-                    "%s %s: %s", key, event.reason, event.message,
-                    extra={"execution": key, "reason": event.reason})
+            log.log(
+                logging.WARNING if event.type == decisions.WARNING else logging.INFO,
+                "%s %s: %s",
+                key,
+                event.reason,
+                event.message,
+                extra={"execution": key, "reason": event.reason},
+            )
             self.cluster.post_event(execution, event.type, event.reason, event.message)
         if decision.delete_job is not None:
             self.cluster.delete_job(execution.metadata.namespace, decision.delete_job)

@@ -21,10 +21,9 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from schedexec_runner import envelope as envelopes
-
 from schedexec import models, runs
 from schedexec.models import Condition, ConditionStatus, ExecutionError, Phase, RunOutcome, RunRecord
+from schedexec_runner import envelope as envelopes
 
 SUCCEEDED = "Succeeded"
 """Unknown while the execution runs (reason Queued, Running or Waiting); True on success;
@@ -91,13 +90,16 @@ def decide(
     if status.current_run is not None and run.state.finished:
         step.record_outcome(run, policy)
     elif status.current_run is not None and run.state is runs.RunState.MISSING:
-        step.fail(RunOutcome.LOST, "RunLost", f"the Job {status.current_run.job} of run "
-                  f"{status.current_run.index} disappeared before it reported an outcome")
+        step.fail(
+            RunOutcome.LOST,
+            "RunLost",
+            f"the Job {status.current_run.job} of run "
+            f"{status.current_run.index} disappeared before it reported an outcome",
+        )
     if not status.phase.finished and execution.spec.cancel:  # type: ignore[union-attr]
         step.stop(Phase.CANCELLED, "Cancelled", "spec.cancel was set")
     if not status.phase.finished and status.deadline is not None and now >= status.deadline:  # type: ignore[union-attr]
-        step.stop(Phase.TIMED_OUT, "Timeout",
-                  f"the sequence exceeded its timeout of {execution.spec.timeout_seconds}s")
+        step.stop(Phase.TIMED_OUT, "Timeout", f"the sequence exceeded its timeout of {execution.spec.timeout_seconds}s")
     if not status.phase.finished and status.current_run is None:  # type: ignore[union-attr]
         step.start_if_due(slot_free)
     return step.decision()
@@ -205,7 +207,10 @@ class _Step:
         if run.envelope_problem is not None and run.state is runs.RunState.SUCCEEDED:
             reason, what = "InvalidEnvelope", f"reported an invalid outcome: {run.envelope_problem}"
         elif run.failure_reason == "DeadlineExceeded":
-            reason, what = "RunTimedOut", f"exceeded spec.runTimeoutSeconds ({self.execution.spec.run_timeout_seconds}s)"
+            reason, what = (
+                "RunTimedOut",
+                f"exceeded spec.runTimeoutSeconds ({self.execution.spec.run_timeout_seconds}s)",
+            )
         else:
             reason = run.failure_reason or "RunFailed"
             what = f"died without reporting an outcome after {self.execution.spec.retries} retries"
@@ -243,7 +248,7 @@ class _Step:
             exit_code=None if run is None else run.exit_code,
             reason=reason,
         )
-        self.status.history = (self.status.history + [record])[-models.HISTORY_LIMIT :]
+        self.status.history = [*self.status.history, record][-models.HISTORY_LIMIT :]
         self.status.runs = max(self.status.runs, current.index)
         if run is None or run.state is not runs.RunState.MISSING:
             self.delete_job = current.job
@@ -290,7 +295,7 @@ class _Step:
             if phase is Phase.TIMED_OUT
             else (ConditionStatus.FALSE, "WithinDeadline", f"deadline {_iso(self.status.deadline)}")
         )
-        for type_, (state, reason, message) in zip(CONDITION_TYPES, (succeeded, finished, timed_out)):
+        for type_, (state, reason, message) in zip(CONDITION_TYPES, (succeeded, finished, timed_out), strict=True):
             self.status.conditions = set_condition(
                 self.status.conditions, type_, state, reason, message, self.now, self.execution.metadata.generation
             )
@@ -328,6 +333,8 @@ def set_condition(
         last_transition_time=transition,
         observed_generation=generation,
     )
-    return [c for c in conditions if c.type != type_] + [updated] if existing is None else [
-        updated if c.type == type_ else c for c in conditions
-    ]
+    return (
+        [c for c in conditions if c.type != type_] + [updated]
+        if existing is None
+        else [updated if c.type == type_ else c for c in conditions]
+    )

@@ -63,7 +63,10 @@ class Cluster:
 
     def run_pods(self, namespace: str, job: str) -> list[dict[str, Any]]:
         response = self.api.get(
-            version="v1", namespace=namespace, url="pods", params={"labelSelector": f"batch.kubernetes.io/job-name={job}"}
+            version="v1",
+            namespace=namespace,
+            url="pods",
+            params={"labelSelector": f"batch.kubernetes.io/job-name={job}"},
         )
         self.api.raise_for_status(response)
         return response.json().get("items", [])  # type: ignore[no-any-return]
@@ -124,5 +127,3 @@ class Cluster:
         )
         if response.status_code not in (404, 409):
             self.api.raise_for_status(response)
-
-

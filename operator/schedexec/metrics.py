@@ -11,11 +11,13 @@ from prometheus_client import Counter, Gauge, Histogram
 FINISHED = Counter("schedexec_executions_finished_total", "Executions that reached a final phase.", ["phase"])
 RUNS_STARTED = Counter("schedexec_runs_started_total", "Runs started (Jobs created).")
 RUN_DURATION = Histogram(
-    "schedexec_run_duration_seconds", "Time from a run's start to its recorded outcome.",
+    "schedexec_run_duration_seconds",
+    "Time from a run's start to its recorded outcome.",
     buckets=(0.5, 1, 2, 5, 10, 30, 60, 120, 300, 900),
 )
 LATENESS = Histogram(
-    "schedexec_scheduling_lateness_seconds", "Actual start of a run minus its due time (nextRunAt).",
+    "schedexec_scheduling_lateness_seconds",
+    "Actual start of a run minus its due time (nextRunAt).",
     buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30),
 )
 QUEUE_DEPTH = Gauge("schedexec_queue_depth", "Executions due to run but waiting for a free run slot.")

@@ -34,9 +34,7 @@ HISTORY_LIMIT = 10
 """How many runs `status.history` keeps: enough to debug, bounded for etcd."""
 
 JSON = Annotated[Any, Field(json_schema_extra={"x-kubernetes-preserve-unknown-fields": True})]
-JSONObject = Annotated[
-    dict[str, Any], Field(json_schema_extra={"x-kubernetes-preserve-unknown-fields": True})
-]
+JSONObject = Annotated[dict[str, Any], Field(json_schema_extra={"x-kubernetes-preserve-unknown-fields": True})]
 
 
 class Model(BaseModel):
@@ -72,9 +70,13 @@ class ResourceRequirements(Model):
 class ComponentSpec(Model):
     """Where the method runs: the component's own image."""
 
-    image: str = Field(min_length=1, max_length=1024, description="Container image of the component (its runner image).")
+    image: str = Field(
+        min_length=1, max_length=1024, description="Container image of the component (its runner image)."
+    )
     command: list[Annotated[str, Field(max_length=4096)]] | None = Field(
-        None, max_length=64, description="Overrides the image's entrypoint; by default the image runs `schedexec-runner`."
+        None,
+        max_length=64,
+        description="Overrides the image's entrypoint; by default the image runs `schedexec-runner`.",
     )
     resources: ResourceRequirements | None = Field(None, description="Resources of each run's container.")
     image_pull_secrets: list[LocalObjectReference] | None = Field(
@@ -97,11 +99,15 @@ class ScheduledExecutionSpec(Model):
         ),
     )
     module: str | None = Field(
-        None, min_length=1, max_length=253,
+        None,
+        min_length=1,
+        max_length=253,
         description="The action or trigger the method is about; required for getMetaModel.",
     )
     function: str | None = Field(
-        None, min_length=1, max_length=253,
+        None,
+        min_length=1,
+        max_length=253,
         description="The select-model function to call (the field's `model`); required for selectModel.",
     )
     args: JSONObject = Field(
@@ -115,25 +121,34 @@ class ScheduledExecutionSpec(Model):
         "(one file per key). Its values are never copied into the execution, events or logs.",
     )
     timeout_seconds: int = Field(
-        600, ge=1, le=7 * 24 * 3600,
+        600,
+        ge=1,
+        le=7 * 24 * 3600,
         description="Deadline of the whole sequence, from its start; past it the running run is stopped "
         "and the execution ends TimedOut (XSOAR's timeout_in_seconds).",
     )
     run_timeout_seconds: int = Field(
-        300, ge=1, le=24 * 3600,
+        300,
+        ge=1,
+        le=24 * 3600,
         description="Deadline of one run (the Job's activeDeadlineSeconds); a run past it fails.",
     )
     retries: int = Field(
-        1, ge=0, le=10,
+        1,
+        ge=0,
+        le=10,
         description="How often a run whose pod died without reporting an outcome is retried "
         "(the Job's backoffLimit). A reported error is never retried.",
     )
     max_runs: int = Field(
-        100, ge=1, le=10000,
+        100,
+        ge=1,
+        le=10000,
         description="Upper bound on runs in one sequence; a run that schedules past it fails the execution.",
     )
     ttl_seconds_after_finished: int | None = Field(
-        None, ge=0,
+        None,
+        ge=0,
         description="Delete the execution this long after it finished; unset keeps it.",
     )
     cancel: bool = Field(
@@ -161,28 +176,48 @@ def cel(field: str) -> str:
 def _spec_rules() -> list[dict[str, str]]:
     """Cross-field rules and immutability (every field but `cancel`)."""
     rules = [
-        rule(f"self.method != '{GET_META_MODEL}' || has(self.module)",
-             "spec.module is required when method is getMetaModel", ".module"),
-        rule(f"self.method != '{SELECT_MODEL}' || has(self.{cel('function')})",
-             "spec.function (the select-model function) is required when method is selectModel", ".function"),
-        rule("!has(self.runTimeoutSeconds) || !has(self.timeoutSeconds) || self.runTimeoutSeconds <= self.timeoutSeconds",
-             "spec.runTimeoutSeconds must not exceed spec.timeoutSeconds", ".runTimeoutSeconds"),
-        rule("!has(oldSelf.cancel) || !oldSelf.cancel || (has(self.cancel) && self.cancel)",
-             "spec.cancel cannot be set back to false", ".cancel"),
+        rule(
+            f"self.method != '{GET_META_MODEL}' || has(self.module)",
+            "spec.module is required when method is getMetaModel",
+            ".module",
+        ),
+        rule(
+            f"self.method != '{SELECT_MODEL}' || has(self.{cel('function')})",
+            "spec.function (the select-model function) is required when method is selectModel",
+            ".function",
+        ),
+        rule(
+            "!has(self.runTimeoutSeconds) || !has(self.timeoutSeconds)"
+            " || self.runTimeoutSeconds <= self.timeoutSeconds",
+            "spec.runTimeoutSeconds must not exceed spec.timeoutSeconds",
+            ".runTimeoutSeconds",
+        ),
+        rule(
+            "!has(oldSelf.cancel) || !oldSelf.cancel || (has(self.cancel) && self.cancel)",
+            "spec.cancel cannot be set back to false",
+            ".cancel",
+        ),
     ]
     rules += [
-        rule(f"has(self.{c}) == has(oldSelf.{c}) && (!has(self.{c}) || self.{c} == oldSelf.{c})",
-             f"spec.{field} is immutable", f".{field}")
+        rule(
+            f"has(self.{c}) == has(oldSelf.{c}) && (!has(self.{c}) || self.{c} == oldSelf.{c})",
+            f"spec.{field} is immutable",
+            f".{field}",
+        )
         for field in IMMUTABLE_SPEC_FIELDS
         for c in [cel(field)]
     ]
     return rules
 
 
-ScheduledExecutionSpec.model_config["json_schema_extra"] = {"x-kubernetes-validations": _spec_rules()}
+def _with_rules(schema: dict[str, Any]) -> None:
+    schema["x-kubernetes-validations"] = _spec_rules()
 
 
-class Phase(str, enum.Enum):
+ScheduledExecutionSpec.model_config["json_schema_extra"] = _with_rules
+
+
+class Phase(enum.StrEnum):
     PENDING = "Pending"
     RUNNING = "Running"
     WAITING = "Waiting"
@@ -199,7 +234,7 @@ class Phase(str, enum.Enum):
 FINISHED_PHASES = frozenset({Phase.SUCCEEDED, Phase.FAILED, Phase.TIMED_OUT, Phase.CANCELLED})
 
 
-class ConditionStatus(str, enum.Enum):
+class ConditionStatus(enum.StrEnum):
     TRUE = "True"
     FALSE = "False"
     UNKNOWN = "Unknown"
@@ -221,7 +256,7 @@ class ExecutionError(Model):
     message: str = Field(description="What went wrong, for humans.")
 
 
-class RunOutcome(str, enum.Enum):
+class RunOutcome(enum.StrEnum):
     DONE = "Done"
     SCHEDULED = "Scheduled"
     ERROR = "Error"
@@ -249,8 +284,12 @@ class CurrentRun(Model):
 class ScheduledExecutionStatus(Model):
     """What happened so far; written by the operator only."""
 
-    phase: Phase | None = Field(None, description="Pending, Running, Waiting, Succeeded, Failed, TimedOut or Cancelled.")
-    conditions: list[Condition] = Field(default_factory=list, description="Succeeded, Finished and TimedOut conditions.")
+    phase: Phase | None = Field(
+        None, description="Pending, Running, Waiting, Succeeded, Failed, TimedOut or Cancelled."
+    )
+    conditions: list[Condition] = Field(
+        default_factory=list, description="Succeeded, Finished and TimedOut conditions."
+    )
     observed_generation: int | None = Field(None, description="The spec generation the status reflects.")
     runs: int = Field(0, ge=0, description="How many runs have finished.")
     current_run: CurrentRun | None = Field(None, description="The run in progress, if any.")
@@ -260,10 +299,13 @@ class ScheduledExecutionStatus(Model):
     completed_at: datetime | None = Field(None, description="When the execution finished.")
     deadline: datetime | None = Field(None, description="startedAt + spec.timeoutSeconds.")
     result: JSON = Field(None, description="The result of the last run (phase Succeeded).")
-    partial_result: JSON = Field(None, description="The latest partial result of a sequence still polling, or of one that timed out.")
+    partial_result: JSON = Field(
+        None, description="The latest partial result of a sequence still polling, or of one that timed out."
+    )
     error: ExecutionError | None = Field(None, description="Why the execution failed, timed out or was cancelled.")
     history: list[RunRecord] = Field(
-        default_factory=list, max_length=HISTORY_LIMIT,
+        default_factory=list,
+        max_length=HISTORY_LIMIT,
         description=f"The last {HISTORY_LIMIT} runs, oldest first.",
     )
 

@@ -15,10 +15,9 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from schedexec import models
 from schedexec_runner import contract
 from schedexec_runner import envelope as envelopes
-
-from schedexec import models
 
 MANAGED_BY = "schedexec"
 EXECUTION_LABEL = "schedexec.io/execution"
@@ -140,7 +139,7 @@ def job_manifest(
     }
 
 
-class RunState(str, enum.Enum):
+class RunState(enum.StrEnum):
     MISSING = "Missing"
     ACTIVE = "Active"
     SUCCEEDED = "Succeeded"
@@ -174,9 +173,7 @@ def observe(job: dict[str, Any] | None, pods: list[dict[str, Any]]) -> RunObserv
     """Read a run's Job and its pods; pure."""
     if job is None:
         return MISSING
-    conditions = {
-        c.get("type"): c for c in job.get("status", {}).get("conditions") or [] if c.get("status") == "True"
-    }
+    conditions = {c.get("type"): c for c in job.get("status", {}).get("conditions") or [] if c.get("status") == "True"}
     if "Complete" in conditions:
         state = RunState.SUCCEEDED
     elif "Failed" in conditions:
@@ -219,4 +216,3 @@ def _latest_termination(pods: list[dict[str, Any]]) -> dict[str, Any] | None:
             if newest is None or stamp >= newest[0]:
                 newest = (stamp, terminated)
     return None if newest is None else newest[1]
-

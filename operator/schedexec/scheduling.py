@@ -13,6 +13,7 @@ listing rebuilds the heap after a restart.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import heapq
 import itertools
 import time
@@ -96,7 +97,5 @@ class Timers:
         while True:
             wait = self.fire_due()
             self._changed.clear()
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._changed.wait(), timeout=wait)
-            except TimeoutError:
-                pass

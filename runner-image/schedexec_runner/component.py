@@ -133,7 +133,7 @@ class Component:
             returned = fn(args, ctx)
         except RunError as exc:
             return envelope.error(exc.reason, exc.message)
-        except Exception as exc:  # noqa: BLE001 - any component failure is the run's outcome
+        except Exception as exc:
             return envelope.error("ComponentError", f"{type(exc).__name__}: {exc}")
         if isinstance(returned, Schedule):
             return envelope.schedule(returned.next_run_in_seconds, returned.args, returned.partial_result)
@@ -152,7 +152,7 @@ class Component:
             return envelope.error("UnknownMethod", f"component {self.name!r} has no verifyCredentials function")
         try:
             returned = self.verifier(args, ctx)
-        except Exception as exc:  # noqa: BLE001 - elastic.io: an exception means not verified
+        except Exception as exc:
             return envelope.done({"verified": False, "reason": str(exc) or type(exc).__name__})
         if returned is None:
             return envelope.done({"verified": True})

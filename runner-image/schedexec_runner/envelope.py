@@ -50,9 +50,7 @@ def done(result: Any) -> dict[str, Any]:
     return {"v": VERSION, "outcome": DONE, "result": result}
 
 
-def schedule(
-    next_run_in_seconds: int, args: dict[str, Any], partial_result: Any = None
-) -> dict[str, Any]:
+def schedule(next_run_in_seconds: int, args: dict[str, Any], partial_result: Any = None) -> dict[str, Any]:
     """Run again after `next_run_in_seconds` with `args`; show `partial_result` meanwhile."""
     envelope: dict[str, Any] = {
         "v": VERSION,

@@ -110,7 +110,7 @@ def run(environ: Mapping[str, str]) -> dict[str, Any]:
         outcome = component.run(args, ctx)
     except InputError as exc:
         outcome = envelope.error(exc.reason, str(exc))
-    except Exception as exc:  # noqa: BLE001 - the runner must always report
+    except Exception as exc:
         outcome = envelope.error("RunnerError", f"{type(exc).__name__}: {exc}")
     return redact(outcome, credentials)
 
@@ -128,8 +128,16 @@ def main() -> int:
     except OSError as exc:
         print(f"schedexec-runner: cannot write the envelope to {target}: {exc}", file=sys.stderr)
         return contract.EXIT_NOT_REPORTED
-    summary = outcome["outcome"] if outcome["outcome"] != envelope.ERROR else f"error {outcome['reason']}: {outcome['message']}"
-    print(f"schedexec-runner: {environ.get(contract.EXECUTION, '')} run {environ.get(contract.RUN_INDEX, '1')}: {summary}", file=sys.stderr)
+    summary = (
+        outcome["outcome"]
+        if outcome["outcome"] != envelope.ERROR
+        else f"error {outcome['reason']}: {outcome['message']}"
+    )
+    print(
+        f"schedexec-runner: {environ.get(contract.EXECUTION, '')} "
+        f"run {environ.get(contract.RUN_INDEX, '1')}: {summary}",
+        file=sys.stderr,
+    )
     return contract.EXIT_REPORTED
 
 

@@ -16,8 +16,14 @@ GOOD = {"component": {"image": "ghcr.io/schedexec/test-component:dev"}, "method"
 
 
 def manifest(namespace: str, spec: dict[str, Any], name: str = "bad") -> str:
-    return yaml.safe_dump({"apiVersion": models.API_VERSION, "kind": models.KIND,
-                           "metadata": {"name": name, "namespace": namespace}, "spec": spec})
+    return yaml.safe_dump(
+        {
+            "apiVersion": models.API_VERSION,
+            "kind": models.KIND,
+            "metadata": {"name": name, "namespace": namespace},
+            "spec": spec,
+        }
+    )
 
 
 @pytest.mark.parametrize(
@@ -38,8 +44,9 @@ def manifest(namespace: str, spec: dict[str, Any], name: str = "bad") -> str:
         ({**GOOD, "ttlSecondsAfterFinished": -1}, "spec.ttlSecondsAfterFinished"),
     ],
 )
-def test_an_invalid_spec_is_refused_by_kubectl_apply(cluster: Cluster, namespace: str, spec: dict[str, Any],
-                                                     message: str) -> None:
+def test_an_invalid_spec_is_refused_by_kubectl_apply(
+    cluster: Cluster, namespace: str, spec: dict[str, Any], message: str
+) -> None:
     refused = cluster.apply(manifest(namespace, spec), check=False)
     assert refused.returncode != 0
     assert message in refused.stderr
@@ -54,8 +61,9 @@ def test_an_invalid_spec_is_refused_by_kubectl_apply(cluster: Cluster, namespace
         ({"module": "added"}, "spec.module is immutable"),
     ],
 )
-def test_the_spec_is_immutable_except_cancel(cluster: Cluster, namespace: str, change: dict[str, Any],
-                                             message: str) -> None:
+def test_the_spec_is_immutable_except_cancel(
+    cluster: Cluster, namespace: str, change: dict[str, Any], message: str
+) -> None:
     spec = {**GOOD, "method": "sleep", "args": {"left": 1}}
     cluster.apply(manifest(namespace, spec, name="fixed"))
     refused = cluster.apply(manifest(namespace, {**spec, **change}, name="fixed"), check=False)

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import sys
-from datetime import datetime
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +14,7 @@ import yaml
 from tests.conftest import REPO, Cluster, Operator
 
 sys.path.insert(0, str(REPO / "examples"))
-import remote_services  # noqa: E402
+import remote_services
 
 pytestmark = pytest.mark.cluster
 EXAMPLES = REPO / "examples"
@@ -48,7 +48,9 @@ def test_shop_select_model_lists_the_categories(cluster: Cluster, operator: Oper
     assert status["result"] == {"books": "Books", "music": "Music", "garden": "Garden"}
 
 
-def test_shop_get_meta_model_describes_the_category(cluster: Cluster, operator: Operator, shop: str, remote: str) -> None:
+def test_shop_get_meta_model_describes_the_category(
+    cluster: Cluster, operator: Operator, shop: str, remote: str
+) -> None:
     status = run_example(cluster, shop, EXAMPLES / "shop/get-meta-model.yaml", remote)
     assert status["result"]["out"]["properties"]["isbn"] == {"type": "string"}
     assert "limit" in status["result"]["in"]["properties"]
@@ -67,16 +69,18 @@ def test_shop_verify_credentials(cluster: Cluster, operator: Operator, shop: str
     assert refused["result"]["verified"] is False and "401" in refused["result"]["reason"]
 
 
-def test_sandbox_detonation_polls_until_complete(cluster: Cluster, operator: Operator, namespace: str,
-                                               remote: str) -> None:
+def test_sandbox_detonation_polls_until_complete(
+    cluster: Cluster, operator: Operator, namespace: str, remote: str
+) -> None:
     status = run_example(cluster, namespace, EXAMPLES / "sandbox/detonate.yaml", remote, pollSeconds=1)
     assert status["phase"] == "Succeeded"
     assert status["result"] == {"jobId": "det-1", "verdict": "benign", "score": 3}
     assert [r["outcome"] for r in status["history"]] == ["Scheduled", "Scheduled", "Done"]
 
 
-def test_sandbox_timeout_keeps_the_remote_job_id(cluster: Cluster, operator: Operator, namespace: str,
-                                                remote: str) -> None:
+def test_sandbox_timeout_keeps_the_remote_job_id(
+    cluster: Cluster, operator: Operator, namespace: str, remote: str
+) -> None:
     manifest = yaml.safe_load((EXAMPLES / "sandbox/detonate.yaml").read_text())
     manifest["metadata"] = {"name": "slow-sandbox", "namespace": namespace}
     manifest["spec"].update(timeoutSeconds=5, runTimeoutSeconds=5)
@@ -87,12 +91,13 @@ def test_sandbox_timeout_keeps_the_remote_job_id(cluster: Cluster, operator: Ope
     assert status["partialResult"] == {"jobId": "det-1", "status": "running"}
 
 
-def test_rate_limited_fetch_backs_off_exponentially(cluster: Cluster, operator: Operator, namespace: str,
-                                                   remote: str) -> None:
+def test_rate_limited_fetch_backs_off_exponentially(
+    cluster: Cluster, operator: Operator, namespace: str, remote: str
+) -> None:
     status = run_example(cluster, namespace, EXAMPLES / "ratelimited/fetch.yaml", remote, baseDelaySeconds=1)
     assert status["phase"] == "Succeeded"
     assert status["result"]["attempts"] == 3 and status["result"]["data"] == "the answer"
-    waits = [(b["startedAt"], a["finishedAt"]) for a, b in zip(status["history"], status["history"][1:])]
+    waits = [(b["startedAt"], a["finishedAt"]) for a, b in zip(status["history"], status["history"][1:], strict=False)]
     gaps = [(_t(start) - _t(end)) for start, end in waits]
     assert gaps[1] >= 2 * 0.9 and gaps[0] >= 1 * 0.9, f"backoff 1s then 2s, saw {gaps}"
 

@@ -21,8 +21,12 @@ CANARY = "canary-7d1f0c9b"
 
 
 def execution(name: str, method: str, **spec: Any) -> dict[str, Any]:
-    return {"apiVersion": models.API_VERSION, "kind": models.KIND, "metadata": {"name": name},
-            "spec": {"component": {"image": IMAGE}, "method": method, **spec}}
+    return {
+        "apiVersion": models.API_VERSION,
+        "kind": models.KIND,
+        "metadata": {"name": name},
+        "spec": {"component": {"image": IMAGE}, "method": method, **spec},
+    }
 
 
 def create(cluster: Cluster, namespace: str, body: dict[str, Any]) -> None:
@@ -44,8 +48,12 @@ def condition(body: dict[str, Any], type_: str) -> dict[str, Any]:
 
 @pytest.fixture
 def credentials(cluster: Cluster, namespace: str) -> str:
-    cluster.core.create_namespaced_secret(namespace, client.V1Secret(
-        metadata=client.V1ObjectMeta(name="shop"), data={"apiKey": base64.b64encode(CANARY.encode()).decode()}))
+    cluster.core.create_namespaced_secret(
+        namespace,
+        client.V1Secret(
+            metadata=client.V1ObjectMeta(name="shop"), data={"apiKey": base64.b64encode(CANARY.encode()).decode()}
+        ),
+    )
     return "shop"
 
 
@@ -71,11 +79,27 @@ def test_get_meta_model_returns_the_schemas(cluster: Cluster, operator: Operator
 def test_verify_credentials_reads_the_secret_and_never_leaks_it(
     cluster: Cluster, operator: Operator, namespace: str, credentials: str
 ) -> None:
-    ok = run_to_end(cluster, namespace, execution("ok", "verifyCredentials", args={"expectedSha256": sha256(CANARY.encode()).hexdigest()},
-                                                  credentialsSecretRef={"name": credentials}))
+    ok = run_to_end(
+        cluster,
+        namespace,
+        execution(
+            "ok",
+            "verifyCredentials",
+            args={"expectedSha256": sha256(CANARY.encode()).hexdigest()},
+            credentialsSecretRef={"name": credentials},
+        ),
+    )
     assert status(ok)["result"] == {"verified": True}
-    refused = run_to_end(cluster, namespace, execution("refused", "verifyCredentials", args={"expectedSha256": "0" * 64},
-                                                       credentialsSecretRef={"name": credentials}))
+    refused = run_to_end(
+        cluster,
+        namespace,
+        execution(
+            "refused",
+            "verifyCredentials",
+            args={"expectedSha256": "0" * 64},
+            credentialsSecretRef={"name": credentials},
+        ),
+    )
     assert status(refused)["phase"] == "Succeeded"
     assert status(refused)["result"] == {"verified": False, "reason": "the api key *** was refused"}
     leaked = run_to_end(cluster, namespace, execution("leak", "leak", credentialsSecretRef={"name": credentials}))
@@ -86,11 +110,17 @@ def test_verify_credentials_reads_the_secret_and_never_leaks_it(
     assert CANARY not in operator.logs()
 
 
-def test_a_polling_sequence_passes_each_runs_args_to_the_next(cluster: Cluster, operator: Operator, namespace: str) -> None:
+def test_a_polling_sequence_passes_each_runs_args_to_the_next(
+    cluster: Cluster, operator: Operator, namespace: str
+) -> None:
     done = run_to_end(cluster, namespace, execution("poll", "countdown", args={"left": 2, "every": 1}))
     assert status(done)["phase"] == "Succeeded"
     assert status(done)["result"] == {"seen": [1, 2, 3]}
-    assert [(r["index"], r["outcome"]) for r in status(done)["history"]] == [(1, "Scheduled"), (2, "Scheduled"), (3, "Done")]
+    assert [(r["index"], r["outcome"]) for r in status(done)["history"]] == [
+        (1, "Scheduled"),
+        (2, "Scheduled"),
+        (3, "Done"),
+    ]
     reasons = [e.reason for e in sorted(cluster.events(namespace), key=lambda e: e.metadata.creation_timestamp)]
     assert reasons.count("RunStarted") == 3 and reasons.count("RunScheduled") == 2 and "Succeeded" in reasons
 
@@ -100,12 +130,18 @@ def test_an_error_outcome_fails_with_its_reason(cluster: Cluster, operator: Oper
     assert status(done)["phase"] == "Failed"
     assert status(done)["error"] == {"reason": "ShopUnavailable", "message": "the shop answered 503"}
     assert condition(done, "Succeeded") | {"lastTransitionTime": None} == condition(done, "Succeeded") | {
-        "status": "False", "reason": "ShopUnavailable", "lastTransitionTime": None}
+        "status": "False",
+        "reason": "ShopUnavailable",
+        "lastTransitionTime": None,
+    }
 
 
 def test_a_timeout_while_waiting_keeps_the_partial_result(cluster: Cluster, operator: Operator, namespace: str) -> None:
-    done = run_to_end(cluster, namespace, execution("wait", "countdown", args={"left": 5, "every": 30},
-                                                    timeoutSeconds=6, runTimeoutSeconds=5))
+    done = run_to_end(
+        cluster,
+        namespace,
+        execution("wait", "countdown", args={"left": 5, "every": 30}, timeoutSeconds=6, runTimeoutSeconds=5),
+    )
     assert status(done)["phase"] == "TimedOut"
     assert status(done)["error"]["reason"] == "Timeout"
     assert status(done)["partialResult"] == {"remoteJob": "job-42", "seen": [1]}
@@ -174,19 +210,31 @@ def test_runs_get_no_credentials_and_a_restricted_security_context(
     wait_for("deleting the execution to stop its run", lambda: not cluster.core.list_namespaced_pod(namespace).items)
 
 
-def test_cancel_stops_the_run_without_deleting_the_execution(cluster: Cluster, operator: Operator, namespace: str) -> None:
+def test_cancel_stops_the_run_without_deleting_the_execution(
+    cluster: Cluster, operator: Operator, namespace: str
+) -> None:
     create(cluster, namespace, execution("cancel", "sleep"))
-    wait_for("the run to start", lambda: status(cluster.execution(namespace, "cancel")).get("phase") == "Running"
-             if cluster.execution(namespace, "cancel").get("status") else False)
-    cluster.custom.patch_namespaced_custom_object(models.GROUP, models.VERSION, namespace, models.PLURAL, "cancel",
-                                                  {"spec": {"cancel": True}})
+    wait_for(
+        "the run to start",
+        lambda: (
+            status(cluster.execution(namespace, "cancel")).get("phase") == "Running"
+            if cluster.execution(namespace, "cancel").get("status")
+            else False
+        ),
+    )
+    cluster.custom.patch_namespaced_custom_object(
+        models.GROUP, models.VERSION, namespace, models.PLURAL, "cancel", {"spec": {"cancel": True}}
+    )
     done = cluster.wait_finished(namespace, "cancel")
     assert status(done)["phase"] == "Cancelled"
     wait_for("the run's Job to go", lambda: not jobs(cluster, namespace))
 
 
 def test_kubectl_wait_and_get_show_the_execution(cluster: Cluster, operator: Operator, namespace: str) -> None:
-    cluster.apply(execution("quick", "selectModel", function="getCategories") | {"metadata": {"name": "quick", "namespace": namespace}})
+    cluster.apply(
+        execution("quick", "selectModel", function="getCategories")
+        | {"metadata": {"name": "quick", "namespace": namespace}}
+    )
     cluster.kubectl("wait", "-n", namespace, "--for=condition=Finished", "sx/quick", "--timeout=60s")
     table = cluster.kubectl("get", "sx", "-n", namespace).stdout
     assert table.split("\n")[0].split() == ["NAME", "METHOD", "PHASE", "RUNS", "REASON", "AGE"]
@@ -204,6 +252,7 @@ def test_a_finished_execution_is_deleted_after_its_ttl(cluster: Cluster, operato
             return False
         except ApiException as exc:
             return exc.status == 404
+
     wait_for("the TTL to delete the execution", deleted, timeout=30)
 
 
@@ -211,14 +260,19 @@ def test_a_killed_operator_continues_the_sequence_without_losing_or_repeating_a_
     cluster: Cluster, operator: Operator, namespace: str
 ) -> None:
     create(cluster, namespace, execution("crashy", "countdown", args={"left": 5, "every": 1}))
+
     def running_run() -> int:
         current = (cluster.execution(namespace, "crashy").get("status") or {}).get("currentRun") or {}
         return int(current.get("index", 0))
+
     wait_for("run 2 to start", lambda: running_run() >= 2)
     operator.kill()
     try:
-        wait_for("a run to finish while the operator is down",
-                 lambda: any(j.status.succeeded for j in jobs(cluster, namespace)), timeout=30)
+        wait_for(
+            "a run to finish while the operator is down",
+            lambda: any(j.status.succeeded for j in jobs(cluster, namespace)),
+            timeout=30,
+        )
     finally:
         operator.start()
     done = cluster.wait_finished(namespace, "crashy")
@@ -227,7 +281,9 @@ def test_a_killed_operator_continues_the_sequence_without_losing_or_repeating_a_
     assert [r["index"] for r in status(done)["history"]] == [1, 2, 3, 4, 5, 6]
 
 
-def test_runs_beyond_the_concurrency_limit_are_queued_then_run(cluster: Cluster, operator: Operator, namespace: str) -> None:
+def test_runs_beyond_the_concurrency_limit_are_queued_then_run(
+    cluster: Cluster, operator: Operator, namespace: str
+) -> None:
     names = [f"q{i}" for i in range(MAX_RUNNING + 2)]
     for name in names:
         create(cluster, namespace, execution(name, "sleep", args={"seconds": 2}))
@@ -236,8 +292,9 @@ def test_runs_beyond_the_concurrency_limit_are_queued_then_run(cluster: Cluster,
         bodies = [cluster.execution(namespace, n) for n in names]
         phases = [(b.get("status") or {}).get("phase") for b in bodies]
         most_running = max(most_running, phases.count("Running"))
-        saw_queued = saw_queued or any(c.get("reason") == "Queued" for b in bodies
-                                       for c in (b.get("status") or {}).get("conditions", []))
+        saw_queued = saw_queued or any(
+            c.get("reason") == "Queued" for b in bodies for c in (b.get("status") or {}).get("conditions", [])
+        )
         if all(p == "Succeeded" for p in phases):
             break
         assert not any(p in ("Failed", "TimedOut") for p in phases), phases

@@ -26,8 +26,10 @@ def categories(args: dict[str, Any], ctx: RunContext) -> dict[str, str]:
 
 @component.metadata("products")
 def products(args: dict[str, Any], ctx: RunContext) -> dict[str, Any]:
-    return {"in": {"type": "object", "properties": {"category": {"type": "string"}}},
-            "out": {"type": "object", "properties": {"sku": {"type": "string"}}}}
+    return {
+        "in": {"type": "object", "properties": {"category": {"type": "string"}}},
+        "out": {"type": "object", "properties": {"sku": {"type": "string"}}},
+    }
 
 
 @component.credentials
@@ -42,8 +44,11 @@ def countdown(args: dict[str, Any], ctx: RunContext) -> Any:
     """Schedules itself `left` more times; the args carry every run index seen."""
     seen = [*args.get("seen", []), ctx.run_index]
     if args.get("left", 0) > 0:
-        return Schedule(args.get("every", 0), {**args, "left": args["left"] - 1, "seen": seen},
-                        partial_result={"remoteJob": "job-42", "seen": seen})
+        return Schedule(
+            args.get("every", 0),
+            {**args, "left": args["left"] - 1, "seen": seen},
+            partial_result={"remoteJob": "job-42", "seen": seen},
+        )
     return {"seen": seen}
 
 

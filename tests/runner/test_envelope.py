@@ -10,6 +10,7 @@ import zlib
 from typing import Any
 
 import pytest
+
 from schedexec_runner import envelope
 from schedexec_runner.envelope import EnvelopeError
 

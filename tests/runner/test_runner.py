@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import json
-from hashlib import sha256
 import os
 import subprocess
 import sys
+from hashlib import sha256
 from pathlib import Path
 from typing import Any
 
 import pytest
+
 from schedexec_runner import Component, PollResult, RunContext, RunError, Schedule, contract, envelope
 from schedexec_runner.main import run
 
@@ -30,7 +31,10 @@ def test_verify_credentials_follows_elastic_io_semantics() -> None:
             raise ValueError("wrong password")
         return {"plan": "gold"} if args.get("mode") == "dict" else None
 
-    assert c.run({"mode": "raise"}, ctx("verifyCredentials"))["result"] == {"verified": False, "reason": "wrong password"}
+    assert c.run({"mode": "raise"}, ctx("verifyCredentials"))["result"] == {
+        "verified": False,
+        "reason": "wrong password",
+    }
     assert c.run({"mode": "dict"}, ctx("verifyCredentials"))["result"] == {"verified": True, "plan": "gold"}
     assert c.run({}, ctx("verifyCredentials"))["result"] == {"verified": True}
 
@@ -65,8 +69,9 @@ def test_polling_helper_turns_poll_results_into_schedules() -> None:
     def detonate(args: dict[str, Any], run: RunContext) -> PollResult:
         if args.get("status") == "complete":
             return PollResult(response={"verdict": "benign"})
-        return PollResult(None, continue_to_poll=True, args_for_next_run={"id": "7", "status": "complete"},
-                          partial_result={"id": "7"})
+        return PollResult(
+            None, continue_to_poll=True, args_for_next_run={"id": "7", "status": "complete"}, partial_result={"id": "7"}
+        )
 
     assert c.run({}, ctx("detonate")) == envelope.schedule(15, {"id": "7", "status": "complete"}, {"id": "7"})
     assert c.run({"status": "complete"}, ctx("detonate")) == envelope.done({"verdict": "benign"})
@@ -103,8 +108,16 @@ def test_credentials_are_read_from_the_mounted_secret_and_redacted_from_errors(t
     (mount / "apiKey").write_text("canary-9f8e7d")
     values = {contract.CREDENTIALS_DIR: contract.DEFAULT_CREDENTIALS_DIR}
     assert run(env(tmp_path, **values, **{contract.METHOD: "files"})) == envelope.done(["apiKey"])
-    verified = run(env(tmp_path, **values, **{contract.METHOD: "verifyCredentials",
-                                              contract.ARGS: json.dumps({"expectedSha256": sha256(b"canary-9f8e7d").hexdigest()})}))
+    verified = run(
+        env(
+            tmp_path,
+            **values,
+            **{
+                contract.METHOD: "verifyCredentials",
+                contract.ARGS: json.dumps({"expectedSha256": sha256(b"canary-9f8e7d").hexdigest()}),
+            },
+        )
+    )
     assert verified == envelope.done({"verified": True})
     leaked = run(env(tmp_path, **values, **{contract.METHOD: "leak"}))
     assert "canary-9f8e7d" not in json.dumps(leaked) and "***" in leaked["message"]
@@ -112,8 +125,11 @@ def test_credentials_are_read_from_the_mounted_secret_and_redacted_from_errors(t
 
 def run_process(tmp_path: Path, method: str, args: dict[str, Any] | None = None) -> tuple[int, str]:
     (tmp_path / "dev").mkdir(exist_ok=True)
-    environ = {**os.environ, "PYTHONPATH": os.pathsep.join([str(COMPONENTS), *sys.path]),
-               **env(tmp_path, **{contract.METHOD: method, contract.ARGS: json.dumps(args or {})})}
+    environ = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(COMPONENTS), *sys.path]),
+        **env(tmp_path, **{contract.METHOD: method, contract.ARGS: json.dumps(args or {})}),
+    }
     done = subprocess.run([sys.executable, "-m", "schedexec_runner"], env=environ, capture_output=True, timeout=60)
     message = tmp_path / "dev/termination-log"
     return done.returncode, message.read_text() if message.exists() else ""
@@ -140,8 +156,16 @@ def test_credential_values_are_redacted_from_results_too(tmp_path: Path) -> None
     mount = tmp_path / "var/run/schedexec/credentials"
     mount.mkdir(parents=True)
     (mount / "apiKey").write_text('can"ary')
-    refused = run(env(tmp_path, **{contract.CREDENTIALS_DIR: contract.DEFAULT_CREDENTIALS_DIR,
-                                   contract.METHOD: "verifyCredentials", contract.ARGS: '{"expectedSha256": "other"}'}))
+    refused = run(
+        env(
+            tmp_path,
+            **{
+                contract.CREDENTIALS_DIR: contract.DEFAULT_CREDENTIALS_DIR,
+                contract.METHOD: "verifyCredentials",
+                contract.ARGS: '{"expectedSha256": "other"}',
+            },
+        )
+    )
     assert refused["result"] == {"verified": False, "reason": "the api key *** was refused"}
 
 

@@ -50,9 +50,10 @@ class FakeCluster:
 
 
 def body(name: str = "a") -> dict[str, Any]:
-    return {"metadata": {"name": name, "namespace": "ns", "uid": f"uid-{name}", "resourceVersion": "1",
-                         "generation": 1},
-            "spec": {"component": {"image": "img"}, "method": "m"}}
+    return {
+        "metadata": {"name": name, "namespace": "ns", "uid": f"uid-{name}", "resourceVersion": "1", "generation": 1},
+        "spec": {"component": {"image": "img"}, "method": "m"},
+    }
 
 
 def controller(cluster: FakeCluster, max_running: int = 10) -> Controller:
@@ -78,11 +79,14 @@ def test_a_new_execution_creates_its_job_before_the_status_that_names_it() -> No
     assert c.running == {"ns/a"}
 
 
-@pytest.mark.parametrize("error", [
-    requests.ConnectionError("refused"),
-    pykube.exceptions.HTTPError(500, "etcd is sad"),
-    Conflict("ns/a"),
-])
+@pytest.mark.parametrize(
+    "error",
+    [
+        requests.ConnectionError("refused"),
+        pykube.exceptions.HTTPError(500, "etcd is sad"),
+        Conflict("ns/a"),
+    ],
+)
 def test_api_errors_are_retried_and_never_kill_the_workers(error: Exception) -> None:
     cluster = FakeCluster(fail_with=[error])
     c = controller(cluster)

@@ -6,12 +6,12 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from schedexec_runner import envelope
 
 from schedexec import decisions, models, runs
 from schedexec.decisions import decide
 from schedexec.models import Phase
 from schedexec.runs import RunObservation, RunState
+from schedexec_runner import envelope
 
 T0 = datetime(2026, 11, 23, 12, 0, 0, tzinfo=UTC)
 POLICY = decisions.Policy(min_interval_seconds=10)
@@ -19,8 +19,14 @@ POLICY = decisions.Policy(min_interval_seconds=10)
 
 def execution(status: dict[str, Any] | None = None, **spec: Any) -> models.ScheduledExecution:
     body = {
-        "metadata": {"name": "sx1", "namespace": "ns", "uid": "u1", "generation": 1, "resourceVersion": "5",
-                     "creationTimestamp": T0.isoformat()},
+        "metadata": {
+            "name": "sx1",
+            "namespace": "ns",
+            "uid": "u1",
+            "generation": 1,
+            "resourceVersion": "5",
+            "creationTimestamp": T0.isoformat(),
+        },
         "spec": {"component": {"image": "img"}, "method": "poll", "args": {"a": 1}, **spec},
         "status": status or {},
     }
@@ -33,9 +39,14 @@ def at(seconds: float) -> datetime:
 
 def running(index: int = 1, **status: Any) -> dict[str, Any]:
     """Status of an execution whose run `index` is running since T0."""
-    return {"phase": "Running", "runs": index - 1, "startedAt": T0.isoformat(),
-            "deadline": at(600).isoformat(), "currentRun": {"index": index, "job": f"sx1-r{index}",
-                                                           "startedAt": T0.isoformat()}, **status}
+    return {
+        "phase": "Running",
+        "runs": index - 1,
+        "startedAt": T0.isoformat(),
+        "deadline": at(600).isoformat(),
+        "currentRun": {"index": index, "job": f"sx1-r{index}", "startedAt": T0.isoformat()},
+        **status,
+    }
 
 
 def finished(env: dict[str, Any], exit_code: int = 0) -> RunObservation:
@@ -114,8 +125,14 @@ def test_schedule_waits_at_least_the_minimum_interval(asked: int, expected_delay
 
 
 def test_a_waiting_execution_starts_the_next_run_with_the_scheduled_args_when_due() -> None:
-    status = {"phase": "Waiting", "runs": 1, "startedAt": T0.isoformat(), "deadline": at(600).isoformat(),
-              "nextRunAt": at(20).isoformat(), "nextArgs": {"cursor": 2}}
+    status = {
+        "phase": "Waiting",
+        "runs": 1,
+        "startedAt": T0.isoformat(),
+        "deadline": at(600).isoformat(),
+        "nextRunAt": at(20).isoformat(),
+        "nextArgs": {"cursor": 2},
+    }
     early = decide(execution(status), runs.MISSING, at(19), True, POLICY)
     assert early.start_run is None and early.wake_at == at(20)
     due = decide(execution(status), runs.MISSING, at(20), True, POLICY)
@@ -135,8 +152,14 @@ def test_the_deadline_stops_a_running_run_and_keeps_the_partial_result() -> None
 
 
 def test_the_deadline_ends_a_waiting_sequence() -> None:
-    status = {"phase": "Waiting", "runs": 1, "startedAt": T0.isoformat(), "deadline": at(600).isoformat(),
-              "nextRunAt": at(900).isoformat(), "nextArgs": {}}
+    status = {
+        "phase": "Waiting",
+        "runs": 1,
+        "startedAt": T0.isoformat(),
+        "deadline": at(600).isoformat(),
+        "nextRunAt": at(900).isoformat(),
+        "nextArgs": {},
+    }
     early = decide(execution(status), runs.MISSING, at(10), True, POLICY)
     assert early.wake_at == at(600)
     d = decide(execution(status), runs.MISSING, at(600), True, POLICY)
@@ -158,8 +181,12 @@ def test_a_schedule_at_max_runs_fails() -> None:
 @pytest.mark.parametrize(
     ("observation", "reason"),
     [
-        (RunObservation(RunState.FAILED, failure_reason="BackoffLimitExceeded", failure_message="Traceback: boom",
-                        exit_code=1), "BackoffLimitExceeded"),
+        (
+            RunObservation(
+                RunState.FAILED, failure_reason="BackoffLimitExceeded", failure_message="Traceback: boom", exit_code=1
+            ),
+            "BackoffLimitExceeded",
+        ),
         (RunObservation(RunState.FAILED, failure_reason="DeadlineExceeded"), "RunTimedOut"),
         (RunObservation(RunState.SUCCEEDED, envelope_problem="not JSON", exit_code=0), "InvalidEnvelope"),
         (runs.MISSING, "RunLost"),

@@ -6,10 +6,10 @@ import json
 from typing import Any
 
 import pytest
-from schedexec_runner import contract, envelope
 
 from schedexec import models, runs
 from schedexec.runs import RunState
+from schedexec_runner import contract, envelope
 from tests.unit.test_decisions import execution
 
 
@@ -22,38 +22,71 @@ def test_job_names_are_deterministic_and_fit_label_values() -> None:
 
 
 def test_the_job_runs_restricted_with_the_contract_and_no_credentials_in_it() -> None:
-    ex = execution(credentialsSecretRef={"name": "shop"}, module="products", function="getCategories",
-                   retries=2, runTimeoutSeconds=30)
+    ex = execution(
+        credentialsSecretRef={"name": "shop"},
+        module="products",
+        function="getCategories",
+        retries=2,
+        runTimeoutSeconds=30,
+    )
     job = runs.job_manifest(ex, 2, {"cursor": 7}, runs.PodDefaults(run_as_user=1234))
     pod = job["spec"]["template"]["spec"]
     (container,) = pod["containers"]
     env = {e["name"]: e["value"] for e in container["env"]}
     assert job["metadata"]["name"] == "sx1-r2"
-    assert job["metadata"]["ownerReferences"][0] | {"uid": "u1", "controller": True} == job["metadata"]["ownerReferences"][0]
+    assert (
+        job["metadata"]["ownerReferences"][0] | {"uid": "u1", "controller": True}
+        == job["metadata"]["ownerReferences"][0]
+    )
     assert job["spec"]["backoffLimit"] == 2 and job["spec"]["activeDeadlineSeconds"] == 30
     assert pod["automountServiceAccountToken"] is False and pod["restartPolicy"] == "Never"
     assert pod["securityContext"]["runAsNonRoot"] is True and pod["securityContext"]["runAsUser"] == 1234
     assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
-    assert container["securityContext"] == {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
-                                            "runAsNonRoot": True, "capabilities": {"drop": ["ALL"]}}
+    assert container["securityContext"] == {
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
+        "runAsNonRoot": True,
+        "capabilities": {"drop": ["ALL"]},
+    }
     assert env[contract.ARGS] == json.dumps({"cursor": 7}, separators=(",", ":"))
     assert env[contract.RUN_INDEX] == "2" and env[contract.MODULE] == "products"
     assert env[contract.FUNCTION] == "getCategories" and env[contract.METHOD] == "poll"
     assert {"name": "credentials", "secret": {"secretName": "shop"}} in pod["volumes"]
-    assert {"name": "credentials", "mountPath": contract.DEFAULT_CREDENTIALS_DIR, "readOnly": True} in container["volumeMounts"]
+    assert {"name": "credentials", "mountPath": contract.DEFAULT_CREDENTIALS_DIR, "readOnly": True} in container[
+        "volumeMounts"
+    ]
     assert container["terminationMessagePolicy"] == "FallbackToLogsOnError"
 
 
 def job(*conditions: tuple[str, str]) -> dict[str, Any]:
-    return {"status": {"conditions": [{"type": t, "status": "True", "reason": r, "message": f"{r} happened"}
-                                      for t, r in conditions]}}
+    return {
+        "status": {
+            "conditions": [
+                {"type": t, "status": "True", "reason": r, "message": f"{r} happened"} for t, r in conditions
+            ]
+        }
+    }
 
 
 def pod(exit_code: int, message: str, finished: str = "2026-01-01T00:00:01Z") -> dict[str, Any]:
-    return {"metadata": {"creationTimestamp": "2026-01-01T00:00:00Z"}, "status": {"containerStatuses": [
-        {"name": runs.CONTAINER, "state": {"terminated": {"exitCode": exit_code, "message": message,
-                                                         "reason": "Error" if exit_code else "Completed",
-                                                         "finishedAt": finished}}}]}}
+    return {
+        "metadata": {"creationTimestamp": "2026-01-01T00:00:00Z"},
+        "status": {
+            "containerStatuses": [
+                {
+                    "name": runs.CONTAINER,
+                    "state": {
+                        "terminated": {
+                            "exitCode": exit_code,
+                            "message": message,
+                            "reason": "Error" if exit_code else "Completed",
+                            "finishedAt": finished,
+                        }
+                    },
+                }
+            ]
+        },
+    }
 
 
 def test_observing_jobs() -> None:
@@ -66,8 +99,10 @@ def test_observing_jobs() -> None:
 
 
 def test_a_failed_job_reports_the_newest_pods_message() -> None:
-    failed = runs.observe(job(("Failed", "BackoffLimitExceeded")),
-                          [pod(1, "first try", "2026-01-01T00:00:01Z"), pod(2, "second try", "2026-01-01T00:00:09Z")])
+    failed = runs.observe(
+        job(("Failed", "BackoffLimitExceeded")),
+        [pod(1, "first try", "2026-01-01T00:00:01Z"), pod(2, "second try", "2026-01-01T00:00:09Z")],
+    )
     assert failed.state is RunState.FAILED and failed.failure_reason == "BackoffLimitExceeded"
     assert failed.exit_code == 2 and failed.failure_message.endswith("second try")
 

@@ -48,7 +48,7 @@ from typing import Any
 
 import yaml
 from kubernetes import client, config, watch
-from kubernetes.client.rest import ApiException
+from kubernetes.client.exceptions import ApiException
 
 log = logging.getLogger("node-agent")
 
@@ -134,7 +134,7 @@ class NodeAgent:
             }
         }
         try:
-            self.core.create_node(body)
+            self.core.create_node(body)  # type: ignore[arg-type]  # the client accepts plain dicts
         except ApiException as exc:
             if exc.status != 409:
                 raise
@@ -168,7 +168,7 @@ class NodeAgent:
             time.sleep(20)
             try:
                 self.register()
-            except Exception as exc:  # noqa: BLE001 - keep beating
+            except Exception as exc:
                 log.warning("heartbeat failed: %s", exc)
 
     # --- the watch -----------------------------------------------------------------
@@ -182,7 +182,7 @@ class NodeAgent:
             try:
                 for event in watch.Watch().stream(
                     self.core.list_pod_for_all_namespaces,
-                    resource_version=pods.metadata.resource_version,
+                    resource_version=pods.metadata.resource_version if pods.metadata else None,
                     timeout_seconds=300,
                 ):
                     if event["type"] != "DELETED":
@@ -252,7 +252,7 @@ class NodeAgent:
             self.core.delete_namespaced_pod(
                 pod.metadata.name,
                 pod.metadata.namespace,
-                body=client.V1DeleteOptions(grace_period_seconds=0, preconditions={"uid": pod.metadata.uid}),
+                body=client.V1DeleteOptions(grace_period_seconds=0, preconditions=client.V1Preconditions(uid=pod.metadata.uid)),
             )
         except ApiException as exc:
             if exc.status != 404:
@@ -264,7 +264,7 @@ class NodeAgent:
         with self.slots:
             try:
                 self.execute(pod)
-            except Exception as exc:  # noqa: BLE001 - report, never die
+            except Exception as exc:
                 log.exception("pod %s/%s failed in the agent", pod.metadata.namespace, pod.metadata.name)
                 self.report(pod, "Failed", {"exitCode": 128, "reason": "StartError", "message": str(exc)[:1024]})
 
@@ -400,14 +400,14 @@ class NodeAgent:
                 env[var.name] = var.value or ""
             elif source.secret_key_ref is not None:
                 ref = source.secret_key_ref
-                data = self.core.read_namespaced_secret(ref.name, namespace).data or {}
-                if ref.key in data:
-                    env[var.name] = base64.b64decode(data[ref.key]).decode()
+                secret = self.core.read_namespaced_secret(ref.name, namespace).data or {}
+                if ref.key in secret:
+                    env[var.name] = base64.b64decode(secret[ref.key]).decode()
             elif source.config_map_key_ref is not None:
                 ref = source.config_map_key_ref
-                data = self.core.read_namespaced_config_map(ref.name, namespace).data or {}
-                if ref.key in data:
-                    env[var.name] = data[ref.key]
+                config_map = self.core.read_namespaced_config_map(ref.name, namespace).data or {}
+                if ref.key in config_map:
+                    env[var.name] = config_map[ref.key]
             elif source.field_ref is not None:
                 env[var.name] = {
                     "metadata.name": pod.metadata.name,

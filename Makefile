@@ -1,0 +1,76 @@
+# schedexec: `make help` lists the targets.
+SHELL := /bin/bash
+PYTHON ?= python3
+KIND_VERSION ?= v0.33.0
+KIND_CLUSTER ?= schedexec
+CLUSTER_DIR ?= $(CURDIR)/.cluster
+KUBECONFIG_LOCAL := $(CLUSTER_DIR)/kubeconfig
+DEVCLUSTER := $(PYTHON) -m schedexec.devcluster
+KUBECTL = $$($(DEVCLUSTER) binaries | sed -n 's/^kubectl: //p')
+GOBIN ?= $(shell go env GOPATH 2>/dev/null)/bin
+
+.DEFAULT_GOAL := help
+
+.PHONY: help
+help: ## list the targets
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
+
+.PHONY: install
+install: ## install schedexec, its runner SDK and the development tools (editable)
+	$(PYTHON) -m pip install --quiet -e runner-image -e '.[dev]'
+
+.PHONY: binaries
+binaries: ## locate or build etcd, kube-apiserver, kube-controller-manager and kubectl
+	$(DEVCLUSTER) binaries
+
+.PHONY: test
+test: binaries ## run every test, the cluster tests on a fresh local control plane
+	$(PYTHON) -m pytest
+
+.PHONY: lint
+lint: ## ruff and mypy --strict
+	$(PYTHON) -m ruff check operator runner-image tests examples hack
+	$(PYTHON) -m ruff format --check operator runner-image tests examples hack
+	$(PYTHON) -m mypy
+
+.PHONY: crds
+crds: ## regenerate crds/ from the pydantic models
+	$(PYTHON) -m schedexec.cli crds crds
+
+.PHONY: cluster-up
+cluster-up: ## start the local control plane and node agent (prints KUBECONFIG)
+	$(DEVCLUSTER) up --state-dir $(CLUSTER_DIR)
+
+.PHONY: cluster-down
+cluster-down: ## stop the local control plane and everything it started
+	$(DEVCLUSTER) down --state-dir $(CLUSTER_DIR)
+
+.PHONY: up
+up: ## local control plane + node agent + CRDs + the operator
+	$(DEVCLUSTER) up --operator --state-dir $(CLUSTER_DIR)
+
+.PHONY: demo
+demo: install binaries up ## from nothing to a finished example execution
+	KUBECONFIG=$(KUBECONFIG_LOCAL) CLUSTER_DIR=$(CLUSTER_DIR) KUBECTL=$(KUBECTL) $(PYTHON) hack/demo.py
+
+.PHONY: run
+run: ## run the operator in the foreground against the current kubeconfig
+	$(PYTHON) -m schedexec.cli operator
+
+.PHONY: kind-up
+kind-up: ## (needs Docker) a kind cluster with the CRDs installed
+	command -v kind >/dev/null || GOTOOLCHAIN=auto go install sigs.k8s.io/kind@$(KIND_VERSION)
+	PATH=$(GOBIN):$$PATH kind create cluster --name $(KIND_CLUSTER) --config hack/kind.yaml
+	kubectl apply --server-side -f crds
+
+.PHONY: kind-down
+kind-down: ## (needs Docker) delete the kind cluster
+	PATH=$(GOBIN):$$PATH kind delete cluster --name $(KIND_CLUSTER)
+
+.PHONY: images
+images: ## (needs docker or podman) build the runner base image and the example images
+	@engine=$$(command -v docker || command -v podman) || { echo "images: neither docker nor podman is installed" >&2; exit 1; }; \
+	$$engine build -t ghcr.io/schedexec/runner:0.1.0 runner-image && \
+	for example in shop sandbox ratelimited; do \
+	  $$engine build -t ghcr.io/schedexec/example-$$example:0.1.0 examples/$$example || exit 1; \
+	done
