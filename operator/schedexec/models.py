@@ -164,7 +164,10 @@ IMMUTABLE_SPEC_FIELDS = [
 
 
 CEL_RESERVED = frozenset(
-    "as break const continue else for function if import let loop package namespace return var void while".split()
+    {
+        *("as", "break", "const", "continue", "else", "for", "function", "if", "import"),
+        *("let", "loop", "package", "namespace", "return", "var", "void", "while"),
+    }
 )
 
 
