@@ -1,7 +1,8 @@
-"""`schedexec`: the console script (operator, crds).
+"""`schedexec`: the console script (operator, api, crds).
 
 `schedexec operator` runs Kopf and the controller in one event loop with the
-settings from the environment (see settings.py); `schedexec crds DIR`
+settings from the environment (see settings.py); `schedexec api` serves the
+REST API (restapi.py); `schedexec crds DIR`
 writes the generated CRDs.
 """
 
@@ -15,11 +16,11 @@ import sys
 import kopf
 import prometheus_client
 
-from schedexec import crd, decisions, runs
+from schedexec import crd, decisions, restapi, runs
 from schedexec.controller import Controller
 from schedexec.handlers import registry_for
 from schedexec.kube import Cluster
-from schedexec.settings import OperatorSettings
+from schedexec.settings import ApiSettings, OperatorSettings
 
 
 async def run_operator(settings: OperatorSettings) -> None:
@@ -56,11 +57,16 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="schedexec", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("operator", help="run the operator (configured by SCHEDEXEC_* variables)")
+    commands.add_parser("api", help="run the REST API (configured by SCHEDEXEC_API_* variables)")
     crds = commands.add_parser("crds", help="write the generated CRDs")
     crds.add_argument("directory", nargs="?", default="crds")
     options = parser.parse_args(argv)
     if options.command == "crds":
         return crd.main([options.directory])
+    if options.command == "api":
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+        restapi.run(ApiSettings())
+        return 0
     settings = OperatorSettings()
     kopf.configure(log_format=kopf.LogFormat[settings.log_format.upper()])
     logging.getLogger("kopf.objects").setLevel(logging.WARNING)  # one line per watch event is noise

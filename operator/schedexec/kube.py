@@ -1,8 +1,8 @@
-"""The operator's only door to the Kubernetes API (through pykube-ng).
+"""schedexec's only door to the Kubernetes API (through pykube-ng).
 
 Kopf watches; everything the operator *does* goes through `Cluster`: create
 and delete a run's Job, read its pods, write an execution's status, delete an
-expired execution. pykube-ng is small and synchronous; the controller calls
+expired execution; `ApiClient` adds what the REST sidecar needs. pykube-ng is small and synchronous; the controller calls
 it from worker threads. Errors are translated into three outcomes the
 controller cares about: done, `Conflict` (someone else changed the object:
 reconcile again), or an exception (retry with backoff).
@@ -14,6 +14,7 @@ import json
 import logging
 import socket
 from datetime import UTC, datetime
+from collections.abc import Iterator
 from typing import Any
 
 import pykube
@@ -127,3 +128,84 @@ class Cluster:
         )
         if response.status_code not in (404, 409):
             self.api.raise_for_status(response)
+
+
+class WatchExpired(Exception):
+    """The watch's resourceVersion is too old (HTTP 410): list again."""
+
+
+class ApiClient(Cluster):
+    """What the REST sidecar needs on top: create and watch executions, review tokens and access."""
+
+    def create_execution(self, namespace: str, body: dict[str, Any]) -> dict[str, Any] | None:
+        """The created execution, or None if one of that name exists already."""
+        response = self.api.post(
+            version=models.API_VERSION, namespace=namespace, url=models.PLURAL, data=json.dumps(body)
+        )
+        if response.status_code == 409:
+            return None
+        self.api.raise_for_status(response)
+        return response.json()  # type: ignore[no-any-return]
+
+    def get_execution(self, namespace: str, name: str) -> dict[str, Any] | None:
+        response = self.api.get(version=models.API_VERSION, namespace=namespace, url=f"{models.PLURAL}/{name}")
+        if response.status_code == 404:
+            return None
+        self.api.raise_for_status(response)
+        return response.json()  # type: ignore[no-any-return]
+
+    def list_executions(self) -> tuple[list[dict[str, Any]], str]:
+        """All executions (cluster-wide) and the list's resourceVersion."""
+        response = self.api.get(version=models.API_VERSION, url=models.PLURAL)
+        self.api.raise_for_status(response)
+        listing = response.json()
+        return listing.get("items", []), listing["metadata"]["resourceVersion"]
+
+    def watch_executions(self, since: str, timeout_seconds: int = 300) -> Iterator[tuple[str, dict[str, Any]]]:
+        """(type, object) events after `since`; raises WatchExpired when it is too old."""
+        params = {"watch": "true", "resourceVersion": since, "timeoutSeconds": str(timeout_seconds)}
+        response = self.api.get(
+            version=models.API_VERSION, url=models.PLURAL, params=params, stream=True, timeout=timeout_seconds + 30
+        )
+        self.api.raise_for_status(response)
+        with response:
+            for line in response.iter_lines():
+                if not line:
+                    continue
+                event = json.loads(line)
+                if event["type"] == "ERROR":
+                    if event["object"].get("code") == 410:
+                        raise WatchExpired(event["object"].get("message", ""))
+                    raise pykube.exceptions.HTTPError(event["object"].get("code", 500), str(event["object"]))
+                yield event["type"], event["object"]
+
+    def review_token(self, token: str) -> tuple[str, list[str]] | None:
+        """(user, groups) if the API server accepts the bearer token (TokenReview), else None."""
+        review = {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview", "spec": {"token": token}}
+        response = self.api.post(version="authentication.k8s.io/v1", url="tokenreviews", data=json.dumps(review))
+        self.api.raise_for_status(response)
+        status = response.json().get("status", {})
+        if not status.get("authenticated"):
+            return None
+        user = status.get("user", {})
+        return user.get("username", ""), list(user.get("groups", []))
+
+    def may(self, user: str, groups: list[str], verb: str, namespace: str) -> bool:
+        """SubjectAccessReview: may `user` do `verb` on scheduledexecutions in `namespace`?"""
+        review = {
+            "apiVersion": "authorization.k8s.io/v1",
+            "kind": "SubjectAccessReview",
+            "spec": {
+                "user": user,
+                "groups": groups,
+                "resourceAttributes": {
+                    "group": models.GROUP,
+                    "resource": models.PLURAL,
+                    "verb": verb,
+                    "namespace": namespace,
+                },
+            },
+        }
+        response = self.api.post(version="authorization.k8s.io/v1", url="subjectaccessreviews", data=json.dumps(review))
+        self.api.raise_for_status(response)
+        return bool(response.json().get("status", {}).get("allowed"))

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import BaseModel, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -30,3 +30,31 @@ class OperatorSettings(BaseSettings):
     log_format: Literal["full", "plain", "json"] = Field("full", description="Log format; json for log pipelines.")
     log_level: Literal["debug", "info", "warning"] = Field("info", description="Level of schedexec's own logs.")
     peering: str | None = Field(None, description="Kopf peering object for several replicas; unset runs standalone.")
+
+
+class ComponentImage(BaseModel):
+    """How the REST API turns a component id and revision into an image."""
+
+    image: str = Field(description="Image reference with {revision}, e.g. ghcr.io/acme/shop:{revision}.")
+    default_revision: str = Field("latest", description="The tag used for revision `latest`.")
+
+
+class ApiSettings(BaseSettings):
+    """The REST sidecar (`schedexec api`), from SCHEDEXEC_API_* variables."""
+
+    model_config = SettingsConfigDict(env_prefix="SCHEDEXEC_API_")
+
+    host: str = Field("0.0.0.0", description="Listen address.")
+    port: int = Field(8000, ge=1, le=65535, description="Listen port.")
+    namespace: str = Field("default", description="Namespace of executions when a request names none.")
+    components: dict[str, ComponentImage] = Field(
+        default_factory=dict, description="JSON map: component id → {image, default_revision}."
+    )
+    insecure: bool = Field(False, description="No authentication or authorization. Development only.")
+    max_body_bytes: int = Field(1024 * 1024, ge=1024, description="Largest accepted request body.")
+    default_timeout_seconds: int = Field(600, ge=1, description="timeoutSeconds of executions it creates.")
+    default_run_timeout_seconds: int = Field(300, ge=1, description="runTimeoutSeconds of executions it creates.")
+    ttl_seconds_after_finished: int = Field(
+        3600, ge=0, description="How long finished executions created by the API (and their ids) live."
+    )
+    access_log: bool = Field(True, description="Log every request (uvicorn's access log).")

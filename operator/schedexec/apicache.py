@@ -1,0 +1,95 @@
+"""The REST sidecar's view of executions: a watch-fed cache, so polls cost no API call.
+
+Clients poll often; one API-server GET per poll would make the API server
+the bottleneck and grow its load with the number of polling clients. A
+single list+watch keeps every execution in memory, indexed by UID (the
+public execution id) and by namespace/name. The cache runs in a daemon
+thread, relists when the watch expires, and retries with backoff on errors.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Any
+
+from schedexec.kube import TRANSIENT, ApiClient, WatchExpired
+
+log = logging.getLogger("schedexec.api")
+
+
+class ExecutionCache:
+    def __init__(self, client: ApiClient) -> None:
+        self.client = client
+        self.ready = threading.Event()
+        self._lock = threading.Lock()
+        self._by_uid: dict[str, dict[str, Any]] = {}
+        self._uid_of: dict[str, str] = {}
+
+    def start(self) -> None:
+        threading.Thread(target=self._run, name="execution-cache", daemon=True).start()
+
+    def by_uid(self, uid: str) -> dict[str, Any] | None:
+        with self._lock:
+            return self._by_uid.get(uid)
+
+    def by_name(self, namespace: str, name: str) -> dict[str, Any] | None:
+        with self._lock:
+            uid = self._uid_of.get(f"{namespace}/{name}")
+            return None if uid is None else self._by_uid.get(uid)
+
+    def remember(self, body: dict[str, Any]) -> None:
+        """Store an object the sidecar just created, before its watch event arrives."""
+        self._apply("ADDED", body)
+
+    def __len__(self) -> int:
+        return len(self._by_uid)
+
+    def _apply(self, event_type: str, body: dict[str, Any]) -> None:
+        meta = body.get("metadata", {})
+        uid, key = meta.get("uid"), f"{meta.get('namespace')}/{meta.get('name')}"
+        if not uid:
+            return
+        with self._lock:
+            if event_type == "DELETED":
+                self._by_uid.pop(uid, None)
+                if self._uid_of.get(key) == uid:
+                    del self._uid_of[key]
+                return
+            current = self._by_uid.get(uid)
+            if current is not None and _version(current) > _version(body):
+                return
+            self._by_uid[uid] = body
+            self._uid_of[key] = uid
+
+    def _run(self) -> None:
+        failures = 0
+        while True:
+            try:
+                items, version = self.client.list_executions()
+                with self._lock:
+                    self._by_uid = {i["metadata"]["uid"]: i for i in items}
+                    self._uid_of = {
+                        f"{i['metadata']['namespace']}/{i['metadata']['name']}": i["metadata"]["uid"] for i in items
+                    }
+                self.ready.set()
+                while True:
+                    for event_type, body in self.client.watch_executions(version):
+                        self._apply(event_type, body)
+                        version = body.get("metadata", {}).get("resourceVersion", version)
+                    failures = 0
+            except WatchExpired:
+                continue
+            except (*TRANSIENT, OSError, ValueError) as exc:
+                failures += 1
+                delay = min(30.0, 0.5 * 2**failures)
+                log.warning("execution watch failed, retrying in %.1fs: %s", delay, exc)
+                time.sleep(delay)
+
+
+def _version(body: dict[str, Any]) -> int:
+    try:
+        return int(body.get("metadata", {}).get("resourceVersion", 0))
+    except ValueError:
+        return 0
