@@ -2,7 +2,8 @@
 
 Kopf watches; everything the operator *does* goes through `Cluster`: create
 and delete a run's Job, read its pods, write an execution's status, delete an
-expired execution; `ApiClient` adds what the REST sidecar needs. pykube-ng is small and synchronous; the controller calls
+expired execution; `ApiClient` adds what the REST sidecar needs.
+pykube-ng is small and synchronous; the controller calls
 it from worker threads. Errors are translated into three outcomes the
 controller cares about: done, `Conflict` (someone else changed the object:
 reconcile again), or an exception (retry with backoff).
@@ -13,9 +14,9 @@ from __future__ import annotations
 import json
 import logging
 import socket
-from datetime import UTC, datetime
 from collections.abc import Iterator
-from typing import Any
+from datetime import UTC, datetime
+from typing import Any, Self
 
 import pykube
 import requests
@@ -38,7 +39,7 @@ class Cluster:
         self.api = api
 
     @classmethod
-    def from_environment(cls) -> Cluster:
+    def from_environment(cls) -> Self:
         """In-cluster service account, else $KUBECONFIG or ~/.kube/config."""
         return cls(pykube.HTTPClient(pykube.KubeConfig.from_env()))
 

@@ -306,7 +306,7 @@ def create_app(settings: ApiSettings, client: ApiClient, cache: ExecutionCache) 
         if not value:
             raise ApiError(422, "Unprocessable Entity", f"{what} is required", pointer=pointer)
 
-    accepted = {202: {"description": "Scheduled; poll the Location."}}
+    accepted: dict[int | str, dict[str, Any]] = {202: {"description": "Scheduled; poll the Location."}}
 
     @app.post(
         "/v2/components/{component}/versions/{revision}/verify-credential",
