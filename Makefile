@@ -20,8 +20,8 @@ install: ## install schedexec, its runner SDK and the development tools (editabl
 	$(PYTHON) -m pip install --quiet -e runner-image -e '.[dev]'
 
 .PHONY: binaries
-binaries: ## locate or build etcd, kube-apiserver, kube-controller-manager and kubectl
-	$(DEVCLUSTER) binaries
+binaries: ## locate or build etcd, kube-apiserver, kube-controller-manager, kubectl and helm
+	$(DEVCLUSTER) binaries --helm
 
 .PHONY: test
 test: binaries ## run every test, the cluster tests on a fresh local control plane
@@ -34,8 +34,9 @@ lint: ## ruff and mypy --strict
 	$(PYTHON) -m mypy
 
 .PHONY: crds
-crds: ## regenerate crds/ from the pydantic models
+crds: ## regenerate crds/ (and the chart's copy) from the pydantic models
 	$(PYTHON) -m schedexec.cli crds crds
+	$(PYTHON) -m schedexec.cli crds charts/schedexec/files
 
 .PHONY: cluster-up
 cluster-up: ## start the local control plane and node agent (prints KUBECONFIG)

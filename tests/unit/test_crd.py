@@ -11,8 +11,12 @@ from schedexec import crd, models
 CRD = Path(__file__).resolve().parents[2] / "crds" / crd.CRD_FILE
 
 
+CHART_COPY = CRD.parents[1] / "charts" / "schedexec" / "files" / crd.CRD_FILE
+
+
 def test_the_committed_crd_matches_the_models() -> None:
     assert CRD.read_text() == crd.dump(), "crds/ is stale: run `make crds` and commit the result"
+    assert CHART_COPY.read_text() == crd.dump(), "the chart's CRD is stale: run `make crds` and commit the result"
 
 
 def _walk(node: dict, path: str = "") -> list[str]:  # type: ignore[type-arg]

@@ -26,6 +26,7 @@ from schedexec.devcluster.binaries import (
     Binaries,
     BinariesUnavailable,
     ensure_binaries,
+    ensure_helm,
 )
 from schedexec.devcluster.controlplane import ControlPlane, ControlPlaneError, ExtraProcess, pick_free_ports
 
@@ -91,7 +92,8 @@ def _parser() -> argparse.ArgumentParser:
     up.add_argument("--audit", action="store_true", help="write an audit log to <state-dir>/logs/audit.log")
     commands.add_parser("down", parents=[common], help="stop the control plane")
     commands.add_parser("status", parents=[common], help="show processes and readiness")
-    commands.add_parser("binaries", help="locate or build the binaries and print their paths")
+    binaries = commands.add_parser("binaries", help="locate or build the binaries and print their paths")
+    binaries.add_argument("--helm", action="store_true", help="also locate or build helm (chart checks)")
     return parser
 
 
@@ -131,6 +133,8 @@ def _binaries(args: argparse.Namespace) -> int:
     binaries = ensure_binaries()
     for component in COMPONENTS:
         print(f"{component}: {binaries.get(component)}")
+    if args.helm:
+        print(f"helm: {ensure_helm()}")
     return 0
 
 

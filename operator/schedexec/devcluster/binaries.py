@@ -330,3 +330,34 @@ def ensure_binaries(build: bool = True) -> Binaries:
     if found.missing():
         raise _missing_error(found.missing(), "still not found after building")
     return found
+
+
+HELM_VERSION = "v3.22.0"
+"""Helm, for the chart checks (helm lint, helm template); built like the rest, from the module proxy."""
+
+
+def ensure_helm(build: bool = True) -> Path:
+    """`$HELM`, else the cached helm, else `go install`ed into the cache."""
+    explicit = os.environ.get("HELM")
+    if explicit:
+        if not is_executable(Path(explicit)):
+            raise BinariesUnavailable(f"HELM={explicit} is not an executable file")
+        return Path(explicit)
+    bin_dir = cache_bin_dir().parent.parent / f"helm-{HELM_VERSION}"
+    helm = bin_dir / "helm"
+    if is_executable(helm):
+        return helm
+    if not build:
+        raise BinariesUnavailable(f"helm is not in {bin_dir} and building it was not allowed")
+    if shutil.which("go") is None:
+        raise BinariesUnavailable("helm is missing and `go` is not on PATH to build it")
+    bin_dir.mkdir(parents=True, exist_ok=True)
+    _log(f"building helm {HELM_VERSION} with go into {bin_dir} ...")
+    environ = build_environment()
+    environ["GOBIN"] = str(bin_dir)
+    done = subprocess.run(
+        ["go", "install", f"helm.sh/helm/v3/cmd/helm@{HELM_VERSION}"], env=environ, capture_output=True, text=True
+    )
+    if done.returncode != 0 or not is_executable(helm):
+        raise BinariesUnavailable(f"`go install helm.sh/helm/v3/cmd/helm@{HELM_VERSION}` failed:\n{done.stderr[-2000:]}")
+    return helm

@@ -1,0 +1,53 @@
+{{- define "schedexec.fullname" -}}
+{{- if contains .Chart.Name .Release.Name -}}{{ .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else -}}{{ printf "%s-%s" .Release.Name .Chart.Name | trunc 63 | trimSuffix "-" }}{{- end -}}
+{{- end -}}
+
+{{- define "schedexec.labels" -}}
+app.kubernetes.io/name: {{ .Chart.Name }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
+{{- end -}}
+
+{{- define "schedexec.selectorLabels" -}}
+app.kubernetes.io/name: {{ .Chart.Name }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end -}}
+
+{{- define "schedexec.serviceAccountName" -}}
+{{- default (include "schedexec.fullname" .) .Values.serviceAccount.name -}}
+{{- end -}}
+
+{{/* The operator's permissions: exactly what schedexec.kube and Kopf's watches use. */}}
+{{- define "schedexec.operatorRules" -}}
+- apiGroups: ["schedexec.io"]
+  resources: ["scheduledexecutions"]
+  verbs: ["get", "list", "watch", "delete"]
+- apiGroups: ["schedexec.io"]
+  resources: ["scheduledexecutions/status"]
+  verbs: ["update", "patch"]
+- apiGroups: ["schedexec.io"]
+  resources: ["scheduledexecutions/finalizers"]
+  verbs: ["update"]
+- apiGroups: ["batch"]
+  resources: ["jobs"]
+  verbs: ["get", "list", "watch", "create", "delete"]
+- apiGroups: [""]
+  resources: ["pods"]
+  verbs: ["list"]
+- apiGroups: [""]
+  resources: ["events"]
+  verbs: ["create"]
+{{- if .Values.peering.enabled }}
+- apiGroups: ["kopf.dev"]
+  resources: ["kopfpeerings", "clusterkopfpeerings"]
+  verbs: ["get", "list", "watch", "patch"]
+{{- end }}
+{{- if .Values.api.enabled }}
+- apiGroups: ["schedexec.io"]
+  resources: ["scheduledexecutions"]
+  verbs: ["create"]
+{{- end }}
+{{- end -}}

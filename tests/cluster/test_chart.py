@@ -1,0 +1,179 @@
+"""The Helm chart: lint, render, apply; and the operator and API working with exactly its RBAC."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+
+from schedexec import models
+from schedexec.devcluster import binaries
+from tests.conftest import REPO, Cluster, free_port, wait_for
+
+pytestmark = pytest.mark.cluster
+CHART = REPO / "charts" / "schedexec"
+RELEASE, NAMESPACE = "sx", "schedexec-system"
+SERVICE_ACCOUNT = f"system:serviceaccount:{NAMESPACE}:{RELEASE}-schedexec"
+
+
+@pytest.fixture(scope="session")
+def helm() -> Path:
+    try:
+        return binaries.ensure_helm()
+    except binaries.BinariesUnavailable as exc:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"helm is needed for the chart checks: {exc}")
+        pytest.skip(f"helm is needed for the chart checks: {exc}")
+
+
+def render(helm: Path, *values: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    command = [str(helm), "template", RELEASE, str(CHART), "--namespace", NAMESPACE, "--include-crds"]
+    for value in values:
+        command += ["--set-json", value]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=60)
+    if check:
+        assert done.returncode == 0, done.stderr
+    return done
+
+
+def documents(text: str) -> list[dict[str, Any]]:
+    return [d for d in yaml.safe_load_all(text) if d]
+
+
+def test_helm_lint_passes(helm: Path) -> None:
+    done = subprocess.run([str(helm), "lint", "--strict", str(CHART)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_the_chart_ships_the_generated_crd(helm: Path) -> None:
+    crds = [d for d in documents(render(helm).stdout) if d["kind"] == "CustomResourceDefinition"]
+    ours = next(d for d in crds if d["metadata"]["name"] == f"{models.PLURAL}.{models.GROUP}")
+    generated = yaml.safe_load((REPO / "crds" / f"{models.GROUP}_{models.PLURAL}.yaml").read_text())
+    assert ours["spec"] == generated["spec"]
+    assert ours["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
+
+
+def test_options_render_what_they_promise(helm: Path) -> None:
+    default = {d["kind"] for d in documents(render(helm).stdout)}
+    assert {"ClusterRole", "ClusterRoleBinding", "ServiceAccount", "Deployment", "Service"} <= default
+    with_api = documents(render(helm, "api.enabled=true", "metrics.serviceMonitor.enabled=true").stdout)
+    deployment = next(d for d in with_api if d["kind"] == "Deployment")
+    assert [c["name"] for c in deployment["spec"]["template"]["spec"]["containers"]] == ["operator", "api"]
+    assert any(d["kind"] == "ServiceMonitor" for d in with_api)
+    namespaced = documents(render(helm, "rbac.clusterWide=false", 'watchNamespaces=["a","b"]').stdout)
+    assert sorted(d["metadata"]["namespace"] for d in namespaced if d["kind"] == "Role") == ["a", "b"]
+    assert not any(d["kind"] == "ClusterRole" for d in namespaced)
+    env = next(d for d in namespaced if d["kind"] == "Deployment")["spec"]["template"]["spec"]["containers"][0]["env"]
+    assert {"name": "SCHEDEXEC_NAMESPACES", "value": '["a","b"]'} in env
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        (["api.enabled=true", "rbac.clusterWide=false", 'watchNamespaces=["a"]'], "api.enabled needs rbac.clusterWide"),
+        (["replicas=2"], "replicas > 1 needs peering.enabled"),
+        (["rbac.clusterWide=false"], "needs watchNamespaces"),
+    ],
+)
+def test_inconsistent_values_are_refused_with_a_reason(helm: Path, values: list[str], message: str) -> None:
+    done = render(helm, *values, check=False)
+    assert done.returncode != 0 and message in done.stderr
+
+
+def kubeconfig_for(cluster: Cluster, token: str, path: Path) -> Path:
+    """A kubeconfig that authenticates with `token` only (no admin certificate)."""
+    admin = yaml.safe_load(cluster.kubeconfig.read_text())
+    config = {
+        "apiVersion": "v1", "kind": "Config", "clusters": admin["clusters"],
+        "users": [{"name": "sa", "user": {"token": token}}],
+        "contexts": [{"name": "sa", "context": {"cluster": admin["clusters"][0]["name"], "user": "sa"}}],
+        "current-context": "sa",
+    }
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+@pytest.fixture(scope="module")
+def installed(cluster: Cluster, helm: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """The chart (operator + API) applied to the cluster: server-side dry run first, then for real."""
+    manifests = tmp_path_factory.mktemp("chart") / "rendered.yaml"
+    manifests.write_text(render(helm, "api.enabled=true", "peering.enabled=true").stdout)
+    cluster.kubectl("create", "namespace", NAMESPACE)
+    cluster.kubectl("apply", "--server-side", "--dry-run=server", "-f", str(manifests))
+    cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(manifests))
+    token = cluster.kubectl("create", "token", f"{RELEASE}-schedexec", "-n", NAMESPACE, "--duration=2h").stdout.strip()
+    yield kubeconfig_for(cluster, token, tmp_path_factory.mktemp("sa") / "kubeconfig")
+    cluster.kubectl("delete", "namespace", NAMESPACE, "--wait=false")
+
+
+@pytest.mark.parametrize(
+    ("verb", "resource"),
+    [("get", "secrets"), ("list", "secrets"), ("delete", "pods"), ("create", "pods"), ("update", "jobs"),
+     ("create", "rolebindings"), ("patch", "scheduledexecutions.schedexec.io"), ("get", "configmaps")],
+)
+def test_the_chart_grants_nothing_the_operator_does_not_need(cluster: Cluster, installed: Path, verb: str,
+                                                            resource: str) -> None:
+    answer = cluster.kubectl("auth", "can-i", verb, resource, "--all-namespaces", f"--as={SERVICE_ACCOUNT}",
+                             check=False)
+    assert answer.stdout.strip() == "no", f"the chart's ServiceAccount may {verb} {resource}"
+
+
+def test_the_operator_and_api_work_with_exactly_the_charts_rbac(cluster: Cluster, installed: Path,
+                                                                 namespace: str, tmp_path: Path) -> None:
+    """The full flow, the operator and the API authenticated only as the chart's ServiceAccount."""
+    env = {**os.environ, "KUBECONFIG": str(installed), "SCHEDEXEC_MIN_INTERVAL_SECONDS": "1",
+           "SCHEDEXEC_METRICS_PORT": "0", "SCHEDEXEC_LIVENESS_ENDPOINT": f"http://127.0.0.1:{free_port()}/healthz",
+           "SCHEDEXEC_PEERING": "schedexec"}
+    api_port = free_port()
+    api_env = {**env, "SCHEDEXEC_API_PORT": str(api_port), "SCHEDEXEC_API_HOST": "127.0.0.1",
+               "SCHEDEXEC_API_COMPONENTS": json.dumps({"test": {"image": "ghcr.io/schedexec/test-component:dev"}})}
+    logs = {name: (tmp_path / f"{name}.log").open("wb") for name in ("operator", "api")}
+    processes = [
+        subprocess.Popen([sys.executable, "-m", "schedexec.cli", command], env=process_env, stdout=logs[command],
+                         stderr=subprocess.STDOUT)
+        for command, process_env in (("operator", env), ("api", api_env))
+    ]
+    try:
+        cluster.kubectl("create", "serviceaccount", "client", "-n", namespace)
+        cluster.kubectl("create", "clusterrole", f"sx-{namespace}", "--verb=create,get",
+                        "--resource=scheduledexecutions.schedexec.io")
+        cluster.kubectl("create", "rolebinding", "client-sx", "-n", namespace, f"--clusterrole=sx-{namespace}",
+                        f"--serviceaccount={namespace}:client")
+        token = cluster.kubectl("create", "token", "client", "-n", namespace).stdout.strip()
+        url = f"http://127.0.0.1:{api_port}"
+        wait_for("the API", lambda: _healthy(url), timeout=30)
+        with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=30) as http:
+            body = {"data": {"type": "execution", "attributes": {"component": "test", "method": "countdown",
+                                                                 "args": {"left": 1}}}}
+            accepted = http.post("/v2/executions", json=body, params={"namespace": namespace})
+            assert accepted.status_code == 202, accepted.text
+            location = accepted.headers["Location"]
+            deadline = time.monotonic() + 90
+            while (polled := http.get(location)).status_code == 200 and time.monotonic() < deadline:
+                time.sleep(0.3)
+            assert polled.status_code == 303, polled.text
+            assert http.get(polled.headers["Location"]).json()["data"]["attributes"]["result"] == {"seen": [1, 2]}
+        described = cluster.kubectl("describe", "sx", "-n", namespace).stdout
+        assert "RunStarted" in described and "Succeeded" in described, "events were posted"
+    finally:
+        for process in processes:
+            process.terminate()
+            process.wait(timeout=15)
+    operator_log = (tmp_path / "operator.log").read_text()
+    assert "Forbidden" not in operator_log and "403" not in operator_log, operator_log[-3000:]
+
+
+def _healthy(url: str) -> bool:
+    try:
+        return httpx.get(f"{url}/healthz", timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
