@@ -36,7 +36,17 @@ def helm() -> Path:
 
 
 def render(helm: Path, *values: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    command = [str(helm), "template", RELEASE, str(CHART), "--namespace", NAMESPACE, "--include-crds"]
+    command = [
+        str(helm),
+        "template",
+        RELEASE,
+        str(CHART),
+        "--namespace",
+        NAMESPACE,
+        "--include-crds",
+        "--kube-version",
+        binaries.KUBERNETES_VERSION,
+    ]
     for value in values:
         command += ["--set-json", value]
     done = subprocess.run(command, capture_output=True, text=True, timeout=60)
@@ -93,7 +103,9 @@ def kubeconfig_for(cluster: Cluster, token: str, path: Path) -> Path:
     """A kubeconfig that authenticates with `token` only (no admin certificate)."""
     admin = yaml.safe_load(cluster.kubeconfig.read_text())
     config = {
-        "apiVersion": "v1", "kind": "Config", "clusters": admin["clusters"],
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": admin["clusters"],
         "users": [{"name": "sa", "user": {"token": token}}],
         "contexts": [{"name": "sa", "context": {"cluster": admin["clusters"][0]["name"], "user": "sa"}}],
         "current-context": "sa",
@@ -104,12 +116,19 @@ def kubeconfig_for(cluster: Cluster, token: str, path: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def installed(cluster: Cluster, helm: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """The chart (operator + API) applied to the cluster: server-side dry run first, then for real."""
-    manifests = tmp_path_factory.mktemp("chart") / "rendered.yaml"
-    manifests.write_text(render(helm, "api.enabled=true", "peering.enabled=true").stdout)
+    """The chart (operator + API) applied as `helm install` would: CRDs first, then the rest,
+    each a server-side dry run first, then for real."""
+    rendered = documents(render(helm, "api.enabled=true", "peering.enabled=true").stdout)
+    folder = tmp_path_factory.mktemp("chart")
+    crds, rest = folder / "crds.yaml", folder / "rest.yaml"
+    crds.write_text(yaml.safe_dump_all([d for d in rendered if d["kind"] == "CustomResourceDefinition"]))
+    rest.write_text(yaml.safe_dump_all([d for d in rendered if d["kind"] != "CustomResourceDefinition"]))
     cluster.kubectl("create", "namespace", NAMESPACE)
-    cluster.kubectl("apply", "--server-side", "--dry-run=server", "-f", str(manifests))
-    cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(manifests))
+    for manifests in (crds, rest):
+        cluster.kubectl("apply", "--server-side", "--force-conflicts", "--dry-run=server", "-f", str(manifests))
+        cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(manifests))
+        if manifests == crds:
+            cluster.kubectl("wait", "--for=condition=Established", "-f", str(crds))
     token = cluster.kubectl("create", "token", f"{RELEASE}-schedexec", "-n", NAMESPACE, "--duration=2h").stdout.strip()
     yield kubeconfig_for(cluster, token, tmp_path_factory.mktemp("sa") / "kubeconfig")
     cluster.kubectl("delete", "namespace", NAMESPACE, "--wait=false")
@@ -117,43 +136,83 @@ def installed(cluster: Cluster, helm: Path, tmp_path_factory: pytest.TempPathFac
 
 @pytest.mark.parametrize(
     ("verb", "resource"),
-    [("get", "secrets"), ("list", "secrets"), ("delete", "pods"), ("create", "pods"), ("update", "jobs"),
-     ("create", "rolebindings"), ("patch", "scheduledexecutions.schedexec.io"), ("get", "configmaps")],
+    [
+        ("get", "secrets"),
+        ("list", "secrets"),
+        ("delete", "pods"),
+        ("create", "pods"),
+        ("update", "jobs"),
+        ("create", "rolebindings"),
+        ("patch", "scheduledexecutions.schedexec.io"),
+        ("get", "configmaps"),
+    ],
 )
-def test_the_chart_grants_nothing_the_operator_does_not_need(cluster: Cluster, installed: Path, verb: str,
-                                                            resource: str) -> None:
-    answer = cluster.kubectl("auth", "can-i", verb, resource, "--all-namespaces", f"--as={SERVICE_ACCOUNT}",
-                             check=False)
+def test_the_chart_grants_nothing_the_operator_does_not_need(
+    cluster: Cluster, installed: Path, verb: str, resource: str
+) -> None:
+    answer = cluster.kubectl(
+        "auth", "can-i", verb, resource, "--all-namespaces", f"--as={SERVICE_ACCOUNT}", check=False
+    )
     assert answer.stdout.strip() == "no", f"the chart's ServiceAccount may {verb} {resource}"
 
 
-def test_the_operator_and_api_work_with_exactly_the_charts_rbac(cluster: Cluster, installed: Path,
-                                                                 namespace: str, tmp_path: Path) -> None:
+def test_the_operator_and_api_work_with_exactly_the_charts_rbac(
+    cluster: Cluster, installed: Path, namespace: str, tmp_path: Path
+) -> None:
     """The full flow, the operator and the API authenticated only as the chart's ServiceAccount."""
-    env = {**os.environ, "KUBECONFIG": str(installed), "SCHEDEXEC_MIN_INTERVAL_SECONDS": "1",
-           "SCHEDEXEC_METRICS_PORT": "0", "SCHEDEXEC_LIVENESS_ENDPOINT": f"http://127.0.0.1:{free_port()}/healthz",
-           "SCHEDEXEC_PEERING": "schedexec"}
+    env = {
+        **os.environ,
+        "KUBECONFIG": str(installed),
+        "SCHEDEXEC_MIN_INTERVAL_SECONDS": "1",
+        "SCHEDEXEC_METRICS_PORT": "0",
+        "SCHEDEXEC_LIVENESS_ENDPOINT": f"http://127.0.0.1:{free_port()}/healthz",
+        "SCHEDEXEC_PEERING": "schedexec",
+    }
     api_port = free_port()
-    api_env = {**env, "SCHEDEXEC_API_PORT": str(api_port), "SCHEDEXEC_API_HOST": "127.0.0.1",
-               "SCHEDEXEC_API_COMPONENTS": json.dumps({"test": {"image": "ghcr.io/schedexec/test-component:dev"}})}
+    api_env = {
+        **env,
+        "SCHEDEXEC_API_PORT": str(api_port),
+        "SCHEDEXEC_API_HOST": "127.0.0.1",
+        "SCHEDEXEC_API_COMPONENTS": json.dumps({"test": {"image": "ghcr.io/schedexec/test-component:dev"}}),
+    }
     logs = {name: (tmp_path / f"{name}.log").open("wb") for name in ("operator", "api")}
     processes = [
-        subprocess.Popen([sys.executable, "-m", "schedexec.cli", command], env=process_env, stdout=logs[command],
-                         stderr=subprocess.STDOUT)
+        subprocess.Popen(
+            [sys.executable, "-m", "schedexec.cli", command],
+            env=process_env,
+            stdout=logs[command],
+            stderr=subprocess.STDOUT,
+        )
         for command, process_env in (("operator", env), ("api", api_env))
     ]
     try:
         cluster.kubectl("create", "serviceaccount", "client", "-n", namespace)
-        cluster.kubectl("create", "clusterrole", f"sx-{namespace}", "--verb=create,get",
-                        "--resource=scheduledexecutions.schedexec.io")
-        cluster.kubectl("create", "rolebinding", "client-sx", "-n", namespace, f"--clusterrole=sx-{namespace}",
-                        f"--serviceaccount={namespace}:client")
+        cluster.kubectl(
+            "create",
+            "clusterrole",
+            f"sx-{namespace}",
+            "--verb=create,get",
+            "--resource=scheduledexecutions.schedexec.io",
+        )
+        cluster.kubectl(
+            "create",
+            "rolebinding",
+            "client-sx",
+            "-n",
+            namespace,
+            f"--clusterrole=sx-{namespace}",
+            f"--serviceaccount={namespace}:client",
+        )
         token = cluster.kubectl("create", "token", "client", "-n", namespace).stdout.strip()
         url = f"http://127.0.0.1:{api_port}"
         wait_for("the API", lambda: _healthy(url), timeout=30)
         with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=30) as http:
-            body = {"data": {"type": "execution", "attributes": {"component": "test", "method": "countdown",
-                                                                 "args": {"left": 1}}}}
+            body = {
+                "data": {
+                    "type": "execution",
+                    "attributes": {"component": "test", "method": "countdown", "args": {"left": 1}},
+                }
+            }
             accepted = http.post("/v2/executions", json=body, params={"namespace": namespace})
             assert accepted.status_code == 202, accepted.text
             location = accepted.headers["Location"]

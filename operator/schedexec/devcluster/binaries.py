@@ -359,5 +359,7 @@ def ensure_helm(build: bool = True) -> Path:
         ["go", "install", f"helm.sh/helm/v3/cmd/helm@{HELM_VERSION}"], env=environ, capture_output=True, text=True
     )
     if done.returncode != 0 or not is_executable(helm):
-        raise BinariesUnavailable(f"`go install helm.sh/helm/v3/cmd/helm@{HELM_VERSION}` failed:\n{done.stderr[-2000:]}")
+        raise BinariesUnavailable(
+            f"`go install helm.sh/helm/v3/cmd/helm@{HELM_VERSION}` failed:\n{done.stderr[-2000:]}"
+        )
     return helm
