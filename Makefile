@@ -75,3 +75,7 @@ images: ## (needs docker or podman) build the runner base image and the example 
 	for example in shop sandbox ratelimited; do \
 	  $$engine build -t ghcr.io/schedexec/example-$$example:0.1.0 examples/$$example || exit 1; \
 	done
+
+.PHONY: bench
+bench: binaries ## benchmarks on a fresh local control plane → docs/benchmarks.md (takes long; see bench/run.py)
+	$(PYTHON) bench/run.py $(BENCH_ARGS)

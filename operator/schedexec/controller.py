@@ -33,12 +33,9 @@ def key_of(body: Mapping[str, Any]) -> str:
     return f"{meta['namespace']}/{meta['name']}"
 
 
-def status_patch(status: models.ScheduledExecutionStatus) -> dict[str, Any]:
-    """The status as a merge patch: fields that became empty are sent as null to remove them."""
-    dumped = status.model_dump(mode="json", by_alias=True, exclude_none=True)
-    for name, info in models.ScheduledExecutionStatus.model_fields.items():
-        dumped.setdefault(info.alias or name, None)
-    return dumped
+def status_document(status: models.ScheduledExecutionStatus) -> dict[str, Any]:
+    """The status as written to the API (and compared, to skip writes that change nothing)."""
+    return status.model_dump(mode="json", by_alias=True, exclude_none=True)
 
 
 def _newer(candidate: Mapping[str, Any], current: Mapping[str, Any] | None) -> bool:
@@ -189,14 +186,13 @@ class Controller:
             start = decision.start_run
             self.cluster.create_job(runs.job_manifest(execution, start.index, start.args, self.pod_defaults))
             metrics.RUNS_STARTED.inc()
-            due = execution.status.next_run_at or execution.status.started_at
-            if due is not None:
-                metrics.LATENESS.observe(max((now - due).total_seconds(), 0.0))
+            if start.index > 1 and execution.status.next_run_at is not None:  # a polling run: how late?
+                metrics.LATENESS.observe(max((now - execution.status.next_run_at).total_seconds(), 0.0))
         if decision.queued:
             self.queued[key] = None
-        patch = status_patch(status)
-        if patch != status_patch(execution.status):
-            updated = self.cluster.write_status(execution, patch)
+        document = status_document(status)
+        if document != status_document(execution.status):
+            updated = self.cluster.write_status(execution, document)
             if _newer(updated, self.executions.get(key)):
                 self.executions[key] = updated
             self._record_metrics(execution.status, status, now)

@@ -74,14 +74,25 @@ class Cluster:
         return response.json().get("items", [])  # type: ignore[no-any-return]
 
     def write_status(self, execution: models.ScheduledExecution, status: dict[str, Any]) -> dict[str, Any]:
-        """Replace the status (merge patch, guarded by resourceVersion); returns the new object."""
-        patch = {"metadata": {"resourceVersion": execution.metadata.resource_version}, "status": status}
-        response = self.api.patch(
+        """Replace the whole status, guarded by resourceVersion; returns the new object.
+
+        A PUT, not a merge patch: a merge patch would keep keys of nested objects
+        (nextArgs, result, partialResult) that the new status no longer has.
+        The status subresource ignores everything in the body but the status.
+        """
+        meta = execution.metadata
+        body = {
+            "apiVersion": models.API_VERSION,
+            "kind": models.KIND,
+            "metadata": {"name": meta.name, "namespace": meta.namespace, "resourceVersion": meta.resource_version},
+            "spec": execution.spec.model_dump(mode="json", by_alias=True, exclude_none=True),
+            "status": status,
+        }
+        response = self.api.put(
             version=models.API_VERSION,
-            namespace=execution.metadata.namespace,
-            url=f"{models.PLURAL}/{execution.metadata.name}/status",
-            headers={"Content-Type": "application/merge-patch+json"},
-            data=json.dumps(patch),
+            namespace=meta.namespace,
+            url=f"{models.PLURAL}/{meta.name}/status",
+            data=json.dumps(body),
         )
         if response.status_code == 409:
             raise Conflict(execution.key)

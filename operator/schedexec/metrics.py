@@ -17,7 +17,7 @@ RUN_DURATION = Histogram(
 )
 LATENESS = Histogram(
     "schedexec_scheduling_lateness_seconds",
-    "Actual start of a run minus its due time (nextRunAt).",
+    "Start of a scheduled (polling) run minus its due time (nextRunAt).",
     buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30),
 )
 QUEUE_DEPTH = Gauge("schedexec_queue_depth", "Executions due to run but waiting for a free run slot.")

@@ -125,6 +125,19 @@ def test_a_polling_sequence_passes_each_runs_args_to_the_next(
     assert reasons.count("RunStarted") == 3 and reasons.count("RunScheduled") == 2 and "Succeeded" in reasons
 
 
+def test_each_run_gets_exactly_the_args_and_partial_result_the_previous_one_scheduled(
+    cluster: Cluster, operator: Operator, namespace: str
+) -> None:
+    create(cluster, namespace, execution("reshape", "reshape", args={"a": 1, "b": {"c": 2}}))
+
+    def second_partial() -> bool:
+        return (cluster.execution(namespace, "reshape").get("status") or {}).get("partialResult") == {"step": 2}
+
+    wait_for("run 2's partial result, replacing run 1's (not merged into it)", second_partial, timeout=60)
+    done = cluster.wait_finished(namespace, "reshape")
+    assert status(done)["result"] == {"only": 2}, "no key of earlier args may survive into later runs"
+
+
 def test_an_error_outcome_fails_with_its_reason(cluster: Cluster, operator: Operator, namespace: str) -> None:
     done = run_to_end(cluster, namespace, execution("err", "fail"))
     assert status(done)["phase"] == "Failed"

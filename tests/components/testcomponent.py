@@ -52,6 +52,16 @@ def countdown(args: dict[str, Any], ctx: RunContext) -> Any:
     return {"seen": seen}
 
 
+@component.command("reshape")
+def reshape(args: dict[str, Any], ctx: RunContext) -> Any:
+    """Run 1 schedules run 2 with fewer and other keys; run 2 returns the args it got."""
+    if ctx.run_index == 1:
+        return Schedule(0, {"only": 1}, partial_result={"step": 1, "first": True})
+    if ctx.run_index == 2:
+        return Schedule(0, {"only": 2}, partial_result={"step": 2})
+    return args
+
+
 @component.command("fail")
 def fail(args: dict[str, Any], ctx: RunContext) -> Any:
     raise RunError("ShopUnavailable", "the shop answered 503")

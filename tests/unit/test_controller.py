@@ -10,7 +10,7 @@ import pytest
 import requests
 
 from schedexec import decisions, models, runs
-from schedexec.controller import Controller, status_patch
+from schedexec.controller import Controller, status_document
 from schedexec.kube import Conflict
 
 
@@ -118,7 +118,8 @@ def test_the_run_slot_limit_queues_the_excess_and_a_deletion_frees_a_slot() -> N
     assert c.running == {"ns/b"} and not c.queued
 
 
-def test_the_status_patch_removes_fields_that_became_empty() -> None:
-    status = models.ScheduledExecutionStatus(phase=models.Phase.WAITING, runs=1)
-    patch = status_patch(status)
-    assert patch["phase"] == "Waiting" and patch["currentRun"] is None and patch["result"] is None
+def test_the_status_document_is_complete_so_a_replace_drops_what_became_empty() -> None:
+    status = models.ScheduledExecutionStatus(phase=models.Phase.WAITING, runs=1, next_args={"only": 1})
+    document = status_document(status)
+    assert document["phase"] == "Waiting" and document["nextArgs"] == {"only": 1}
+    assert "currentRun" not in document and "result" not in document
