@@ -29,8 +29,8 @@ test: binaries ## run every test, the cluster tests on a fresh local control pla
 
 .PHONY: lint
 lint: ## ruff and mypy --strict
-	$(PYTHON) -m ruff check operator runner-image tests examples hack
-	$(PYTHON) -m ruff format --check operator runner-image tests examples hack
+	$(PYTHON) -m ruff check operator runner-image tests examples hack bench
+	$(PYTHON) -m ruff format --check operator runner-image tests examples hack bench
 	$(PYTHON) -m mypy
 
 .PHONY: crds

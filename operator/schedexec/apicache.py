@@ -14,7 +14,7 @@ import threading
 import time
 from typing import Any
 
-from schedexec.kube import TRANSIENT, ApiClient, WatchExpired
+from schedexec.kube import ApiClient, WatchExpired
 
 log = logging.getLogger("schedexec.api")
 
@@ -74,6 +74,7 @@ class ExecutionCache:
                         f"{i['metadata']['namespace']}/{i['metadata']['name']}": i["metadata"]["uid"] for i in items
                     }
                 self.ready.set()
+                failures = 0
                 while True:
                     for event_type, body in self.client.watch_executions(version):
                         self._apply(event_type, body)
@@ -81,8 +82,10 @@ class ExecutionCache:
                     failures = 0
             except WatchExpired:
                 continue
-            except (*TRANSIENT, OSError, ValueError) as exc:
+            except Exception as exc:
                 failures += 1
+                if failures >= 3:
+                    self.ready.clear()  # /healthz answers 503 while the cache cannot be trusted
                 delay = min(30.0, 0.5 * 2**failures)
                 log.warning("execution watch failed, retrying in %.1fs: %s", delay, exc)
                 time.sleep(delay)

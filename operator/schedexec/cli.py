@@ -11,6 +11,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
+import socket
 import sys
 
 import kopf
@@ -19,7 +21,7 @@ import prometheus_client
 from schedexec import crd, decisions, restapi, runs
 from schedexec.controller import Controller
 from schedexec.handlers import registry_for
-from schedexec.kube import Cluster
+from schedexec.kube import Cluster, Leases
 from schedexec.settings import ApiSettings, OperatorSettings
 
 
@@ -38,12 +40,17 @@ async def run_operator(settings: OperatorSettings) -> None:
             registry=registry_for(controller),
             clusterwide=not settings.namespaces,
             namespaces=settings.namespaces,
-            standalone=settings.peering is None,
-            peering_name=settings.peering,
+            standalone=True,  # replicas coordinate through the leader Lease, not Kopf peering
             liveness_endpoint=settings.liveness_endpoint or None,
         )
     )
-    controller_task = asyncio.create_task(controller.run())
+    leases = None
+    if settings.leader_election_namespace:
+        identity = f"{socket.gethostname()}-{os.getpid()}"
+        leases = Leases(
+            controller.cluster.api, settings.leader_election_namespace, settings.leader_election_lease, identity
+        )
+    controller_task = asyncio.create_task(controller.run(leases))
     await asyncio.wait([kopf_task, controller_task], return_when=asyncio.FIRST_COMPLETED)
     if controller_task.done():  # never by design: a dead controller must not leave a live-looking operator
         kopf_task.cancel()

@@ -11,6 +11,7 @@ here, under a lock, because two workers may race for the last one.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import logging
 import threading
 from collections.abc import Mapping
@@ -20,12 +21,15 @@ from typing import Any
 import pydantic
 
 from schedexec import decisions, metrics, models, runs
-from schedexec.kube import TRANSIENT, Cluster, Conflict
+from schedexec.kube import TRANSIENT, Cluster, Conflict, Gone, JobNameTaken, Leases, owner_uids
 from schedexec.scheduling import Timers, WorkQueue
 
 log = logging.getLogger("schedexec")
 
 MAX_BACKOFF_SECONDS = 60.0
+LEASE_SECONDS = 15
+"""A leader that has not renewed its lease for this long is replaced."""
+LEASE_RENEW_SECONDS = 5.0
 
 
 def key_of(body: Mapping[str, Any]) -> str:
@@ -71,16 +75,16 @@ class Controller:
         self.queued: dict[str, None] = {}
         self._failures: dict[str, int] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._executor = concurrent.futures.ThreadPoolExecutor(workers + 1, thread_name_prefix="reconcile")
+        self.leading = asyncio.Event()
+        """Set while this replica may act (always, without leader election)."""
 
     # --- inputs -----------------------------------------------------------------
 
     def execution_event(self, event_type: str | None, body: Mapping[str, Any]) -> None:
         key = key_of(body)
         if event_type == "DELETED":
-            self.executions.pop(key, None)
-            self.timers.cancel(key)
-            self.queued.pop(key, None)
-            self._free_slot(key)
+            self._forget(key)
             return
         if _newer(body, self.executions.get(key)):
             self.executions[key] = dict(body)
@@ -101,11 +105,24 @@ class Controller:
             if owner.get("kind") == models.KIND and owner.get("apiVersion") == models.API_VERSION:
                 self.queue.add(f"{meta['namespace']}/{owner['name']}")
 
+    def _forget(self, key: str) -> None:
+        """The execution is gone: drop everything kept about it and free its slot."""
+        self.executions.pop(key, None)
+        self.timers.cancel(key)
+        self._failures.pop(key, None)
+        self.queued.pop(key, None)
+        self._free_slot(key)
+
     # --- the loop ---------------------------------------------------------------
 
-    async def run(self) -> None:
+    async def run(self, leases: Leases | None = None) -> None:
+        """Serve the queue; with `leases`, only while this replica holds the leader lease."""
         self._loop = asyncio.get_running_loop()
+        if leases is None:
+            self.leading.set()
         tasks = [asyncio.create_task(self.timers.run())]
+        if leases is not None:
+            tasks.append(asyncio.create_task(self._lead(leases)))
         tasks += [asyncio.create_task(self._worker()) for _ in range(self.workers)]
         try:
             await asyncio.gather(*tasks)
@@ -113,14 +130,42 @@ class Controller:
             for task in tasks:
                 task.cancel()
 
+    async def _lead(self, leases: Leases) -> None:
+        """Leader election: renew the lease every LEASE_RENEW seconds; stop working when it is lost."""
+        while True:
+            try:
+                held = await asyncio.get_running_loop().run_in_executor(
+                    self._executor, leases.try_acquire, LEASE_SECONDS
+                )
+            except TRANSIENT as exc:
+                log.warning("cannot renew the leader lease: %s", exc)
+                held = False
+            if held and not self.leading.is_set():
+                log.info("leading: this replica reconciles executions now")
+                self.leading.set()
+                for key in list(self.executions):  # whatever happened while another replica led
+                    self.queue.add(key)
+            elif not held and self.leading.is_set():
+                log.warning("lost the leader lease: pausing")
+                self.leading.clear()
+            await asyncio.sleep(LEASE_RENEW_SECONDS)
+
     async def _worker(self) -> None:
         while True:
+            await self.leading.wait()
             key = await self.queue.get()
+            if not self.leading.is_set():  # lost the lease while waiting: leave the key for later
+                self.queue.done(key)
+                self.queue.add(key)
+                continue
             try:
-                delay = await asyncio.to_thread(self.reconcile, key)
+                delay = await asyncio.get_running_loop().run_in_executor(self._executor, self.reconcile, key)
             except Conflict:
-                delay = 0.2
-            except (*TRANSIENT, pydantic.ValidationError, OSError) as exc:
+                delay = await self._refresh(key)
+            except Gone:
+                self._forget(key)
+                delay = None
+            except (*TRANSIENT, JobNameTaken, pydantic.ValidationError, OSError) as exc:
                 delay = self._backoff(key)
                 metrics.RECONCILE_ERRORS.inc()
                 log.warning("reconcile of %s failed, retrying in %.0fs: %s", key, delay, exc)
@@ -135,6 +180,21 @@ class Controller:
             if key in self.executions:
                 self.timers.set(key, delay)
             self._export_gauges()
+
+    async def _refresh(self, key: str) -> float:
+        """After a conflict: read the execution again rather than retry on a stale copy."""
+        namespace, name = key.split("/", 1)
+        try:
+            fresh = await asyncio.get_running_loop().run_in_executor(
+                self._executor, self.cluster.get_execution, namespace, name
+            )
+        except TRANSIENT:
+            return self._backoff(key)
+        if fresh is None:
+            self._forget(key)
+        elif _newer(fresh, self.executions.get(key)):
+            self.executions[key] = fresh
+        return 0.0
 
     def _backoff(self, key: str) -> float:
         failures = self._failures[key] = self._failures.get(key, 0) + 1
@@ -153,7 +213,9 @@ class Controller:
         now = datetime.now(UTC)
         run = self._observe(execution)
         log.debug("reconcile %s: phase %s, run %s", key, execution.status.phase, run.state)
-        decision = decisions.decide(execution, run, now, self._slot_free(key), self.policy)
+        decision = decisions.decide(execution, run, now, self._has_slot(key), self.policy)
+        if decision.start_run is not None and not self._reserve(key):  # another worker took the last slot
+            decision = decisions.decide(execution, run, now, False, self.policy)
         self._apply(execution, decision, now)
         if decision.wake_at is None:
             return None
@@ -165,37 +227,53 @@ class Controller:
             return runs.MISSING
         namespace = execution.metadata.namespace
         job = self.jobs.get(f"{namespace}/{current.job}")
-        if job is None:  # not in the watch cache (yet): ask the API server before concluding anything
+        if job is None or execution.metadata.uid not in owner_uids(job):
+            # not in the watch cache (yet), or a stale entry: ask the API server before concluding anything
             job = self.cluster.get_job(namespace, current.job)
+            if job is not None and execution.metadata.uid not in owner_uids(job):
+                job = None  # a Job of that name that is not this execution's
+
         observed = runs.observe(job, [])
         if observed.state.finished:
             observed = runs.observe(job, self.cluster.run_pods(namespace, current.job))
         return observed
 
-    def _slot_free(self, key: str) -> bool:
+    def _has_slot(self, key: str) -> bool:
         with self._slots_lock:
             return key in self.running or len(self.running) < self.max_running
+
+    def _reserve(self, key: str) -> bool:
+        """Take a run slot for `key`, atomically; False if none is free."""
+        with self._slots_lock:
+            if key not in self.running and len(self.running) >= self.max_running:
+                return False
+            self.running.add(key)
+            return True
+
+    def _wait_for_slot(self, key: str) -> None:
+        """Queue `key` for the next free slot; if one freed meanwhile, look again at once."""
+        with self._slots_lock:
+            self.queued[key] = None
+            free = len(self.running) < self.max_running
+        if free:
+            self._wake_soon(key)
 
     def _apply(self, execution: models.ScheduledExecution, decision: decisions.Decision, now: datetime) -> None:
         key = execution.key
         status = decision.status
-        if decision.start_run is not None:
-            with self._slots_lock:
-                self.running.add(key)
-            self.queued.pop(key, None)
-            start = decision.start_run
+        start = decision.start_run
+        if start is not None:
             self.cluster.create_job(runs.job_manifest(execution, start.index, start.args, self.pod_defaults))
-            metrics.RUNS_STARTED.inc()
-            if start.index > 1 and execution.status.next_run_at is not None:  # a polling run: how late?
-                metrics.LATENESS.observe(max((now - execution.status.next_run_at).total_seconds(), 0.0))
         if decision.queued:
-            self.queued[key] = None
+            self._wait_for_slot(key)
+        else:
+            self.queued.pop(key, None)
         document = status_document(status)
         if document != status_document(execution.status):
             updated = self.cluster.write_status(execution, document)
             if _newer(updated, self.executions.get(key)):
                 self.executions[key] = updated
-            self._record_metrics(execution.status, status, now)
+            self._record_metrics(execution.status, status, now, start)
         for event in decision.events:
             log.log(
                 logging.WARNING if event.type == decisions.WARNING else logging.INFO,
@@ -206,12 +284,32 @@ class Controller:
                 extra={"execution": key, "reason": event.reason},
             )
             self.cluster.post_event(execution, event.type, event.reason, event.message)
-        if decision.delete_job is not None:
-            self.cluster.delete_job(execution.metadata.namespace, decision.delete_job)
+        for job in self._jobs_to_delete(execution, decision):
+            self.cluster.delete_job(execution.metadata.namespace, job, self._job_uid(execution, job))
         if status.current_run is None:
             self._free_slot(key)
         if decision.delete_execution:
             self.cluster.delete_execution(execution)
+
+    def _jobs_to_delete(self, execution: models.ScheduledExecution, decision: decisions.Decision) -> list[str]:
+        """The Job the decision names, plus any other Job of this execution that no run needs any more
+        (one created just before a crash or a conflicting status write)."""
+        keep = {decision.status.current_run.job} if decision.status.current_run is not None else set()
+        namespace, uid = execution.metadata.namespace, execution.metadata.uid
+        strays = [
+            body["metadata"]["name"]
+            for job_key, body in list(self.jobs.items())
+            if job_key.startswith(f"{namespace}/")
+            and uid in owner_uids(body)
+            and not body["metadata"].get("deletionTimestamp")
+            and body["metadata"]["name"] not in keep
+        ]
+        named = [decision.delete_job] if decision.delete_job is not None else []
+        return named + [job for job in strays if job not in named]
+
+    def _job_uid(self, execution: models.ScheduledExecution, job: str) -> str | None:
+        cached = self.jobs.get(f"{execution.metadata.namespace}/{job}")
+        return None if cached is None else cached["metadata"].get("uid")
 
     def _free_slot(self, key: str) -> None:
         """Free `key`'s run slot, if it holds one, and wake the executions queued for one."""
@@ -231,8 +329,16 @@ class Controller:
             self._loop.call_soon_threadsafe(self.queue.add, key)
 
     def _record_metrics(
-        self, before: models.ScheduledExecutionStatus, after: models.ScheduledExecutionStatus, now: datetime
+        self,
+        before: models.ScheduledExecutionStatus,
+        after: models.ScheduledExecutionStatus,
+        now: datetime,
+        start: decisions.StartRun | None,
     ) -> None:
+        if start is not None:
+            metrics.RUNS_STARTED.inc()
+            if start.index > 1 and before.next_run_at is not None:  # a polling run: how late?
+                metrics.LATENESS.observe(max((now - before.next_run_at).total_seconds(), 0.0))
         if after.phase is not None and after.phase.finished and before.phase != after.phase:
             metrics.FINISHED.labels(phase=after.phase.value).inc()
         if before.current_run is not None and after.current_run is None:

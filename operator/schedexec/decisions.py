@@ -230,8 +230,6 @@ class _Step:
         self._event(WARNING, reason, message)
 
     def after_finish(self, run: runs.RunObservation) -> Decision:
-        if run.state is not runs.RunState.MISSING and self.status.current_run is not None:
-            self.delete_job = self.status.current_run.job
         if (expiry := self._ttl_expiry()) is not None and self.now >= expiry:
             self.delete_execution = True
         return self.decision()

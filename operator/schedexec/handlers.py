@@ -1,7 +1,7 @@
 """The Kopf wiring: watch events in, nothing else.
 
 Kopf lists and watches ScheduledExecutions and the Jobs the operator
-created, handles reconnects, peering and the liveness endpoint; each event is
+created, handles reconnects and the liveness endpoint; each event is
 handed to the controller in one line. Only event handlers are used, so Kopf
 writes nothing to the objects itself (no finalizers, no progress
 annotations): every write the operator makes is one the controller decided.
@@ -25,7 +25,8 @@ def registry_for(controller: Controller) -> kopf.OperatorRegistry:
         settings.posting.enabled = False  # events are posted by the controller, on the execution
         settings.scanning.disabled = True  # no CRD/namespace listing: keeps the RBAC minimal
         settings.watching.server_timeout = 300
-        settings.persistence.finalizer = f"{models.GROUP}/finalizer"
+        # watch only the Jobs schedexec made, filtered by the API server, not every Job of the cluster
+        settings.watching.label_selectors["batch", "jobs"] = f"app.kubernetes.io/managed-by={runs.MANAGED_BY}"
 
     @kopf.on.login(registry=registry)
     def login(**kwargs: Any) -> kopf.ConnectionInfo | None:

@@ -34,6 +34,14 @@ class Conflict(Exception):
     """The object changed since it was read (HTTP 409 on an update)."""
 
 
+class Gone(Exception):
+    """The object no longer exists (HTTP 404 on an update)."""
+
+
+class JobNameTaken(Exception):
+    """A Job with a run's name exists but belongs to something else."""
+
+
 class Cluster:
     def __init__(self, api: pykube.HTTPClient) -> None:
         self.api = api
@@ -51,16 +59,25 @@ class Cluster:
         return response.json()  # type: ignore[no-any-return]
 
     def create_job(self, manifest: dict[str, Any]) -> None:
-        """Create a run's Job; one that already exists (same deterministic name) is the same run."""
-        namespace = manifest["metadata"]["namespace"]
-        response = self.api.post(version=JOBS, namespace=namespace, url="jobs", data=json.dumps(manifest))
+        """Create a run's Job; one of that name owned by the same execution is the same run."""
+        meta = manifest["metadata"]
+        response = self.api.post(version=JOBS, namespace=meta["namespace"], url="jobs", data=json.dumps(manifest))
         if response.status_code != 409:
             self.api.raise_for_status(response)
+            return
+        existing = self.get_job(meta["namespace"], meta["name"])
+        owner = meta["ownerReferences"][0]["uid"]
+        if existing is not None and owner not in owner_uids(existing):
+            raise JobNameTaken(f"Job {meta['namespace']}/{meta['name']} exists and is not owned by this execution")
 
-    def delete_job(self, namespace: str, name: str) -> None:
-        body = json.dumps({"propagationPolicy": "Background"})
+    def delete_job(self, namespace: str, name: str, uid: str | None = None) -> None:
+        """Delete a run's Job (and, through the garbage collector, its pod); only Job `uid` if given."""
+        options: dict[str, Any] = {"propagationPolicy": "Background"}
+        if uid is not None:
+            options["preconditions"] = {"uid": uid}
+        body = json.dumps(options)
         response = self.api.delete(version=JOBS, namespace=namespace, url=f"jobs/{name}", data=body)
-        if response.status_code != 404:
+        if response.status_code not in (404, 409):
             self.api.raise_for_status(response)
 
     def run_pods(self, namespace: str, job: str) -> list[dict[str, Any]]:
@@ -96,6 +113,15 @@ class Cluster:
         )
         if response.status_code == 409:
             raise Conflict(execution.key)
+        if response.status_code == 404:
+            raise Gone(execution.key)
+        self.api.raise_for_status(response)
+        return response.json()  # type: ignore[no-any-return]
+
+    def get_execution(self, namespace: str, name: str) -> dict[str, Any] | None:
+        response = self.api.get(version=models.API_VERSION, namespace=namespace, url=f"{models.PLURAL}/{name}")
+        if response.status_code == 404:
+            return None
         self.api.raise_for_status(response)
         return response.json()  # type: ignore[no-any-return]
 
@@ -159,13 +185,6 @@ class ApiClient(Cluster):
         self.api.raise_for_status(response)
         return response.json()  # type: ignore[no-any-return]
 
-    def get_execution(self, namespace: str, name: str) -> dict[str, Any] | None:
-        response = self.api.get(version=models.API_VERSION, namespace=namespace, url=f"{models.PLURAL}/{name}")
-        if response.status_code == 404:
-            return None
-        self.api.raise_for_status(response)
-        return response.json()  # type: ignore[no-any-return]
-
     def list_executions(self) -> tuple[list[dict[str, Any]], str]:
         """All executions (cluster-wide) and the list's resourceVersion."""
         response = self.api.get(version=models.API_VERSION, url=models.PLURAL)
@@ -191,33 +210,90 @@ class ApiClient(Cluster):
                     raise pykube.exceptions.HTTPError(event["object"].get("code", 500), str(event["object"]))
                 yield event["type"], event["object"]
 
-    def review_token(self, token: str) -> tuple[str, list[str]] | None:
-        """(user, groups) if the API server accepts the bearer token (TokenReview), else None."""
+    def review_token(self, token: str) -> dict[str, Any] | None:
+        """The user info (username, uid, groups, extra) if the API server accepts the token, else None."""
         review = {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview", "spec": {"token": token}}
         response = self.api.post(version="authentication.k8s.io/v1", url="tokenreviews", data=json.dumps(review))
         self.api.raise_for_status(response)
         status = response.json().get("status", {})
         if not status.get("authenticated"):
             return None
-        user = status.get("user", {})
-        return user.get("username", ""), list(user.get("groups", []))
+        return status.get("user", {})  # type: ignore[no-any-return]
 
-    def may(self, user: str, groups: list[str], verb: str, namespace: str) -> bool:
-        """SubjectAccessReview: may `user` do `verb` on scheduledexecutions in `namespace`?"""
+    def may(self, user: dict[str, Any], access: dict[str, str]) -> bool:
+        """SubjectAccessReview: may `user` (as reviewed) do what `access` (resourceAttributes) says?"""
         review = {
             "apiVersion": "authorization.k8s.io/v1",
             "kind": "SubjectAccessReview",
             "spec": {
-                "user": user,
-                "groups": groups,
-                "resourceAttributes": {
-                    "group": models.GROUP,
-                    "resource": models.PLURAL,
-                    "verb": verb,
-                    "namespace": namespace,
-                },
+                "user": user.get("username", ""),
+                "uid": user.get("uid", ""),
+                "groups": user.get("groups", []),
+                "extra": user.get("extra", {}),
+                "resourceAttributes": access,
             },
         }
         response = self.api.post(version="authorization.k8s.io/v1", url="subjectaccessreviews", data=json.dumps(review))
         self.api.raise_for_status(response)
         return bool(response.json().get("status", {}).get("allowed"))
+
+
+def owner_uids(body: dict[str, Any]) -> set[str]:
+    """UIDs of the ScheduledExecutions owning `body`."""
+    return {
+        owner.get("uid", "")
+        for owner in body.get("metadata", {}).get("ownerReferences") or []
+        if owner.get("kind") == models.KIND and owner.get("apiVersion") == models.API_VERSION
+    }
+
+
+class Leases:
+    """A coordination.k8s.io Lease as a leader lock among operator replicas."""
+
+    def __init__(self, api: pykube.HTTPClient, namespace: str, name: str, identity: str) -> None:
+        self.api, self.namespace, self.name, self.identity = api, namespace, name, identity
+
+    def try_acquire(self, duration_seconds: int) -> bool:
+        """Take or renew the lease if it is free, expired or ours; True if we hold it afterwards."""
+        now = datetime.now(UTC)
+        stamp = now.isoformat(timespec="microseconds").replace("+00:00", "Z")
+        response = self.api.get(version="coordination.k8s.io/v1", namespace=self.namespace, url=f"leases/{self.name}")
+        if response.status_code == 404:
+            lease = {
+                "apiVersion": "coordination.k8s.io/v1",
+                "kind": "Lease",
+                "metadata": {"name": self.name},
+                "spec": {
+                    "holderIdentity": self.identity,
+                    "leaseDurationSeconds": duration_seconds,
+                    "acquireTime": stamp,
+                    "renewTime": stamp,
+                    "leaseTransitions": 0,
+                },
+            }
+            created = self.api.post(
+                version="coordination.k8s.io/v1", namespace=self.namespace, url="leases", data=json.dumps(lease)
+            )
+            return bool(created.status_code in (200, 201))
+        self.api.raise_for_status(response)
+        lease = response.json()
+        spec = lease.get("spec", {})
+        holder = spec.get("holderIdentity")
+        renewed = spec.get("renewTime")
+        expired = renewed is None or (
+            now - datetime.fromisoformat(renewed.replace("Z", "+00:00"))
+        ).total_seconds() > spec.get("leaseDurationSeconds", duration_seconds)
+        if holder not in (None, "", self.identity) and not expired:
+            return False
+        if holder != self.identity:
+            spec["acquireTime"] = stamp
+            spec["leaseTransitions"] = spec.get("leaseTransitions", 0) + 1
+        spec.update(holderIdentity=self.identity, leaseDurationSeconds=duration_seconds, renewTime=stamp)
+        lease["spec"] = spec
+        updated = self.api.put(
+            version="coordination.k8s.io/v1",
+            namespace=self.namespace,
+            url=f"leases/{self.name}",
+            data=json.dumps(lease),
+        )
+        return bool(updated.status_code == 200)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -40,6 +41,8 @@ from schedexec.settings import ApiSettings, ComponentImage
 log = logging.getLogger("schedexec.api")
 
 JSON_API = "application/vnd.api+json"
+IDEMPOTENCY = "schedexec.io/idempotency"
+"""Annotation of executions created with an Idempotency-Key: sha256(caller, key):sha256(request)."""
 REVIEW_TTL_SECONDS = 30.0
 NAME = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 
@@ -123,43 +126,62 @@ class ExecutionRequest(Body):
 @dataclass(frozen=True)
 class Caller:
     user: str
-    groups: tuple[str, ...]
+    identity: str
+    """Stable JSON of the reviewed user (name, uid, groups, extra): the cache key of its reviews."""
+
+    def info(self) -> dict[str, Any]:
+        return json.loads(self.identity)  # type: ignore[no-any-return]
+
+
+CACHE_LIMIT = 10_000
+"""Most remembered review answers; past it the cache starts over, so garbage tokens cannot grow it."""
+
+
+def executions(verb: str, namespace: str) -> dict[str, str]:
+    return {"group": models.GROUP, "resource": models.PLURAL, "verb": verb, "namespace": namespace}
 
 
 class Gate:
-    """TokenReview + SubjectAccessReview, with short-lived caches of both answers."""
+    """TokenReview + SubjectAccessReview, with short-lived, bounded caches of both answers."""
 
     def __init__(self, client: ApiClient, insecure: bool) -> None:
         self.client = client
         self.insecure = insecure
         self._tokens: dict[str, tuple[float, Caller | None]] = {}
-        self._access: dict[tuple[Caller, str, str], tuple[float, bool]] = {}
+        self._access: dict[tuple[str, str], tuple[float, bool]] = {}
 
     async def caller(self, authorization: str | None) -> Caller:
         if self.insecure:
-            return Caller("system:anonymous:insecure-mode", ())
+            return Caller("system:anonymous:insecure-mode", "{}")
         scheme, _, token = (authorization or "").partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             raise ApiError(401, "Unauthorized", "send a Kubernetes bearer token: Authorization: Bearer <token>")
         digest = hashlib.sha256(token.strip().encode()).hexdigest()
         cached = self._tokens.get(digest)
         if cached is None or cached[0] < time.monotonic():
-            reviewed = await asyncio.to_thread(self.client.review_token, token.strip())
-            caller = None if reviewed is None else Caller(reviewed[0], tuple(reviewed[1]))
-            cached = self._tokens[digest] = (time.monotonic() + REVIEW_TTL_SECONDS, caller)
+            user = await asyncio.to_thread(self.client.review_token, token.strip())
+            caller = None if user is None else Caller(user.get("username", ""), json.dumps(user, sort_keys=True))
+            cached = _remember(self._tokens, digest, caller)
         if cached[1] is None:
             raise ApiError(401, "Unauthorized", "the bearer token was not accepted")
         return cached[1]
 
-    async def may(self, caller: Caller, verb: str, namespace: str) -> bool:
+    async def may(self, caller: Caller, access: dict[str, str]) -> bool:
         if self.insecure:
             return True
-        key = (caller, verb, namespace)
+        key = (caller.identity, json.dumps(access, sort_keys=True))
         cached = self._access.get(key)
         if cached is None or cached[0] < time.monotonic():
-            allowed = await asyncio.to_thread(self.client.may, caller.user, list(caller.groups), verb, namespace)
-            cached = self._access[key] = (time.monotonic() + REVIEW_TTL_SECONDS, allowed)
+            allowed = await asyncio.to_thread(self.client.may, caller.info(), access)
+            cached = _remember(self._access, key, allowed)
         return cached[1]
+
+
+def _remember(cache: dict[Any, tuple[float, Any]], key: Any, value: Any) -> tuple[float, Any]:
+    if len(cache) >= CACHE_LIMIT:
+        cache.clear()
+    entry = cache[key] = (time.monotonic() + REVIEW_TTL_SECONDS, value)
+    return entry
 
 
 async def authenticated(request: Request, authorization: Annotated[str | None, Header()] = None) -> Caller:
@@ -255,22 +277,31 @@ def create_app(settings: ApiSettings, client: ApiClient, cache: ExecutionCache) 
     async def schedule(
         caller: Caller, namespace: str, spec: dict[str, Any], component: str, key: str | None
     ) -> Response:
-        if not await gate.may(caller, "create", namespace):
+        if not await gate.may(caller, executions("create", namespace)):
             raise ApiError(403, "Forbidden", f"you may not create scheduledexecutions in namespace {namespace}")
+        secret = (spec.get("credentialsSecretRef") or {}).get("name")
+        if secret and not await gate.may(
+            caller, {"resource": "secrets", "verb": "get", "namespace": namespace, "name": secret}
+        ):
+            # the run would read the Secret on the caller's behalf: only for callers who may read it themselves
+            raise ApiError(403, "Forbidden", f"you may not read the credentials Secret {secret} in {namespace}")
         metadata: dict[str, Any] = {"labels": {"schedexec.io/created-by": "api", "schedexec.io/component": component}}
+        request = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()
         if key is None:
             metadata["generateName"] = f"api-{component}-"[:50]
         else:
-            digest = hashlib.sha256(f"{caller.user}\n{key}".encode()).hexdigest()[:24]
-            metadata["name"] = f"api-{digest}"
+            owner = hashlib.sha256(f"{caller.identity}\n{key}".encode()).hexdigest()
+            metadata["name"] = f"api-{owner[:24]}"
+            metadata["annotations"] = {IDEMPOTENCY: f"{owner}:{request}"}
         body = {"apiVersion": models.API_VERSION, "kind": models.KIND, "metadata": metadata, "spec": spec}
         created = await asyncio.to_thread(client.create_execution, namespace, body)
-        if created is None:  # a retry with the same Idempotency-Key: the same execution
+        if created is None:  # a retry with the same Idempotency-Key: the same execution, if it is that one
             created = cache.by_name(namespace, metadata["name"]) or await asyncio.to_thread(
                 client.get_execution, namespace, metadata["name"]
             )
-            if created is None:
-                raise ApiError(409, "Conflict", "the execution for this Idempotency-Key is being deleted; retry")
+            stored = ((created or {}).get("metadata", {}).get("annotations") or {}).get(IDEMPOTENCY, "")
+            if created is None or stored != metadata["annotations"][IDEMPOTENCY]:
+                raise ApiError(409, "Conflict", "this Idempotency-Key was used for another request; use a new key")
         else:
             cache.remember(created)
         return execution_response(created, 202, location=f"/v2/exec/poll/{created['metadata']['uid']}")
@@ -404,7 +435,7 @@ def create_app(settings: ApiSettings, client: ApiClient, cache: ExecutionCache) 
 
     async def readable(caller: Caller, execution_id: str) -> dict[str, Any]:
         body = cache.by_uid(execution_id)
-        if body is None or not await gate.may(caller, "get", body["metadata"]["namespace"]):
+        if body is None or not await gate.may(caller, executions("get", body["metadata"]["namespace"])):
             raise ApiError(404, "Not Found", f"no execution {execution_id} (unknown, expired or not yours)")
         return body
 

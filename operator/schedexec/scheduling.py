@@ -69,6 +69,9 @@ class Timers:
         when = self._clock() + max(delay, 0.0)
         self._due[key] = when
         heapq.heappush(self._heap, (when, next(self._counter), key))
+        if len(self._heap) > 4 * len(self._due) + 1024:  # drop entries superseded by later calls
+            self._heap = [(due, next(self._counter), k) for k, due in self._due.items()]
+            heapq.heapify(self._heap)
         if self._heap[0][2] == key:
             self._changed.set()
 

@@ -29,7 +29,11 @@ class OperatorSettings(BaseSettings):
     metrics_port: int = Field(9090, ge=0, le=65535, description="Prometheus metrics port; 0 disables.")
     log_format: Literal["full", "plain", "json"] = Field("full", description="Log format; json for log pipelines.")
     log_level: Literal["debug", "info", "warning"] = Field("info", description="Level of schedexec's own logs.")
-    peering: str | None = Field(None, description="Kopf peering object for several replicas; unset runs standalone.")
+    leader_election_namespace: str | None = Field(
+        None,
+        description="Namespace of the leader Lease when several replicas run; unset: this replica always acts.",
+    )
+    leader_election_lease: str = Field("schedexec-operator", description="Name of the leader Lease.")
 
 
 class ComponentImage(BaseModel):

@@ -31,8 +31,12 @@ MAX_BYTES = 4096
 COMPRESSED_PREFIX = "schedexec-zlib:"
 """Marks a compressed envelope: the rest is base64 of zlib-compressed JSON."""
 
-MAX_DECOMPRESSED_BYTES = 4 * 1024 * 1024
-"""Guards the operator against a decompression bomb written by a component."""
+MAX_DECOMPRESSED_BYTES = 256 * 1024
+"""Guards the operator against a decompression bomb written by a component, and keeps a
+result well inside what one Kubernetes object (about 1.5 MiB in etcd) can hold."""
+
+MAX_NEXT_RUN_SECONDS = 7 * 24 * 3600
+"""The longest wait a schedule may ask for: the longest sequence timeout."""
 
 DONE = "done"
 SCHEDULE = "schedule"
@@ -101,8 +105,8 @@ def decode(text: str) -> dict[str, Any]:
         text = _decompress(text[len(COMPRESSED_PREFIX) :])
     try:
         envelope = json.loads(text)
-    except ValueError as exc:
-        raise EnvelopeError(f"the termination message is not JSON: {exc}") from None
+    except (ValueError, RecursionError) as exc:
+        raise EnvelopeError(f"the termination message is not JSON: {type(exc).__name__}: {exc}") from None
     validate(envelope)
     return envelope  # type: ignore[no-any-return]
 
@@ -131,8 +135,8 @@ def validate(envelope: Any) -> None:
     elif outcome == SCHEDULE:
         _require_keys(envelope, {"nextRunInSeconds", "args"}, {"partialResult"})
         seconds = envelope["nextRunInSeconds"]
-        if isinstance(seconds, bool) or not isinstance(seconds, int) or seconds < 0:
-            raise EnvelopeError("schedule.nextRunInSeconds must be a non-negative integer")
+        if isinstance(seconds, bool) or not isinstance(seconds, int) or not 0 <= seconds <= MAX_NEXT_RUN_SECONDS:
+            raise EnvelopeError(f"schedule.nextRunInSeconds must be an integer from 0 to {MAX_NEXT_RUN_SECONDS}")
         if not isinstance(envelope["args"], dict):
             raise EnvelopeError("schedule.args must be a JSON object")
     elif outcome == ERROR:

@@ -78,15 +78,27 @@ def load_component(environ: Mapping[str, str]) -> Component:
 
 
 def redact(outcome: dict[str, Any], secrets: Mapping[str, str]) -> dict[str, Any]:
-    """`outcome` with every credential value replaced by ***, wherever it appears."""
+    """`outcome` with every credential value replaced by *** in the strings of its payload
+    (result, args, partialResult, message), never in the envelope's own fields."""
     try:
-        text = json.dumps(outcome, ensure_ascii=False)
+        json.dumps(outcome)
     except (TypeError, ValueError) as exc:
         return envelope.error("InvalidResult", f"the outcome cannot be serialised as JSON: {exc}")
-    for value in secrets.values():
-        if len(value) >= 3:
-            text = text.replace(json.dumps(value, ensure_ascii=False)[1:-1], "***")
-    return json.loads(text)  # type: ignore[no-any-return]
+    values = sorted((v for v in secrets.values() if len(v) >= 3), key=len, reverse=True)
+
+    def clean(value: Any) -> Any:
+        if isinstance(value, str):
+            for secret in values:
+                value = value.replace(secret, "***")
+            return value
+        if isinstance(value, dict):
+            return {clean(k): clean(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [clean(v) for v in value]
+        return value
+
+    payload = ("result", "args", "partialResult", "message")
+    return {k: clean(v) if k in payload else v for k, v in outcome.items()} if values else outcome
 
 
 def run(environ: Mapping[str, str]) -> dict[str, Any]:

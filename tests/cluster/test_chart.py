@@ -80,7 +80,8 @@ def test_options_render_what_they_promise(helm: Path) -> None:
     assert [c["name"] for c in deployment["spec"]["template"]["spec"]["containers"]] == ["operator", "api"]
     assert any(d["kind"] == "ServiceMonitor" for d in with_api)
     namespaced = documents(render(helm, "rbac.clusterWide=false", 'watchNamespaces=["a","b"]').stdout)
-    assert sorted(d["metadata"]["namespace"] for d in namespaced if d["kind"] == "Role") == ["a", "b"]
+    served = [d for d in namespaced if d["kind"] == "Role" and not d["metadata"]["name"].endswith("-leader")]
+    assert sorted(d["metadata"]["namespace"] for d in served) == ["a", "b"]
     assert not any(d["kind"] == "ClusterRole" for d in namespaced)
     env = next(d for d in namespaced if d["kind"] == "Deployment")["spec"]["template"]["spec"]["containers"][0]["env"]
     assert {"name": "SCHEDEXEC_NAMESPACES", "value": '["a","b"]'} in env
@@ -90,7 +91,7 @@ def test_options_render_what_they_promise(helm: Path) -> None:
     ("values", "message"),
     [
         (["api.enabled=true", "rbac.clusterWide=false", 'watchNamespaces=["a"]'], "api.enabled needs rbac.clusterWide"),
-        (["replicas=2"], "replicas > 1 needs peering.enabled"),
+        (["replicas=2", "leaderElection.enabled=false"], "replicas > 1 needs leaderElection.enabled"),
         (["rbac.clusterWide=false"], "needs watchNamespaces"),
     ],
 )
@@ -118,7 +119,7 @@ def kubeconfig_for(cluster: Cluster, token: str, path: Path) -> Path:
 def installed(cluster: Cluster, helm: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """The chart (operator + API) applied as `helm install` would: CRDs first, then the rest,
     each a server-side dry run first, then for real."""
-    rendered = documents(render(helm, "api.enabled=true", "peering.enabled=true").stdout)
+    rendered = documents(render(helm, "api.enabled=true", "replicas=2").stdout)
     folder = tmp_path_factory.mktemp("chart")
     crds, rest = folder / "crds.yaml", folder / "rest.yaml"
     crds.write_text(yaml.safe_dump_all([d for d in rendered if d["kind"] == "CustomResourceDefinition"]))
@@ -166,7 +167,7 @@ def test_the_operator_and_api_work_with_exactly_the_charts_rbac(
         "SCHEDEXEC_MIN_INTERVAL_SECONDS": "1",
         "SCHEDEXEC_METRICS_PORT": "0",
         "SCHEDEXEC_LIVENESS_ENDPOINT": f"http://127.0.0.1:{free_port()}/healthz",
-        "SCHEDEXEC_PEERING": "schedexec",
+        "SCHEDEXEC_LEADER_ELECTION_NAMESPACE": NAMESPACE,
     }
     api_port = free_port()
     api_env = {
@@ -236,3 +237,63 @@ def _healthy(url: str) -> bool:
         return httpx.get(f"{url}/healthz", timeout=2).status_code == 200
     except httpx.HTTPError:
         return False
+
+
+def test_with_two_replicas_one_leads_and_the_other_takes_over_when_it_dies(
+    cluster: Cluster, installed: Path, namespace: str, tmp_path: Path
+) -> None:
+    """Leader election with the chart's RBAC: the lease holder runs the sequence; kill it, the other finishes."""
+    lease = "schedexec-operator"  # the chart grants get/update on this one Lease only
+    env = {
+        **os.environ,
+        "KUBECONFIG": str(installed),
+        "SCHEDEXEC_MIN_INTERVAL_SECONDS": "1",
+        "SCHEDEXEC_METRICS_PORT": "0",
+        "SCHEDEXEC_LEADER_ELECTION_NAMESPACE": NAMESPACE,
+        "SCHEDEXEC_LEADER_ELECTION_LEASE": lease,
+    }
+    replicas = [
+        subprocess.Popen(
+            [sys.executable, "-m", "schedexec.cli", "operator"],
+            env={**env, "SCHEDEXEC_LIVENESS_ENDPOINT": f"http://127.0.0.1:{free_port()}/healthz"},
+            stdout=(tmp_path / f"replica-{i}.log").open("wb"),
+            stderr=subprocess.STDOUT,
+        )
+        for i in range(2)
+    ]
+    try:
+        spec = {
+            "component": {"image": "ghcr.io/schedexec/test-component:dev"},
+            "method": "countdown",
+            "args": {"left": 6, "every": 1},
+        }
+        cluster.apply(
+            {
+                "apiVersion": models.API_VERSION,
+                "kind": models.KIND,
+                "metadata": {"name": "ha", "namespace": namespace},
+                "spec": spec,
+            }
+        )
+
+        def holder() -> str:
+            found = cluster.kubectl(
+                "get", "lease", lease, "-n", NAMESPACE, "-o", "jsonpath={.spec.holderIdentity}", check=False
+            )
+            return found.stdout.strip()
+
+        pids = [f"-{p.pid}" for p in replicas]
+        leader_identity = wait_for(
+            "a leader", lambda: (h := holder()) and any(h.endswith(p) for p in pids) and h, timeout=60
+        )
+        leader = next(p for p in replicas if leader_identity.endswith(f"-{p.pid}"))
+        wait_for("run 2", lambda: (cluster.execution(namespace, "ha").get("status") or {}).get("runs", 0) >= 2)
+        leader.kill()
+        done = cluster.wait_finished(namespace, "ha", timeout=120)
+        assert done["status"]["phase"] == "Succeeded"
+        assert done["status"]["result"] == {"seen": [1, 2, 3, 4, 5, 6, 7]}, "no run lost or repeated in the takeover"
+        assert holder() != leader_identity
+    finally:
+        for process in replicas:
+            process.kill()
+            process.wait()

@@ -68,20 +68,22 @@ def api(cluster: Cluster, operator: Operator, tmp_path_factory: pytest.TempPathF
         process.wait(timeout=15)
 
 
-def service_account_token(cluster: Cluster, namespace: str, name: str, allowed: list[str]) -> str:
-    """A real ServiceAccount token, bound to a Role allowing `allowed` verbs on scheduledexecutions."""
+def service_account_token(
+    cluster: Cluster, namespace: str, name: str, allowed: list[str], secrets: tuple[str, ...] = ()
+) -> str:
+    """A real ServiceAccount token, bound to a Role allowing `allowed` verbs on scheduledexecutions
+    (and `get` on the named Secrets)."""
     cluster.core.create_namespaced_service_account(
         namespace, client.V1ServiceAccount(metadata=client.V1ObjectMeta(name=name))
     )
     if allowed:
         rbac = client.RbacAuthorizationV1Api(cluster.api)
-        rbac.create_namespaced_role(
-            namespace,
-            {
-                "metadata": {"name": name},
-                "rules": [{"apiGroups": ["schedexec.io"], "resources": ["scheduledexecutions"], "verbs": allowed}],
-            },
-        )
+        rules = [{"apiGroups": ["schedexec.io"], "resources": ["scheduledexecutions"], "verbs": allowed}]
+        if secrets:
+            rules.append(
+                {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"], "resourceNames": list(secrets)}
+            )
+        rbac.create_namespaced_role(namespace, {"metadata": {"name": name}, "rules": rules})
         rbac.create_namespaced_role_binding(
             namespace,
             {
@@ -95,7 +97,7 @@ def service_account_token(cluster: Cluster, namespace: str, name: str, allowed: 
 
 @pytest.fixture
 def token(cluster: Cluster, namespace: str) -> str:
-    return service_account_token(cluster, namespace, "client", ["create", "get"])
+    return service_account_token(cluster, namespace, "client", ["create", "get"], secrets=("shop",))
 
 
 def elastic(attributes: dict[str, Any], credential: str | None = None, type_: str = "execution") -> dict[str, Any]:
@@ -318,3 +320,30 @@ def test_schemathesis_finds_no_server_error(cluster: Cluster, api: Api, tmp_path
     )
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
     assert "Tested: 6" in done.stdout and " passed" in done.stdout, done.stdout[-2000:]
+
+
+def test_naming_a_credentials_secret_needs_permission_to_read_it(
+    cluster: Cluster, api: Api, namespace: str, token: str
+) -> None:
+    body = elastic({"component": "test", "method": "files", "credential": "someone-elses"})
+    with api.client(token) as http:
+        refused = http.post("/v2/executions", json=body, params={"namespace": namespace})
+    assert refused.status_code == 403 and "someone-elses" in refused.json()["errors"][0]["detail"]
+
+
+def test_an_idempotency_key_reused_for_another_request_is_refused(api: Api, namespace: str, token: str) -> None:
+    with api.client(token) as http:
+        schedule(
+            http,
+            "/v2/executions",
+            elastic({"component": "test", "method": "countdown"}),
+            namespace,
+            **{"Idempotency-Key": "k-1"},
+        )
+        other = http.post(
+            "/v2/executions",
+            json=elastic({"component": "test", "method": "fail"}),
+            params={"namespace": namespace},
+            headers={"Idempotency-Key": "k-1"},
+        )
+    assert other.status_code == 409

@@ -60,8 +60,8 @@ def test_an_envelope_too_large_even_compressed_becomes_result_too_large() -> Non
         ('{"v": 1, "outcome": "maybe"}', "unknown outcome"),
         ('{"v": 1, "outcome": "done"}', "lacks result"),
         ('{"v": 1, "outcome": "done", "result": 1, "extra": 2}', "unknown keys"),
-        ('{"v": 1, "outcome": "schedule", "nextRunInSeconds": -1, "args": {}}', "non-negative"),
-        ('{"v": 1, "outcome": "schedule", "nextRunInSeconds": true, "args": {}}', "non-negative"),
+        ('{"v": 1, "outcome": "schedule", "nextRunInSeconds": -1, "args": {}}', "integer from 0"),
+        ('{"v": 1, "outcome": "schedule", "nextRunInSeconds": true, "args": {}}', "integer from 0"),
         ('{"v": 1, "outcome": "schedule", "nextRunInSeconds": 5, "args": []}', "args must be"),
         ('{"v": 1, "outcome": "error", "reason": "lower case", "message": "x"}', "CamelCase"),
         ('{"v": 1, "outcome": "error", "reason": "Boom", "message": 3}', "message must be"),
@@ -75,7 +75,16 @@ def test_garbage_is_refused_with_a_clear_reason(text: str, complaint: str) -> No
 
 
 def test_a_decompression_bomb_is_refused() -> None:
-    bomb = envelope.COMPRESSED_PREFIX + base64.b64encode(zlib.compress(b" " * (16 * 1024 * 1024), 9)).decode()
+    bomb = envelope.COMPRESSED_PREFIX + base64.b64encode(zlib.compress(b" " * (1024 * 1024), 9)).decode()
     assert len(bomb) <= envelope.MAX_BYTES * 8
     with pytest.raises(EnvelopeError, match="inflates past"):
         envelope.decode(bomb)
+
+
+def test_deeply_nested_json_and_absurd_waits_are_refused_not_crashed() -> None:
+    nested = '{"v": 1, "outcome": "done", "result": ' + "[" * 2000 + "]" * 2000 + "}"
+    assert len(nested) < envelope.MAX_BYTES
+    with pytest.raises(EnvelopeError, match="not JSON"):
+        envelope.decode(nested)
+    with pytest.raises(EnvelopeError, match="nextRunInSeconds"):
+        envelope.decode('{"v": 1, "outcome": "schedule", "nextRunInSeconds": 1000000000000, "args": {}}')

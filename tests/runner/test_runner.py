@@ -175,3 +175,22 @@ def test_a_result_that_is_not_json_is_an_invalid_result(tmp_path: Path, monkeypa
     monkeypatch.setitem(testcomponent.component.commands, "object", lambda args, run: object())
     outcome = run(env(tmp_path, **{contract.METHOD: "object"}))
     assert outcome["reason"] == "InvalidResult"
+
+
+@pytest.mark.parametrize("secret", ["8080", "true", "null", "done", "outcome"])
+def test_redaction_never_breaks_the_envelope(tmp_path: Path, secret: str) -> None:
+    mount = tmp_path / "var/run/schedexec/credentials"
+    mount.mkdir(parents=True)
+    (mount / "apiKey").write_text(secret)
+    outcome = run(
+        env(
+            tmp_path,
+            **{
+                contract.CREDENTIALS_DIR: contract.DEFAULT_CREDENTIALS_DIR,
+                contract.METHOD: "countdown",
+                contract.ARGS: '{"left": 0, "port": 8080}',
+            },
+        )
+    )
+    envelope.validate(outcome)
+    assert outcome["outcome"] == "done"

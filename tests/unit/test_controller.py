@@ -39,7 +39,11 @@ class FakeCluster:
     def post_event(self, execution: models.ScheduledExecution, type_: str, reason: str, message: str) -> None:
         self.calls.append(("event", reason))
 
-    def delete_job(self, namespace: str, name: str) -> None:
+    def get_execution(self, namespace: str, name: str) -> dict[str, Any]:
+        self.calls.append(("get_execution", name))
+        return body(name)
+
+    def delete_job(self, namespace: str, name: str, uid: str | None = None) -> None:
         self.calls.append(("delete_job", name))
 
     def get_job(self, namespace: str, name: str) -> None:
@@ -123,3 +127,24 @@ def test_the_status_document_is_complete_so_a_replace_drops_what_became_empty() 
     document = status_document(status)
     assert document["phase"] == "Waiting" and document["nextArgs"] == {"only": 1}
     assert "currentRun" not in document and "result" not in document
+
+
+def test_a_queued_execution_that_ends_leaves_the_queue_so_the_next_one_gets_the_slot() -> None:
+    cluster = FakeCluster()
+    c = controller(cluster, max_running=1)
+
+    async def scenario() -> None:
+        for name in ("a", "b", "c"):
+            c.execution_event(None, body(name))
+            await settle(c, 0.1)
+        assert list(c.queued) == ["ns/b", "ns/c"]
+        cancelled = c.executions["ns/b"] | {"spec": {**body("b")["spec"], "cancel": True}}
+        c.execution_event(None, cancelled)
+        await settle(c, 0.2)
+        assert list(c.queued) == ["ns/c"]
+        c.execution_event("DELETED", body("a"))
+        await settle(c, 0.3)
+
+    asyncio.run(scenario())
+    assert ("create_job", "c-r1") in cluster.calls
+    assert ("create_job", "b-r1") not in cluster.calls

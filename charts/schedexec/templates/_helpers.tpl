@@ -27,7 +27,7 @@ app.kubernetes.io/instance: {{ .Release.Name }}
   verbs: ["get", "list", "watch", "delete"]
 - apiGroups: ["schedexec.io"]
   resources: ["scheduledexecutions/status"]
-  verbs: ["update", "patch"]
+  verbs: ["update"]
 - apiGroups: ["schedexec.io"]
   resources: ["scheduledexecutions/finalizers"]
   verbs: ["update"]
@@ -40,11 +40,6 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 - apiGroups: [""]
   resources: ["events"]
   verbs: ["create"]
-{{- if .Values.peering.enabled }}
-- apiGroups: ["kopf.dev"]
-  resources: ["kopfpeerings", "clusterkopfpeerings"]
-  verbs: ["get", "list", "watch", "patch"]
-{{- end }}
 {{- if .Values.api.enabled }}
 - apiGroups: ["schedexec.io"]
   resources: ["scheduledexecutions"]
