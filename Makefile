@@ -58,6 +58,15 @@ demo: install binaries up ## from nothing to a finished example execution
 run: ## run the operator in the foreground against the current kubeconfig
 	$(PYTHON) -m schedexec.cli operator
 
+.PHONY: api
+api: ## run the REST API in the foreground against the current kubeconfig (SCHEDEXEC_API_* settings)
+	$(PYTHON) -m schedexec.cli api
+
+.PHONY: deploy
+deploy: ## helm upgrade --install the chart into the current kubeconfig's cluster (HELM_ARGS for --set ...)
+	$$($(DEVCLUSTER) binaries --helm | sed -n 's/^helm: //p') upgrade --install schedexec charts/schedexec \
+	  --namespace schedexec-system --create-namespace $(HELM_ARGS)
+
 .PHONY: kind-up
 kind-up: ## (needs Docker) a kind cluster with the CRDs installed
 	command -v kind >/dev/null || GOTOOLCHAIN=auto go install sigs.k8s.io/kind@$(KIND_VERSION)
@@ -69,8 +78,9 @@ kind-down: ## (needs Docker) delete the kind cluster
 	PATH=$(GOBIN):$$PATH kind delete cluster --name $(KIND_CLUSTER)
 
 .PHONY: images
-images: ## (needs docker or podman) build the runner base image and the example images
+images: ## (needs docker or podman) build the operator, runner base and example images
 	@engine=$$(command -v docker || command -v podman) || { echo "images: neither docker nor podman is installed" >&2; exit 1; }; \
+	$$engine build -t ghcr.io/schedexec/operator:0.1.0 . && \
 	$$engine build -t ghcr.io/schedexec/runner:0.1.0 runner-image && \
 	for example in shop sandbox ratelimited; do \
 	  $$engine build -t ghcr.io/schedexec/example-$$example:0.1.0 examples/$$example || exit 1; \
