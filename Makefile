@@ -27,6 +27,10 @@ binaries: ## locate or build etcd, kube-apiserver, kube-controller-manager, kube
 test: binaries ## run every test, the cluster tests on a fresh local control plane
 	$(PYTHON) -m pytest
 
+.PHONY: chaos
+chaos: binaries ## fault injection at full size → docs/reliability.md (CI runs a reduced size within make test)
+	SCHEDEXEC_CHAOS_SCALE=full SCHEDEXEC_CHAOS_REPORT=docs/reliability.md $(PYTHON) -m pytest tests/chaos
+
 .PHONY: lint
 lint: ## ruff and mypy --strict
 	$(PYTHON) -m ruff check operator runner-image tests examples hack bench

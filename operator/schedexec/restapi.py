@@ -339,62 +339,52 @@ def create_app(settings: ApiSettings, client: ApiClient, cache: ExecutionCache) 
 
     accepted: dict[int | str, dict[str, Any]] = {202: {"description": "Scheduled; poll the Location."}}
 
-    @app.post(
-        "/v2/components/{component}/versions/{revision}/verify-credential",
-        status_code=202,
-        responses=accepted,
-        tags=["elastic.io v2"],
-    )
-    async def verify_credential(
-        component: Component,
-        revision: Revision,
-        request: ComponentRequest,
-        caller: CallerDep,
-        namespace: Namespace = settings.namespace,
-        idempotency_key: IdempotencyKey = None,
-    ) -> Response:
-        """Schedule verifyCredentials for a configuration (and its credentials Secret)."""
-        spec = elastic_spec(component, revision, request, models.VERIFY_CREDENTIALS)
-        return await schedule(caller, namespace, spec, component, idempotency_key)
+    def elastic_endpoint(method: str, required: tuple[str, ...]) -> Callable[..., Awaitable[Response]]:
+        """One elastic.io v2 scheduling endpoint: the method it runs and the attributes it needs."""
 
-    @app.post(
-        "/v2/components/{component}/versions/{revision}/dynamic-metadata",
-        status_code=202,
-        responses=accepted,
-        tags=["elastic.io v2"],
-    )
-    async def dynamic_metadata(
-        component: Component,
-        revision: Revision,
-        request: ComponentRequest,
-        caller: CallerDep,
-        namespace: Namespace = settings.namespace,
-        idempotency_key: IdempotencyKey = None,
-    ) -> Response:
-        """Schedule getMetaModel for one module (`data.attributes.module`)."""
-        require(request.data.attributes.module, "/data/attributes/module", "data.attributes.module")
-        spec = elastic_spec(component, revision, request, models.GET_META_MODEL)
-        return await schedule(caller, namespace, spec, component, idempotency_key)
+        async def endpoint(
+            component: Component,
+            revision: Revision,
+            request: ComponentRequest,
+            caller: CallerDep,
+            namespace: Namespace = settings.namespace,
+            idempotency_key: IdempotencyKey = None,
+        ) -> Response:
+            for name in required:
+                require(getattr(request.data.attributes, name), f"/data/attributes/{name}", f"data.attributes.{name}")
+            spec = elastic_spec(component, revision, request, method)
+            return await schedule(caller, namespace, spec, component, idempotency_key)
 
-    @app.post(
-        "/v2/components/{component}/versions/{revision}/select-model",
-        status_code=202,
-        responses=accepted,
-        tags=["elastic.io v2"],
-    )
-    async def select_model(
-        component: Component,
-        revision: Revision,
-        request: ComponentRequest,
-        caller: CallerDep,
-        namespace: Namespace = settings.namespace,
-        idempotency_key: IdempotencyKey = None,
-    ) -> Response:
-        """Schedule selectModel: `data.attributes.method` names the model function."""
-        require(request.data.attributes.module, "/data/attributes/module", "data.attributes.module")
-        require(request.data.attributes.method, "/data/attributes/method", "data.attributes.method")
-        spec = elastic_spec(component, revision, request, models.SELECT_MODEL)
-        return await schedule(caller, namespace, spec, component, idempotency_key)
+        return endpoint
+
+    for path, method, required, summary in (
+        (
+            "verify-credential",
+            models.VERIFY_CREDENTIALS,
+            (),
+            "Schedule verifyCredentials for a configuration (and its credentials Secret).",
+        ),
+        (
+            "dynamic-metadata",
+            models.GET_META_MODEL,
+            ("module",),
+            "Schedule getMetaModel for one module (`data.attributes.module`).",
+        ),
+        (
+            "select-model",
+            models.SELECT_MODEL,
+            ("module", "method"),
+            "Schedule selectModel: `data.attributes.method` names the model function.",
+        ),
+    ):
+        app.post(
+            f"/v2/components/{{component}}/versions/{{revision}}/{path}",
+            status_code=202,
+            responses=accepted,
+            tags=["elastic.io v2"],
+            description=summary,
+            operation_id=path.replace("-", "_"),
+        )(elastic_endpoint(method, required))
 
     @app.post("/v2/executions", status_code=202, responses=accepted, tags=["generic"])
     async def execute(
