@@ -187,7 +187,7 @@ class _Step:
             self._finish(Phase.FAILED, ExecutionError(reason=outcome["reason"], message=outcome["message"]))
             self._event(WARNING, outcome["reason"], f"run {current.index} failed: {outcome['message']}")
         elif self.status.runs + 1 >= self.execution.spec.max_runs:
-            self._close_run(RunOutcome.ERROR, run, "MaxRunsExceeded")
+            self._close_run(RunOutcome.SCHEDULED, run, "MaxRunsExceeded")
             self.status.partial_result = outcome.get("partialResult", self.status.partial_result)
             message = f"run {current.index} scheduled another run, but spec.maxRuns is {self.execution.spec.max_runs}"
             self._finish(Phase.FAILED, ExecutionError(reason="MaxRunsExceeded", message=message))

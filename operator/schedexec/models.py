@@ -18,6 +18,8 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
+from schedexec_runner import contract
+
 GROUP = "schedexec.io"
 VERSION = "v1alpha1"
 KIND = "ScheduledExecution"
@@ -26,9 +28,9 @@ SINGULAR = "scheduledexecution"
 SHORT_NAMES = ["sx"]
 API_VERSION = f"{GROUP}/{VERSION}"
 
-SELECT_MODEL = "selectModel"
-GET_META_MODEL = "getMetaModel"
-VERIFY_CREDENTIALS = "verifyCredentials"
+SELECT_MODEL = contract.SELECT_MODEL
+GET_META_MODEL = contract.GET_META_MODEL
+VERIFY_CREDENTIALS = contract.VERIFY_CREDENTIALS
 
 HISTORY_LIMIT = 10
 """How many runs `status.history` keeps: enough to debug, bounded for etcd."""

@@ -23,7 +23,10 @@ class OperatorSettings(BaseSettings):
     workers: int = Field(4, ge=1, le=64, description="Executions reconciled concurrently.")
     run_as_user: int = Field(65532, ge=1, description="UID of every run's container (non-root).")
     job_ttl_seconds: int = Field(
-        86400, ge=60, description="Safety-net TTL of finished Jobs; the operator deletes them itself."
+        86400,
+        ge=3600,
+        description="Safety-net TTL of finished Jobs; the operator deletes them itself once it recorded the "
+        "outcome. An operator outage longer than this loses the outcomes of runs that finished meanwhile.",
     )
     liveness_endpoint: str = Field("http://0.0.0.0:8080/healthz", description="Kopf's liveness endpoint.")
     metrics_port: int = Field(9090, ge=0, le=65535, description="Prometheus metrics port; 0 disables.")
