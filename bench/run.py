@@ -180,12 +180,13 @@ class Bench:
         ]
         return [i for i in items if i["metadata"]["name"].startswith(prefix)]
 
-    def wait(self, what: str, probe: Callable[[], bool], timeout: float) -> None:
+    def wait(self, what: str, probe: Callable[[], bool], timeout: float, interval: float = 2.0) -> None:
+        """Poll `probe` (each probe lists objects: not too often, or the bench loads the API server itself)."""
         deadline = time.monotonic() + timeout
         while not probe():
             if time.monotonic() > deadline:
                 raise TimeoutError(f"timed out waiting for {what}")
-            time.sleep(0.5)
+            time.sleep(interval)
 
     def clear(self) -> None:
         """Delete every execution and Job of the namespace and wait until they are gone."""
@@ -478,10 +479,14 @@ def bucket_quantile(cumulative: dict[float, float], q: float) -> float:
     return float("nan")
 
 
-def rest_poll(bench: Bench, seconds: int, connections: int) -> dict[str, Any]:
+def rest_poll(bench: Bench, seconds: int, connections: int, cached: int) -> dict[str, Any]:
     """wrk on loopback: a cached poll against /healthz on the same server."""
     if shutil.which("wrk") is None:
         return {"skipped": "wrk is not installed (apt-get install wrk)"}
+    if not bench.executions("sc-"):  # run alone: fill the cache with executions the (stopped) operator leaves be
+        bench.stop_operator()
+        log(f"rest: creating {cached} executions to cache")
+        bench.create_all([bench.execution(f"sc-{i}", DONE_SCRIPT) for i in range(cached)], bench.create_execution)
     port = pick_free_ports(1)[0]
     env = {
         **os.environ,
@@ -496,7 +501,7 @@ def rest_poll(bench: Bench, seconds: int, connections: int) -> dict[str, Any]:
     )
     try:
         bench.wait("the API", lambda: _ok(f"http://127.0.0.1:{port}/healthz"), 120)
-        cached = len(bench.executions(""))
+        cached_count = len(bench.executions(""))
         token = bench.kubectl("create", "token", "client", "-n", NAMESPACE).strip()
         uid = bench.executions("sc-")[0]["metadata"]["uid"]
         results = {}
@@ -517,7 +522,7 @@ def rest_poll(bench: Bench, seconds: int, connections: int) -> dict[str, Any]:
                 check=True,
             ).stdout
             results[name] = parse_wrk(out)
-        results["cached_executions"] = cached
+        results["cached_executions"] = cached_count
         results["ratio"] = results["poll"]["requests_per_second"] / results["baseline /healthz"]["requests_per_second"]
         return results
     finally:
@@ -534,15 +539,26 @@ def _ok(url: str) -> bool:
 
 
 def parse_wrk(output: str) -> dict[str, Any]:
-    def ms(text: str) -> float:
-        value, unit = re.match(r"([\d.]+)(us|ms|s)", text).groups()  # type: ignore[union-attr]
-        return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+    """requests/s and latency percentiles from `wrk --latency` output (raw tail kept if unparsable)."""
+    units = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0}
 
-    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))  # type: ignore[union-attr]
-    p99 = ms(re.search(r"99%\s+(\S+)", output).group(1))  # type: ignore[union-attr]
-    p50 = ms(re.search(r"50%\s+(\S+)", output).group(1))  # type: ignore[union-attr]
-    non2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", output)
-    return {"requests_per_second": rps, "p50_ms": p50, "p99_ms": p99, "non_2xx": int(non2xx.group(1)) if non2xx else 0}
+    def number(pattern: str) -> str | None:
+        match = re.search(pattern, output)
+        return None if match is None else match.group(1)
+
+    def ms(percent: str) -> float:
+        text = number(rf"\n\s*{percent}%\s+([\d.]+(?:us|ms|s|m))") or ""
+        match = re.match(r"([\d.]+)(us|ms|s|m)$", text)
+        return float("nan") if match is None else float(match.group(1)) * units[match.group(2)]
+
+    non2xx = number(r"Non-2xx or 3xx responses:\s+(\d+)")
+    return {
+        "requests_per_second": float(number(r"Requests/sec:\s+([\d.]+)") or "nan"),
+        "p50_ms": ms("50"),
+        "p99_ms": ms("99"),
+        "non_2xx": int(non2xx) if non2xx else 0,
+        "raw": output[-1500:],
+    }
 
 
 # --- report ----------------------------------------------------------------------------------------
@@ -697,6 +713,12 @@ def report(results: dict[str, Any], command: str, plots: list[str]) -> str:
     return "\n".join(lines)
 
 
+def write(results: dict[str, Any], command: str) -> None:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "latest.json").write_text(json.dumps(results, indent=2))
+    REPORT.write_text(report(results, command, plot(results, REPORT.parent)))
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description="schedexec benchmarks on the local control plane")
     parser.add_argument("--executions", type=int, default=1000, help="throughput: executions (and baseline Jobs)")
@@ -716,22 +738,20 @@ def main() -> int:
     state = Path(tempfile.mkdtemp(prefix="schedexec-bench-"))
     results: dict[str, Any] = {"machine": machine(), "notes": []}
     bench = Bench(state, options.parallelism)
+    scenarios: dict[str, Callable[[], dict[str, Any]]] = {
+        "throughput": lambda: throughput(bench, options.executions),
+        "latency": lambda: latency(bench, options.rate, options.seconds, options.polling, options.timeouts),
+        "scale": lambda: scale(bench, options.scale, options.idle_seconds, options.fire, options.fire_window),
+        "rest": lambda: rest_poll(bench, options.wrk_seconds, 50, options.scale),
+    }
     try:
         bench.start_operator(SCHEDEXEC_MAX_RUNNING="100000", SCHEDEXEC_MIN_INTERVAL_SECONDS="1", SCHEDEXEC_WORKERS="8")
-        if "throughput" in options.only:
-            results["throughput"] = throughput(bench, options.executions)
-        if "latency" in options.only:
-            results["latency"] = latency(bench, options.rate, options.seconds, options.polling, options.timeouts)
-        if "scale" in options.only:
-            results["scale"] = scale(bench, options.scale, options.idle_seconds, options.fire, options.fire_window)
-        if "rest" in options.only:
-            results["rest"] = rest_poll(bench, options.wrk_seconds, 50)
+        for name, scenario in scenarios.items():
+            if name in options.only:
+                results[name] = scenario()
+                write(results, command)  # after each scenario: an interrupted run keeps what it measured
     finally:
         bench.down()
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "latest.json").write_text(json.dumps(results, indent=2))
-    plots = plot(results, REPORT.parent)
-    REPORT.write_text(report(results, command, plots))
     log(f"wrote {REPORT} and {RESULTS / 'latest.json'}; cluster state in {state}")
     return 0
 

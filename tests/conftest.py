@@ -184,13 +184,35 @@ class Operator:
             except subprocess.TimeoutExpired:
                 self.kill()
 
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
     def logs(self) -> str:
         return "".join(p.read_text(errors="replace") for p in sorted(self.log_dir.glob("operator-*.log")))
+
+
+_session_operators: list[Operator] = []
+"""The session's shared operator, once a test has asked for it."""
 
 
 @pytest.fixture(scope="session")
 def operator(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Operator]:
     handle = Operator(cluster, tmp_path_factory.mktemp("operator"))
     handle.start()
+    _session_operators.append(handle)
     yield handle
+    _session_operators.remove(handle)
     handle.stop()
+
+
+@pytest.fixture
+def without_session_operator() -> Iterator[None]:
+    """For tests that run operators of their own: the shared one (cluster-wide) is stopped meanwhile,
+    so that the work they observe is provably done by theirs."""
+    paused = [handle for handle in _session_operators if handle.running]
+    for handle in paused:
+        handle.stop()
+    yield
+    for handle in paused:
+        handle.start()

@@ -68,6 +68,8 @@ class Controller:
         self.workers = workers
         self.executions: dict[str, dict[str, Any]] = {}
         self.jobs: dict[str, dict[str, Any]] = {}
+        self._deleted_jobs: set[str] = set()
+        """Jobs this operator asked to delete whose deletion the watch has not shown yet."""
         self.queue = WorkQueue()
         self.timers = Timers(self.queue.add)
         self._slots_lock = threading.Lock()
@@ -98,6 +100,7 @@ class Controller:
         job_key = f"{meta['namespace']}/{meta['name']}"
         if event_type == "DELETED":
             self.jobs.pop(job_key, None)
+            self._deleted_jobs.discard(job_key)
         elif _newer(body, self.jobs.get(job_key)):
             self.jobs[job_key] = dict(body)
         log.debug("job event %s %s (rv %s)", event_type, job_key, meta.get("resourceVersion"))
@@ -286,6 +289,7 @@ class Controller:
             self.cluster.post_event(execution, event.type, event.reason, event.message)
         for job in self._jobs_to_delete(execution, decision):
             self.cluster.delete_job(execution.metadata.namespace, job, self._job_uid(execution, job))
+            self._deleted_jobs.add(f"{execution.metadata.namespace}/{job}")
         if status.current_run is None:
             self._free_slot(key)
         if decision.delete_execution:
@@ -302,6 +306,7 @@ class Controller:
             if job_key.startswith(f"{namespace}/")
             and uid in owner_uids(body)
             and not body["metadata"].get("deletionTimestamp")
+            and job_key not in self._deleted_jobs
             and body["metadata"]["name"] not in keep
         ]
         named = [decision.delete_job] if decision.delete_job is not None else []

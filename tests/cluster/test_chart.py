@@ -157,6 +157,7 @@ def test_the_chart_grants_nothing_the_operator_does_not_need(
     assert answer.stdout.strip() == "no", f"the chart's ServiceAccount may {verb} {resource}"
 
 
+@pytest.mark.usefixtures("without_session_operator")
 def test_the_operator_and_api_work_with_exactly_the_charts_rbac(
     cluster: Cluster, installed: Path, namespace: str, tmp_path: Path
 ) -> None:
@@ -239,6 +240,7 @@ def _healthy(url: str) -> bool:
         return False
 
 
+@pytest.mark.usefixtures("without_session_operator")
 def test_with_two_replicas_one_leads_and_the_other_takes_over_when_it_dies(
     cluster: Cluster, installed: Path, namespace: str, tmp_path: Path
 ) -> None:
