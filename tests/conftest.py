@@ -139,6 +139,8 @@ def free_port() -> int:
 
 MAX_RUNNING = 3
 """The test operator's run-slot limit, small so that queueing is exercised."""
+OVERDUE_GRACE_SECONDS = 10
+"""The test operator's watchdog grace (default 60 s), so the watchdog test ends in seconds."""
 
 
 class Operator:
@@ -159,6 +161,7 @@ class Operator:
             "SCHEDEXEC_MIN_INTERVAL_SECONDS": "1",
             "SCHEDEXEC_METRICS_PORT": "0",
             "SCHEDEXEC_MAX_RUNNING": str(MAX_RUNNING),
+            "SCHEDEXEC_OVERDUE_GRACE_SECONDS": str(OVERDUE_GRACE_SECONDS),
             "SCHEDEXEC_LOG_LEVEL": "debug",
             "SCHEDEXEC_LIVENESS_ENDPOINT": f"http://127.0.0.1:{free_port()}/healthz",
         }

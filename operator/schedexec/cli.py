@@ -28,7 +28,10 @@ from schedexec.settings import ApiSettings, OperatorSettings
 async def run_operator(settings: OperatorSettings) -> None:
     controller = Controller(
         cluster=Cluster.from_environment(),
-        policy=decisions.Policy(min_interval_seconds=settings.min_interval_seconds),
+        policy=decisions.Policy(
+            min_interval_seconds=settings.min_interval_seconds,
+            overdue_grace_seconds=settings.overdue_grace_seconds,
+        ),
         pod_defaults=runs.PodDefaults(run_as_user=settings.run_as_user, job_ttl_seconds=settings.job_ttl_seconds),
         max_running=settings.max_running,
         workers=settings.workers,

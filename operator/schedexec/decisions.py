@@ -45,6 +45,10 @@ class Policy:
 
     min_interval_seconds: int = 10
     """Floor for next_run_in_seconds, as in XSOAR."""
+    overdue_grace_seconds: int = 60
+    """Watchdog: a run still unfinished this long after its run timeout is stopped and failed (RunOverdue).
+    The Job controller normally ends it at the timeout; this catches a run whose Job nobody ends
+    (controller or node down, pod never scheduled), so no execution stays Running until its sequence deadline."""
 
 
 @dataclass(frozen=True)
@@ -82,7 +86,7 @@ def decide(
 ) -> Decision:
     """The next step for `execution`, given its current `run` (MISSING if none)."""
     status = execution.status.model_copy(deep=True)
-    step = _Step(execution, status, now)
+    step = _Step(execution, status, now, policy)
     if status.phase is not None and status.phase.finished:
         return step.after_finish(run)
     if status.phase is None:
@@ -100,6 +104,19 @@ def decide(
         step.stop(Phase.CANCELLED, "Cancelled", "spec.cancel was set")
     if not status.phase.finished and status.deadline is not None and now >= status.deadline:  # type: ignore[union-attr]
         step.stop(Phase.TIMED_OUT, "Timeout", f"the sequence exceeded its timeout of {execution.spec.timeout_seconds}s")
+    if (
+        not status.phase.finished  # type: ignore[union-attr]
+        and status.current_run is not None
+        and now >= _overdue_at(execution, status.current_run, policy)
+    ):
+        step.fail(
+            RunOutcome.STOPPED,
+            "RunOverdue",
+            f"run {status.current_run.index} did not finish within spec.runTimeoutSeconds "
+            f"({execution.spec.run_timeout_seconds}s) and {policy.overdue_grace_seconds}s of grace; its Job was "
+            "stopped (is the Job controller running, and a node for its pod?)",
+            run,
+        )
     if not status.phase.finished and status.current_run is None:  # type: ignore[union-attr]
         step.start_if_due(slot_free)
     return step.decision()
@@ -108,10 +125,17 @@ def decide(
 class _Step:
     """Accumulates the effects of one decision on a copy of the status."""
 
-    def __init__(self, execution: models.ScheduledExecution, status: models.ScheduledExecutionStatus, now: datetime):
+    def __init__(
+        self,
+        execution: models.ScheduledExecution,
+        status: models.ScheduledExecutionStatus,
+        now: datetime,
+        policy: Policy,
+    ):
         self.execution = execution
         self.status = status
         self.now = now
+        self.policy = policy
         self.start: StartRun | None = None
         self.delete_job: str | None = None
         self.delete_execution = False
@@ -124,7 +148,10 @@ class _Step:
         assert phase is not None
         if phase.finished:
             self.wake_at = self._ttl_expiry()
-        elif self.status.current_run is not None or self.queued:
+        elif self.status.current_run is not None:
+            overdue = _overdue_at(self.execution, self.status.current_run, self.policy)
+            self.wake_at = overdue if self.status.deadline is None else min(overdue, self.status.deadline)
+        elif self.queued:
             self.wake_at = self.status.deadline
         else:
             self.wake_at = min(t for t in (self.status.next_run_at, self.status.deadline) if t is not None)
@@ -297,6 +324,10 @@ class _Step:
             self.status.conditions = set_condition(
                 self.status.conditions, type_, state, reason, message, self.now, self.execution.metadata.generation
             )
+
+
+def _overdue_at(execution: models.ScheduledExecution, current: models.CurrentRun, policy: Policy) -> datetime:
+    return current.started_at + timedelta(seconds=execution.spec.run_timeout_seconds + policy.overdue_grace_seconds)
 
 
 def _progress(status: models.ScheduledExecutionStatus) -> str:

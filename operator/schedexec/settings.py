@@ -20,6 +20,9 @@ class OperatorSettings(BaseSettings):
     )
     max_running: int = Field(50, ge=1, description="Runs that may run at once, operator-wide; the rest queue.")
     min_interval_seconds: int = Field(10, ge=0, description="Floor for next_run_in_seconds (XSOAR: 10).")
+    overdue_grace_seconds: int = Field(
+        60, ge=1, description="Watchdog: a run unfinished this long past its run timeout is stopped (RunOverdue)."
+    )
     workers: int = Field(4, ge=1, le=64, description="Executions reconciled concurrently.")
     run_as_user: int = Field(65532, ge=1, description="UID of every run's container (non-root).")
     job_ttl_seconds: int = Field(

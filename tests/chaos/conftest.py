@@ -46,8 +46,6 @@ class Ledger:
             "restricted security context, a canary credential absent from status, events and logs, 401/403 "
             "answers, and the operator working with exactly the chart's RBAC (tests/cluster/test_chart.py).",
             "",
-            "Not covered yet: restarting kube-apiserver mid-flight.",
-            "",
         ]
         return "\n".join(lines)
 

@@ -1,4 +1,5 @@
-"""Faults under load: the operator killed at random, the node agent killed, pods deleted.
+"""Faults under load: the operator killed at random, kube-apiserver restarted, the node agent killed,
+pods deleted, the Job controller down (the watchdog).
 
 Every scenario checks what users rely on: each execution reaches the right
 final state, no run index runs twice (the countdown component's result lists
@@ -20,8 +21,9 @@ import pytest
 from kubernetes.client.rest import ApiException
 
 from schedexec import models
+from schedexec.devcluster.binaries import KUBE_APISERVER, KUBE_CONTROLLER_MANAGER
 from tests.chaos.conftest import Ledger
-from tests.conftest import Cluster, Operator, wait_for
+from tests.conftest import OVERDUE_GRACE_SECONDS, Cluster, Operator, wait_for
 
 pytestmark = [pytest.mark.cluster, pytest.mark.chaos]
 
@@ -47,7 +49,7 @@ def countdown(name: str, **spec: Any) -> dict[str, Any]:
     }
 
 
-def sleeper(name: str, seconds: float, retries: int) -> dict[str, Any]:
+def sleeper(name: str, seconds: float, retries: int, **spec: Any) -> dict[str, Any]:
     return {
         "apiVersion": models.API_VERSION,
         "kind": models.KIND,
@@ -58,6 +60,7 @@ def sleeper(name: str, seconds: float, retries: int) -> dict[str, Any]:
             "args": {"seconds": seconds},
             "retries": retries,
             "timeoutSeconds": 600,
+            **spec,
         },
     }
 
@@ -84,6 +87,15 @@ def leftover_jobs(cluster: Cluster, namespace: str) -> list[str]:
     ]
 
 
+def countdowns_gone_wrong(items: list[dict[str, Any]]) -> list[str]:
+    """Countdowns that did not succeed with every run index seen exactly once, in order."""
+    return [
+        i["metadata"]["name"]
+        for i in items
+        if i["status"]["phase"] != "Succeeded" or i["status"].get("result") != {"seen": list(range(1, RUNS + 1))}
+    ]
+
+
 def test_the_operator_killed_at_random_moments_loses_and_repeats_nothing(
     cluster: Cluster, operator: Operator, namespace: str, ledger: Ledger
 ) -> None:
@@ -94,12 +106,7 @@ def test_the_operator_killed_at_random_moments_loses_and_repeats_nothing(
         operator.kill()
         time.sleep(rng.uniform(0.2, 2))
         operator.start()
-    items = all_finished(cluster, namespace, EXECUTIONS, timeout=900)
-    wrong = [
-        i["metadata"]["name"]
-        for i in items
-        if i["status"]["phase"] != "Succeeded" or i["status"].get("result") != {"seen": list(range(1, RUNS + 1))}
-    ]
+    wrong = countdowns_gone_wrong(all_finished(cluster, namespace, EXECUTIONS, timeout=900))
     wait_for("finished runs' Jobs to be cleaned up", lambda: not leftover_jobs(cluster, namespace), timeout=120)
     ledger.record(
         "Operator SIGKILLed at random moments (restarted 0.2-2 s later) during polling sequences",
@@ -171,3 +178,58 @@ def test_deleting_run_pods_is_retried_per_spec(
         lost_or_wrong=len(wrong),
     )
     assert wrong == [], f"a deleted pod must be retried per spec: {wrong}"
+
+
+def test_restarting_the_api_server_mid_flight_loses_nothing(
+    cluster: Cluster, operator: Operator, namespace: str, ledger: Ledger
+) -> None:
+    create_all(cluster, namespace, [countdown(f"a{i}") for i in range(EXECUTIONS)])
+
+    def runs_done() -> int:
+        items = cluster.custom.list_namespaced_custom_object(models.GROUP, models.VERSION, namespace, models.PLURAL)
+        return sum((i.get("status") or {}).get("runs", 0) for i in items["items"])
+
+    wait_for("sequences under way", lambda: runs_done() >= EXECUTIONS, timeout=300)
+    outages = 2 if FULL else 1
+    for _ in range(outages):
+        cluster.plane.stop_process(KUBE_APISERVER)
+        time.sleep(5)  # the operator, the controllers and the node agent all lose the API server
+        cluster.plane.start_process(KUBE_APISERVER)
+        time.sleep(3)
+    wrong = countdowns_gone_wrong(all_finished(cluster, namespace, EXECUTIONS, timeout=900))
+    wait_for("finished runs' Jobs to be cleaned up", lambda: not leftover_jobs(cluster, namespace), timeout=120)
+    ledger.record(
+        "kube-apiserver stopped for 5 s and restarted during polling sequences",
+        executions=EXECUTIONS,
+        runs=EXECUTIONS * RUNS,
+        faults=f"{outages} restart(s)",
+        lost_or_wrong=len(wrong),
+    )
+    assert wrong == [], f"executions lost, repeated a run or failed across the API server restart: {wrong}"
+    assert operator.running, "the operator survived the outage"
+
+
+def test_with_the_job_controller_down_the_watchdog_ends_runs_nobody_ends(
+    cluster: Cluster, operator: Operator, namespace: str, ledger: Ledger
+) -> None:
+    """No Job ever finishes while kube-controller-manager is down: the operator's watchdog fails the runs
+    (RunOverdue) shortly after their run timeout instead of leaving them Running until the sequence deadline."""
+    n = 5
+    cluster.plane.stop_process(KUBE_CONTROLLER_MANAGER)
+    try:
+        create_all(cluster, namespace, [sleeper(f"w{i}", 1, 0, runTimeoutSeconds=2) for i in range(n)])
+        items = all_finished(cluster, namespace, n, timeout=120)
+    finally:
+        cluster.plane.start_process(KUBE_CONTROLLER_MANAGER)
+    errors = [(i["status"]["phase"], (i["status"].get("error") or {}).get("reason")) for i in items]
+    wrong = [e for e in errors if e != ("Failed", "RunOverdue")]
+    ledger.record(
+        "kube-controller-manager stopped: Jobs never finish (watchdog)",
+        executions=n,
+        runs=n,
+        faults="controller manager down",
+        lost_or_wrong=len(wrong),
+        note=f"ended Failed/RunOverdue after runTimeoutSeconds 2 + grace {OVERDUE_GRACE_SECONDS} s",
+    )
+    assert wrong == []
+    assert not leftover_jobs(cluster, namespace), "the watchdog stopped the stuck Jobs"

@@ -65,7 +65,7 @@ def test_a_new_execution_starts_run_1_with_spec_args_and_sets_every_condition() 
     assert d.status.deadline == at(600)
     assert {c.type for c in d.status.conditions} == {"Succeeded", "Finished", "TimedOut"}
     assert condition(d.status, "Succeeded").status is models.ConditionStatus.UNKNOWN
-    assert d.wake_at == at(600)
+    assert d.wake_at == at(1 + 300 + 60), "the watchdog's moment: run timeout (default 300 s) + grace"
     assert [e.reason for e in d.events] == ["RunStarted"]
 
 
@@ -81,12 +81,30 @@ def test_without_a_free_slot_the_execution_is_queued_and_started_later() -> None
     assert again.start_run is not None and again.start_run.index == 1
 
 
-def test_an_active_run_changes_nothing_and_wakes_at_the_deadline() -> None:
+def test_an_active_run_changes_nothing_and_wakes_at_the_deadline_or_the_watchdog() -> None:
     ex = execution(running())
     d = decide(ex, RunObservation(RunState.ACTIVE), at(5), slot_free=True, policy=POLICY)
     assert d.start_run is None and d.delete_job is None
     assert d.status.phase is Phase.RUNNING
-    assert d.wake_at == at(600)
+    assert d.wake_at == at(360)
+    long_runs = execution(running(), runTimeoutSeconds=3600)
+    assert decide(long_runs, RunObservation(RunState.ACTIVE), at(5), True, POLICY).wake_at == at(600)
+
+
+def test_a_run_nobody_ends_after_its_run_timeout_is_stopped_by_the_watchdog() -> None:
+    ex = execution(running(2, runs=1, partialResult={"job": "j-1"}), runTimeoutSeconds=100)
+    before = decide(ex, RunObservation(RunState.ACTIVE), at(159), True, POLICY)
+    assert before.status.phase is Phase.RUNNING and before.wake_at == at(160)
+    d = decide(ex, RunObservation(RunState.ACTIVE), at(160), True, POLICY)
+    assert d.status.phase is Phase.FAILED
+    assert d.status.error is not None and d.status.error.reason == "RunOverdue"
+    assert "runTimeoutSeconds (100s)" in d.status.error.message
+    assert d.delete_job == "sx1-r2", "the stuck Job is stopped"
+    assert d.status.partial_result == {"job": "j-1"}
+    assert d.status.history[-1].outcome is models.RunOutcome.STOPPED
+    assert [e.reason for e in d.events] == ["RunOverdue"]
+    patient = decisions.Policy(min_interval_seconds=10, overdue_grace_seconds=300)
+    assert decide(ex, RunObservation(RunState.ACTIVE), at(160), True, patient).status.phase is Phase.RUNNING
 
 
 def test_done_succeeds_with_the_result_and_cleans_the_job_up() -> None:

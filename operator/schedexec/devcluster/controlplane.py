@@ -548,6 +548,31 @@ class ControlPlane:
         if records:
             _log(f"stopped {', '.join(r.name for r in records)}")
 
+    def stop_process(self, name: str) -> None:
+        """Stop one process (fault tests: an API server or controller outage); `start_process` brings it back."""
+        self._stop(self._record(name)[1])
+
+    def start_process(self, name: str) -> None:
+        """Start a stopped process again with its recorded command: same ports, same data, same kubeconfig."""
+        state, record = self._record(name)
+        if self._alive(record):
+            return
+        extra = next((e for e in self.extra_processes if e.name == name), None)
+        env = None if extra is None else {"KUBECONFIG": str(self.kubeconfig_path), **extra.env}
+        state = self._spawn(state, name, list(record.command), env)
+        if name == KUBE_APISERVER:
+            tls = _client_tls(self.layout.certs)
+            self._await(name, "kube-apiserver /readyz", lambda: _http_ok(f"{state.server_url}/readyz", tls))
+        else:
+            self._await_settled(name)
+
+    def _record(self, name: str) -> tuple[RunState, ProcessRecord]:
+        state = self._load_state()
+        record = None if state is None else next((r for r in state.processes if r.name == name), None)
+        if state is None or record is None:
+            raise ControlPlaneError(f"no process {name!r} in {self.layout.pids_file}", name)
+        return state, record
+
     def status(self) -> ClusterStatus:
         state = self._load_state()
         if state is None:

@@ -46,6 +46,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import urllib3
 import yaml
 from kubernetes import client, config, watch
 from kubernetes.client.exceptions import ApiException
@@ -55,6 +56,8 @@ log = logging.getLogger("node-agent")
 REPO = Path(__file__).resolve().parents[3]
 DEFAULT_IMAGES = Path(__file__).with_name("images.yaml")
 MESSAGE_LIMIT = 4096
+STATUS_RETRY_SECONDS = 300
+"""How long a pod status report is retried while the API server is unreachable."""
 LOG_FALLBACK_BYTES = 2048
 LOG_FALLBACK_LINES = 80
 POD_ROOT_VARIABLE = "NODE_AGENT_POD_ROOT"
@@ -175,11 +178,11 @@ class NodeAgent:
 
     def serve(self) -> None:
         threading.Thread(target=self.heartbeat, daemon=True).start()
-        while True:
-            pods = self.core.list_pod_for_all_namespaces()
-            for pod in pods.items:
-                self.handle(pod)
+        while True:  # list, then watch from there; on any failure (410 Gone, API server down) list again
             try:
+                pods = self.core.list_pod_for_all_namespaces()
+                for pod in pods.items:
+                    self.handle(pod)
                 for event in watch.Watch().stream(
                     self.core.list_pod_for_all_namespaces,
                     resource_version=pods.metadata.resource_version if pods.metadata else None,
@@ -191,6 +194,9 @@ class NodeAgent:
                 if exc.status != 410:
                     log.warning("watch failed: %s", exc)
                     time.sleep(1)
+            except (urllib3.exceptions.HTTPError, OSError) as exc:
+                log.warning("API server unreachable, retrying: %s", exc)
+                time.sleep(1)
 
     def handle(self, pod: Any) -> None:
         meta, spec = pod.metadata, pod.spec
@@ -480,11 +486,25 @@ class NodeAgent:
         }
 
     def patch_status(self, pod: Any, status: dict[str, Any]) -> None:
-        try:
-            self.core.patch_namespaced_pod_status(pod.metadata.name, pod.metadata.namespace, {"status": status})
-        except ApiException as exc:
-            if exc.status != 404:
-                log.warning("cannot update status of %s: %s", pod.metadata.name, exc)
+        """Report a pod's status; like a kubelet, keep trying while the API server is down or overloaded,
+        so that an outcome is not lost to an outage (a run that finished must not look like a timeout)."""
+        deadline = time.monotonic() + STATUS_RETRY_SECONDS
+        while True:
+            try:
+                self.core.patch_namespaced_pod_status(pod.metadata.name, pod.metadata.namespace, {"status": status})
+                return
+            except ApiException as exc:
+                if exc.status == 404:
+                    return
+                problem: Exception = exc
+                if exc.status is not None and exc.status < 500 and exc.status != 429:
+                    break
+            except (urllib3.exceptions.HTTPError, OSError) as exc:
+                problem = exc
+            if time.monotonic() > deadline:
+                break
+            time.sleep(1)
+        log.warning("cannot update status of %s: %s", pod.metadata.name, problem)
 
 
 def main(argv: list[str] | None = None) -> int:
