@@ -68,6 +68,8 @@ class Controller:
         self.workers = workers
         self.executions: dict[str, dict[str, Any]] = {}
         self.jobs: dict[str, dict[str, Any]] = {}
+        self._jobs_of: dict[str, set[str]] = {}
+        """Job keys by the uid of the execution that owns them: a reconcile looks at its own Jobs only."""
         self._deleted_jobs: set[str] = set()
         """Jobs this operator asked to delete whose deletion the watch has not shown yet."""
         self.queue = WorkQueue()
@@ -101,8 +103,15 @@ class Controller:
         if event_type == "DELETED":
             self.jobs.pop(job_key, None)
             self._deleted_jobs.discard(job_key)
+            for uid in owner_uids(body):
+                owned = self._jobs_of.get(uid, set())
+                owned.discard(job_key)
+                if not owned:
+                    self._jobs_of.pop(uid, None)
         elif _newer(body, self.jobs.get(job_key)):
             self.jobs[job_key] = dict(body)
+            for uid in owner_uids(body):
+                self._jobs_of.setdefault(uid, set()).add(job_key)
         log.debug("job event %s %s (rv %s)", event_type, job_key, meta.get("resourceVersion"))
         for owner in meta.get("ownerReferences") or []:
             if owner.get("kind") == models.KIND and owner.get("apiVersion") == models.API_VERSION:
@@ -300,10 +309,12 @@ class Controller:
         (one created just before a crash or a conflicting status write)."""
         keep = {decision.status.current_run.job} if decision.status.current_run is not None else set()
         namespace, uid = execution.metadata.namespace, execution.metadata.uid
+        owned = ((job_key, self.jobs.get(job_key)) for job_key in tuple(self._jobs_of.get(uid, ())))
         strays = [
             body["metadata"]["name"]
-            for job_key, body in list(self.jobs.items())
-            if job_key.startswith(f"{namespace}/")
+            for job_key, body in owned
+            if body is not None
+            and job_key.startswith(f"{namespace}/")
             and uid in owner_uids(body)
             and not body["metadata"].get("deletionTimestamp")
             and job_key not in self._deleted_jobs

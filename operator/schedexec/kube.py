@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import socket
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
 from typing import Any, Self
 
@@ -238,7 +238,7 @@ class ApiClient(Cluster):
         return bool(response.json().get("status", {}).get("allowed"))
 
 
-def owner_uids(body: dict[str, Any]) -> set[str]:
+def owner_uids(body: Mapping[str, Any]) -> set[str]:
     """UIDs of the ScheduledExecutions owning `body`."""
     return {
         owner.get("uid", "")

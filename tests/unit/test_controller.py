@@ -148,3 +148,28 @@ def test_a_queued_execution_that_ends_leaves_the_queue_so_the_next_one_gets_the_
     asyncio.run(scenario())
     assert ("create_job", "c-r1") in cluster.calls
     assert ("create_job", "b-r1") not in cluster.calls
+
+
+def job(name: str, owner: str) -> dict[str, Any]:
+    reference = {"apiVersion": models.API_VERSION, "kind": models.KIND, "name": owner, "uid": f"uid-{owner}"}
+    return {"metadata": {"name": name, "namespace": "ns", "uid": f"job-{name}", "ownerReferences": [reference]}}
+
+
+def test_stray_jobs_of_an_execution_are_deleted_once_and_other_executions_jobs_are_left_alone() -> None:
+    """A Job created just before a crash, that no run needs, is deleted; another execution's Job is not."""
+    cluster = FakeCluster()
+    c = controller(cluster)
+
+    async def scenario() -> None:
+        c.job_event("ADDED", job("a-r7", "a"))  # a's, but its status will name a-r1
+        c.job_event("ADDED", job("b-r1", "b"))
+        c.execution_event(None, body("a"))
+        await settle(c)
+        c.job_event("ADDED", job("a-r1", "a"))  # run 1's Job, as the watch shows it; reconciles a again
+        await settle(c)
+        c.job_event("DELETED", job("a-r7", "a"))
+
+    asyncio.run(scenario())
+    deleted = [name for call, name in cluster.calls if call == "delete_job"]
+    assert deleted == ["a-r7"]
+    assert "ns/a-r7" not in c.jobs and c._jobs_of == {"uid-a": {"ns/a-r1"}, "uid-b": {"ns/b-r1"}}
