@@ -87,13 +87,17 @@ def leftover_jobs(cluster: Cluster, namespace: str) -> list[str]:
     ]
 
 
-def countdowns_gone_wrong(items: list[dict[str, Any]]) -> list[str]:
-    """Countdowns that did not succeed with every run index seen exactly once, in order."""
-    return [
+def expect_every_countdown_right(cluster: Cluster, namespace: str, ledger: Ledger, scenario: str, faults: str) -> None:
+    """Every countdown succeeded with each run index seen exactly once, in order, and left no Job behind."""
+    items = all_finished(cluster, namespace, EXECUTIONS, timeout=900)
+    wrong = [
         i["metadata"]["name"]
         for i in items
         if i["status"]["phase"] != "Succeeded" or i["status"].get("result") != {"seen": list(range(1, RUNS + 1))}
     ]
+    wait_for("finished runs' Jobs to be cleaned up", lambda: not leftover_jobs(cluster, namespace), timeout=120)
+    ledger.record(scenario, executions=EXECUTIONS, runs=EXECUTIONS * RUNS, faults=faults, lost_or_wrong=len(wrong))
+    assert wrong == [], f"executions lost, repeated a run or failed: {wrong}"
 
 
 def test_the_operator_killed_at_random_moments_loses_and_repeats_nothing(
@@ -106,16 +110,13 @@ def test_the_operator_killed_at_random_moments_loses_and_repeats_nothing(
         operator.kill()
         time.sleep(rng.uniform(0.2, 2))
         operator.start()
-    wrong = countdowns_gone_wrong(all_finished(cluster, namespace, EXECUTIONS, timeout=900))
-    wait_for("finished runs' Jobs to be cleaned up", lambda: not leftover_jobs(cluster, namespace), timeout=120)
-    ledger.record(
+    expect_every_countdown_right(
+        cluster,
+        namespace,
+        ledger,
         "Operator SIGKILLed at random moments (restarted 0.2-2 s later) during polling sequences",
-        executions=EXECUTIONS,
-        runs=EXECUTIONS * RUNS,
-        faults=f"{KILLS} kills",
-        lost_or_wrong=len(wrong),
+        f"{KILLS} kills",
     )
-    assert wrong == [], f"executions lost, repeated a run or failed: {wrong}"
 
 
 def test_killing_the_node_agent_fails_or_retries_runs_with_a_reason_and_nothing_stays_running(
@@ -196,16 +197,13 @@ def test_restarting_the_api_server_mid_flight_loses_nothing(
         time.sleep(5)  # the operator, the controllers and the node agent all lose the API server
         cluster.plane.start_process(KUBE_APISERVER)
         time.sleep(3)
-    wrong = countdowns_gone_wrong(all_finished(cluster, namespace, EXECUTIONS, timeout=900))
-    wait_for("finished runs' Jobs to be cleaned up", lambda: not leftover_jobs(cluster, namespace), timeout=120)
-    ledger.record(
+    expect_every_countdown_right(
+        cluster,
+        namespace,
+        ledger,
         "kube-apiserver stopped for 5 s and restarted during polling sequences",
-        executions=EXECUTIONS,
-        runs=EXECUTIONS * RUNS,
-        faults=f"{outages} restart(s)",
-        lost_or_wrong=len(wrong),
+        f"{outages} restart(s)",
     )
-    assert wrong == [], f"executions lost, repeated a run or failed across the API server restart: {wrong}"
     assert operator.running, "the operator survived the outage"
 
 
