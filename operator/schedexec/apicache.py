@@ -9,8 +9,8 @@ thread, relists when the watch expires, and retries with backoff on errors.
 
 from __future__ import annotations
 
-import logging
 import gc
+import logging
 import threading
 import time
 from typing import Any
