@@ -487,6 +487,7 @@ def scale(bench: Bench, n: int, idle_seconds: int, fire: int, fire_window: float
             sum(1 for e in bench.executions("fire-") if (e.get("status") or {}).get("phase") == "Succeeded") >= fire
         ),
         3600,
+        interval=15,  # each probe lists every execution: rarely, so the bench does not load the API server
     )
     after = lateness_histogram(bench)
     # each fire-* execution started two runs: run 1 (due at creation) and run 2 (due at args.at)

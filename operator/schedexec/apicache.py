@@ -15,7 +15,7 @@ import threading
 import time
 from typing import Any
 
-from schedexec.kube import ApiClient, WatchExpired
+from schedexec.kube import ApiClient, WatchExpired, slim
 
 log = logging.getLogger("schedexec.api")
 
@@ -61,7 +61,7 @@ class ExecutionCache:
             current = self._by_uid.get(uid)
             if current is not None and _version(current) > _version(body):
                 return
-            self._by_uid[uid] = body
+            self._by_uid[uid] = slim(body)
             self._uid_of[key] = uid
 
     def _run(self) -> None:
@@ -70,7 +70,7 @@ class ExecutionCache:
             try:
                 items, version = self.client.list_executions()
                 with self._lock:
-                    self._by_uid = {i["metadata"]["uid"]: i for i in items}
+                    self._by_uid = {i["metadata"]["uid"]: slim(i) for i in items}
                     self._uid_of = {
                         f"{i['metadata']['namespace']}/{i['metadata']['name']}": i["metadata"]["uid"] for i in items
                     }

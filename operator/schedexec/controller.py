@@ -21,7 +21,7 @@ from typing import Any
 import pydantic
 
 from schedexec import decisions, metrics, models, runs
-from schedexec.kube import TRANSIENT, Cluster, Conflict, Gone, JobNameTaken, Leases, owner_uids
+from schedexec.kube import TRANSIENT, Cluster, Conflict, Gone, JobNameTaken, Leases, owner_uids, slim
 from schedexec.scheduling import Timers, WorkQueue
 
 log = logging.getLogger("schedexec")
@@ -91,7 +91,7 @@ class Controller:
             self._forget(key)
             return
         if _newer(body, self.executions.get(key)):
-            self.executions[key] = dict(body)
+            self.executions[key] = slim(body)
         if (body.get("status") or {}).get("currentRun"):
             with self._slots_lock:
                 self.running.add(key)
@@ -109,7 +109,7 @@ class Controller:
                 if not owned:
                     self._jobs_of.pop(uid, None)
         elif _newer(body, self.jobs.get(job_key)):
-            self.jobs[job_key] = dict(body)
+            self.jobs[job_key] = slim(body)
             for uid in owner_uids(body):
                 self._jobs_of.setdefault(uid, set()).add(job_key)
         log.debug("job event %s %s (rv %s)", event_type, job_key, meta.get("resourceVersion"))
@@ -205,7 +205,7 @@ class Controller:
         if fresh is None:
             self._forget(key)
         elif _newer(fresh, self.executions.get(key)):
-            self.executions[key] = fresh
+            self.executions[key] = slim(fresh)
         return 0.0
 
     def _backoff(self, key: str) -> float:
@@ -284,7 +284,7 @@ class Controller:
         if document != status_document(execution.status):
             updated = self.cluster.write_status(execution, document)
             if _newer(updated, self.executions.get(key)):
-                self.executions[key] = updated
+                self.executions[key] = slim(updated)
             self._record_metrics(execution.status, status, now, start)
         for event in decision.events:
             log.log(

@@ -238,6 +238,15 @@ class ApiClient(Cluster):
         return bool(response.json().get("status", {}).get("allowed"))
 
 
+def slim(body: Mapping[str, Any]) -> dict[str, Any]:
+    """`body` without metadata.managedFields: server-side-apply bookkeeping, often a third of an object,
+    never read by schedexec; dropped from everything it keeps in memory."""
+    meta = body.get("metadata") or {}
+    if "managedFields" not in meta:
+        return dict(body)
+    return {**body, "metadata": {k: v for k, v in meta.items() if k != "managedFields"}}
+
+
 def owner_uids(body: Mapping[str, Any]) -> set[str]:
     """UIDs of the ScheduledExecutions owning `body`."""
     return {
