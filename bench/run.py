@@ -58,6 +58,8 @@ REPORT = REPO / "docs" / "benchmarks.md"
 NAMESPACE = "bench"
 DONE_SCRIPT = 'printf \'%s\' \'{"v":1,"outcome":"done","result":1}\' > "$NODE_AGENT_POD_ROOT/dev/termination-log"'
 SLEEP_SCRIPT = "sleep 3600"
+SET_LABEL = "bench.schedexec.io/set"
+"""Label naming an execution's scenario set (its name up to the last '-')."""
 CLOCK = time.time
 
 
@@ -163,7 +165,7 @@ class Bench:
         return {
             "apiVersion": models.API_VERSION,
             "kind": models.KIND,
-            "metadata": {"name": name},
+            "metadata": {"name": name, "labels": {SET_LABEL: name.rsplit("-", 1)[0]}},
             "spec": {
                 "component": {"image": "local/exec", "command": ["/bin/sh", "-c", script]},
                 "method": "bench",
@@ -179,9 +181,12 @@ class Bench:
         self.custom.create_namespaced_custom_object(models.GROUP, models.VERSION, NAMESPACE, models.PLURAL, body)
 
     def executions(self, prefix: str) -> list[dict[str, Any]]:
-        items = self.custom.list_namespaced_custom_object(models.GROUP, models.VERSION, NAMESPACE, models.PLURAL)[
-            "items"
-        ]
+        """The executions named `prefix`*, selected by label: the API server serializes only those
+        (listing all 11,000 of the scale scenario every few seconds would load it, and skew what it measures)."""
+        selector = f"{SET_LABEL}={prefix.rstrip('-')}" if prefix else ""
+        items = self.custom.list_namespaced_custom_object(
+            models.GROUP, models.VERSION, NAMESPACE, models.PLURAL, label_selector=selector
+        )["items"]
         return [i for i in items if i["metadata"]["name"].startswith(prefix)]
 
     def wait(self, what: str, probe: Callable[[], bool], timeout: float, interval: float = 2.0) -> None:
