@@ -92,7 +92,7 @@ def decide(
     if status.phase is None:
         step.begin()
     if status.current_run is not None and run.state.finished:
-        step.record_outcome(run, policy)
+        step.record_outcome(run)
     elif status.current_run is not None and run.state is runs.RunState.MISSING:
         step.fail(
             RunOutcome.LOST,
@@ -104,19 +104,8 @@ def decide(
         step.stop(Phase.CANCELLED, "Cancelled", "spec.cancel was set")
     if not status.phase.finished and status.deadline is not None and now >= status.deadline:  # type: ignore[union-attr]
         step.stop(Phase.TIMED_OUT, "Timeout", f"the sequence exceeded its timeout of {execution.spec.timeout_seconds}s")
-    if (
-        not status.phase.finished  # type: ignore[union-attr]
-        and status.current_run is not None
-        and now >= _overdue_at(execution, status.current_run, policy)
-    ):
-        step.fail(
-            RunOutcome.STOPPED,
-            "RunOverdue",
-            f"run {status.current_run.index} did not finish within spec.runTimeoutSeconds "
-            f"({execution.spec.run_timeout_seconds}s) and {policy.overdue_grace_seconds}s of grace; its Job was "
-            "stopped (is the Job controller running, and a node for its pod?)",
-            run,
-        )
+    if not status.phase.finished and status.current_run is not None:  # type: ignore[union-attr]
+        step.fail_if_overdue(run)
     if not status.phase.finished and status.current_run is None:  # type: ignore[union-attr]
         step.start_if_due(slot_free)
     return step.decision()
@@ -149,7 +138,7 @@ class _Step:
         if phase.finished:
             self.wake_at = self._ttl_expiry()
         elif self.status.current_run is not None:
-            overdue = _overdue_at(self.execution, self.status.current_run, self.policy)
+            overdue = self._overdue_at()
             self.wake_at = overdue if self.status.deadline is None else min(overdue, self.status.deadline)
         elif self.queued:
             self.wake_at = self.status.deadline
@@ -195,7 +184,7 @@ class _Step:
         status.next_run_at = None
         self._event(NORMAL, "RunStarted", f"run {index} started as Job {status.current_run.job}")
 
-    def record_outcome(self, run: runs.RunObservation, policy: Policy) -> None:
+    def record_outcome(self, run: runs.RunObservation) -> None:
         current = self.status.current_run
         assert current is not None
         outcome = run.envelope
@@ -221,7 +210,7 @@ class _Step:
             self._event(WARNING, "MaxRunsExceeded", message)
         else:
             self._close_run(RunOutcome.SCHEDULED, run)
-            delay = max(outcome["nextRunInSeconds"], policy.min_interval_seconds)
+            delay = max(outcome["nextRunInSeconds"], self.policy.min_interval_seconds)
             self.status.phase = Phase.WAITING
             self.status.next_run_at = self.now + timedelta(seconds=delay)
             self.status.next_args = outcome["args"]
@@ -243,6 +232,28 @@ class _Step:
             what = f"died without reporting an outcome after {self.execution.spec.retries} retries"
         detail = f": {run.failure_message}" if run.failure_message else ""
         self.fail(RunOutcome.LOST, reason, f"run {self.status.current_run.index} {what}{detail}", run)  # type: ignore[union-attr]
+
+    def fail_if_overdue(self, run: runs.RunObservation) -> None:
+        """The watchdog: stop a run that nothing ended well past its run timeout."""
+        current, spec = self.status.current_run, self.execution.spec
+        assert current is not None
+        if self.now < self._overdue_at():
+            return
+        self.fail(
+            RunOutcome.STOPPED,
+            "RunOverdue",
+            f"run {current.index} did not finish within spec.runTimeoutSeconds ({spec.run_timeout_seconds}s) "
+            f"and {self.policy.overdue_grace_seconds}s of grace; its Job was stopped "
+            "(is the Job controller running, and a node for its pod?)",
+            run,
+        )
+
+    def _overdue_at(self) -> datetime:
+        current = self.status.current_run
+        assert current is not None
+        return current.started_at + timedelta(
+            seconds=self.execution.spec.run_timeout_seconds + self.policy.overdue_grace_seconds
+        )
 
     def fail(self, outcome: RunOutcome, reason: str, message: str, run: runs.RunObservation | None = None) -> None:
         self._close_run(outcome, run, reason)
@@ -324,10 +335,6 @@ class _Step:
             self.status.conditions = set_condition(
                 self.status.conditions, type_, state, reason, message, self.now, self.execution.metadata.generation
             )
-
-
-def _overdue_at(execution: models.ScheduledExecution, current: models.CurrentRun, policy: Policy) -> datetime:
-    return current.started_at + timedelta(seconds=execution.spec.run_timeout_seconds + policy.overdue_grace_seconds)
 
 
 def _progress(status: models.ScheduledExecutionStatus) -> str:
