@@ -34,35 +34,23 @@ IMAGE = "ghcr.io/schedexec/test-component:dev"
 RUNS = 4  # countdown left=3: runs 1..4
 
 
-def countdown(name: str, **spec: Any) -> dict[str, Any]:
+def execution(name: str, method: str, args: dict[str, Any], **spec: Any) -> dict[str, Any]:
     return {
         "apiVersion": models.API_VERSION,
         "kind": models.KIND,
         "metadata": {"name": name},
-        "spec": {
-            "component": {"image": IMAGE},
-            "method": "countdown",
-            "args": {"left": RUNS - 1, "every": 1},
-            "timeoutSeconds": 900,
-            **spec,
-        },
+        "spec": {"component": {"image": IMAGE}, "method": method, "args": args, **spec},
     }
+
+
+def countdown(name: str) -> dict[str, Any]:
+    """A polling sequence of RUNS runs, 1 s apart; its result lists every run index it saw."""
+    return execution(name, "countdown", {"left": RUNS - 1, "every": 1}, timeoutSeconds=900)
 
 
 def sleeper(name: str, seconds: float, retries: int, **spec: Any) -> dict[str, Any]:
-    return {
-        "apiVersion": models.API_VERSION,
-        "kind": models.KIND,
-        "metadata": {"name": name},
-        "spec": {
-            "component": {"image": IMAGE},
-            "method": "sleep",
-            "args": {"seconds": seconds},
-            "retries": retries,
-            "timeoutSeconds": 600,
-            **spec,
-        },
-    }
+    """One run that sleeps `seconds`, then succeeds."""
+    return execution(name, "sleep", {"seconds": seconds}, retries=retries, timeoutSeconds=600, **spec)
 
 
 def create_all(cluster: Cluster, namespace: str, bodies: list[dict[str, Any]]) -> None:
