@@ -1,6 +1,10 @@
 # The schedexec operator and REST API image (`schedexec operator`, `schedexec api`).
 #   docker build -t ghcr.io/schedexec/operator:0.1.0 .
-FROM python:3.11-slim
+# BASE_IMAGE: a Python 3.11 image with `python` and `pip` on PATH. Offline
+# builds (hack/devcluster/schedexec_devcluster/images.py) pass one built from
+# Debian's packages instead of pulling python:3.11-slim.
+ARG BASE_IMAGE=python:3.11-slim
+FROM ${BASE_IMAGE}
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1
 COPY runner-image /src/runner-image
 COPY pyproject.toml README.md /src/

@@ -1,11 +1,15 @@
 # schedexec: `make help` lists the targets.
 SHELL := /bin/bash
-PYTHON ?= python3
+# Everything runs in a project virtual environment (.venv), never in the system interpreter
+# (Debian's python3 refuses `pip install` there: PEP 668).
+HOST_PYTHON ?= python3
+VENV ?= $(CURDIR)/.venv
+PYTHON := $(VENV)/bin/python
 KIND_VERSION ?= v0.33.0
 KIND_CLUSTER ?= schedexec
 CLUSTER_DIR ?= $(CURDIR)/.cluster
 KUBECONFIG_LOCAL := $(CLUSTER_DIR)/kubeconfig
-DEVCLUSTER := $(PYTHON) -m schedexec.devcluster
+DEVCLUSTER := $(PYTHON) -m schedexec_devcluster
 KUBECTL = $$($(DEVCLUSTER) binaries | sed -n 's/^kubectl: //p')
 GOBIN ?= $(shell go env GOPATH 2>/dev/null)/bin
 
@@ -15,16 +19,27 @@ GOBIN ?= $(shell go env GOPATH 2>/dev/null)/bin
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
 
+.PHONY: host-packages
+host-packages: ## (root) Debian packages the local cluster needs: CNI plugins, libseccomp, buildah, mmdebstrap, iptables, python3-venv
+	@bash hack/host-packages.sh
+
+$(PYTHON):
+	$(HOST_PYTHON) -m venv $(VENV)
+
 .PHONY: install
-install: ## install schedexec, its runner SDK and the development tools (editable)
-	$(PYTHON) -m pip install --quiet -e runner-image -e '.[dev]'
+install: host-packages $(PYTHON) ## install schedexec, its runner SDK, the dev cluster and the development tools into .venv (editable)
+	$(PYTHON) -m pip install --quiet -e runner-image -e hack/devcluster -e '.[dev]'
 
 .PHONY: binaries
-binaries: ## locate or build etcd, kube-apiserver, kube-controller-manager, kubectl and helm
-	$(DEVCLUSTER) binaries --helm
+binaries: ## locate or build the Kubernetes binaries (control plane and node), containerd and helm
+	$(DEVCLUSTER) binaries --helm --node
+
+.PHONY: images
+images: ## build the operator, runner base, example and test images offline (buildah, cached by content)
+	$(DEVCLUSTER) images
 
 .PHONY: test
-test: binaries ## run every test, the cluster tests on a fresh local control plane
+test: binaries images ## run every test: unit, the node-agent tier (cluster) and the real node (node)
 	$(PYTHON) -m pytest
 
 .PHONY: chaos
@@ -43,19 +58,19 @@ crds: ## regenerate crds/ (and the chart's copy) from the pydantic models
 	$(PYTHON) -m schedexec.cli crds charts/schedexec/files
 
 .PHONY: cluster-up
-cluster-up: ## start the local control plane and node agent (prints KUBECONFIG)
-	$(DEVCLUSTER) up --state-dir $(CLUSTER_DIR)
+cluster-up: ## start the local cluster on a real node (prints KUBECONFIG; NODE_ARGS=--node-agent for the fast tier)
+	$(DEVCLUSTER) up --state-dir $(CLUSTER_DIR) $(NODE_ARGS)
 
 .PHONY: cluster-down
 cluster-down: ## stop the local control plane and everything it started
 	$(DEVCLUSTER) down --state-dir $(CLUSTER_DIR)
 
 .PHONY: up
-up: ## local control plane + node agent + CRDs + the operator
-	$(DEVCLUSTER) up --operator --state-dir $(CLUSTER_DIR)
+up: ## local cluster on a real node + the Helm chart (operator) installed on it (NODE_ARGS=--node-agent: fast tier)
+	$(DEVCLUSTER) up --operator --state-dir $(CLUSTER_DIR) $(NODE_ARGS)
 
 .PHONY: demo
-demo: install binaries up ## from nothing to a finished example execution
+demo: install binaries images up ## from nothing to a finished example execution, on the real node
 	KUBECONFIG=$(KUBECONFIG_LOCAL) CLUSTER_DIR=$(CLUSTER_DIR) KUBECTL=$(KUBECTL) $(PYTHON) hack/demo.py
 
 .PHONY: run
@@ -81,9 +96,9 @@ kind-up: ## (needs Docker) a kind cluster with the CRDs installed
 kind-down: ## (needs Docker) delete the kind cluster
 	PATH=$(GOBIN):$$PATH kind delete cluster --name $(KIND_CLUSTER)
 
-.PHONY: images
-images: ## (needs docker or podman) build the operator, runner base and example images
-	@engine=$$(command -v docker || command -v podman) || { echo "images: neither docker nor podman is installed" >&2; exit 1; }; \
+.PHONY: docker-images
+docker-images: ## (needs docker or podman) build the images with a registry-backed engine instead
+	@engine=$$(command -v docker || command -v podman) || { echo "docker-images: neither docker nor podman is installed" >&2; exit 1; }; \
 	$$engine build -t ghcr.io/schedexec/operator:0.1.0 . && \
 	$$engine build -t ghcr.io/schedexec/runner:0.1.0 runner-image && \
 	for example in shop sandbox ratelimited; do \

@@ -75,8 +75,11 @@ class Remote:
         return 404, {"error": f"no route {method} {path}"}
 
 
-def serve(remote: Remote, port: int = 0) -> ThreadingHTTPServer:
-    """Start serving on 127.0.0.1 in a daemon thread; `server.server_port` tells the port."""
+def serve(remote: Remote, port: int = 0, host: str = "127.0.0.1") -> ThreadingHTTPServer:
+    """Start serving on `host` (loopback, or the real node's address for pods) in a daemon thread.
+
+    `server.server_port` tells the port.
+    """
 
     class Handler(BaseHTTPRequestHandler):
         def _reply(self, method: str) -> None:
@@ -100,7 +103,7 @@ def serve(remote: Remote, port: int = 0) -> ThreadingHTTPServer:
         def log_message(self, format: str, *args: Any) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+    server = ThreadingHTTPServer((host, port), Handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return server
 

@@ -26,9 +26,9 @@ from kubernetes import client, config
 from kubernetes.client.rest import ApiException
 
 from schedexec import models
-from schedexec.devcluster import binaries
-from schedexec.devcluster.__main__ import node_agent_process
-from schedexec.devcluster.controlplane import ControlPlane
+from schedexec_devcluster import binaries
+from schedexec_devcluster.__main__ import node_agent_process
+from schedexec_devcluster.controlplane import ControlPlane, die_with_parent
 
 REPO = Path(__file__).resolve().parents[1]
 T = TypeVar("T")
@@ -102,7 +102,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
             pytest.fail(message)
         pytest.skip(message)
     state = tmp_path_factory.mktemp("cluster")
-    plane = ControlPlane(state, binaries=found)
+    plane = ControlPlane(state, binaries=found, owner=os.getpid())  # a reaper stops it if this session is killed
     plane.extra_processes.append(node_agent_process(plane))
     plane.up()
     try:
@@ -172,6 +172,7 @@ class Operator:
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
+                preexec_fn=die_with_parent,  # never outlives a killed test session
             )
 
     def kill(self) -> None:

@@ -31,6 +31,8 @@ async def run_operator(settings: OperatorSettings) -> None:
         policy=decisions.Policy(
             min_interval_seconds=settings.min_interval_seconds,
             overdue_grace_seconds=settings.overdue_grace_seconds,
+            start_failure_grace_seconds=settings.start_failure_grace_seconds,
+            unschedulable_grace_seconds=settings.unschedulable_grace_seconds,
         ),
         pod_defaults=runs.PodDefaults(run_as_user=settings.run_as_user, job_ttl_seconds=settings.job_ttl_seconds),
         max_running=settings.max_running,
@@ -38,6 +40,9 @@ async def run_operator(settings: OperatorSettings) -> None:
     )
     if settings.metrics_port:
         prometheus_client.start_http_server(settings.metrics_port)
+    # Given, not detected: Kopf's detection asks the password database for the user name, and the
+    # image's uid 65532 has no entry there (found on the first real kubelet: KeyError, CrashLoopBackOff).
+    identity = f"{socket.gethostname()}-{os.getpid()}"
     kopf_task = asyncio.create_task(
         kopf.operator(
             registry=registry_for(controller),
@@ -45,11 +50,11 @@ async def run_operator(settings: OperatorSettings) -> None:
             namespaces=settings.namespaces,
             standalone=True,  # replicas coordinate through the leader Lease, not Kopf peering
             liveness_endpoint=settings.liveness_endpoint or None,
+            identity=identity,
         )
     )
     leases = None
     if settings.leader_election_namespace:
-        identity = f"{socket.gethostname()}-{os.getpid()}"
         leases = Leases(
             controller.cluster.api, settings.leader_election_namespace, settings.leader_election_lease, identity
         )

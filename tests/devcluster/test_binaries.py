@@ -1,4 +1,4 @@
-"""Lookup rules of schedexec.devcluster.binaries (no Go, no cluster needed)."""
+"""Lookup rules of schedexec_devcluster.binaries (no Go, no cluster needed)."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from schedexec.devcluster import binaries
-from schedexec.devcluster.binaries import (
+from schedexec_devcluster import binaries
+from schedexec_devcluster.binaries import (
     ETCD,
     ETCD_BUILD,
     KUBE_APISERVER,

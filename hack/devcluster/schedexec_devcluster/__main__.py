@@ -1,11 +1,18 @@
-"""Command line for the local control plane.
+"""Command line for the local cluster.
 
-    python -m schedexec.devcluster up [--state-dir DIR] [--no-node-agent] [--operator] [--audit]
-    python -m schedexec.devcluster down|status [--state-dir DIR]
-    python -m schedexec.devcluster binaries
+    python -m schedexec_devcluster up [--state-dir DIR] [--node-agent | --no-node] [--operator] [--audit]
+    python -m schedexec_devcluster down|status [--state-dir DIR]
+    python -m schedexec_devcluster binaries [--helm] [--node]
+    python -m schedexec_devcluster images
+
+``up`` starts a real node by default (containerd + kubelet, the project's
+images built offline and imported; needs root) and, with ``--operator``,
+installs the Helm chart on it. ``--node-agent`` is the fast tier instead:
+pods run as local processes under the node agent, the operator runs from
+this checkout.
 
 Progress goes to stderr; ``up`` prints only ``export KUBECONFIG=...`` on
-stdout, so ``eval "$(python -m schedexec.devcluster up)"`` works. The state
+stdout, so ``eval "$(python -m schedexec_devcluster up)"`` works. The state
 directory defaults to ``${SCHEDEXEC_CLUSTER_DIR:-<repo>/.cluster}``.
 """
 
@@ -19,7 +26,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from schedexec.devcluster.binaries import (
+from schedexec_devcluster.binaries import (
     COMPONENTS,
     KUBECTL,
     REPO_ROOT,
@@ -27,8 +34,22 @@ from schedexec.devcluster.binaries import (
     BinariesUnavailable,
     ensure_binaries,
     ensure_helm,
+    ensure_node_binaries,
 )
-from schedexec.devcluster.controlplane import ControlPlane, ControlPlaneError, ExtraProcess, pick_free_ports
+from schedexec_devcluster.controlplane import (
+    ControlPlane,
+    ControlPlaneError,
+    ExtraProcess,
+    NodeSetup,
+    pick_free_ports,
+    reap,
+)
+from schedexec_devcluster.images import ensure_images
+from schedexec_devcluster.node import NodeError
+
+CHART = REPO_ROOT / "charts" / "schedexec"
+CHART_RELEASE = "schedexec"
+CHART_NAMESPACE = "schedexec-system"
 
 NODE_AGENT = "node-agent"
 OPERATOR = "operator"
@@ -43,7 +64,7 @@ def node_agent_process(plane: ControlPlane) -> ExtraProcess:
     command = (
         sys.executable,
         "-m",
-        "schedexec.devcluster.nodeagent",
+        "schedexec_devcluster.nodeagent",
         "--kubeconfig",
         str(plane.kubeconfig_path),
         "--state-dir",
@@ -73,6 +94,41 @@ def apply_crds(plane: ControlPlane, binaries: Binaries) -> None:
     print(f"[devcluster] CRDs from {crds} installed", file=sys.stderr)
 
 
+def node_setup() -> NodeSetup:
+    """The real node's binaries and the project's images, built (or taken from the cache) for it."""
+    return NodeSetup(ensure_node_binaries(), tuple(image.archive for image in ensure_images(REPO_ROOT)))
+
+
+def install_chart(plane: ControlPlane, values: Sequence[str] = ()) -> None:
+    """``helm upgrade --install`` of charts/schedexec with the images imported into the node; waits for rollout.
+
+    ``values`` are extra ``--set`` assignments. Images are never pulled
+    (``pullPolicy=Never``): a missing image is an error, not a download.
+    """
+    command = [
+        str(ensure_helm()),
+        "upgrade",
+        "--install",
+        CHART_RELEASE,
+        str(CHART),
+        "--kubeconfig",
+        str(plane.kubeconfig_path),
+        "--namespace",
+        CHART_NAMESPACE,
+        "--create-namespace",
+        "--set",
+        "image.pullPolicy=Never",
+        *(item for value in values for item in ("--set", value)),
+        "--wait",
+        "--timeout",
+        "180s",
+    ]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=240)
+    if done.returncode != 0:
+        raise ControlPlaneError(f"helm upgrade --install failed: {(done.stderr or done.stdout).strip()}")
+    print(f"[devcluster] chart {CHART} installed as {CHART_RELEASE} in {CHART_NAMESPACE}", file=sys.stderr)
+
+
 def _parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
@@ -82,28 +138,42 @@ def _parser() -> argparse.ArgumentParser:
         help="directory holding certs, etcd data, logs and kubeconfig (default: %(default)s)",
     )
     parser = argparse.ArgumentParser(
-        prog="python -m schedexec.devcluster",
+        prog="python -m schedexec_devcluster",
         description="Local Kubernetes control plane for tests and development.",
     )
     commands = parser.add_subparsers(dest="command", required=True)
     up = commands.add_parser("up", parents=[common], help="start (or reuse) the control plane")
-    up.add_argument("--no-node-agent", action="store_true", help="do not start the schedexec node agent")
-    up.add_argument("--operator", action="store_true", help="also install the CRDs and run the operator")
+    nodes = up.add_mutually_exclusive_group()
+    nodes.add_argument("--node-agent", action="store_true", help="fast tier: the node agent instead of a real node")
+    nodes.add_argument("--no-node", action="store_true", help="control plane only: pods are never run")
+    up.add_argument(
+        "--operator",
+        action="store_true",
+        help="also run the operator: the Helm chart on the real node, a local process with --node-agent",
+    )
     up.add_argument("--audit", action="store_true", help="write an audit log to <state-dir>/logs/audit.log")
     commands.add_parser("down", parents=[common], help="stop the control plane")
+    reaper = commands.add_parser("reap", parents=[common], help="(internal) stop the cluster once --owner exits")
+    reaper.add_argument("--owner", type=int, required=True, help="process id whose exit stops the cluster")
     commands.add_parser("status", parents=[common], help="show processes and readiness")
     binaries = commands.add_parser("binaries", help="locate or build the binaries and print their paths")
     binaries.add_argument("--helm", action="store_true", help="also locate or build helm (chart checks)")
+    binaries.add_argument("--node", action="store_true", help="also the real node's (kubelet, containerd, ...)")
+    commands.add_parser("images", help="build (or reuse) the project's images offline and print their archives")
     return parser
 
 
 def _up(args: argparse.Namespace) -> int:
     binaries = ensure_binaries()
-    plane = ControlPlane(args.state_dir, binaries=binaries, audit=args.audit)
-    if not args.no_node_agent:
+    real_node = not (args.node_agent or args.no_node)
+    node = node_setup() if real_node else None
+    plane = ControlPlane(args.state_dir, binaries=binaries, audit=args.audit, node=node)
+    if args.node_agent:
         plane.extra_processes.append(node_agent_process(plane))
     plane.up()
-    if args.operator:
+    if args.operator and real_node:
+        install_chart(plane)
+    elif args.operator:
         apply_crds(plane, binaries)
         plane.extra_processes.append(operator_process(plane))
         plane.up()
@@ -113,6 +183,11 @@ def _up(args: argparse.Namespace) -> int:
 
 def _down(args: argparse.Namespace) -> int:
     ControlPlane(args.state_dir).down()
+    return 0
+
+
+def _reap(args: argparse.Namespace) -> int:
+    reap(args.state_dir, args.owner)
     return 0
 
 
@@ -135,10 +210,19 @@ def _binaries(args: argparse.Namespace) -> int:
         print(f"{component}: {binaries.get(component)}")
     if args.helm:
         print(f"helm: {ensure_helm()}")
+    if args.node:
+        for name, path in vars(ensure_node_binaries()).items():
+            print(f"{name.replace('_', '-')}: {path}")
     return 0
 
 
-_COMMANDS = {"up": _up, "down": _down, "status": _status, "binaries": _binaries}
+def _images(args: argparse.Namespace) -> int:
+    for image in ensure_images(REPO_ROOT):
+        print(f"{image.name}: {image.archive}")
+    return 0
+
+
+_COMMANDS = {"up": _up, "down": _down, "reap": _reap, "status": _status, "binaries": _binaries, "images": _images}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -148,7 +232,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BinariesUnavailable as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    except ControlPlaneError as error:
+    except (ControlPlaneError, NodeError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
 

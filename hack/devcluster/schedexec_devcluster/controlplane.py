@@ -16,18 +16,23 @@ directory::
     <state_dir>/pids.json     processes of the running instance
     <state_dir>/kubeconfig    admin kubeconfig with embedded credentials
 
-There is no kubelet: Pods are created but never run unless a caller registers
-an extra process (e.g. the schedexec node agent) that plays that role.
+Pods run on one of two nodes. With ``node=NodeSetup(...)`` the cluster gets a
+real node (node.py: containerd, kubelet, kube-proxy, kube-scheduler; the API
+server then listens on the node's bridge address instead of 127.0.0.1, so
+pods reach it). Without it, Pods are created but never run unless a caller
+registers an extra process (the schedexec node agent) that plays that role.
 """
 
 from __future__ import annotations
 
 import base64
 import contextlib
+import ctypes
 import dataclasses
 import functools
 import json
 import os
+import select
 import signal
 import socket
 import ssl
@@ -42,14 +47,35 @@ from typing import Any
 
 import yaml
 
-from schedexec.devcluster.binaries import (
+from schedexec_devcluster.binaries import (
     ETCD,
     KUBE_APISERVER,
     KUBE_CONTROLLER_MANAGER,
     Binaries,
     find_binaries,
+    find_node_binaries,
 )
-from schedexec.devcluster.certs import ADMIN_USER, CertPaths, ensure_certs
+from schedexec_devcluster.certs import ADMIN_USER, NODE_IP, NODE_NAME, CertPaths, ensure_certs
+from schedexec_devcluster.node import (
+    CONTAINERD,
+    KUBE_PROXY,
+    KUBE_SCHEDULER,
+    KUBELET,
+    NODE_CONTROLLERS,
+    NodeBinaries,
+    NodeLayout,
+    NodePorts,
+    apiserver_node_args,
+    clean_host,
+    containerd_args,
+    import_images,
+    kubelet_args,
+    prepare_host,
+    proxy_args,
+    remove_pods,
+    scheduler_args,
+    wait_for_runtime,
+)
 
 SERVICE_CLUSTER_IP_RANGE = "10.0.0.0/24"
 SERVICE_ACCOUNT_ISSUER = "https://kubernetes.default.svc.cluster.local"
@@ -73,6 +99,8 @@ CONTROLLERS: tuple[str, ...] = (
 CORE_PROCESSES: tuple[str, ...] = (ETCD, KUBE_APISERVER, KUBE_CONTROLLER_MANAGER)
 STOP_GRACE_SECONDS = 10.0
 DEFAULT_STARTUP_TIMEOUT = 120.0
+NODE_READY_TIMEOUT = 120.0
+REAPER = "reaper"
 _POLL_INTERVAL = 0.2
 _EXTRA_PROCESS_SETTLE_SECONDS = 0.5
 _LOG_TAIL_LINES = 40
@@ -139,6 +167,14 @@ class Layout:
 
     def log_file(self, name: str) -> Path:
         return self.logs_dir / f"{name}.log"
+
+
+@dataclasses.dataclass(frozen=True)
+class NodeSetup:
+    """A real node for the cluster: its binaries and the image archives to import into its containerd."""
+
+    binaries: NodeBinaries
+    images: tuple[Path, ...] = ()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -277,7 +313,9 @@ def apiserver_args(apiserver: Path, layout: Layout, ports: Ports, audit: bool) -
     return args
 
 
-def controller_manager_args(controller_manager: Path, layout: Layout, ports: Ports) -> list[str]:
+def controller_manager_args(
+    controller_manager: Path, layout: Layout, ports: Ports, controllers: Sequence[str] = CONTROLLERS
+) -> list[str]:
     certs = layout.certs
     kubeconfig = layout.controller_manager_kubeconfig
     return [
@@ -285,7 +323,7 @@ def controller_manager_args(controller_manager: Path, layout: Layout, ports: Por
         # No --authentication/authorization-kubeconfig: its own secure port
         # only needs to serve /healthz, which is always allowed.
         f"--kubeconfig={kubeconfig}",
-        f"--controllers={','.join(CONTROLLERS)}",
+        f"--controllers={','.join(controllers)}",
         f"--service-account-private-key-file={certs.sa_key}",
         f"--root-ca-file={certs.ca_cert}",
         "--leader-elect=false",
@@ -317,8 +355,11 @@ def audit_policy() -> dict[str, Any]:
     }
 
 
-def kubeconfig_document(server_url: str, certs: CertPaths, user: str = ADMIN_USER) -> dict[str, Any]:
-    """A kubeconfig with the CA and client credentials embedded as base64."""
+def kubeconfig_document(
+    server_url: str, certs: CertPaths, user: str = ADMIN_USER, client: tuple[Path, Path] | None = None
+) -> dict[str, Any]:
+    """A kubeconfig with the CA and client credentials (admin's unless ``client`` names a cert and key) embedded."""
+    cert, key = client if client is not None else (certs.admin_cert, certs.admin_key)
 
     def b64(path: Path) -> str:
         return base64.b64encode(path.read_bytes()).decode("ascii")
@@ -337,8 +378,8 @@ def kubeconfig_document(server_url: str, certs: CertPaths, user: str = ADMIN_USE
             {
                 "name": user,
                 "user": {
-                    "client-certificate-data": b64(certs.admin_cert),
-                    "client-key-data": b64(certs.admin_key),
+                    "client-certificate-data": b64(cert),
+                    "client-key-data": b64(key),
                 },
             }
         ],
@@ -463,6 +504,17 @@ def _client_tls(certs: CertPaths) -> ssl.SSLContext:
     return context
 
 
+def _node_ready(url: str, context: ssl.SSLContext) -> bool:
+    """Whether the Node at ``url`` reports the Ready condition True."""
+    try:
+        with urllib.request.urlopen(url, timeout=2, context=context) as response:
+            node = json.load(response)
+    except (urllib.error.URLError, OSError, ValueError):
+        return False
+    conditions = node.get("status", {}).get("conditions", [])
+    return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
+
+
 def _http_ok(url: str, context: ssl.SSLContext | None = None) -> bool:
     try:
         with urllib.request.urlopen(url, timeout=2, context=context) as response:
@@ -487,8 +539,13 @@ class ControlPlane:
         audit: bool = False,
         extra_processes: Sequence[ExtraProcess] = (),
         startup_timeout: float = DEFAULT_STARTUP_TIMEOUT,
+        node: NodeSetup | None = None,
+        owner: int | None = None,
     ) -> None:
         self.layout = Layout(Path(state_dir).resolve())
+        self.node = node
+        self.owner = owner
+        self.node_layout = NodeLayout(self.layout.state_dir)
         self._binaries = binaries
         self.audit = audit
         self.extra_processes: list[ExtraProcess] = list(extra_processes)
@@ -530,6 +587,8 @@ class ControlPlane:
             self.down()
         started = time.monotonic()
         self._run_guarded(self._start_all)
+        if self.owner is not None:
+            self._start_reaper(self.owner)
         _log(f"control plane ready in {time.monotonic() - started:.1f}s")
         self._print_summary()
 
@@ -541,8 +600,14 @@ class ControlPlane:
         """
         state = self._load_state()
         records = list(reversed(state.processes)) if state is not None else []
+        node_binaries = self.node.binaries if self.node is not None else find_node_binaries()
         for record in records:
+            if record.pid == os.getpid():
+                continue  # the reaper, tearing down after its owner died
+            if record.name == CONTAINERD and node_binaries is not None:
+                remove_pods(node_binaries, self.node_layout)  # the kubelet is stopped by now
             self._stop(record)
+        clean_host(self.node_layout, self._kube_proxy(records), node_binaries.runc if node_binaries else None)
         self._children.clear()
         self.layout.pids_file.unlink(missing_ok=True)
         if records:
@@ -565,6 +630,26 @@ class ControlPlane:
             self._await(name, "kube-apiserver /readyz", lambda: _http_ok(f"{state.server_url}/readyz", tls))
         else:
             self._await_settled(name)
+
+    def _start_reaper(self, owner: int) -> None:
+        """A watcher that runs ``down()`` when ``owner`` exits, however it exits.
+
+        Every process here runs in a session of its own (so a Ctrl-C in the
+        terminal reaches the test runner, which stops them in order), so none
+        dies with its parent: a test session killed outright (a CI timeout, a
+        second Ctrl-C, SIGKILL) would leave them all running, with the node's
+        mounts, bridge and iptables rules. The reaper is the one process that
+        outlives its owner on purpose, to clean up after it.
+        """
+        state = self._load_state()
+        assert state is not None
+        command = [sys.executable, "-m", "schedexec_devcluster", "reap", "--state-dir", str(self.state_dir)]
+        self._spawn(state, REAPER, [*command, "--owner", str(owner)])
+
+    @staticmethod
+    def _kube_proxy(records: Sequence[ProcessRecord]) -> Path | None:
+        """The kube-proxy that ran (its ``--cleanup`` removes its iptables rules), from the records."""
+        return next((Path(r.command[0]) for r in records if r.name == KUBE_PROXY), None)
 
     def _record(self, name: str) -> tuple[RunState, ProcessRecord]:
         state = self._load_state()
@@ -605,10 +690,12 @@ class ControlPlane:
         layout.logs_dir.mkdir(parents=True, exist_ok=True)
         ensure_certs(layout.certs.directory)
         ports = Ports(*pick_free_ports(4))
-        state = RunState(
-            server_url=_loopback("https", ports.apiserver),
-            etcd_url=_loopback("http", ports.etcd_client),
-        )
+        node_ports = NodePorts(*pick_free_ports(5))
+        host = "127.0.0.1"
+        if self.node is not None:
+            prepare_host(self.node_layout, layout.certs, self.node.binaries, node_ports)
+            host = NODE_IP
+        state = RunState(server_url=f"https://{host}:{ports.apiserver}", etcd_url=_loopback("http", ports.etcd_client))
         self._write_config_files(state.server_url)
         tls = _client_tls(layout.certs)
 
@@ -616,6 +703,8 @@ class ControlPlane:
         self._await(ETCD, "etcd /health", lambda: _http_ok(f"{state.etcd_url}/health"))
 
         apiserver = apiserver_args(binaries.require(KUBE_APISERVER), layout, ports, self.audit)
+        if self.node is not None:
+            apiserver += apiserver_node_args(layout.certs)  # later flags win
         state = self._spawn(state, KUBE_APISERVER, apiserver)
         self._await(
             KUBE_APISERVER,
@@ -623,13 +712,38 @@ class ControlPlane:
             lambda: _http_ok(f"{state.server_url}/readyz", tls),
         )
 
-        kcm = controller_manager_args(binaries.require(KUBE_CONTROLLER_MANAGER), layout, ports)
+        controllers = CONTROLLERS if self.node is None else (*CONTROLLERS, *NODE_CONTROLLERS)
+        kcm = controller_manager_args(binaries.require(KUBE_CONTROLLER_MANAGER), layout, ports, controllers)
         state = self._spawn(state, KUBE_CONTROLLER_MANAGER, kcm)
         default_sa = f"{state.server_url}/api/v1/namespaces/default/serviceaccounts/default"
         self._await(KUBE_CONTROLLER_MANAGER, "the default ServiceAccount", lambda: _http_ok(default_sa, tls))
 
         _write_atomic(layout.kubeconfig, yaml.safe_dump(kubeconfig_document(state.server_url, layout.certs)))
+        if self.node is not None:
+            state = self._start_node(state, self.node, node_ports)
         self._start_extras(state)
+
+    def _start_node(self, state: RunState, node: NodeSetup, ports: NodePorts) -> RunState:
+        """containerd (with the images imported), then the kubelet, the scheduler and kube-proxy; until Ready."""
+        layout, certs, node_binaries = self.node_layout, self.layout.certs, node.binaries
+        state = self._spawn(state, CONTAINERD, containerd_args(node_binaries.containerd, layout))
+        wait_for_runtime(node_binaries, layout, self._check_children)
+        started = time.monotonic()
+        import_images(node_binaries, layout, node.images)
+        _log(f"imported {len(node.images)} images into the node's containerd in {time.monotonic() - started:.1f}s")
+        kubelet_client = (certs.kubelet_cert, certs.kubelet_key)
+        for component, client in ((KUBELET, kubelet_client), (KUBE_SCHEDULER, None), (KUBE_PROXY, None)):
+            document = kubeconfig_document(state.server_url, certs, component, client)
+            _write_atomic(layout.kubeconfig(component), yaml.safe_dump(document))
+        state = self._spawn(state, KUBELET, kubelet_args(node_binaries.kubelet, layout))
+        state = self._spawn(state, KUBE_SCHEDULER, scheduler_args(node_binaries.kube_scheduler, layout, ports))
+        state = self._spawn(state, KUBE_PROXY, proxy_args(node_binaries.kube_proxy, layout))
+        tls = _client_tls(certs)
+        node_url = f"{state.server_url}/api/v1/nodes/{NODE_NAME}"
+        deadline = time.monotonic() + NODE_READY_TIMEOUT
+        self._await(KUBELET, f"node {NODE_NAME} Ready", lambda: _node_ready(node_url, tls), deadline)
+        _log(f"node {NODE_NAME} is Ready")
+        return state
 
     def _write_config_files(self, server_url: str) -> None:
         layout = self.layout
@@ -671,13 +785,14 @@ class ControlPlane:
         _log(f"started {name} (pid {process.pid}), log: {log}")
         return state
 
-    def _await(self, name: str, what: str, probe: Callable[[], bool]) -> None:
+    def _await(self, name: str, what: str, probe: Callable[[], bool], deadline: float | None = None) -> None:
         """Poll ``probe`` until true; fail fast if any started process exits."""
-        deadline = time.monotonic() + self.startup_timeout
+        started = time.monotonic()
+        deadline = started + self.startup_timeout if deadline is None else deadline
         while not probe():
             self._check_children()
             if time.monotonic() > deadline:
-                raise ControlPlaneError(f"timed out after {self.startup_timeout:.0f}s waiting for {what}", name)
+                raise ControlPlaneError(f"timed out after {time.monotonic() - started:.0f}s waiting for {what}", name)
             time.sleep(_POLL_INTERVAL)
 
     def _await_settled(self, name: str) -> None:
@@ -762,11 +877,49 @@ def running_control_plane(
     binaries: Binaries | None = None,
     audit: bool = False,
     extra_processes: Sequence[ExtraProcess] = (),
+    node: NodeSetup | None = None,
 ) -> Iterator[ControlPlane]:
     """``up()`` a control plane for the duration of a ``with`` block (pytest fixtures)."""
-    plane = ControlPlane(state_dir, binaries=binaries, audit=audit, extra_processes=extra_processes)
+    plane = ControlPlane(state_dir, binaries=binaries, audit=audit, extra_processes=extra_processes, node=node)
     plane.up()
     try:
         yield plane
     finally:
         plane.down()
+
+
+_PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent() -> None:
+    """``preexec_fn`` for helper processes of a test (operators, API servers): SIGKILL when the parent dies.
+
+    Linux only (prctl); elsewhere a no-op. The cluster's own processes do not
+    use it: the reaper stops them in order instead.
+    """
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+def wait_for_exit(pid: int) -> None:
+    """Block until process ``pid`` (not our child) has exited."""
+    try:
+        descriptor = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return
+    except OSError:  # no pidfd support: poll
+        while Path(f"/proc/{pid}").exists():
+            time.sleep(1)
+        return
+    try:
+        select.select([descriptor], [], [])
+    finally:
+        os.close(descriptor)
+
+
+def reap(state_dir: Path, owner: int) -> None:
+    """The reaper's body: wait for ``owner`` to exit, then stop the cluster and clean the host."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # a terminal's Ctrl-C is for the owner, not for us
+    wait_for_exit(owner)
+    _log(f"owner {owner} exited; stopping the cluster in {state_dir}")
+    ControlPlane(state_dir).down()

@@ -18,6 +18,16 @@ Lookup order for each binary (first hit wins):
    kube-controller-manager, so it is looked up next to the kube-apiserver
    that was found instead.
 3. The cache: ``${SCHEDEXEC_CACHE_DIR:-~/.cache/schedexec}/k8s-<version>/bin``.
+
+The real node (node.py) needs more: kubelet, kube-scheduler and kube-proxy
+and cri-reset (hack/k8s-build/kubernetes/crireset: removes every pod
+sandbox through CRI at shutdown), same wrapper module and cache as the
+control plane, and containerd 2.x (its own wrapper module,
+``containerd-<version>/bin``), all built from the Go module proxy; runc and
+the CNI plugins come from Debian's packages (``runc``,
+``containernetworking-plugins``): maintained with security fixes, and
+nothing in them is version-sensitive for this node. ``ensure_node_binaries``
+finds or builds them.
 """
 
 from __future__ import annotations
@@ -34,6 +44,8 @@ import tempfile
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
+
+from schedexec_devcluster.node import NodeBinaries
 
 KUBERNETES_VERSION = "v1.36.3"
 ETCD_VERSION = "v3.6.16"
@@ -86,7 +98,7 @@ class Binaries:
         """Path of ``component``; raises BinariesUnavailable if it is missing."""
         path = self.get(component)
         if path is None:
-            raise BinariesUnavailable(f"{component} is not available; run `python -m schedexec.devcluster binaries`")
+            raise BinariesUnavailable(f"{component} is not available; run `python -m schedexec_devcluster binaries`")
         return path
 
 
@@ -97,8 +109,18 @@ class BuildGroup:
     module_dir: Path
     packages: Mapping[str, str]  # component -> Go package path
     ldflags: tuple[str, ...]
+    tags: tuple[str, ...] = ()
+    env: Mapping[str, str] = dataclasses.field(default_factory=dict)
 
 
+_KUBERNETES_LDFLAGS = (
+    "-s",
+    "-w",
+    f"-X k8s.io/component-base/version.gitVersion={KUBERNETES_VERSION}",
+    "-X k8s.io/component-base/version.gitMajor=" + KUBERNETES_VERSION[1:].split(".")[0],
+    "-X k8s.io/component-base/version.gitMinor=" + KUBERNETES_VERSION.split(".")[1],
+    f"-X k8s.io/client-go/pkg/version.gitVersion={KUBERNETES_VERSION}",
+)
 KUBERNETES_BUILD = BuildGroup(
     module_dir=BUILD_MODULES_DIR / "kubernetes",
     packages={
@@ -106,14 +128,7 @@ KUBERNETES_BUILD = BuildGroup(
         KUBE_CONTROLLER_MANAGER: "k8s.io/kubernetes/cmd/kube-controller-manager",
         KUBECTL: "k8s.io/kubernetes/cmd/kubectl",
     },
-    ldflags=(
-        "-s",
-        "-w",
-        f"-X k8s.io/component-base/version.gitVersion={KUBERNETES_VERSION}",
-        "-X k8s.io/component-base/version.gitMajor=" + KUBERNETES_VERSION[1:].split(".")[0],
-        "-X k8s.io/component-base/version.gitMinor=" + KUBERNETES_VERSION.split(".")[1],
-        f"-X k8s.io/client-go/pkg/version.gitVersion={KUBERNETES_VERSION}",
-    ),
+    ldflags=_KUBERNETES_LDFLAGS,
 )
 ETCD_BUILD = BuildGroup(
     module_dir=BUILD_MODULES_DIR / "etcd",
@@ -222,10 +237,12 @@ def build_command(group: BuildGroup, components: Sequence[str], out_dir: Path) -
     packages = [group.packages[c] for c in components]
     # A trailing separator makes `go build -o` treat the target as a directory.
     output = str(out_dir / components[0]) if len(components) == 1 else f"{out_dir}{os.sep}"
+    tags = ["-tags", ",".join(group.tags)] if group.tags else []
     return [
         "go",
         "build",
         "-trimpath",
+        *tags,
         "-ldflags",
         " ".join(group.ldflags),
         "-o",
@@ -245,13 +262,13 @@ def _log(message: str) -> None:
     print(f"[devcluster] {message}", file=sys.stderr, flush=True)
 
 
-def _run_build(command: list[str], cwd: Path) -> None:
+def _run_build(command: list[str], cwd: Path, env: Mapping[str, str] | None = None) -> None:
     """Run ``command``, echoing its output; raise with the output tail on failure."""
     tail: collections.deque[str] = collections.deque(maxlen=_FAILURE_TAIL_LINES)
     with subprocess.Popen(
         command,
         cwd=cwd,
-        env=build_environment(),
+        env={**build_environment(), **(env or {})},
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -296,7 +313,7 @@ def _build_group(group: BuildGroup, components: Sequence[str], bin_dir: Path) ->
         command = build_command(group, components, staging)
         _log(f"building {', '.join(components)} with go (can take 10+ minutes on a cold cache) ...")
         started = time.monotonic()
-        _run_build(command, group.module_dir)
+        _run_build(command, group.module_dir, group.env)
         for component in components:
             os.replace(staging / component, bin_dir / component)
         _log(f"built {', '.join(components)} in {time.monotonic() - started:.0f}s into {bin_dir}")
@@ -363,3 +380,129 @@ def ensure_helm(build: bool = True) -> Path:
             f"`go install helm.sh/helm/v3/cmd/helm@{HELM_VERSION}` failed:\n{done.stderr[-2000:]}"
         )
     return helm
+
+
+# --------------------------------------------------------------------------
+# The real node's binaries
+# --------------------------------------------------------------------------
+
+KUBELET = "kubelet"
+KUBE_SCHEDULER = "kube-scheduler"
+KUBE_PROXY = "kube-proxy"
+CRI_RESET = "cri-reset"
+NODE_KUBERNETES_BUILD = BuildGroup(
+    module_dir=BUILD_MODULES_DIR / "kubernetes",
+    packages={
+        KUBELET: "k8s.io/kubernetes/cmd/kubelet",
+        KUBE_SCHEDULER: "k8s.io/kubernetes/cmd/kube-scheduler",
+        KUBE_PROXY: "k8s.io/kubernetes/cmd/kube-proxy",
+        CRI_RESET: "schedexec.io/hack/k8s-build/kubernetes/crireset",
+    },
+    ldflags=_KUBERNETES_LDFLAGS,
+)
+
+CONTAINERD_VERSION = "v2.4.2"
+CONTAINERD_BUILD = BuildGroup(
+    module_dir=BUILD_MODULES_DIR / "containerd",
+    packages={
+        "containerd": "github.com/containerd/containerd/v2/cmd/containerd",
+        "containerd-shim-runc-v2": "github.com/containerd/containerd/v2/cmd/containerd-shim-runc-v2",
+        "ctr": "github.com/containerd/containerd/v2/cmd/ctr",
+    },
+    ldflags=(
+        "-s",
+        "-w",
+        f"-X github.com/containerd/containerd/v2/version.Version={CONTAINERD_VERSION}",
+        "-X github.com/containerd/containerd/v2/version.Package=github.com/containerd/containerd/v2",
+    ),
+    tags=("urfave_cli_no_docs", "no_btrfs"),  # btrfs is the only part that needs cgo: static binaries without it
+    env={"CGO_ENABLED": "0"},
+)
+RUNC_VERSION = "v1.5.2"
+"""What containerd v2.4.2 is tested with (its script/setup/runc-version); Debian 12 ships 1.1.5."""
+RUNC_PACKAGE = f"github.com/opencontainers/runc@{RUNC_VERSION}"
+RUNC_TAGS = ("seccomp", "urfave_cli_no_docs")  # not libpathrs: a Rust library Debian does not package
+DEBIAN_CNI_DIR = Path("/usr/lib/cni")
+
+
+def _cache_root() -> Path:
+    return cache_bin_dir().parent.parent
+
+
+def containerd_bin_dir() -> Path:
+    return _cache_root() / f"containerd-{CONTAINERD_VERSION}" / "bin"
+
+
+def runc_path() -> Path:
+    return _cache_root() / f"runc-{RUNC_VERSION}" / "bin" / "runc"
+
+
+def find_node_binaries() -> NodeBinaries | None:
+    """The node's binaries if every one is present (nothing is built)."""
+    k8s, containerd = cache_bin_dir(), containerd_bin_dir()
+    found = NodeBinaries(
+        kubelet=k8s / KUBELET,
+        kube_scheduler=k8s / KUBE_SCHEDULER,
+        kube_proxy=k8s / KUBE_PROXY,
+        containerd=containerd / "containerd",
+        containerd_shim=containerd / "containerd-shim-runc-v2",
+        ctr=containerd / "ctr",
+        runc=runc_path(),
+        cri_reset=k8s / CRI_RESET,
+        cni_bin_dir=DEBIAN_CNI_DIR,
+    )
+    executables = [p for p in dataclasses.astuple(found) if p != DEBIAN_CNI_DIR]
+    present = all(is_executable(p) for p in executables) and is_executable(DEBIAN_CNI_DIR / "bridge")
+    return found if present else None
+
+
+def _go_install(package: str, bin_dir: Path, tags: Sequence[str], env: Mapping[str, str]) -> None:
+    """``go install package@version`` into ``bin_dir`` (modules without replace directives need no wrapper)."""
+    bin_dir.mkdir(parents=True, exist_ok=True)
+    command = ["go", "install", "-trimpath", "-tags", ",".join(tags), "-ldflags", "-s -w", package]
+    _log(f"building {package} with go into {bin_dir} ...")
+    started = time.monotonic()
+    done = subprocess.run(
+        command, env={**build_environment(), **env, "GOBIN": str(bin_dir)}, capture_output=True, text=True
+    )
+    if done.returncode != 0:
+        raise BinariesUnavailable(f"`{' '.join(command)}` failed:\n{done.stderr[-2000:]}")
+    _log(f"built {package} in {time.monotonic() - started:.0f}s")
+
+
+def ensure_node_binaries(build: bool = True) -> NodeBinaries:
+    """The real node's binaries, building the missing Go ones into the cache if allowed.
+
+    The CNI plugins are a Debian package, and runc links Debian's
+    libseccomp: if they are missing, the error says which to install
+    (``make host-packages`` does).
+    """
+    found = find_node_binaries()
+    if found is not None:
+        return found
+    problems = []
+    if not Path("/usr/include/seccomp.h").is_file():
+        problems.append("libseccomp's headers are missing (runc's seccomp support): apt-get install libseccomp-dev")
+    if not is_executable(DEBIAN_CNI_DIR / "bridge"):
+        problems.append(f"{DEBIAN_CNI_DIR}/bridge is missing: apt-get install containernetworking-plugins")
+    if problems:
+        raise BinariesUnavailable("the real node needs Debian packages:\n  - " + "\n  - ".join(problems))
+    if not build:
+        raise BinariesUnavailable("the real node's binaries are not all built and building was not allowed")
+    if shutil.which("go") is None:
+        raise BinariesUnavailable("the real node's binaries are missing and `go` is not on PATH to build them")
+    k8s = cache_bin_dir()
+    with _build_lock(k8s):
+        missing = [c for c in NODE_KUBERNETES_BUILD.packages if not is_executable(k8s / c)]
+        if missing:
+            _build_group(NODE_KUBERNETES_BUILD, missing, k8s)
+        containerd = containerd_bin_dir()
+        missing = [c for c in CONTAINERD_BUILD.packages if not is_executable(containerd / c)]
+        if missing:
+            _build_group(CONTAINERD_BUILD, missing, containerd)
+        if not is_executable(runc_path()):
+            _go_install(RUNC_PACKAGE, runc_path().parent, RUNC_TAGS, {"CGO_ENABLED": "1"})
+    found = find_node_binaries()
+    if found is None:
+        raise BinariesUnavailable("the real node's binaries are still incomplete after building")
+    return found

@@ -34,9 +34,14 @@ APISERVER_DNS_NAMES: tuple[str, ...] = (
     "kubernetes.default.svc",
     "kubernetes.default.svc.cluster.local",
 )
-APISERVER_IP_ADDRESSES: tuple[str, ...] = ("127.0.0.1", "10.0.0.1")
+NODE_NAME = "schedexec-node"
+"""The real node's name (node.py); its kubelet authenticates as ``system:node:<NODE_NAME>``."""
+NODE_IP = "10.244.0.1"
+"""The real node's address: the pod bridge's gateway, where the API server and the kubelet listen."""
+APISERVER_IP_ADDRESSES: tuple[str, ...] = ("127.0.0.1", "10.0.0.1", NODE_IP)
 ADMIN_USER = "admin"
 ADMIN_GROUP = "system:masters"
+KUBELET_CLIENT_USER = "kube-apiserver-kubelet-client"
 
 _CA_VALIDITY = datetime.timedelta(days=3650)
 _LEAF_VALIDITY = datetime.timedelta(days=1825)
@@ -76,6 +81,33 @@ class CertPaths:
         return self.directory / "admin.key"
 
     @property
+    def kubelet_cert(self) -> Path:
+        """The kubelet's client certificate (``system:node:<NODE_NAME>``) for the API server."""
+        return self.directory / "kubelet.crt"
+
+    @property
+    def kubelet_key(self) -> Path:
+        return self.directory / "kubelet.key"
+
+    @property
+    def kubelet_serving_cert(self) -> Path:
+        """The kubelet's serving certificate (logs, exec), for ``NODE_IP`` and ``NODE_NAME``."""
+        return self.directory / "kubelet-serving.crt"
+
+    @property
+    def kubelet_serving_key(self) -> Path:
+        return self.directory / "kubelet-serving.key"
+
+    @property
+    def apiserver_kubelet_client_cert(self) -> Path:
+        """The API server's client certificate towards kubelets (``kubectl logs``/``exec``)."""
+        return self.directory / "apiserver-kubelet-client.crt"
+
+    @property
+    def apiserver_kubelet_client_key(self) -> Path:
+        return self.directory / "apiserver-kubelet-client.key"
+
+    @property
     def sa_key(self) -> Path:
         return self.directory / "sa.key"
 
@@ -91,6 +123,12 @@ class CertPaths:
             self.apiserver_key,
             self.admin_cert,
             self.admin_key,
+            self.kubelet_cert,
+            self.kubelet_key,
+            self.kubelet_serving_cert,
+            self.kubelet_serving_key,
+            self.apiserver_kubelet_client_cert,
+            self.apiserver_kubelet_client_key,
             self.sa_key,
             self.sa_pub,
         )
@@ -208,6 +246,20 @@ def _generate(paths: CertPaths) -> dict[Path, bytes]:
         ca_cert, ca_key, _name("kube-apiserver"), ExtendedKeyUsageOID.SERVER_AUTH, apiserver_sans()
     )
     admin_cert, admin_key = _make_leaf(ca_cert, ca_key, _name(ADMIN_USER, ADMIN_GROUP), ExtendedKeyUsageOID.CLIENT_AUTH)
+    client = ExtendedKeyUsageOID.CLIENT_AUTH
+    kubelet_cert, kubelet_key = _make_leaf(ca_cert, ca_key, _name(f"system:node:{NODE_NAME}", "system:nodes"), client)
+    kubelet_sans = [x509.DNSName(NODE_NAME), x509.IPAddress(ipaddress.ip_address(NODE_IP))]
+    kubelet_serving_cert, kubelet_serving_key = _make_leaf(
+        ca_cert,
+        ca_key,
+        _name(f"system:node:{NODE_NAME}", "system:nodes"),
+        ExtendedKeyUsageOID.SERVER_AUTH,
+        kubelet_sans,
+    )
+    # system:masters: the API server may reach every kubelet API (logs, exec, port-forward) on this local node
+    kubelet_client_cert, kubelet_client_key = _make_leaf(
+        ca_cert, ca_key, _name(KUBELET_CLIENT_USER, ADMIN_GROUP), client
+    )
     sa_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     sa_pub = sa_key.public_key().public_bytes(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
@@ -219,6 +271,12 @@ def _generate(paths: CertPaths) -> dict[Path, bytes]:
         paths.apiserver_key: _key_pem(serving_key),
         paths.admin_cert: _cert_pem(admin_cert),
         paths.admin_key: _key_pem(admin_key),
+        paths.kubelet_cert: _cert_pem(kubelet_cert),
+        paths.kubelet_key: _key_pem(kubelet_key),
+        paths.kubelet_serving_cert: _cert_pem(kubelet_serving_cert),
+        paths.kubelet_serving_key: _key_pem(kubelet_serving_key),
+        paths.apiserver_kubelet_client_cert: _cert_pem(kubelet_client_cert),
+        paths.apiserver_kubelet_client_key: _key_pem(kubelet_client_key),
         paths.sa_key: _key_pem(sa_key),
         paths.sa_pub: sa_pub,
     }

@@ -1,0 +1,106 @@
+"""Fixtures for the `node` tier: a real node (containerd + kubelet), the chart installed on it.
+
+One cluster per session in a temporary directory: the control plane, a
+real node whose containerd holds the images built from this repository's
+Dockerfiles, and the Helm chart (operator with the REST API sidecar) as
+pods. Nothing here runs the operator or a component as a local process:
+what the tests observe was done by containers on a kubelet.
+
+The tier needs root (containerd, kubelet, the pod bridge). Where it cannot
+start it FAILS under CI=true and is skipped with the exact reason
+elsewhere: it never passes without running.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from kubernetes import client
+
+from schedexec_devcluster import binaries
+from schedexec_devcluster.__main__ import CHART_NAMESPACE, install_chart, node_setup
+from schedexec_devcluster.certs import NODE_IP
+from schedexec_devcluster.controlplane import ControlPlane
+from schedexec_devcluster.node import NodeError
+from tests.conftest import REPO, Cluster, wait_for
+
+sys.path.insert(0, str(REPO / "examples"))
+import remote_services
+
+TEST_IMAGE = "ghcr.io/schedexec/test-component:dev"
+API_COMPONENTS = {
+    "shop": {"image": "ghcr.io/schedexec/example-shop:{revision}", "default_revision": "0.1.0"},
+    "test": {"image": TEST_IMAGE},
+}
+START_FAILURE_GRACE_SECONDS = 5
+"""The chart's operator.startFailureGraceSeconds in this tier (default 30 s), so fail-fast tests end in seconds."""
+
+
+def _unavailable(reason: str) -> None:
+    message = f"the real node cannot be started here: {reason}"
+    if os.environ.get("CI") == "true":
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+@pytest.fixture(scope="session")
+def node_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    if os.geteuid() != 0:
+        _unavailable("it needs root (containerd, kubelet and the pod bridge)")
+    try:
+        found = binaries.ensure_binaries(build=True)
+        setup = node_setup()
+    except (binaries.BinariesUnavailable, NodeError, RuntimeError) as exc:
+        _unavailable(str(exc))
+    plane = ControlPlane(tmp_path_factory.mktemp("node-cluster"), binaries=found, node=setup, owner=os.getpid())
+    plane.up()
+    try:
+        handle = Cluster(plane, found.require(binaries.KUBECTL))
+        install_chart(
+            plane,
+            [
+                "api.enabled=true",
+                f"api.components={json.dumps(API_COMPONENTS)}",
+                "operator.minIntervalSeconds=1",
+                f"operator.startFailureGraceSeconds={START_FAILURE_GRACE_SECONDS}",
+                "operator.logLevel=debug",
+            ],
+        )
+        yield handle
+    finally:
+        plane.down()
+
+
+@pytest.fixture
+def node_namespace(node_cluster: Cluster) -> Iterator[str]:
+    name = f"n-{uuid.uuid4().hex[:8]}"
+    node_cluster.core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
+    yield name
+    node_cluster.core.delete_namespace(name)
+
+
+@pytest.fixture
+def remote() -> Iterator[str]:
+    """The examples' remote services, on the node's address so that pods reach them."""
+    server = remote_services.serve(remote_services.Remote(api_key="demo-key", polls=2, limit=2), host=NODE_IP)
+    yield f"http://{NODE_IP}:{server.server_port}"
+    server.shutdown()
+
+
+def operator_pods(cluster: Cluster) -> list[Any]:
+    pods = cluster.core.list_namespaced_pod(CHART_NAMESPACE, label_selector="app.kubernetes.io/name=schedexec")
+    return [p for p in pods.items if p.metadata.deletion_timestamp is None]
+
+
+def running_operator_pod(cluster: Cluster) -> Any:
+    def ready() -> Any:
+        pods = [p for p in operator_pods(cluster) if all(c.ready for c in p.status.container_statuses or [False])]
+        return pods[0] if len(pods) == 1 and pods[0].status.phase == "Running" else None
+
+    return wait_for("one Running, Ready operator pod", ready, timeout=120)

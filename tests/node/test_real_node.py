@@ -1,0 +1,231 @@
+"""schedexec on a real node: runs in containers from the repository's images, the chart's operator and API as pods."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+
+from schedexec import models
+from schedexec_devcluster.__main__ import CHART_NAMESPACE
+from tests.conftest import REPO, Cluster, wait_for
+from tests.node.conftest import TEST_IMAGE, operator_pods, running_operator_pod
+
+pytestmark = pytest.mark.node
+EXAMPLES = REPO / "examples"
+RUN_AS_USER = 65532
+
+
+def execution(name: str, namespace: str, **spec: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": models.API_VERSION,
+        "kind": models.KIND,
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {"component": {"image": TEST_IMAGE}, **spec},
+    }
+
+
+def run(cluster: Cluster, body: dict[str, Any], timeout: float = 120) -> dict[str, Any]:
+    cluster.apply(body)
+    finished = cluster.wait_finished(body["metadata"]["namespace"], body["metadata"]["name"], timeout=timeout)
+    return finished["status"]  # type: ignore[no-any-return]
+
+
+def run_example(cluster: Cluster, namespace: str, path: Path, url: str, **overrides: Any) -> dict[str, Any]:
+    """Apply an example manifest as written, pointed at this test's remote services."""
+    body = yaml.safe_load(path.read_text().replace("http://127.0.0.1:18765", url))
+    body["spec"]["args"].update(overrides)
+    return run(cluster, {**body, "metadata": {**body["metadata"], "namespace": namespace}})
+
+
+def test_the_node_is_ready_on_containerd_2(node_cluster: Cluster) -> None:
+    (node,) = node_cluster.core.list_node().items
+    ready = {c.type: c.status for c in node.status.conditions}["Ready"]
+    assert ready == "True"
+    assert node.status.node_info.container_runtime_version.startswith("containerd://2.")
+    assert not [t for t in node.spec.taints or [] if t.effect == "NoSchedule"], "the not-ready taint was lifted"
+
+
+def test_the_operator_runs_as_a_pod_with_its_service_account(node_cluster: Cluster) -> None:
+    pod = running_operator_pod(node_cluster)
+    assert pod.spec.service_account_name.startswith("schedexec")
+    assert {c.name for c in pod.spec.containers} >= {"operator", "api"}
+    images = {c.image_id for c in pod.status.container_statuses}
+    assert all(i for i in images), "the kubelet reports the images it ran"
+    logs = node_cluster.kubectl("logs", "-n", CHART_NAMESPACE, pod.metadata.name, "-c", "operator").stdout
+    assert logs.strip(), "kubectl logs reaches the kubelet (webhook authentication, serving certificate)"
+
+
+@pytest.fixture
+def shop(node_cluster: Cluster, node_namespace: str) -> str:
+    node_cluster.kubectl("apply", "-n", node_namespace, "-f", str(EXAMPLES / "shop/credentials.yaml"))
+    return node_namespace
+
+
+def test_shop_select_model_and_get_meta_model_from_the_example_image(
+    node_cluster: Cluster, shop: str, remote: str
+) -> None:
+    status = run_example(node_cluster, shop, EXAMPLES / "shop/select-model.yaml", remote)
+    assert status["phase"] == "Succeeded", status
+    assert status["result"] == {"books": "Books", "music": "Music", "garden": "Garden"}
+    status = run_example(node_cluster, shop, EXAMPLES / "shop/get-meta-model.yaml", remote)
+    assert status["result"]["out"]["properties"]["isbn"] == {"type": "string"}
+
+
+def test_shop_verify_credentials_reads_the_mounted_secret(node_cluster: Cluster, shop: str, remote: str) -> None:
+    status = run_example(node_cluster, shop, EXAMPLES / "shop/verify-credentials.yaml", remote)
+    assert status["result"] == {"verified": True, "account": "demo-shop"}
+    assert "demo-key" not in yaml.safe_dump(status)
+
+
+def test_sandbox_polling_sequence_in_containers(node_cluster: Cluster, node_namespace: str, remote: str) -> None:
+    status = run_example(node_cluster, node_namespace, EXAMPLES / "sandbox/detonate.yaml", remote, pollSeconds=1)
+    assert status["phase"] == "Succeeded", status
+    assert status["result"] == {"jobId": "det-1", "verdict": "benign", "score": 3}
+    assert [r["outcome"] for r in status["history"]] == ["Scheduled", "Scheduled", "Done"]
+
+
+def test_rate_limited_example(node_cluster: Cluster, node_namespace: str, remote: str) -> None:
+    status = run_example(node_cluster, node_namespace, EXAMPLES / "ratelimited/fetch.yaml", remote, baseDelaySeconds=1)
+    assert status["phase"] == "Succeeded", status
+    assert status["result"]["attempts"] == 3
+
+
+def test_a_run_is_confined_as_the_operator_promises(node_cluster: Cluster, node_namespace: str) -> None:
+    """Seen from inside the container: non-root, read-only root, no API credentials, no capabilities."""
+    status = run(node_cluster, execution("inspect", node_namespace, method="inspect"))
+    assert status["phase"] == "Succeeded", status
+    seen = status["result"]
+    assert seen["uid"] == RUN_AS_USER and seen["gid"] == RUN_AS_USER
+    assert seen["rootWritable"] is False, "the root filesystem is read-only"
+    assert seen["tmpWritable"] is True
+    assert seen["serviceAccountToken"] is False, "no API credentials are mounted"
+    assert seen["capabilities"] == "0000000000000000"
+    assert seen["noNewPrivileges"] is True
+    assert seen["home"] == "/tmp"
+
+
+def test_a_crash_is_reported_from_the_kubelets_log_tail(node_cluster: Cluster, node_namespace: str) -> None:
+    status = run(node_cluster, execution("crash", node_namespace, method="crash"))
+    assert status["phase"] == "Failed", status
+    assert "crashing on purpose" in status["error"]["message"], "FallbackToLogsOnError, written by the kubelet"
+
+
+def test_a_run_past_its_deadline_is_killed(node_cluster: Cluster, node_namespace: str) -> None:
+    started = time.monotonic()
+    body = execution("slow", node_namespace, method="sleep", args={"seconds": 600}, runTimeoutSeconds=5)
+    status = run(node_cluster, body)
+    assert status["phase"] == "Failed", status
+    assert status["error"]["reason"] == "RunTimedOut"
+    assert time.monotonic() - started < 90
+
+
+def test_a_wrong_image_fails_fast_and_names_the_image(node_cluster: Cluster, node_namespace: str) -> None:
+    image = "ghcr.io/acme/does-not-exist:1.0"
+    body = execution("wrong-image", node_namespace, method="anything", runTimeoutSeconds=600)
+    body["spec"]["component"]["image"] = image
+    started = time.monotonic()
+    status = run(node_cluster, body)
+    assert status["phase"] == "Failed", status
+    assert status["error"]["reason"] == "ImagePullFailed"
+    assert image in status["error"]["message"]
+    assert time.monotonic() - started < 120, "not after runTimeoutSeconds (600 s)"
+
+
+def test_a_missing_secret_fails_fast(node_cluster: Cluster, node_namespace: str) -> None:
+    body = execution("no-secret", node_namespace, method="files", runTimeoutSeconds=600)
+    body["spec"]["credentialsSecretRef"] = {"name": "not-there"}
+    started = time.monotonic()
+    status = run(node_cluster, body)
+    assert status["phase"] == "Failed", status
+    assert status["error"]["reason"] == "ConfigError"
+    assert "not-there" in status["error"]["message"]
+    assert time.monotonic() - started < 120
+
+
+def test_large_args_reach_the_container_intact(node_cluster: Cluster, node_namespace: str) -> None:
+    """More than an environment variable can carry (128 KiB per string)."""
+    args = {"blob": "x" * (150 * 1024)}
+    status = run(node_cluster, execution("large-args", node_namespace, method="digest", args=args))
+    assert status["phase"] == "Succeeded", status
+    canonical = json.dumps(args, sort_keys=True, separators=(",", ":")).encode()
+    assert status["result"] == {
+        "bytes": len(canonical),
+        "sha256": hashlib.sha256(canonical).hexdigest(),
+        "home": "/tmp",
+    }
+
+
+def test_the_operator_pod_deleted_mid_sequence_loses_and_repeats_nothing(
+    node_cluster: Cluster, node_namespace: str
+) -> None:
+    before = running_operator_pod(node_cluster)
+    body = execution("survivor", node_namespace, method="countdown", args={"left": 5, "every": 1})
+    node_cluster.apply(body)
+    wait_for(
+        "run 2", lambda: (node_cluster.execution(node_namespace, "survivor").get("status") or {}).get("runs", 0) >= 2
+    )
+    node_cluster.core.delete_namespaced_pod(before.metadata.name, CHART_NAMESPACE, grace_period_seconds=0)
+    after = running_operator_pod(node_cluster)
+    assert after.metadata.name != before.metadata.name, "the Deployment replaced the pod"
+    status = node_cluster.wait_finished(node_namespace, "survivor", timeout=180)["status"]
+    assert status["phase"] == "Succeeded", status
+    assert status["result"] == {"seen": [1, 2, 3, 4, 5, 6]}
+    assert [r["index"] for r in status["history"]] == [1, 2, 3, 4, 5, 6]
+    assert len(operator_pods(node_cluster)) == 1
+
+
+def test_the_rest_api_through_the_charts_service(node_cluster: Cluster, node_namespace: str) -> None:
+    running_operator_pod(node_cluster)
+    (service,) = node_cluster.core.list_namespaced_service(
+        CHART_NAMESPACE, label_selector="app.kubernetes.io/name=schedexec"
+    ).items
+    port = next(p.port for p in service.spec.ports if p.name in ("http", "api"))
+    url = f"http://{service.spec.cluster_ip}:{port}"  # kube-proxy's rules carry it to the pod
+    node_cluster.kubectl("create", "serviceaccount", "client", "-n", node_namespace)
+    node_cluster.kubectl(
+        "create",
+        "clusterrole",
+        f"sx-{node_namespace}",
+        "--verb=create,get",
+        "--resource=scheduledexecutions.schedexec.io",
+    )
+    node_cluster.kubectl(
+        "create",
+        "rolebinding",
+        "client-sx",
+        "-n",
+        node_namespace,
+        f"--clusterrole=sx-{node_namespace}",
+        f"--serviceaccount={node_namespace}:client",
+    )
+    token = node_cluster.kubectl("create", "token", "client", "-n", node_namespace).stdout.strip()
+    with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=30) as http:
+        wait_for("the API behind its Service", lambda: _healthy(http), timeout=60)
+        body = {
+            "data": {
+                "type": "execution",
+                "attributes": {"component": "test", "method": "countdown", "args": {"left": 1}},
+            }
+        }
+        accepted = http.post("/v2/executions", json=body, params={"namespace": node_namespace})
+        assert accepted.status_code == 202, accepted.text
+        location = accepted.headers["Location"]
+        deadline = time.monotonic() + 120
+        while (polled := http.get(location)).status_code == 200 and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert polled.status_code == 303, polled.text
+        assert http.get(polled.headers["Location"]).json()["data"]["attributes"]["result"] == {"seen": [1, 2]}
+
+
+def _healthy(http: httpx.Client) -> bool:
+    try:
+        return http.get("/healthz").status_code == 200
+    except httpx.HTTPError:
+        return False
