@@ -47,9 +47,9 @@ from kubernetes import client, config
 
 from schedexec import decisions, models, runs
 from schedexec.controller import status_document
-from schedexec.devcluster import binaries
-from schedexec.devcluster.__main__ import apply_crds, node_agent_process
-from schedexec.devcluster.controlplane import ControlPlane, pick_free_ports
+from schedexec_devcluster import binaries
+from schedexec_devcluster.__main__ import apply_crds, node_agent_process
+from schedexec_devcluster.controlplane import ControlPlane, pick_free_ports
 from schedexec_runner import envelope
 
 REPO = Path(__file__).resolve().parents[1]
@@ -355,7 +355,7 @@ def latency(bench: Bench, rate: float, seconds: int, polling: int, timeouts: int
 
     log(f"lateness: {polling} polling sequences of 5 runs, 2 s apart")
     countdown = (
-        "i=$(printf '%s' \"$SCHEDEXEC_ARGS\" | sed -n 's/.*\"left\":\\([0-9]*\\).*/\\1/p'); "
+        'i=$(sed -n \'s/.*"left":\\([0-9]*\\).*/\\1/p\' "$SCHEDEXEC_ARGS_FILE"); '
         'if [ "${i:-0}" -gt 0 ]; then printf \'{"v":1,"outcome":"schedule","nextRunInSeconds":2,'
         '"args":{"left":%d}}\' $((i-1)); else printf \'{"v":1,"outcome":"done","result":0}\'; fi '
         '> "$NODE_AGENT_POD_ROOT/dev/termination-log"'
@@ -418,7 +418,7 @@ def process_usage(pid: int, children: bool = False) -> tuple[float, float]:
 
 
 AT_SCRIPT = (
-    "at=$(printf '%s' \"$SCHEDEXEC_ARGS\" | sed -n 's/.*\"at\":\\([0-9]*\\).*/\\1/p'); "
+    'at=$(sed -n \'s/.*"at":\\([0-9]*\\).*/\\1/p\' "$SCHEDEXEC_ARGS_FILE"); '
     'if [ -n "$at" ]; then d=$((at - $(date +%s))); [ $d -lt 0 ] && d=0; '
     'printf \'{"v":1,"outcome":"schedule","nextRunInSeconds":%d,"args":{}}\' $d; '
     'else printf \'{"v":1,"outcome":"done","result":0}\'; fi > "$NODE_AGENT_POD_ROOT/dev/termination-log"'

@@ -14,6 +14,7 @@ import logging
 import os
 import socket
 import sys
+from typing import Any, cast
 
 import kopf
 import prometheus_client
@@ -50,7 +51,7 @@ async def run_operator(settings: OperatorSettings) -> None:
             namespaces=settings.namespaces,
             standalone=True,  # replicas coordinate through the leader Lease, not Kopf peering
             liveness_endpoint=settings.liveness_endpoint or None,
-            identity=identity,
+            identity=cast(Any, identity),  # kopf's Identity is a NewType of str it does not export
         )
     )
     leases = None

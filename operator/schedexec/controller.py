@@ -1,10 +1,16 @@
 """Carries out decisions: the thin layer between the watch, the clock and the API.
 
-Kopf feeds watch events in (`execution_event`, `job_event`); the controller
-keeps the latest body of each execution and Job, and workers reconcile one
-execution at a time: observe its run, call `decisions.decide`, then apply
-the decision in a crash-safe order (create Job → write status → delete Job,
-post events). Run slots (the operator-wide concurrency limit) are counted
+Kopf feeds watch events in (`execution_event`, `job_event`, `pod_event`);
+the controller keeps the latest body of each execution, Job and run pod
+(pods slimmed to what `runs.observe` reads), and workers reconcile one
+execution at a time: observe its run from these caches, call
+`decisions.decide`, then apply the decision in a crash-safe order (create
+Job → write status → delete Job, post events). The pod cache lets a
+reconcile see why an active run's pod waits without an API call; the API is
+asked only when the cache may lag behind a finished Job (list its pods), and
+for a pod stuck before its volumes are mounted (its FailedMount events, at
+most every MOUNT_CHECK_SECONDS: a kubelet reports a missing Secret of a
+volume only there). Run slots (the operator-wide concurrency limit) are counted
 here, under a lock, because two workers may race for the last one.
 """
 
@@ -14,6 +20,7 @@ import asyncio
 import concurrent.futures
 import logging
 import threading
+import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -30,6 +37,8 @@ MAX_BACKOFF_SECONDS = 60.0
 LEASE_SECONDS = 15
 """A leader that has not renewed its lease for this long is replaced."""
 LEASE_RENEW_SECONDS = 5.0
+MOUNT_CHECK_SECONDS = 10.0
+"""Least time between two reads of one pod's FailedMount events."""
 
 
 def key_of(body: Mapping[str, Any]) -> str:
@@ -72,6 +81,12 @@ class Controller:
         """Job keys by the uid of the execution that owns them: a reconcile looks at its own Jobs only."""
         self._deleted_jobs: set[str] = set()
         """Jobs this operator asked to delete whose deletion the watch has not shown yet."""
+        self.pods: dict[str, dict[str, Any]] = {}
+        """Run pods by namespace/name, slimmed (runs.slim_pod)."""
+        self._pods_of: dict[str, set[str]] = {}
+        """Pod keys by the namespace/name of the Job that owns them."""
+        self._mount_checks: dict[str, tuple[float, list[dict[str, Any]]]] = {}
+        """By pod uid: when its FailedMount events were last read (monotonic), and what they were."""
         self.queue = WorkQueue()
         self.timers = Timers(self.queue.add)
         self._slots_lock = threading.Lock()
@@ -116,6 +131,40 @@ class Controller:
         for owner in meta.get("ownerReferences") or []:
             if owner.get("kind") == models.KIND and owner.get("apiVersion") == models.API_VERSION:
                 self.queue.add(f"{meta['namespace']}/{owner['name']}")
+
+    def pod_event(self, event_type: str | None, body: Mapping[str, Any]) -> None:
+        """A run pod changed: keep it, and reconcile its execution if anything a decision reads changed."""
+        meta = body["metadata"]
+        job = runs.pod_job(body)
+        if job is None:
+            return
+        pod_key, job_key = f"{meta['namespace']}/{meta['name']}", f"{meta['namespace']}/{job}"
+        before = self.pods.get(pod_key)
+        if event_type == "DELETED":
+            self.pods.pop(pod_key, None)
+            self._mount_checks.pop(meta.get("uid", ""), None)
+            owned = self._pods_of.get(job_key, set())
+            owned.discard(pod_key)
+            if not owned:
+                self._pods_of.pop(job_key, None)
+            return  # the Job's own events tell what its pods' deletion means
+        if not _newer(body, before):
+            return
+        slimmed = runs.slim_pod(body)
+        self.pods[pod_key] = slimmed
+        self._pods_of.setdefault(job_key, set()).add(pod_key)
+        if runs.pod_signature(before) != runs.pod_signature(slimmed) and (owner := self._owner_of(job_key, body)):
+            self.queue.add(owner)
+
+    def _owner_of(self, job_key: str, pod: Mapping[str, Any]) -> str | None:
+        """The key of the execution a run pod belongs to: its Job's owner, else its execution label."""
+        namespace = pod["metadata"]["namespace"]
+        job = self.jobs.get(job_key)
+        for owner in ((job or {}).get("metadata") or {}).get("ownerReferences") or []:
+            if owner.get("kind") == models.KIND and owner.get("apiVersion") == models.API_VERSION:
+                return f"{namespace}/{owner['name']}"
+        labelled = f"{namespace}/{(pod['metadata'].get('labels') or {}).get(runs.EXECUTION_LABEL, '')}"
+        return labelled if labelled in self.executions else None
 
     def _forget(self, key: str) -> None:
         """The execution is gone: drop everything kept about it and free its slot."""
@@ -245,10 +294,34 @@ class Controller:
             if job is not None and execution.metadata.uid not in owner_uids(job):
                 job = None  # a Job of that name that is not this execution's
 
-        observed = runs.observe(job, [])
-        if observed.state.finished:
+        if job is None:
+            return runs.MISSING
+        pods = self._cached_pods(namespace, job)
+        observed = runs.observe(job, pods)
+        if observed.state.finished and not runs.pods_account_for(job, pods):
+            # the pod watch may lag behind the Job's: ask the API server for the pods before concluding
             observed = runs.observe(job, self.cluster.run_pods(namespace, current.job))
+        elif observed.state is runs.RunState.ACTIVE:
+            pod = runs.mount_check_due(pods, datetime.now(UTC), self.policy.start_failure_grace_seconds)
+            if pod is not None:
+                observed = runs.observe(job, pods, self._mount_failures(pod))
         return observed
+
+    def _cached_pods(self, namespace: str, job: Mapping[str, Any]) -> list[dict[str, Any]]:
+        """The cached pods of `job` (by uid: not those of an earlier Job of the same name)."""
+        uid = job["metadata"].get("uid")
+        cached = (self.pods.get(key) for key in tuple(self._pods_of.get(f"{namespace}/{job['metadata']['name']}", ())))
+        return [pod for pod in cached if pod is not None and runs.pod_job_uid(pod) in (uid, None)]
+
+    def _mount_failures(self, pod: Mapping[str, Any]) -> list[dict[str, Any]]:
+        """The pod's FailedMount events, read at most every MOUNT_CHECK_SECONDS per pod."""
+        meta = pod["metadata"]
+        checked = self._mount_checks.get(meta["uid"])
+        if checked is not None and time.monotonic() - checked[0] < MOUNT_CHECK_SECONDS:
+            return checked[1]
+        events = self.cluster.pod_events(meta["namespace"], meta["uid"], runs.FAILED_MOUNT)
+        self._mount_checks[meta["uid"]] = (time.monotonic(), events)
+        return events
 
     def _has_slot(self, key: str) -> bool:
         with self._slots_lock:

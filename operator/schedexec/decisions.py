@@ -6,7 +6,14 @@ whether a run slot is free, and returns a `Decision`: the status to write,
 at most one Job to create or delete, events to post, and when to look again.
 The Kopf handlers and the scheduler only carry these out, so every rule
 (polling, the minimum interval, the sequence deadline, retries, queueing,
-cancellation, TTL) is unit-tested here without a cluster.
+cancellation, TTL, runs whose pod cannot start, args too large to deliver)
+is unit-tested here without a cluster.
+
+A run whose pod cannot start (`runs.judge_start`: ImagePullFailed,
+ConfigError, Unschedulable) fails the execution and does not consume
+`spec.retries`: the kubelet (or scheduler) already retried during the grace,
+and a new pod of the same immutable spec would fail the same way. Retries
+are for pods that started and died.
 
 Order of effects (see `schedexec.controller`): a run's Job is created before
 the status that names it is written, and deleted only after the status that
@@ -23,10 +30,12 @@ from typing import Any
 
 from schedexec import models, runs
 from schedexec.models import Condition, ConditionStatus, ExecutionError, Phase, RunOutcome, RunRecord
+from schedexec_runner import contract
 from schedexec_runner import envelope as envelopes
 
 SUCCEEDED = "Succeeded"
-"""Unknown while the execution runs (reason Queued, Running or Waiting); True on success;
+"""Unknown while the execution runs (reason Queued, Running or Waiting, or while a run's pod waits to
+start the reason it waits: ImagePullBackOff, Unschedulable, ...); True on success;
 False with the error's reason on failure, timeout or cancellation."""
 FINISHED = "Finished"
 """True once the execution reached a final phase: `kubectl wait --for=condition=Finished`."""
@@ -49,6 +58,11 @@ class Policy:
     """Watchdog: a run still unfinished this long after its run timeout is stopped and failed (RunOverdue).
     The Job controller normally ends it at the timeout; this catches a run whose Job nobody ends
     (controller or node down, pod never scheduled), so no execution stays Running until its sequence deadline."""
+    start_failure_grace_seconds: int = 30
+    """A run whose scheduled pod keeps failing to pull its image or to create its container (or to mount a
+    volume) this long fails (ImagePullFailed, ConfigError); see runs.judge_start."""
+    unschedulable_grace_seconds: int = 120
+    """A run whose pod the scheduler keeps refusing this long fails (Unschedulable)."""
 
 
 @dataclass(frozen=True)
@@ -106,6 +120,8 @@ def decide(
         step.stop(Phase.TIMED_OUT, "Timeout", f"the sequence exceeded its timeout of {execution.spec.timeout_seconds}s")
     if not status.phase.finished and status.current_run is not None:  # type: ignore[union-attr]
         step.fail_if_overdue(run)
+    if not status.phase.finished and status.current_run is not None and run.state is runs.RunState.ACTIVE:  # type: ignore[union-attr]
+        step.watch_start(run)
     if not status.phase.finished and status.current_run is None:  # type: ignore[union-attr]
         step.start_if_due(slot_free)
     return step.decision()
@@ -131,6 +147,7 @@ class _Step:
         self.events: list[Event] = []
         self.queued = False
         self.wake_at: datetime | None = None
+        self.look_again_at: datetime | None = None
 
     def decision(self) -> Decision:
         phase = self.status.phase
@@ -138,8 +155,9 @@ class _Step:
         if phase.finished:
             self.wake_at = self._ttl_expiry()
         elif self.status.current_run is not None:
-            overdue = self._overdue_at()
-            self.wake_at = overdue if self.status.deadline is None else min(overdue, self.status.deadline)
+            self.wake_at = min(
+                t for t in (self._overdue_at(), self.status.deadline, self.look_again_at) if t is not None
+            )
         elif self.queued:
             self.wake_at = self.status.deadline
         else:
@@ -169,6 +187,8 @@ class _Step:
         status = self.status
         if status.next_run_at is not None and self.now < status.next_run_at:
             return
+        if self._args_too_large():
+            return
         if not slot_free:
             if not self._was_queued():
                 self._event(NORMAL, "Queued", "waiting for a free run slot (operator concurrency limit)")
@@ -183,6 +203,61 @@ class _Step:
         )
         status.next_run_at = None
         self._event(NORMAL, "RunStarted", f"run {index} started as Job {status.current_run.job}")
+
+    def _args_too_large(self) -> bool:
+        """Fail, before any Job exists, when the next run's args cannot reach it (see contract.MAX_ARGS_BYTES)."""
+        size = runs.args_size(self.status.next_args or {})
+        if size <= contract.MAX_ARGS_BYTES:
+            return False
+        index = self.status.runs + 1
+        what = "spec.args are" if index == 1 else f"the args run {index - 1} scheduled for run {index} are"
+        self.fail(
+            RunOutcome.STOPPED,
+            "ArgsTooLarge",
+            f"{what} {size} bytes as JSON; the limit is {contract.MAX_ARGS_BYTES} bytes "
+            f"({contract.MAX_ARGS_BYTES // 1024} KiB): args reach the run in a pod annotation, "
+            "and Kubernetes limits a pod's annotations to 256 KiB",
+        )
+        return True
+
+    def watch_start(self, run: runs.RunObservation) -> None:
+        """An active run: fail it if its pod cannot start (runs.judge_start), else show why it waits, if it does."""
+        current = self.status.current_run
+        assert current is not None
+        verdict = runs.judge_start(
+            run.waiting, self.now, self.policy.start_failure_grace_seconds, self.policy.unschedulable_grace_seconds
+        )
+        waiting = run.waiting
+        if verdict.failure is not None and waiting is not None:
+            self.fail(RunOutcome.NOT_STARTED, verdict.failure.value, self._start_failure(verdict.failure, waiting), run)
+            return
+        current.waiting = (
+            models.RunWaiting(reason=waiting.reason, message=waiting.message[: models.WAITING_MESSAGE_LIMIT])
+            if verdict.shown and waiting is not None
+            else None
+        )
+        self.look_again_at = verdict.look_again_at
+
+    def _start_failure(self, failure: runs.StartFailure, waiting: runs.PodWaiting) -> str:
+        current = self.status.current_run
+        assert current is not None
+        policy, spec = self.policy, self.execution.spec
+        detail = waiting.message[: models.WAITING_MESSAGE_LIMIT]
+        cause = f"{waiting.reason}: {detail}" if detail else waiting.reason
+        if failure is runs.StartFailure.IMAGE_PULL:
+            what = f"its image {waiting.image!r} cannot be pulled"
+            if waiting.reason not in runs.FAILS_AT_ONCE:
+                what += f" (still failing {policy.start_failure_grace_seconds}s after the pod was scheduled)"
+        elif failure is runs.StartFailure.CONFIG:
+            what = (
+                "its container cannot be set up "
+                f"(still failing {policy.start_failure_grace_seconds}s after the pod was scheduled)"
+            )
+            if spec.credentials_secret_ref is not None:
+                what += f"; spec.credentialsSecretRef names the Secret {spec.credentials_secret_ref.name!r}"
+        else:
+            what = f"no node accepted its pod for {policy.unschedulable_grace_seconds}s"
+        return f"run {current.index} could not start: {what}: {cause}"
 
     def record_outcome(self, run: runs.RunObservation) -> None:
         current = self.status.current_run
@@ -318,6 +393,11 @@ class _Step:
         elif phase.finished:
             assert error is not None
             succeeded = (ConditionStatus.FALSE, error.reason, error.message)
+        elif self.status.current_run is not None and self.status.current_run.waiting is not None:
+            waiting = self.status.current_run.waiting
+            message = f"run {self.status.current_run.index} is waiting to start: {waiting.reason}"
+            detail = f"{message}: {waiting.message}" if waiting.message else message
+            succeeded = (ConditionStatus.UNKNOWN, waiting.reason, detail)
         else:
             reason = "Queued" if self.queued else phase.value
             succeeded = (ConditionStatus.UNKNOWN, reason, _progress(self.status))

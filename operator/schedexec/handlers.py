@@ -1,7 +1,8 @@
 """The Kopf wiring: watch events in, nothing else.
 
-Kopf lists and watches ScheduledExecutions and the Jobs the operator
-created, handles reconnects and the liveness endpoint; each event is
+Kopf lists and watches ScheduledExecutions, the Jobs the operator created
+and their pods (both selected by label on the API server), handles
+reconnects and the liveness endpoint; each event is
 handed to the controller in one line. Only event handlers are used, so Kopf
 writes nothing to the objects itself (no finalizers, no progress
 annotations): every write the operator makes is one the controller decided.
@@ -27,6 +28,8 @@ def registry_for(controller: Controller) -> kopf.OperatorRegistry:
         settings.watching.server_timeout = 300
         # watch only the Jobs schedexec made, filtered by the API server, not every Job of the cluster
         settings.watching.label_selectors["batch", "jobs"] = f"app.kubernetes.io/managed-by={runs.MANAGED_BY}"
+        # the runs' pods carry the Job template's labels: the same selector keeps every other pod out
+        settings.watching.label_selectors["", "pods"] = f"app.kubernetes.io/managed-by={runs.MANAGED_BY}"
 
     @kopf.on.login(registry=registry)
     def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
@@ -41,10 +44,15 @@ def registry_for(controller: Controller) -> kopf.OperatorRegistry:
     async def job_event(event: kopf.RawEvent, body: kopf.Body, **_: Any) -> None:
         controller.job_event(event.get("type"), body)
 
+    @kopf.on.event("", "v1", "pods", labels={"app.kubernetes.io/managed-by": runs.MANAGED_BY}, registry=registry)
+    async def pod_event(event: kopf.RawEvent, body: kopf.Body, **_: Any) -> None:
+        controller.pod_event(event.get("type"), body)
+
     @kopf.on.probe(id="schedexec", registry=registry)
     def probe(**_: Any) -> dict[str, int]:
         return {
             "executions": len(controller.executions),
+            "pods": len(controller.pods),
             "running": len(controller.running),
             "queued": len(controller.queued),
             "timers": len(controller.timers),

@@ -1,7 +1,8 @@
 """schedexec's only door to the Kubernetes API (through pykube-ng).
 
 Kopf watches; everything the operator *does* goes through `Cluster`: create
-and delete a run's Job, read its pods, write an execution's status, delete an
+and delete a run's Job, list its pods (when the watch cache may lag), read a
+stuck pod's FailedMount events, write an execution's status, delete an
 expired execution; `ApiClient` adds what the REST sidecar needs.
 pykube-ng is small and synchronous; the controller calls
 it from worker threads. Errors are translated into three outcomes the
@@ -86,6 +87,17 @@ class Cluster:
             namespace=namespace,
             url="pods",
             params={"labelSelector": f"batch.kubernetes.io/job-name={job}"},
+        )
+        self.api.raise_for_status(response)
+        return response.json().get("items", [])  # type: ignore[no-any-return]
+
+    def pod_events(self, namespace: str, pod_uid: str, reason: str) -> list[dict[str, Any]]:
+        """The events with `reason` about the pod `pod_uid` (e.g. the kubelet's FailedMount)."""
+        response = self.api.get(
+            version="v1",
+            namespace=namespace,
+            url="events",
+            params={"fieldSelector": f"involvedObject.uid={pod_uid},reason={reason}"},
         )
         self.api.raise_for_status(response)
         return response.json().get("items", [])  # type: ignore[no-any-return]

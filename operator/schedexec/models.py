@@ -34,6 +34,8 @@ VERIFY_CREDENTIALS = contract.VERIFY_CREDENTIALS
 
 HISTORY_LIMIT = 10
 """How many runs `status.history` keeps: enough to debug, bounded for etcd."""
+WAITING_MESSAGE_LIMIT = 1024
+"""How much of a kubelet's or scheduler's message the status quotes."""
 
 JSON = Annotated[Any, Field(json_schema_extra={"x-kubernetes-preserve-unknown-fields": True})]
 JSONObject = Annotated[dict[str, Any], Field(json_schema_extra={"x-kubernetes-preserve-unknown-fields": True})]
@@ -115,7 +117,9 @@ class ScheduledExecutionSpec(Model):
     args: JSONObject = Field(
         default_factory=dict,
         description="Arguments of the first run, a free JSON object (elastic.io's cfg, XSOAR's args). "
-        "A run that schedules another gives the next run's args itself.",
+        "A run that schedules another gives the next run's args itself. At most "
+        f"{contract.MAX_ARGS_BYTES // 1024} KiB as compact JSON: larger args fail the execution with reason "
+        "ArgsTooLarge before any run starts (they reach the run through a pod annotation).",
     )
     credentials_secret_ref: LocalObjectReference | None = Field(
         None,
@@ -257,7 +261,10 @@ class Condition(Model):
 
 
 class ExecutionError(Model):
-    reason: str = Field(description="CamelCase reason, e.g. ComponentError, Timeout, BackoffLimitExceeded.")
+    reason: str = Field(
+        description="CamelCase reason, e.g. ComponentError, Timeout, BackoffLimitExceeded, ImagePullFailed, "
+        "ConfigError, Unschedulable, ArgsTooLarge."
+    )
     message: str = Field(description="What went wrong, for humans.")
 
 
@@ -269,21 +276,39 @@ class RunOutcome(enum.StrEnum):
     """The run's pod died without reporting an outcome, retries exhausted."""
     STOPPED = "Stopped"
     """The run was stopped by a timeout or a cancellation."""
+    NOT_STARTED = "NotStarted"
+    """The run's pod could not start its container (image, configuration, scheduling); the run was stopped."""
 
 
 class RunRecord(Model):
     index: int = Field(ge=1, description="1-based index of the run in the sequence.")
-    outcome: RunOutcome = Field(description="How the run ended: Done, Scheduled, Error, Lost or Stopped.")
+    outcome: RunOutcome = Field(description="How the run ended: Done, Scheduled, Error, Lost, Stopped or NotStarted.")
     started_at: datetime | None = Field(None, description="When the run's Job was created.")
     finished_at: datetime | None = Field(None, description="When the operator saw the run end.")
     exit_code: int | None = Field(None, description="Exit code of the run's container, if it exited.")
     reason: str | None = Field(None, description="Error reason of a failed run.")
 
 
+class RunWaiting(Model):
+    """Why the run's pod has not started its container, as Kubernetes reports it."""
+
+    reason: str = Field(
+        description="The kubelet's waiting reason (ErrImagePull, ImagePullBackOff, InvalidImageName, "
+        "CreateContainerConfigError, ContainerCreating, ...), FailedMount (a volume cannot be mounted), "
+        "Unschedulable (the scheduler's), or Scheduling (not on a node yet)."
+    )
+    message: str = Field("", max_length=WAITING_MESSAGE_LIMIT, description="The kubelet's or scheduler's message.")
+
+
 class CurrentRun(Model):
     index: int = Field(ge=1, description="1-based index of the run in the sequence.")
     job: str = Field(description="Name of the run's Job.")
     started_at: datetime = Field(description="When the run's Job was created.")
+    waiting: RunWaiting | None = Field(
+        None,
+        description="Set while the run's pod waits to start for a reason worth showing: any problem at once, "
+        "normal progress (Scheduling, ContainerCreating) once it takes longer than the start grace.",
+    )
 
 
 class ScheduledExecutionStatus(Model):

@@ -33,10 +33,11 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from schedexec import models
+from schedexec import models, runs
 from schedexec.apicache import ExecutionCache
 from schedexec.kube import TRANSIENT, ApiClient
 from schedexec.settings import ApiSettings, ComponentImage
+from schedexec_runner import contract
 
 log = logging.getLogger("schedexec.api")
 
@@ -337,6 +338,19 @@ def create_app(settings: ApiSettings, client: ApiClient, cache: ExecutionCache) 
         if not value:
             raise ApiError(422, "Unprocessable Entity", f"{what} is required", pointer=pointer)
 
+    def deliverable(args: dict[str, Any], pointer: str) -> None:
+        """Refuse args a run could not receive (the operator would fail the execution with ArgsTooLarge)."""
+        size = runs.args_size(args)
+        if size > contract.MAX_ARGS_BYTES:
+            raise ApiError(
+                422,
+                "Unprocessable Entity",
+                f"the args are {size} bytes as compact JSON; the limit is {contract.MAX_ARGS_BYTES} bytes "
+                f"({contract.MAX_ARGS_BYTES // 1024} KiB): args reach the run in a pod annotation, "
+                "and Kubernetes limits a pod's annotations to 256 KiB",
+                pointer=pointer,
+            )
+
     accepted: dict[int | str, dict[str, Any]] = {202: {"description": "Scheduled; poll the Location."}}
 
     def elastic_endpoint(method: str, required: tuple[str, ...]) -> Callable[..., Awaitable[Response]]:
@@ -352,6 +366,7 @@ def create_app(settings: ApiSettings, client: ApiClient, cache: ExecutionCache) 
         ) -> Response:
             for name in required:
                 require(getattr(request.data.attributes, name), f"/data/attributes/{name}", f"data.attributes.{name}")
+            deliverable(request.data.attributes.fields, "/data/attributes/fields")
             spec = elastic_spec(component, revision, request, method)
             return await schedule(caller, namespace, spec, component, idempotency_key)
 
@@ -408,6 +423,7 @@ def create_app(settings: ApiSettings, client: ApiClient, cache: ExecutionCache) 
                 "runTimeoutSeconds must not exceed timeoutSeconds",
                 pointer="/data/attributes/runTimeoutSeconds",
             )
+        deliverable(attributes.args, "/data/attributes/args")
         spec: dict[str, Any] = {
             "component": component_spec(attributes.component, attributes.revision),
             "method": attributes.method,

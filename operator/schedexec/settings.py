@@ -23,6 +23,15 @@ class OperatorSettings(BaseSettings):
     overdue_grace_seconds: int = Field(
         60, ge=1, description="Watchdog: a run unfinished this long past its run timeout is stopped (RunOverdue)."
     )
+    start_failure_grace_seconds: int = Field(
+        30,
+        ge=0,
+        description="A run whose scheduled pod keeps failing to pull its image, mount a volume or create its "
+        "container this long fails (ImagePullFailed, ConfigError); InvalidImageName fails at once.",
+    )
+    unschedulable_grace_seconds: int = Field(
+        120, ge=0, description="A run whose pod the scheduler keeps refusing this long fails (Unschedulable)."
+    )
     workers: int = Field(4, ge=1, le=64, description="Executions reconciled concurrently.")
     run_as_user: int = Field(65532, ge=1, description="UID of every run's container (non-root).")
     job_ttl_seconds: int = Field(

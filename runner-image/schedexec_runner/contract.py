@@ -18,8 +18,19 @@ MODULE = "SCHEDEXEC_MODULE"
 FUNCTION = "SCHEDEXEC_FUNCTION"
 """The select-model function name (elastic.io's `"model": "getCategories"`)."""
 
-ARGS = "SCHEDEXEC_ARGS"
-"""The run's arguments, a JSON object (elastic.io's cfg, XSOAR's args)."""
+ARGS_FILE = "SCHEDEXEC_ARGS_FILE"
+"""Path of a file holding the run's arguments, a JSON object (elastic.io's cfg, XSOAR's args).
+
+A file, not an environment variable: the kernel caps one environment string
+at 128 KiB (execve fails with E2BIG), and args may be larger (up to
+MAX_ARGS_BYTES)."""
+
+MAX_ARGS_BYTES = 200 * 1024
+"""Largest args a run receives: their compact JSON (UTF-8), in bytes. The
+operator delivers them in a pod annotation (projected as the args file by a
+downwardAPI volume), and Kubernetes caps a pod's annotations at 256 KiB in
+total; larger args are refused (REST API: 422) or fail the execution with
+reason ArgsTooLarge before any Job is created."""
 
 RUN_INDEX = "SCHEDEXEC_RUN_INDEX"
 """1-based index of this run within the execution's sequence."""
@@ -36,11 +47,8 @@ COMPONENT = "SCHEDEXEC_COMPONENT"
 TERMINATION_LOG = "SCHEDEXEC_TERMINATION_LOG"
 """Where the outcome envelope is written; defaults to the container's terminationMessagePath."""
 
-POD_ROOT = "NODE_AGENT_POD_ROOT"
-"""Set only by the local development node agent, which runs pods as local
-processes: absolute paths of the pod (mounts, termination log) live under it."""
-
 DEFAULT_CREDENTIALS_DIR = "/var/run/schedexec/credentials"
+DEFAULT_ARGS_FILE = "/var/run/schedexec/args/args.json"
 DEFAULT_TERMINATION_LOG = "/dev/termination-log"
 
 SELECT_MODEL = "selectModel"

@@ -1,7 +1,7 @@
 """The runner entrypoint: one run of one component method, one envelope.
 
-Reads the contract's environment variables, loads the component named by
-`SCHEDEXEC_COMPONENT`, calls it, and writes exactly one outcome envelope to
+Reads the contract's environment variables and args file, loads the
+component named by `SCHEDEXEC_COMPONENT`, calls it, and writes exactly one outcome envelope to
 the termination log. Bad input (unknown method, args that are not a JSON
 object, a component that cannot be imported) is itself reported as an error
 envelope, so the operator always learns why a run failed. Credential values
@@ -31,20 +31,25 @@ class InputError(Exception):
         self.reason = reason
 
 
-def pod_path(path: str, environ: Mapping[str, str]) -> Path:
-    """Resolve an absolute pod path (under the dev node agent's root if set)."""
-    root = environ.get(contract.POD_ROOT)
-    return Path(root + path) if root else Path(path)
-
-
 def read_args(environ: Mapping[str, str]) -> dict[str, Any]:
-    raw = environ.get(contract.ARGS, "") or "{}"
+    """The args file ($SCHEDEXEC_ARGS_FILE, else the default path); no file at the default path means {}."""
+    configured = environ.get(contract.ARGS_FILE)
+    path = Path(configured or contract.DEFAULT_ARGS_FILE)
     try:
-        args = json.loads(raw)
+        raw = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        if configured:
+            message = f"the args file {configured} ({contract.ARGS_FILE}) does not exist"
+            raise InputError("MissingInput", message) from None
+        raw = ""
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError("InvalidArgs", f"cannot read the args file {path}: {exc}") from None
+    try:
+        args = json.loads(raw or "{}")
     except ValueError as exc:
-        raise InputError("InvalidArgs", f"{contract.ARGS} is not JSON: {exc}") from None
+        raise InputError("InvalidArgs", f"the args file {path} is not JSON: {exc}") from None
     if not isinstance(args, dict):
-        raise InputError("InvalidArgs", f"{contract.ARGS} must be a JSON object, not {type(args).__name__}")
+        raise InputError("InvalidArgs", f"the args must be a JSON object, not {type(args).__name__}")
     return args
 
 
@@ -53,7 +58,7 @@ def read_credentials(environ: Mapping[str, str]) -> dict[str, str]:
     configured = environ.get(contract.CREDENTIALS_DIR)
     if not configured:
         return {}
-    directory = pod_path(configured, environ)
+    directory = Path(configured)
     if not directory.is_dir():
         raise InputError("CredentialsUnavailable", f"credentials directory {configured} is not mounted")
     return {
@@ -134,7 +139,7 @@ def main() -> int:
         text = envelope.encode(outcome)
     except (TypeError, ValueError, envelope.EnvelopeError) as exc:
         text = envelope.encode(envelope.error("InvalidResult", f"the outcome cannot be serialised as JSON: {exc}"))
-    target = pod_path(environ.get(contract.TERMINATION_LOG) or contract.DEFAULT_TERMINATION_LOG, environ)
+    target = Path(environ.get(contract.TERMINATION_LOG) or contract.DEFAULT_TERMINATION_LOG)
     try:
         target.write_text(text, encoding="utf-8")
     except OSError as exc:

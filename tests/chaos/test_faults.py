@@ -21,7 +21,7 @@ import pytest
 from kubernetes.client.rest import ApiException
 
 from schedexec import models
-from schedexec.devcluster.binaries import KUBE_APISERVER, KUBE_CONTROLLER_MANAGER
+from schedexec_devcluster.binaries import KUBE_APISERVER, KUBE_CONTROLLER_MANAGER
 from tests.chaos.conftest import Ledger
 from tests.conftest import OVERDUE_GRACE_SECONDS, Cluster, Operator, wait_for
 

@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from schedexec import models
-from schedexec.devcluster import binaries
+from schedexec_devcluster import binaries
 from tests.conftest import REPO, Cluster, free_port, wait_for
 
 pytestmark = pytest.mark.cluster
@@ -142,6 +142,12 @@ def installed(cluster: Cluster, helm: Path, tmp_path_factory: pytest.TempPathFac
         ("list", "secrets"),
         ("delete", "pods"),
         ("create", "pods"),
+        ("get", "pods"),
+        ("patch", "pods"),
+        ("update", "pods/status"),
+        ("get", "pods/log"),
+        ("watch", "events"),
+        ("delete", "events"),
         ("update", "jobs"),
         ("create", "rolebindings"),
         ("patch", "scheduledexecutions.schedexec.io"),
@@ -157,6 +163,24 @@ def test_the_chart_grants_nothing_the_operator_does_not_need(
     assert answer.stdout.strip() == "no", f"the chart's ServiceAccount may {verb} {resource}"
 
 
+@pytest.mark.parametrize(
+    ("verb", "resource"),
+    [
+        ("list", "pods"),  # the pod watch (label-selected), and a finished Job's pods when the watch lags
+        ("watch", "pods"),
+        ("list", "events"),  # FailedMount events of a pod stuck before its volumes are mounted
+        ("create", "events"),
+    ],
+)
+def test_the_chart_grants_what_the_operator_needs_to_see_run_pods(
+    cluster: Cluster, installed: Path, verb: str, resource: str
+) -> None:
+    answer = cluster.kubectl(
+        "auth", "can-i", verb, resource, "--all-namespaces", f"--as={SERVICE_ACCOUNT}", check=False
+    )
+    assert answer.stdout.strip() == "yes", f"the chart's ServiceAccount may not {verb} {resource}"
+
+
 @pytest.mark.usefixtures("without_session_operator")
 def test_the_operator_and_api_work_with_exactly_the_charts_rbac(
     cluster: Cluster, installed: Path, namespace: str, tmp_path: Path
@@ -169,6 +193,7 @@ def test_the_operator_and_api_work_with_exactly_the_charts_rbac(
         "SCHEDEXEC_METRICS_PORT": "0",
         "SCHEDEXEC_LIVENESS_ENDPOINT": f"http://127.0.0.1:{free_port()}/healthz",
         "SCHEDEXEC_LEADER_ELECTION_NAMESPACE": NAMESPACE,
+        "SCHEDEXEC_START_FAILURE_GRACE_SECONDS": "2",
     }
     api_port = free_port()
     api_env = {
@@ -225,6 +250,21 @@ def test_the_operator_and_api_work_with_exactly_the_charts_rbac(
             assert http.get(polled.headers["Location"]).json()["data"]["attributes"]["result"] == {"seen": [1, 2]}
         described = cluster.kubectl("describe", "sx", "-n", namespace).stdout
         assert "RunStarted" in described and "Succeeded" in described, "events were posted"
+        # a run stuck before its volumes mount: the operator watches its pod and reads its FailedMount events
+        cluster.apply(
+            {
+                "apiVersion": models.API_VERSION,
+                "kind": models.KIND,
+                "metadata": {"name": "nosecret", "namespace": namespace},
+                "spec": {
+                    "component": {"image": "ghcr.io/schedexec/test-component:dev"},
+                    "method": "verifyCredentials",
+                    "credentialsSecretRef": {"name": "absent"},
+                },
+            }
+        )
+        failed = cluster.wait_finished(namespace, "nosecret", timeout=60)
+        assert failed["status"]["error"]["reason"] == "ConfigError", failed["status"]
     finally:
         for process in processes:
             process.terminate()

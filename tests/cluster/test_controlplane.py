@@ -191,19 +191,159 @@ def test_a_pod_past_its_active_deadline_is_killed_and_reported(cluster: Cluster,
     assert killed.status.container_statuses[0].state.terminated is not None
 
 
-def test_an_unmapped_image_leaves_the_pod_pending_with_err_image_pull(cluster: Cluster, namespace: str) -> None:
-    pod = client.V1Pod(
-        metadata=client.V1ObjectMeta(name="nope"),
+def pod_named(name: str, image: str = "local/exec", **container: Any) -> client.V1Pod:
+    return client.V1Pod(
+        metadata=client.V1ObjectMeta(name=name),
         spec=client.V1PodSpec(
-            restart_policy="Never", containers=[client.V1Container(name="main", image="example.com/unknown:1")]
+            restart_policy="Never",
+            containers=[client.V1Container(name="main", image=image, command=["sleep", "300"], **container)],
         ),
     )
+
+
+def waiting_reason(cluster: Cluster, namespace: str, name: str) -> str | None:
+    statuses = cluster.core.read_namespaced_pod(name, namespace).status.container_statuses
+    waiting = statuses[0].state.waiting if statuses else None
+    return waiting.reason if waiting else None
+
+
+def condition_of(cluster: Cluster, namespace: str, name: str, kind: str) -> Any:
+    conditions = cluster.core.read_namespaced_pod(name, namespace).status.conditions or []
+    return next((c for c in conditions if c.type == kind), None)
+
+
+def test_an_unmapped_image_fails_to_pull_and_backs_off_like_a_kubelet(cluster: Cluster, namespace: str) -> None:
+    cluster.core.create_namespaced_pod(namespace, pod_named("nope", image="example.com/unknown:1"))
+    seen = set()
+
+    def backing_off() -> bool:
+        seen.add(waiting_reason(cluster, namespace, "nope"))
+        return "ImagePullBackOff" in seen
+
+    wait_for("ImagePullBackOff", backing_off, timeout=30, interval=0.1)
+    assert "ErrImagePull" in seen, "the pull fails first, then backs off"
+    statuses = cluster.core.read_namespaced_pod("nope", namespace).status.container_statuses
+    assert 'Back-off pulling image "example.com/unknown:1"' in statuses[0].state.waiting.message
+    assert cluster.core.read_namespaced_pod("nope", namespace).status.phase == "Pending"
+
+
+def test_an_image_reference_that_does_not_parse_waits_in_invalid_image_name(cluster: Cluster, namespace: str) -> None:
+    cluster.core.create_namespaced_pod(namespace, pod_named("bad", image="example.com/Upper/Case:1"))
+    wait_for("InvalidImageName", lambda: waiting_reason(cluster, namespace, "bad") == "InvalidImageName", timeout=30)
+
+
+def test_a_missing_secret_volume_waits_in_container_creating_with_failed_mount_events_until_it_exists(
+    cluster: Cluster, namespace: str
+) -> None:
+    pod = pod_named("mount", volume_mounts=[client.V1VolumeMount(name="creds", mount_path="/creds")])
+    pod.spec.volumes = [client.V1Volume(name="creds", secret=client.V1SecretVolumeSource(secret_name="later"))]
     cluster.core.create_namespaced_pod(namespace, pod)
-    waiting = wait_for(
-        "ErrImagePull",
+
+    def failed_mount() -> list[Any]:
+        return [
+            e
+            for e in cluster.events(namespace)
+            if e.reason == "FailedMount" and e.involved_object.name == "mount" and e.type == "Warning"
+        ]
+
+    (event,) = wait_for("a FailedMount event", failed_mount, timeout=30)
+    assert event.message == 'MountVolume.SetUp failed for volume "creds" : secret "later" not found'
+    assert event.involved_object.uid == cluster.core.read_namespaced_pod("mount", namespace).metadata.uid
+    assert waiting_reason(cluster, namespace, "mount") == "ContainerCreating"
+    assert condition_of(cluster, namespace, "mount", "PodReadyToStartContainers").status == "False"
+    wait_for("the event to count repeats", lambda: (failed_mount()[0].count or 0) > 1, timeout=30)
+    cluster.core.create_namespaced_secret(
+        namespace, client.V1Secret(metadata=client.V1ObjectMeta(name="later"), string_data={"k": "v"})
+    )
+    wait_for(
+        "the pod to start once the Secret exists",
+        lambda: cluster.core.read_namespaced_pod("mount", namespace).status.phase == "Running",
+        timeout=30,
+    )
+    assert condition_of(cluster, namespace, "mount", "PodReadyToStartContainers").status == "True"
+
+
+def test_a_missing_secret_key_in_the_environment_is_a_create_container_config_error(
+    cluster: Cluster, inputs: str
+) -> None:
+    env = [
+        client.V1EnvVar(
+            name="X", value_from=client.V1EnvVarSource(secret_key_ref=client.V1SecretKeySelector(name="s", key="nokey"))
+        )
+    ]
+    cluster.core.create_namespaced_pod(inputs, pod_named("cfg", env=env))
+    wait_for(
+        "CreateContainerConfigError",
+        lambda: waiting_reason(cluster, inputs, "cfg") == "CreateContainerConfigError",
+        timeout=30,
+    )
+    statuses = cluster.core.read_namespaced_pod("cfg", inputs).status.container_statuses
+    assert statuses[0].state.waiting.message == f"couldn't find key nokey in Secret {inputs}/s"
+
+
+def test_a_pod_that_fits_no_node_is_unschedulable(cluster: Cluster, namespace: str) -> None:
+    big = client.V1ResourceRequirements(requests={"cpu": "100000"})
+    cluster.core.create_namespaced_pod(namespace, pod_named("huge", resources=big))
+    scheduled = wait_for(
+        "PodScheduled=False",
         lambda: (
-            (s := cluster.core.read_namespaced_pod("nope", namespace).status.container_statuses) and s[0].state.waiting
+            (c := condition_of(cluster, namespace, "huge", "PodScheduled")) is not None and c.status == "False" and c
         ),
         timeout=30,
     )
-    assert waiting.reason == "ErrImagePull"
+    assert scheduled.reason == "Unschedulable" and "Insufficient cpu" in scheduled.message
+    assert not cluster.core.read_namespaced_pod("huge", namespace).spec.node_name
+
+
+def test_downward_api_files_and_paths_in_the_environment_are_under_the_pod_root(
+    cluster: Cluster, namespace: str
+) -> None:
+    """An annotation projected as a file, and environment values that name paths inside mounts rewritten to the
+    pod root, so a process finds its files without knowing about the agent."""
+    script = 'printf "%s|%s|%s" "$(cat "$ARGS_FILE")" "$HOME" "$NODE_AGENT_POD_ROOT" > "$SCHEDEXEC_TERMINATION_LOG"'
+    pod = client.V1Pod(
+        metadata=client.V1ObjectMeta(name="downward", annotations={"example.com/args": '{"a":"é"}'}),
+        spec=client.V1PodSpec(
+            restart_policy="Never",
+            containers=[
+                client.V1Container(
+                    name="main",
+                    image="local/exec",
+                    command=["/bin/sh", "-c", script],
+                    env=[
+                        client.V1EnvVar(name="ARGS_FILE", value="/var/run/args/args.json"),
+                        client.V1EnvVar(name="HOME", value="/tmp"),
+                    ],
+                    volume_mounts=[
+                        client.V1VolumeMount(name="args", mount_path="/var/run/args"),
+                        client.V1VolumeMount(name="tmp", mount_path="/tmp"),
+                    ],
+                )
+            ],
+            volumes=[
+                client.V1Volume(
+                    name="args",
+                    downward_api=client.V1DownwardAPIVolumeSource(
+                        items=[
+                            client.V1DownwardAPIVolumeFile(
+                                path="args.json",
+                                field_ref=client.V1ObjectFieldSelector(
+                                    field_path="metadata.annotations['example.com/args']"
+                                ),
+                            )
+                        ]
+                    ),
+                ),
+                client.V1Volume(name="tmp", empty_dir=client.V1EmptyDirVolumeSource()),
+            ],
+        ),
+    )
+    cluster.core.create_namespaced_pod(namespace, pod)
+    done = wait_for(
+        "the pod to succeed",
+        lambda: (p := cluster.core.read_namespaced_pod("downward", namespace)).status.phase == "Succeeded" and p,
+        timeout=30,
+    )
+    args, home, root = done.status.container_statuses[0].state.terminated.message.split("|")
+    assert args == '{"a":"é"}'
+    assert home == f"{root}/tmp"

@@ -42,7 +42,7 @@ def api(cluster: Cluster, operator: Operator, tmp_path_factory: pytest.TempPathF
         "SCHEDEXEC_API_PORT": str(port),
         "SCHEDEXEC_API_HOST": "127.0.0.1",
         "SCHEDEXEC_API_COMPONENTS": json.dumps(COMPONENTS),
-        "SCHEDEXEC_API_MAX_BODY_BYTES": "65536",
+        "SCHEDEXEC_API_MAX_BODY_BYTES": "524288",
     }
     with log.open("wb") as out:
         process = subprocess.Popen(
@@ -264,7 +264,7 @@ def test_a_retried_post_with_the_same_idempotency_key_returns_the_same_execution
             404,
             None,
         ),
-        (b"x" * 70000, {"Content-Type": "application/json"}, 413, None),
+        (b"x" * 530_000, {"Content-Type": "application/json"}, 413, None),
         (b"method=x", {"Content-Type": "text/plain"}, 422, None),
     ],
 )
@@ -278,6 +278,40 @@ def test_bad_input_gets_a_4xx_with_a_json_api_error(
     assert errors and all(e["status"] == str(status) for e in errors)
     if pointer:
         assert pointer in [e.get("source", {}).get("pointer") for e in errors]
+
+
+def test_args_beyond_an_environment_variable_reach_the_run_and_args_over_the_limit_are_refused(
+    api: Api, namespace: str, token: str
+) -> None:
+    """150 KiB of args arrive intact; over contract.MAX_ARGS_BYTES the API answers 422 at the args."""
+    args = {"blob": "ü" * 75_000, "n": 1}
+    with api.client(token) as http:
+        too_big = http.post(
+            "/v2/executions",
+            params={"namespace": namespace},
+            json=elastic({"component": "test", "method": "digest", "args": {"blob": "x" * 210_000}}),
+        )
+        assert too_big.status_code == 422, too_big.text
+        (error,) = too_big.json()["errors"]
+        assert error["source"]["pointer"] == "/data/attributes/args" and "the limit is 204800 bytes" in error["detail"]
+        fields = http.post(
+            "/v2/components/test/versions/latest/verify-credential",
+            params={"namespace": namespace},
+            json=elastic({"fields": {"blob": "x" * 210_000}}, type_="verify-credential"),
+        )
+        assert (
+            fields.status_code == 422 and fields.json()["errors"][0]["source"]["pointer"] == "/data/attributes/fields"
+        )
+        location = schedule(
+            http, "/v2/executions", elastic({"component": "test", "method": "digest", "args": args}), namespace
+        )
+        deadline = time.monotonic() + 90
+        while (polled := http.get(location)).status_code == 200 and time.monotonic() < deadline:
+            time.sleep(0.3)
+        assert polled.status_code == 303, polled.text
+        result = http.get(polled.headers["Location"]).json()["data"]["attributes"]["result"]
+    canonical = json.dumps(args, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    assert result["sha256"] == sha256(canonical).hexdigest()
 
 
 def test_select_model_without_a_module_names_the_missing_field(api: Api, namespace: str, token: str) -> None:

@@ -6,15 +6,16 @@ Image `ghcr.io/schedexec/test-component` in the node agent's images.yaml.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import random
 import string
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 from schedexec_runner import Component, RunContext, RunError, Schedule, contract
-from schedexec_runner.main import pod_path
 
 component = Component("test")
 
@@ -82,7 +83,7 @@ def crash(args: dict[str, Any], ctx: RunContext) -> Any:
 @component.command("garbage")
 def garbage(args: dict[str, Any], ctx: RunContext) -> Any:
     target = os.environ.get(contract.TERMINATION_LOG) or contract.DEFAULT_TERMINATION_LOG
-    pod_path(target, os.environ).write_text("this is not an envelope")
+    Path(target).write_text("this is not an envelope")
     os._exit(0)
 
 
@@ -101,3 +102,36 @@ def leak(args: dict[str, Any], ctx: RunContext) -> Any:
 def files(args: dict[str, Any], ctx: RunContext) -> Any:
     """Lists the credential keys, to prove the Secret is mounted (names only, never values)."""
     return sorted(ctx.credentials)
+
+
+@component.command("digest")
+def digest(args: dict[str, Any], ctx: RunContext) -> Any:
+    """The size and sha256 of the args as received (canonical JSON), to prove large args arrive intact."""
+    canonical = json.dumps(args, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    return {"bytes": len(canonical), "sha256": hashlib.sha256(canonical).hexdigest(), "home": os.environ.get("HOME")}
+
+
+@component.command("inspect")
+def inspect(args: dict[str, Any], ctx: RunContext) -> Any:
+    """What the run's container is allowed, seen from inside it (the node tier checks the security context)."""
+
+    def writable(directory: str) -> bool:
+        probe = Path(directory) / f".probe-{os.getpid()}"
+        try:
+            probe.write_text("x")
+        except OSError:
+            return False
+        probe.unlink()
+        return True
+
+    status = dict(line.split(":\t", 1) for line in Path("/proc/self/status").read_text().splitlines() if ":\t" in line)
+    return {
+        "uid": os.getuid(),
+        "gid": os.getgid(),
+        "home": os.environ.get("HOME"),
+        "rootWritable": writable("/"),
+        "tmpWritable": writable("/tmp"),
+        "serviceAccountToken": Path("/var/run/secrets/kubernetes.io/serviceaccount/token").exists(),
+        "capabilities": status.get("CapEff", "").strip(),
+        "noNewPrivileges": status.get("NoNewPrivs", "").strip() == "1",
+    }

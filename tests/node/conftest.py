@@ -66,11 +66,11 @@ def node_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
             plane,
             [
                 "api.enabled=true",
-                f"api.components={json.dumps(API_COMPONENTS)}",
                 "operator.minIntervalSeconds=1",
                 f"operator.startFailureGraceSeconds={START_FAILURE_GRACE_SECONDS}",
                 "operator.logLevel=debug",
             ],
+            [f"api.components={json.dumps(API_COMPONENTS)}"],
         )
         yield handle
     finally:

@@ -183,10 +183,9 @@ def test_the_operator_pod_deleted_mid_sequence_loses_and_repeats_nothing(
 
 def test_the_rest_api_through_the_charts_service(node_cluster: Cluster, node_namespace: str) -> None:
     running_operator_pod(node_cluster)
-    (service,) = node_cluster.core.list_namespaced_service(
-        CHART_NAMESPACE, label_selector="app.kubernetes.io/name=schedexec"
-    ).items
-    port = next(p.port for p in service.spec.ports if p.name in ("http", "api"))
+    services = node_cluster.core.list_namespaced_service(CHART_NAMESPACE).items
+    (service,) = [s for s in services if s.metadata.name.endswith("-api")]
+    (port,) = [p.port for p in service.spec.ports]
     url = f"http://{service.spec.cluster_ip}:{port}"  # kube-proxy's rules carry it to the pod
     node_cluster.kubectl("create", "serviceaccount", "client", "-n", node_namespace)
     node_cluster.kubectl(

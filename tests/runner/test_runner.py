@@ -77,8 +77,25 @@ def test_polling_helper_turns_poll_results_into_schedules() -> None:
     assert c.run({"status": "complete"}, ctx("detonate")) == envelope.done({"verdict": "benign"})
 
 
-def env(tmp_path: Path, **values: str) -> dict[str, str]:
-    return {contract.COMPONENT: "testcomponent:component", contract.POD_ROOT: str(tmp_path), **values}
+def env(tmp_path: Path, args: str | None = None, **values: str) -> dict[str, str]:
+    """The contract's variables for a run in `tmp_path`; `args` (raw text) go to the args file."""
+    environ = {
+        contract.COMPONENT: "testcomponent:component",
+        contract.TERMINATION_LOG: str(tmp_path / "termination-log"),
+        **values,
+    }
+    if args is not None:
+        (tmp_path / "args.json").write_text(args, encoding="utf-8")
+        environ[contract.ARGS_FILE] = str(tmp_path / "args.json")
+    return environ
+
+
+def mounted(tmp_path: Path, secret: str) -> dict[str, str]:
+    """A credentials directory with the key apiKey, as the Secret volume would hold it."""
+    mount = tmp_path / "credentials"
+    mount.mkdir(parents=True)
+    (mount / "apiKey").write_text(secret)
+    return {contract.CREDENTIALS_DIR: str(mount)}
 
 
 @pytest.fixture(autouse=True)
@@ -87,35 +104,58 @@ def _components_on_path(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.mark.parametrize(
-    ("values", "reason"),
+    ("args", "values", "reason"),
     [
-        ({contract.METHOD: "countdown", contract.ARGS: "not json"}, "InvalidArgs"),
-        ({contract.METHOD: "countdown", contract.ARGS: "[1]"}, "InvalidArgs"),
-        ({contract.METHOD: ""}, "MissingInput"),
-        ({contract.METHOD: "x", contract.COMPONENT: "nope.module:component"}, "ComponentNotFound"),
-        ({contract.METHOD: "x", contract.COMPONENT: "testcomponent:missing"}, "ComponentNotFound"),
-        ({contract.METHOD: "x", contract.CREDENTIALS_DIR: "/not/mounted"}, "CredentialsUnavailable"),
+        ("not json", {contract.METHOD: "countdown"}, "InvalidArgs"),
+        ("[1]", {contract.METHOD: "countdown"}, "InvalidArgs"),
+        (None, {contract.METHOD: "countdown", contract.ARGS_FILE: "/not/mounted/args.json"}, "MissingInput"),
+        (None, {contract.METHOD: ""}, "MissingInput"),
+        (None, {contract.METHOD: "x", contract.COMPONENT: "nope.module:component"}, "ComponentNotFound"),
+        (None, {contract.METHOD: "x", contract.COMPONENT: "testcomponent:missing"}, "ComponentNotFound"),
+        (None, {contract.METHOD: "x", contract.CREDENTIALS_DIR: "/not/mounted"}, "CredentialsUnavailable"),
     ],
 )
-def test_bad_input_is_reported_as_an_error_envelope(tmp_path: Path, values: dict[str, str], reason: str) -> None:
-    outcome = run(env(tmp_path, **values))
+def test_bad_input_is_reported_as_an_error_envelope(
+    tmp_path: Path, args: str | None, values: dict[str, str], reason: str
+) -> None:
+    outcome = run(env(tmp_path, args, **values))
     assert outcome["outcome"] == "error" and outcome["reason"] == reason
 
 
+def test_an_args_file_that_is_not_utf8_is_invalid_args(tmp_path: Path) -> None:
+    (tmp_path / "args.json").write_bytes(b"\xff\xfe{")
+    outcome = run(env(tmp_path, **{contract.METHOD: "countdown", contract.ARGS_FILE: str(tmp_path / "args.json")}))
+    assert outcome["reason"] == "InvalidArgs"
+
+
+def test_args_come_from_the_args_file_intact_even_beyond_what_an_environment_variable_carries(
+    tmp_path: Path,
+) -> None:
+    args = {"blob": "é" * 80_000, "n": 1}  # 160,000 bytes of UTF-8: more than one execve string may be (128 KiB)
+    text = json.dumps(args, separators=(",", ":"), ensure_ascii=False)
+    assert len(text.encode()) > 128 * 1024
+    outcome = run(env(tmp_path, text, **{contract.METHOD: "digest"}))
+    canonical = json.dumps(args, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    assert outcome["result"]["sha256"] == sha256(canonical).hexdigest()
+
+
+def test_without_an_args_file_the_args_are_empty(tmp_path: Path) -> None:
+    """Only when the variable is unset and nothing is at the default path (a component run by hand)."""
+    assert not Path(contract.DEFAULT_ARGS_FILE).exists()
+    assert run(env(tmp_path, **{contract.METHOD: "reshape"})) == envelope.schedule(
+        0, {"only": 1}, {"step": 1, "first": True}
+    )
+
+
 def test_credentials_are_read_from_the_mounted_secret_and_redacted_from_errors(tmp_path: Path) -> None:
-    mount = tmp_path / "var/run/schedexec/credentials"
-    mount.mkdir(parents=True)
-    (mount / "apiKey").write_text("canary-9f8e7d")
-    values = {contract.CREDENTIALS_DIR: contract.DEFAULT_CREDENTIALS_DIR}
+    values = mounted(tmp_path, "canary-9f8e7d")
     assert run(env(tmp_path, **values, **{contract.METHOD: "files"})) == envelope.done(["apiKey"])
     verified = run(
         env(
             tmp_path,
+            json.dumps({"expectedSha256": sha256(b"canary-9f8e7d").hexdigest()}),
             **values,
-            **{
-                contract.METHOD: "verifyCredentials",
-                contract.ARGS: json.dumps({"expectedSha256": sha256(b"canary-9f8e7d").hexdigest()}),
-            },
+            **{contract.METHOD: "verifyCredentials"},
         )
     )
     assert verified == envelope.done({"verified": True})
@@ -124,14 +164,13 @@ def test_credentials_are_read_from_the_mounted_secret_and_redacted_from_errors(t
 
 
 def run_process(tmp_path: Path, method: str, args: dict[str, Any] | None = None) -> tuple[int, str]:
-    (tmp_path / "dev").mkdir(exist_ok=True)
     environ = {
         **os.environ,
         "PYTHONPATH": os.pathsep.join([str(COMPONENTS), *sys.path]),
-        **env(tmp_path, **{contract.METHOD: method, contract.ARGS: json.dumps(args or {})}),
+        **env(tmp_path, json.dumps(args or {}), **{contract.METHOD: method}),
     }
     done = subprocess.run([sys.executable, "-m", "schedexec_runner"], env=environ, capture_output=True, timeout=60)
-    message = tmp_path / "dev/termination-log"
+    message = tmp_path / "termination-log"
     return done.returncode, message.read_text() if message.exists() else ""
 
 
@@ -153,17 +192,12 @@ def test_a_crashing_component_exits_non_zero_without_an_envelope(tmp_path: Path)
 
 
 def test_credential_values_are_redacted_from_results_too(tmp_path: Path) -> None:
-    mount = tmp_path / "var/run/schedexec/credentials"
-    mount.mkdir(parents=True)
-    (mount / "apiKey").write_text('can"ary')
     refused = run(
         env(
             tmp_path,
-            **{
-                contract.CREDENTIALS_DIR: contract.DEFAULT_CREDENTIALS_DIR,
-                contract.METHOD: "verifyCredentials",
-                contract.ARGS: '{"expectedSha256": "other"}',
-            },
+            '{"expectedSha256": "other"}',
+            **mounted(tmp_path, 'can"ary'),
+            **{contract.METHOD: "verifyCredentials"},
         )
     )
     assert refused["result"] == {"verified": False, "reason": "the api key *** was refused"}
@@ -179,18 +213,8 @@ def test_a_result_that_is_not_json_is_an_invalid_result(tmp_path: Path, monkeypa
 
 @pytest.mark.parametrize("secret", ["8080", "true", "null", "done", "outcome"])
 def test_redaction_never_breaks_the_envelope(tmp_path: Path, secret: str) -> None:
-    mount = tmp_path / "var/run/schedexec/credentials"
-    mount.mkdir(parents=True)
-    (mount / "apiKey").write_text(secret)
     outcome = run(
-        env(
-            tmp_path,
-            **{
-                contract.CREDENTIALS_DIR: contract.DEFAULT_CREDENTIALS_DIR,
-                contract.METHOD: "countdown",
-                contract.ARGS: '{"left": 0, "port": 8080}',
-            },
-        )
+        env(tmp_path, '{"left": 0, "port": 8080}', **mounted(tmp_path, secret), **{contract.METHOD: "countdown"})
     )
     envelope.validate(outcome)
     assert outcome["outcome"] == "done"

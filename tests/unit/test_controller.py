@@ -50,6 +50,11 @@ class FakeCluster:
         return None
 
     def run_pods(self, namespace: str, job: str) -> list[dict[str, Any]]:
+        self.calls.append(("run_pods", job))
+        return []
+
+    def pod_events(self, namespace: str, pod_uid: str, reason: str) -> list[dict[str, Any]]:
+        self.calls.append(("pod_events", pod_uid))
         return []
 
 
@@ -173,3 +178,92 @@ def test_stray_jobs_of_an_execution_are_deleted_once_and_other_executions_jobs_a
     deleted = [name for call, name in cluster.calls if call == "delete_job"]
     assert deleted == ["a-r7"]
     assert "ns/a-r7" not in c.jobs and c._jobs_of == {"uid-a": {"ns/a-r1"}, "uid-b": {"ns/b-r1"}}
+
+
+def run_pod(name: str, job_name: str, owner: str, **status: Any) -> dict[str, Any]:
+    """A pod of Job `job_name` (of execution `owner`), as the pod watch shows it."""
+    return {
+        "metadata": {
+            "name": name,
+            "namespace": "ns",
+            "uid": f"pod-{name}",
+            "resourceVersion": str(status.pop("rv", 1)),
+            "creationTimestamp": "2026-01-01T00:00:00Z",
+            "labels": {runs.EXECUTION_LABEL: owner, "batch.kubernetes.io/job-name": job_name},
+            "ownerReferences": [{"apiVersion": "batch/v1", "kind": "Job", "name": job_name, "uid": f"job-{job_name}"}],
+        },
+        "spec": {"nodeName": "n", "containers": [{"name": runs.CONTAINER, "image": "img"}]},
+        "status": status,
+    }
+
+
+def test_pod_events_reconcile_the_owning_execution_only_when_something_it_reads_changed() -> None:
+    c = controller(FakeCluster())
+    c.execution_event(None, body("a"))
+    c.job_event("ADDED", job("a-r1", "a"))
+    c.queue = type(c.queue)()  # start from an empty queue
+    waiting = {
+        "phase": "Pending",
+        "containerStatuses": [{"name": "run", "state": {"waiting": {"reason": "ErrImagePull"}}}],
+    }
+    c.pod_event("ADDED", run_pod("a-r1-x", "a-r1", "a", **waiting))
+    assert len(c.queue) == 1
+    c.queue = type(c.queue)()
+    c.pod_event("MODIFIED", run_pod("a-r1-x", "a-r1", "a", rv=2, **waiting))
+    assert len(c.queue) == 0, "a resourceVersion bump alone changes nothing the decision reads"
+    c.pod_event("MODIFIED", run_pod("a-r1-x", "a-r1", "a", rv=3, phase="Running"))
+    assert len(c.queue) == 1
+    assert [p["metadata"]["name"] for p in c._cached_pods("ns", c.jobs["ns/a-r1"])] == ["a-r1-x"]
+    c.pod_event("DELETED", run_pod("a-r1-x", "a-r1", "a", rv=4))
+    assert c.pods == {} and c._pods_of == {}
+
+
+def test_observing_a_run_reads_its_pods_from_the_cache_and_lists_only_when_the_cache_lags() -> None:
+    cluster = FakeCluster()
+    c = controller(cluster)
+    status = {
+        "phase": "Running",
+        "runs": 0,
+        "startedAt": "2026-01-01T00:00:00Z",
+        "deadline": "2026-01-01T01:00:00Z",
+        "currentRun": {"index": 1, "job": "a-r1", "startedAt": "2026-01-01T00:00:00Z"},
+    }
+    ex = models.ScheduledExecution.model_validate(body("a") | {"status": status})
+    waiting = {
+        "phase": "Pending",
+        "containerStatuses": [{"name": "run", "state": {"waiting": {"reason": "ErrImagePull"}}}],
+    }
+    active = job("a-r1", "a") | {"status": {"active": 1}}
+    c.job_event("ADDED", active)
+    c.pod_event("ADDED", run_pod("a-r1-x", "a-r1", "a", **waiting))
+    observed = c._observe(ex)
+    assert observed.state is runs.RunState.ACTIVE
+    assert observed.waiting is not None and observed.waiting.reason == "ErrImagePull"
+    assert cluster.calls == [], "no API call to see an active run's pod"
+    done = job("a-r1", "a") | {"status": {"succeeded": 1, "conditions": [{"type": "Complete", "status": "True"}]}}
+    c.job_event("MODIFIED", done | {"metadata": {**done["metadata"], "resourceVersion": "2"}})
+    c._observe(ex)
+    assert cluster.calls == [("run_pods", "a-r1")], "the pod watch has not shown the finished pod yet"
+    terminated = {"terminated": {"exitCode": 0, "message": '{"v":1,"outcome":"done","result":1}'}}
+    finished = {"phase": "Succeeded", "containerStatuses": [{"name": "run", "state": terminated}]}
+    c.pod_event("MODIFIED", run_pod("a-r1-x", "a-r1", "a", rv=2, **finished))
+    assert c._observe(ex).envelope == {"v": 1, "outcome": "done", "result": 1}
+    assert cluster.calls == [("run_pods", "a-r1")], "now the cache accounts for the Job"
+
+
+def test_a_pod_stuck_before_its_volumes_are_mounted_has_its_failed_mounts_read_at_most_every_few_seconds() -> None:
+    cluster = FakeCluster()
+    c = controller(cluster)
+    status = {
+        "phase": "Running",
+        "startedAt": "2020-01-01T00:00:00Z",
+        "currentRun": {"index": 1, "job": "a-r1", "startedAt": "2020-01-01T00:00:00Z"},
+    }
+    ex = models.ScheduledExecution.model_validate(body("a") | {"status": status})
+    c.job_event("ADDED", job("a-r1", "a") | {"status": {"active": 1}})
+    stuck = run_pod("a-r1-x", "a-r1", "a", phase="Pending")  # created 2026-01-01: long past the grace
+    stuck["metadata"]["creationTimestamp"] = "2020-01-01T00:00:00Z"
+    c.pod_event("ADDED", stuck)
+    assert c._observe(ex).waiting is not None
+    c._observe(ex)
+    assert cluster.calls == [("pod_events", "pod-a-r1-x")]

@@ -194,7 +194,7 @@ def test_the_plan_builds_each_image_after_its_base_with_the_offline_base(tmp_pat
         "operator",
     }
     assert not any("__pycache__" in e.path for e in operator.context)
-    test_component = by_name[f"ghcr.io/schedexec/test-component:dev"]
+    test_component = by_name["ghcr.io/schedexec/test-component:dev"]
     assert test_component.parent == runner.name and [e.path for e in test_component.context] == ["testcomponent.py"]
     assert len({step.key for step in steps}) == len(steps)
     # The whole chain moves with the base: another suite, other sources, other keys everywhere.

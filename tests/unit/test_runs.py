@@ -48,7 +48,9 @@ def test_the_job_runs_restricted_with_the_contract_and_no_credentials_in_it() ->
         "runAsNonRoot": True,
         "capabilities": {"drop": ["ALL"]},
     }
-    assert env[contract.ARGS] == json.dumps({"cursor": 7}, separators=(",", ":"))
+    annotations = job["spec"]["template"]["metadata"]["annotations"]
+    assert annotations[runs.ARGS_ANNOTATION] == json.dumps({"cursor": 7}, separators=(",", ":"))
+    assert env[contract.ARGS_FILE] == contract.DEFAULT_ARGS_FILE and env["HOME"] == "/tmp"
     assert env[contract.RUN_INDEX] == "2" and env[contract.MODULE] == "products"
     assert env[contract.FUNCTION] == "getCategories" and env[contract.METHOD] == "poll"
     assert {"name": "credentials", "secret": {"secretName": "shop"}} in pod["volumes"]

@@ -34,12 +34,14 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 - apiGroups: ["batch"]
   resources: ["jobs"]
   verbs: ["get", "list", "watch", "create", "delete"]
+# pods: watched (label-selected) to see why a run's pod waits; listed when the watch may lag a finished Job
 - apiGroups: [""]
   resources: ["pods"]
-  verbs: ["list"]
+  verbs: ["list", "watch"]
+# events: posted on executions; listed (by pod uid) for a pod stuck before its volumes are mounted
 - apiGroups: [""]
   resources: ["events"]
-  verbs: ["create"]
+  verbs: ["create", "list"]
 {{- if .Values.api.enabled }}
 - apiGroups: ["schedexec.io"]
   resources: ["scheduledexecutions"]

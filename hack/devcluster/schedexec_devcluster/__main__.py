@@ -99,10 +99,10 @@ def node_setup() -> NodeSetup:
     return NodeSetup(ensure_node_binaries(), tuple(image.archive for image in ensure_images(REPO_ROOT)))
 
 
-def install_chart(plane: ControlPlane, values: Sequence[str] = ()) -> None:
+def install_chart(plane: ControlPlane, values: Sequence[str] = (), json_values: Sequence[str] = ()) -> None:
     """``helm upgrade --install`` of charts/schedexec with the images imported into the node; waits for rollout.
 
-    ``values`` are extra ``--set`` assignments. Images are never pulled
+    ``values`` are extra ``--set`` assignments, ``json_values`` ``--set-json`` ones. Images are never pulled
     (``pullPolicy=Never``): a missing image is an error, not a download.
     """
     command = [
@@ -119,6 +119,7 @@ def install_chart(plane: ControlPlane, values: Sequence[str] = ()) -> None:
         "--set",
         "image.pullPolicy=Never",
         *(item for value in values for item in ("--set", value)),
+        *(item for value in json_values for item in ("--set-json", value)),
         "--wait",
         "--timeout",
         "180s",

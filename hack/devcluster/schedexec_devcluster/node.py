@@ -8,15 +8,17 @@ the local control plane a one-node cluster like kind's, without Docker: the
 node's processes run on this machine, pods run in real containers (runc)
 from images imported offline into the node's containerd.
 
-Everything the node owns lives under ``<state_dir>/kubelet-node`` or is named so it
+Everything the node owns lives under one directory per cluster or is named so it
 can be found again, because ``clean_host`` must leave nothing behind (no
 mount, iptables rule, network interface or cgroup), even after a test
 session was killed:
 
-    <state_dir>/kubelet-node/containerd/{root,state,config.toml,containerd.sock}
-    <state_dir>/kubelet-node/cni/{net.d,ipam}   bridge network, host-local IPAM
-    <state_dir>/kubelet-node/kubelet/           kubelet root dir (pod volumes)
-    <state_dir>/kubelet-node/pod-logs/          container logs
+    /var/lib/schedexec/<hash of state_dir>/   (linked as <state_dir>/kubelet-node; short for socket paths)
+        containerd/{root,state,config.toml}
+        run/                                 containerd's and the shims' sockets
+        cni/{net.d,ipam}                     bridge network, host-local IPAM
+        kubelet/                             kubelet root dir (pod volumes)
+        pod-logs/                            container logs
     bridge ``BRIDGE`` with NODE_IP         pods' gateway; the API server and the kubelet listen there
     iptables chains KUBE-*                 kube-proxy's (removed with ``kube-proxy --cleanup``)
 
@@ -51,6 +53,7 @@ POD_CIDR = "10.244.0.0/24"
 BRIDGE = "sxbr0"
 """The pod bridge; also holds NODE_IP, so it exists before the API server binds there."""
 CNI_NETWORK = "schedexec"
+NODES_ROOT = Path("/var/lib/schedexec")
 SANDBOX_IMAGE = "localhost/schedexec/pause:1.0"
 """The pod sandbox image, built offline (images.py) and pinned in containerd's config."""
 CONTAINERD_NAMESPACE = "k8s.io"
@@ -105,6 +108,14 @@ class NodeLayout:
 
     @property
     def root(self) -> Path:
+        """Not under ``state_dir``: the kubelet and containerd create unix sockets below it, whose paths are
+        limited to 108 bytes (containerd allows 42 for the shims' directory), too short for pytest's tmp.
+        ``<state_dir>/kubelet-node`` links here."""
+        digest = hashlib.sha256(str(self.state_dir.resolve()).encode()).hexdigest()[:12]
+        return NODES_ROOT / digest
+
+    @property
+    def link(self) -> Path:
         return self.state_dir / "kubelet-node"  # not "node": the node agent's directory on the fast tier
 
     @property
@@ -120,14 +131,16 @@ class NodeLayout:
         return self.containerd_state / "runc"
 
     @property
+    def run_dir(self) -> Path:
+        return self.root / "run"
+
+    @property
     def shim_socket_dir(self) -> Path:
-        """Shim sockets; unix socket paths are short (containerd allows 42 characters here), so not under state_dir."""
-        digest = hashlib.sha256(str(self.state_dir).encode()).hexdigest()[:12]
-        return Path("/run/schedexec") / digest
+        return self.run_dir / "s"
 
     @property
     def containerd_socket(self) -> Path:
-        return self.containerd_dir / "containerd.sock"
+        return self.run_dir / "containerd.sock"
 
     @property
     def containerd_config(self) -> Path:
@@ -435,8 +448,16 @@ def check_host() -> None:
 def prepare_host(layout: NodeLayout, certs: CertPaths, binaries: NodeBinaries, ports: NodePorts) -> None:
     """Write the node's configuration, set the sysctls it needs and create the pod bridge with NODE_IP."""
     check_host()
-    for directory in (layout.containerd_dir, layout.cni_conf_dir, layout.cni_ipam_dir, layout.pod_logs_dir):
+    for directory in (
+        layout.containerd_dir,
+        layout.run_dir,
+        layout.cni_conf_dir,
+        layout.cni_ipam_dir,
+        layout.pod_logs_dir,
+    ):
         directory.mkdir(parents=True, exist_ok=True)
+    if not layout.link.is_symlink():
+        layout.link.symlink_to(layout.root)
     if not layout.host_state.exists():
         previous = {name: _sysctl_path(name).read_text().strip() for name in SYSCTLS}
         _write(layout.host_state, json.dumps({"sysctls": previous}))
@@ -536,13 +557,15 @@ CHAIN_PREFIXES = ("KUBE-", "CNI-")
 """iptables chains of the kubelet (KUBE-FIREWALL, KUBE-KUBELET-CANARY), kube-proxy and the CNI plugins."""
 
 
-def chain_removal(saved: str, prefixes: Sequence[str] = CHAIN_PREFIXES) -> list[list[str]]:
+def chain_removal(saved: str, prefixes: tuple[str, ...] = CHAIN_PREFIXES) -> list[list[str]]:
     """``iptables`` arguments (after ``-t TABLE``) that remove our chains from one table's ``iptables-save``.
 
     First the rules of other chains that jump into ours (built-in chains
     such as INPUT), then our chains' rules (flush), then the chains.
     """
-    ours = [line[1:].split()[0] for line in saved.splitlines() if line.startswith(":") and line[1:].startswith(prefixes)]
+    ours = [
+        line[1:].split()[0] for line in saved.splitlines() if line.startswith(":") and line[1:].startswith(prefixes)
+    ]
     commands: list[list[str]] = []
     for line in saved.splitlines():
         if not line.startswith("-A "):
@@ -595,7 +618,6 @@ def clean_host(layout: NodeLayout, kube_proxy: Path | None, runc: Path | None) -
         kill_containers(runc, layout)
     kill_shims(layout)
     _unmount_all(layout.root)
-    shutil.rmtree(layout.shim_socket_dir, ignore_errors=True)
     if kube_proxy is not None and shutil.which("iptables") is not None:
         _run([str(kube_proxy), "--cleanup"], check=False, timeout=120)
     _remove_chains()  # what kube-proxy does not clean: the kubelet's chains, the CNI plugins' after a crash
@@ -607,8 +629,9 @@ def clean_host(layout: NodeLayout, kube_proxy: Path | None, runc: Path | None) -
             for name, value in json.loads(layout.host_state.read_text())["sysctls"].items():
                 _sysctl_path(name).write_text(value)
         layout.host_state.unlink(missing_ok=True)
-    # the CNI plugin's IP allocations: stale ones would leak addresses into the next start
-    shutil.rmtree(layout.cni_ipam_dir, ignore_errors=True)
+    # images, container filesystems, IP allocations: a next start imports the images again (seconds)
+    shutil.rmtree(layout.root, ignore_errors=True)
+    layout.link.unlink(missing_ok=True)
 
 
 def leftovers(layout: NodeLayout) -> list[str]:
@@ -628,8 +651,8 @@ def leftovers(layout: NodeLayout) -> list[str]:
                 rules = _run([save, "-t", table], check=False).stdout.splitlines()
                 found += [f"{save} {table}: {r}" for r in rules if r.startswith((":KUBE-", ":CNI-"))]
     found += [f"cgroup {h / 'kubepods'}" for h in Path("/sys/fs/cgroup").iterdir() if (h / "kubepods").is_dir()]
-    if layout.shim_socket_dir.exists():
-        found.append(f"shim socket directory {layout.shim_socket_dir}")
+    if layout.root.exists():
+        found.append(f"directory {layout.root}")
     return found
 
 
