@@ -106,5 +106,10 @@ docker-images: ## (needs docker or podman) build the images with a registry-back
 	done
 
 .PHONY: bench
-bench: binaries ## benchmarks on a fresh local control plane → docs/benchmarks.md (takes long; see bench/run.py)
+bench: binaries images ## benchmarks → docs/benchmarks.md (node agent tier, takes long) and docs/benchmarks-node.md (real node)
 	$(PYTHON) bench/run.py $(BENCH_ARGS)
+	$(PYTHON) bench/node.py $(BENCH_NODE_ARGS)
+
+.PHONY: bench-node
+bench-node: binaries images ## the real-node benchmark only: schedexec against raw Jobs, same image → docs/benchmarks-node.md
+	$(PYTHON) bench/node.py $(BENCH_NODE_ARGS)

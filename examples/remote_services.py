@@ -10,7 +10,7 @@ Real HTTP on loopback, for the examples' end-to-end tests and `make demo`:
 - a rate-limited API: `GET /quota` answers 429 for the first `limit`
   calls of a client (`?client=`), then 200.
 
-    python examples/remote_services.py --port 18765 --api-key demo-key
+    python examples/remote_services.py --port 18765 --api-key demo-key [--host 10.244.0.1]
 """
 
 from __future__ import annotations
@@ -112,9 +112,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, default=18765)
     parser.add_argument("--api-key", default="demo-key")
+    parser.add_argument("--host", default="127.0.0.1", help="10.244.0.1 on the real node, where pods reach it")
     options = parser.parse_args()
-    server = serve(Remote(options.api_key), options.port)
-    print(f"remote services on http://127.0.0.1:{server.server_port}", flush=True)
+    server = serve(Remote(options.api_key), options.port, options.host)
+    print(f"remote services on http://{options.host}:{server.server_port}", flush=True)
     threading.Event().wait()
 
 
