@@ -114,13 +114,44 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         plane.down()
 
 
-@pytest.fixture
-def namespace(cluster: Cluster) -> Iterator[str]:
-    name = f"t-{uuid.uuid4().hex[:8]}"
+def new_namespace(cluster: Cluster, prefix: str) -> str:
+    """A fresh namespace, once its default ServiceAccount exists (pods need it)."""
+    name = f"{prefix}-{uuid.uuid4().hex[:8]}"
     cluster.core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
     wait_for("the default ServiceAccount", lambda: _service_account_exists(cluster, name), timeout=30)
+    return name
+
+
+@pytest.fixture
+def namespace(cluster: Cluster) -> Iterator[str]:
+    name = new_namespace(cluster, "t")
     yield name
     cluster.core.delete_namespace(name)
+
+
+def client_token(cluster: Cluster, namespace: str) -> str:
+    """A token of a new ServiceAccount `client` of `namespace` that may create and get executions there."""
+    cluster.kubectl("create", "serviceaccount", "client", "-n", namespace)
+    role = f"sx-{namespace}"
+    cluster.kubectl("create", "clusterrole", role, "--verb=create,get", "--resource=scheduledexecutions.schedexec.io")
+    account = f"--serviceaccount={namespace}:client"
+    cluster.kubectl("create", "rolebinding", "client-sx", "-n", namespace, f"--clusterrole={role}", account)
+    return cluster.kubectl("create", "token", "client", "-n", namespace).stdout.strip()
+
+
+def rest_countdown(http: Any, namespace: str, timeout: float = 120) -> None:
+    """Through the REST API (an httpx.Client with a token): schedule a two-run countdown, poll to 303, read it."""
+    body = {
+        "data": {"type": "execution", "attributes": {"component": "test", "method": "countdown", "args": {"left": 1}}}
+    }
+    accepted = http.post("/v2/executions", json=body, params={"namespace": namespace})
+    assert accepted.status_code == 202, accepted.text
+    location = accepted.headers["Location"]
+    deadline = time.monotonic() + timeout
+    while (polled := http.get(location)).status_code == 200 and time.monotonic() < deadline:
+        time.sleep(0.3)
+    assert polled.status_code == 303, polled.text
+    assert http.get(polled.headers["Location"]).json()["data"]["attributes"]["result"] == {"seen": [1, 2]}
 
 
 def _service_account_exists(cluster: Cluster, namespace: str) -> bool:

@@ -6,7 +6,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,7 +16,7 @@ import yaml
 
 from schedexec import models
 from schedexec_devcluster import binaries
-from tests.conftest import REPO, Cluster, free_port, wait_for
+from tests.conftest import REPO, Cluster, client_token, free_port, rest_countdown, wait_for
 
 pytestmark = pytest.mark.cluster
 CHART = REPO / "charts" / "schedexec"
@@ -213,41 +212,11 @@ def test_the_operator_and_api_work_with_exactly_the_charts_rbac(
         for command, process_env in (("operator", env), ("api", api_env))
     ]
     try:
-        cluster.kubectl("create", "serviceaccount", "client", "-n", namespace)
-        cluster.kubectl(
-            "create",
-            "clusterrole",
-            f"sx-{namespace}",
-            "--verb=create,get",
-            "--resource=scheduledexecutions.schedexec.io",
-        )
-        cluster.kubectl(
-            "create",
-            "rolebinding",
-            "client-sx",
-            "-n",
-            namespace,
-            f"--clusterrole=sx-{namespace}",
-            f"--serviceaccount={namespace}:client",
-        )
-        token = cluster.kubectl("create", "token", "client", "-n", namespace).stdout.strip()
+        token = client_token(cluster, namespace)
         url = f"http://127.0.0.1:{api_port}"
         wait_for("the API", lambda: _healthy(url), timeout=30)
         with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=30) as http:
-            body = {
-                "data": {
-                    "type": "execution",
-                    "attributes": {"component": "test", "method": "countdown", "args": {"left": 1}},
-                }
-            }
-            accepted = http.post("/v2/executions", json=body, params={"namespace": namespace})
-            assert accepted.status_code == 202, accepted.text
-            location = accepted.headers["Location"]
-            deadline = time.monotonic() + 90
-            while (polled := http.get(location)).status_code == 200 and time.monotonic() < deadline:
-                time.sleep(0.3)
-            assert polled.status_code == 303, polled.text
-            assert http.get(polled.headers["Location"]).json()["data"]["attributes"]["result"] == {"seen": [1, 2]}
+            rest_countdown(http, namespace, timeout=90)
         described = cluster.kubectl("describe", "sx", "-n", namespace).stdout
         assert "RunStarted" in described and "Succeeded" in described, "events were posted"
         # a run stuck before its volumes mount: the operator watches its pod and reads its FailedMount events

@@ -21,11 +21,11 @@ import pytest
 
 from schedexec import models
 from schedexec_runner import contract
+from tests.cluster.test_operator import IMAGE, execution
 from tests.conftest import Cluster, Operator, wait_for
 
 pytestmark = pytest.mark.cluster
 
-IMAGE = "ghcr.io/schedexec/test-component:dev"
 GRACE_SECONDS = 3
 UNSCHEDULABLE_GRACE_SECONDS = 4
 
@@ -50,15 +50,6 @@ def fast_operator(cluster: Cluster, without_session_operator: None, tmp_path: Pa
     handle.stop()
 
 
-def execution(name: str, method: str = "getCategories", **spec: Any) -> dict[str, Any]:
-    return {
-        "apiVersion": models.API_VERSION,
-        "kind": models.KIND,
-        "metadata": {"name": name},
-        "spec": {"component": {"image": IMAGE}, "method": method, **spec},
-    }
-
-
 def create(cluster: Cluster, namespace: str, body: dict[str, Any]) -> None:
     cluster.custom.create_namespaced_custom_object(models.GROUP, models.VERSION, namespace, models.PLURAL, body)
 
@@ -77,7 +68,11 @@ def test_a_wrong_image_shows_why_it_waits_then_fails_fast_naming_the_image(
 ) -> None:
     image = "ghcr.io/acme/does-not-exist:1.0"
     started = time.monotonic()
-    create(cluster, namespace, execution("wrong", component={"image": image}, retries=3, runTimeoutSeconds=300))
+    create(
+        cluster,
+        namespace,
+        execution("wrong", "getCategories", component={"image": image}, retries=3, runTimeoutSeconds=300),
+    )
     waiting = wait_for("the pull failure in status", lambda: waiting_of(cluster, namespace, "wrong"), timeout=30)
     assert waiting["reason"] in ("ErrImagePull", "ImagePullBackOff") and image in waiting["message"]
     body = cluster.execution(namespace, "wrong")
@@ -97,7 +92,7 @@ def test_a_wrong_image_shows_why_it_waits_then_fails_fast_naming_the_image(
 
 
 def test_an_invalid_image_name_fails_at_once(cluster: Cluster, fast_operator: Operator, namespace: str) -> None:
-    create(cluster, namespace, execution("invalid", component={"image": "ghcr.io/Acme/Upper:1"}))
+    create(cluster, namespace, execution("invalid", "getCategories", component={"image": "ghcr.io/Acme/Upper:1"}))
     done = cluster.wait_finished(namespace, "invalid", timeout=30)
     assert done["status"]["error"]["reason"] == "ImagePullFailed"
     assert "InvalidImageName" in done["status"]["error"]["message"]
@@ -120,7 +115,9 @@ def test_an_unschedulable_pod_fails_with_the_schedulers_message(
     cluster: Cluster, fast_operator: Operator, namespace: str
 ) -> None:
     create(
-        cluster, namespace, execution("huge", component={"image": IMAGE, "resources": {"requests": {"cpu": "9999"}}})
+        cluster,
+        namespace,
+        execution("huge", "getCategories", component={"image": IMAGE, "resources": {"requests": {"cpu": "9999"}}}),
     )
     waiting = wait_for("Unschedulable in status", lambda: waiting_of(cluster, namespace, "huge"), timeout=30)
     assert waiting["reason"] == "Unschedulable"

@@ -16,19 +16,17 @@ from __future__ import annotations
 import json
 import os
 import sys
-import uuid
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from kubernetes import client
 
 from schedexec_devcluster import binaries
 from schedexec_devcluster.__main__ import CHART_NAMESPACE, install_chart, node_setup
 from schedexec_devcluster.certs import NODE_IP
 from schedexec_devcluster.controlplane import ControlPlane
 from schedexec_devcluster.node import NodeError
-from tests.conftest import REPO, Cluster, wait_for
+from tests.conftest import REPO, Cluster, new_namespace, wait_for
 
 sys.path.insert(0, str(REPO / "examples"))
 import remote_services
@@ -79,8 +77,7 @@ def node_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
 
 @pytest.fixture
 def node_namespace(node_cluster: Cluster) -> Iterator[str]:
-    name = f"n-{uuid.uuid4().hex[:8]}"
-    node_cluster.core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
+    name = new_namespace(node_cluster, "n")
     yield name
     node_cluster.core.delete_namespace(name)
 

@@ -14,7 +14,7 @@ import yaml
 
 from schedexec import models
 from schedexec_devcluster.__main__ import CHART_NAMESPACE
-from tests.conftest import REPO, Cluster, wait_for
+from tests.conftest import REPO, Cluster, client_token, rest_countdown, wait_for
 from tests.node.conftest import TEST_IMAGE, operator_pods, running_operator_pod
 
 pytestmark = pytest.mark.node
@@ -187,40 +187,10 @@ def test_the_rest_api_through_the_charts_service(node_cluster: Cluster, node_nam
     (service,) = [s for s in services if s.metadata.name.endswith("-api")]
     (port,) = [p.port for p in service.spec.ports]
     url = f"http://{service.spec.cluster_ip}:{port}"  # kube-proxy's rules carry it to the pod
-    node_cluster.kubectl("create", "serviceaccount", "client", "-n", node_namespace)
-    node_cluster.kubectl(
-        "create",
-        "clusterrole",
-        f"sx-{node_namespace}",
-        "--verb=create,get",
-        "--resource=scheduledexecutions.schedexec.io",
-    )
-    node_cluster.kubectl(
-        "create",
-        "rolebinding",
-        "client-sx",
-        "-n",
-        node_namespace,
-        f"--clusterrole=sx-{node_namespace}",
-        f"--serviceaccount={node_namespace}:client",
-    )
-    token = node_cluster.kubectl("create", "token", "client", "-n", node_namespace).stdout.strip()
+    token = client_token(node_cluster, node_namespace)
     with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=30) as http:
         wait_for("the API behind its Service", lambda: _healthy(http), timeout=60)
-        body = {
-            "data": {
-                "type": "execution",
-                "attributes": {"component": "test", "method": "countdown", "args": {"left": 1}},
-            }
-        }
-        accepted = http.post("/v2/executions", json=body, params={"namespace": node_namespace})
-        assert accepted.status_code == 202, accepted.text
-        location = accepted.headers["Location"]
-        deadline = time.monotonic() + 120
-        while (polled := http.get(location)).status_code == 200 and time.monotonic() < deadline:
-            time.sleep(0.5)
-        assert polled.status_code == 303, polled.text
-        assert http.get(polled.headers["Location"]).json()["data"]["attributes"]["result"] == {"seen": [1, 2]}
+        rest_countdown(http, node_namespace)
 
 
 def _healthy(http: httpx.Client) -> bool:
