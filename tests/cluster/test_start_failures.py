@@ -87,7 +87,8 @@ def test_a_wrong_image_shows_why_it_waits_then_fails_fast_naming_the_image(
     assert done["status"]["phase"] == "Failed" and error["reason"] == "ImagePullFailed"
     assert image in error["message"] and "cannot be pulled" in error["message"]
     assert [r["outcome"] for r in done["status"]["history"]] == ["NotStarted"], "retries are not burned"
-    assert "ImagePullFailed" in [e.reason for e in cluster.events(namespace)]
+    # the Event follows the status write (status first, so a crash between them loses no outcome)
+    wait_for("the ImagePullFailed event", lambda: "ImagePullFailed" in [e.reason for e in cluster.events(namespace)])
     wait_for("the run's Job to be deleted", lambda: no_jobs_left(cluster, namespace))
 
 
