@@ -319,7 +319,11 @@ class Controller:
         checked = self._mount_checks.get(meta["uid"])
         if checked is not None and time.monotonic() - checked[0] < MOUNT_CHECK_SECONDS:
             return checked[1]
-        events = self.cluster.pod_events(meta["namespace"], meta["uid"], runs.FAILED_MOUNT)
+        try:
+            events = self.cluster.pod_events(meta["namespace"], meta["uid"], runs.FAILED_MOUNT)
+        except TRANSIENT as exc:  # e.g. no `list events` under custom RBAC: judge from the pod's status alone
+            log.warning("cannot read the events of pod %s/%s: %s", meta["namespace"], meta.get("name"), exc)
+            events = [] if checked is None else checked[1]
         self._mount_checks[meta["uid"]] = (time.monotonic(), events)
         return events
 

@@ -143,3 +143,13 @@ def test_chain_removal_unhooks_then_flushes_then_deletes_only_ours() -> None:
         ["-X", "KUBE-FIREWALL"],
         ["-X", "KUBE-KUBELET-CANARY"],
     ]
+
+
+def test_a_process_is_the_clusters_by_its_paths_not_by_a_prefix(layout: node.NodeLayout) -> None:
+    kubelet = node.kubelet_args(Path("/cache/kubelet"), layout)
+    assert node.mentions(kubelet, layout), "the kubelet names only the node's directory"
+    etcd = ["/cache/etcd", f"--data-dir={layout.state_dir}/etcd"]
+    assert node.mentions(etcd, layout)
+    other = ["/cache/etcd", f"--data-dir={layout.state_dir}2/etcd"]
+    assert not node.mentions(other, layout), "another cluster whose directory shares the prefix"
+    assert not node.mentions([str(layout.state_dir)], layout), "argv[0] is the program, not an argument"

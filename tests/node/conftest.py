@@ -57,7 +57,10 @@ def node_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     except (binaries.BinariesUnavailable, NodeError, RuntimeError) as exc:
         _unavailable(str(exc))
     plane = ControlPlane(tmp_path_factory.mktemp("node-cluster"), binaries=found, node=setup, owner=os.getpid())
-    plane.up()
+    try:
+        plane.up()
+    except NodeError as exc:  # the host refused: not root enough, a module or a package missing
+        _unavailable(str(exc))
     try:
         handle = Cluster(plane, found.require(binaries.KUBECTL))
         install_chart(

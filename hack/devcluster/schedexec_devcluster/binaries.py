@@ -22,12 +22,12 @@ Lookup order for each binary (first hit wins):
 The real node (node.py) needs more: kubelet, kube-scheduler and kube-proxy
 and cri-reset (hack/k8s-build/kubernetes/crireset: removes every pod
 sandbox through CRI at shutdown), same wrapper module and cache as the
-control plane, and containerd 2.x (its own wrapper module,
-``containerd-<version>/bin``), all built from the Go module proxy; runc and
-the CNI plugins come from Debian's packages (``runc``,
-``containernetworking-plugins``): maintained with security fixes, and
-nothing in them is version-sensitive for this node. ``ensure_node_binaries``
-finds or builds them.
+control plane, containerd 2.x (its own wrapper module,
+``containerd-<version>/bin``) and runc (``go install``, the version
+containerd is tested with), all built from the Go module proxy. The CNI
+plugins come from Debian's ``containernetworking-plugins``: maintained with
+security fixes, and nothing in them is version-sensitive for this node.
+``ensure_node_binaries`` finds or builds them.
 """
 
 from __future__ import annotations
@@ -423,6 +423,7 @@ RUNC_VERSION = "v1.5.2"
 RUNC_PACKAGE = f"github.com/opencontainers/runc@{RUNC_VERSION}"
 RUNC_TAGS = ("seccomp", "urfave_cli_no_docs")  # not libpathrs: a Rust library Debian does not package
 DEBIAN_CNI_DIR = Path("/usr/lib/cni")
+CNI_PLUGINS = ("bridge", "host-local", "loopback", "portmap")
 
 
 def _cache_root() -> Path:
@@ -452,7 +453,8 @@ def find_node_binaries() -> NodeBinaries | None:
         cni_bin_dir=DEBIAN_CNI_DIR,
     )
     executables = [p for p in dataclasses.astuple(found) if p != DEBIAN_CNI_DIR]
-    present = all(is_executable(p) for p in executables) and is_executable(DEBIAN_CNI_DIR / "bridge")
+    plugins = all(is_executable(DEBIAN_CNI_DIR / plugin) for plugin in CNI_PLUGINS)
+    present = all(is_executable(p) for p in executables) and plugins
     return found if present else None
 
 

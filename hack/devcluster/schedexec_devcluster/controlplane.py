@@ -223,8 +223,12 @@ class RunState:
     processes: tuple[ProcessRecord, ...] = ()
 
     def with_process(self, record: ProcessRecord) -> RunState:
-        others = tuple(p for p in self.processes if p.name != record.name)
-        return dataclasses.replace(self, processes=(*others, record))
+        """Add ``record``, or replace the one of its name in place (a restart keeps the stop order)."""
+        if any(p.name == record.name for p in self.processes):
+            return dataclasses.replace(
+                self, processes=tuple(record if p.name == record.name else p for p in self.processes)
+            )
+        return dataclasses.replace(self, processes=(*self.processes, record))
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -587,8 +591,6 @@ class ControlPlane:
             self.down()
         started = time.monotonic()
         self._run_guarded(self._start_all)
-        if self.owner is not None:
-            self._start_reaper(self.owner)
         _log(f"control plane ready in {time.monotonic() - started:.1f}s")
         self._print_summary()
 
@@ -601,13 +603,17 @@ class ControlPlane:
         state = self._load_state()
         records = list(reversed(state.processes)) if state is not None else []
         node_binaries = self.node.binaries if self.node is not None else find_node_binaries()
-        for record in records:
-            if record.pid == os.getpid():
-                continue  # the reaper, tearing down after its owner died
+        # The reaper goes last: if this down() is itself cut short (the owner killed mid-teardown), it finishes it.
+        reapers = [r for r in records if r.name == REAPER]
+        for record in (r for r in records if r.name != REAPER):
             if record.name == CONTAINERD and node_binaries is not None:
-                remove_pods(node_binaries, self.node_layout)  # the kubelet is stopped by now
-            self._stop(record)
-        clean_host(self.node_layout, self._kube_proxy(records), node_binaries.runc if node_binaries else None)
+                _best_effort("removing the pods", functools.partial(remove_pods, node_binaries, self.node_layout))
+            _best_effort(f"stopping {record.name}", functools.partial(self._stop, record))
+        runc = node_binaries.runc if node_binaries else None
+        _best_effort("cleaning the host", lambda: clean_host(self.node_layout, self._kube_proxy(records), runc))
+        for record in reapers:
+            if record.pid != os.getpid():  # else: this is the reaper, tearing down after its owner died
+                self._stop(record)
         self._children.clear()
         self.layout.pids_file.unlink(missing_ok=True)
         if records:
@@ -631,7 +637,7 @@ class ControlPlane:
         else:
             self._await_settled(name)
 
-    def _start_reaper(self, owner: int) -> None:
+    def _start_reaper(self, state: RunState, owner: int) -> RunState:
         """A watcher that runs ``down()`` when ``owner`` exits, however it exits.
 
         Every process here runs in a session of its own (so a Ctrl-C in the
@@ -641,10 +647,8 @@ class ControlPlane:
         mounts, bridge and iptables rules. The reaper is the one process that
         outlives its owner on purpose, to clean up after it.
         """
-        state = self._load_state()
-        assert state is not None
         command = [sys.executable, "-m", "schedexec_devcluster", "reap", "--state-dir", str(self.state_dir)]
-        self._spawn(state, REAPER, [*command, "--owner", str(owner)])
+        return self._spawn(state, REAPER, [*command, "--owner", str(owner)])
 
     @staticmethod
     def _kube_proxy(records: Sequence[ProcessRecord]) -> Path | None:
@@ -691,11 +695,12 @@ class ControlPlane:
         ensure_certs(layout.certs.directory)
         ports = Ports(*pick_free_ports(4))
         node_ports = NodePorts(*pick_free_ports(5))
-        host = "127.0.0.1"
+        host = "127.0.0.1" if self.node is None else NODE_IP
+        state = RunState(server_url=f"https://{host}:{ports.apiserver}", etcd_url=_loopback("http", ports.etcd_client))
+        if self.owner is not None:  # first, so that a start cut short is cleaned up too
+            state = self._start_reaper(state, self.owner)
         if self.node is not None:
             prepare_host(self.node_layout, layout.certs, self.node.binaries, node_ports)
-            host = NODE_IP
-        state = RunState(server_url=f"https://{host}:{ports.apiserver}", etcd_url=_loopback("http", ports.etcd_client))
         self._write_config_files(state.server_url)
         tls = _client_tls(layout.certs)
 
@@ -889,16 +894,30 @@ def running_control_plane(
 
 
 _PR_SET_PDEATHSIG = 1
+_prctl: Any = None
+with contextlib.suppress(OSError, AttributeError):  # resolved here: no dlopen between fork and exec
+    _prctl = ctypes.CDLL(None, use_errno=True).prctl
 
 
 def die_with_parent() -> None:
     """``preexec_fn`` for helper processes of a test (operators, API servers): SIGKILL when the parent dies.
 
     Linux only (prctl); elsewhere a no-op. The cluster's own processes do not
-    use it: the reaper stops them in order instead.
+    use it: the reaper stops them in order instead. A parent that died
+    before the call (the child is already orphaned) ends the child at once.
     """
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    if _prctl is not None:
+        _prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+        if os.getppid() == 1:
+            os._exit(1)
+
+
+def _best_effort(what: str, step: Callable[[], None]) -> None:
+    """One step of a teardown: a failure is logged and the teardown goes on (a half-stopped cluster is worse)."""
+    try:
+        step()
+    except Exception as error:
+        _log(f"{what} failed: {error!r}; going on")
 
 
 def wait_for_exit(pid: int) -> None:

@@ -54,6 +54,8 @@ BRIDGE = "sxbr0"
 """The pod bridge; also holds NODE_IP, so it exists before the API server binds there."""
 CNI_NETWORK = "schedexec"
 NODES_ROOT = Path("/var/lib/schedexec")
+OWNER_FILE = NODES_ROOT / "owner"
+"""The state directory of the cluster whose real node holds the machine's host-wide names (bridge, chains)."""
 SANDBOX_IMAGE = "localhost/schedexec/pause:1.0"
 """The pod sandbox image, built offline (images.py) and pinned in containerd's config."""
 CONTAINERD_NAMESPACE = "k8s.io"
@@ -412,7 +414,13 @@ def _log(message: str) -> None:
 
 
 def _run(command: Sequence[str], check: bool = True, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    done = subprocess.run(list(command), capture_output=True, text=True, timeout=timeout)
+    """Run a host command; with ``check=False`` nothing raises, not even a timeout (cleanup must go on)."""
+    try:
+        done = subprocess.run(list(command), capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired as expired:
+        if check:
+            raise NodeError(f"`{' '.join(command)}` did not finish within {timeout:.0f}s") from expired
+        return subprocess.CompletedProcess(list(command), -1, "", f"timed out after {timeout:.0f}s")
     if check and done.returncode != 0:
         raise NodeError(f"`{' '.join(command)}` failed ({done.returncode}): {(done.stderr or done.stdout).strip()}")
     return done
@@ -445,9 +453,29 @@ def check_host() -> None:
         raise NodeError("cannot start a real node here:\n  - " + "\n  - ".join(problems))
 
 
+def owner() -> Path | None:
+    """The state directory of the cluster whose real node holds this machine's bridge, if any."""
+    try:
+        return Path(OWNER_FILE.read_text().strip())
+    except OSError:
+        return None
+
+
+def claim_host(layout: NodeLayout) -> None:
+    """Become the machine's one real node, or say which cluster is (bridge, address and chains are host-wide)."""
+    current = owner()
+    if current is not None and current != layout.state_dir and NodeLayout(current).root.exists():
+        raise NodeError(
+            f"a real node is already running on this machine for {current} (one per machine: its bridge and "
+            f"address are fixed); stop it first: python -m schedexec_devcluster down --state-dir {current}"
+        )
+    _write(OWNER_FILE, f"{layout.state_dir}\n")
+
+
 def prepare_host(layout: NodeLayout, certs: CertPaths, binaries: NodeBinaries, ports: NodePorts) -> None:
     """Write the node's configuration, set the sysctls it needs and create the pod bridge with NODE_IP."""
     check_host()
+    claim_host(layout)
     for directory in (
         layout.containerd_dir,
         layout.run_dir,
@@ -589,9 +617,17 @@ def _remove_chains() -> None:
                 _run([tool, "-t", table, *args], check=False)
 
 
+def _cgroup_roots() -> list[Path]:
+    """Where cgroup trees start: every v1 hierarchy (and v2 mounted beside them), or the unified v2 root."""
+    base = Path("/sys/fs/cgroup")
+    if (base / "cgroup.controllers").exists():
+        return [base]
+    return [h for h in base.iterdir() if h.is_dir()] if base.is_dir() else []
+
+
 def _remove_cgroups() -> None:
-    """The kubelet's pod cgroups (cgroupfs driver: ``/kubepods`` in every v1 hierarchy), leaves first."""
-    for hierarchy in Path("/sys/fs/cgroup").iterdir():
+    """The kubelet's pod cgroups (cgroupfs driver: ``/kubepods`` in every hierarchy), leaves first."""
+    for hierarchy in _cgroup_roots():
         pods = hierarchy / "kubepods"
         if not pods.is_dir():
             continue
@@ -608,27 +644,29 @@ def clean_host(layout: NodeLayout, kube_proxy: Path | None, runc: Path | None) -
 
     Idempotent; safe when the node never started or was half cleaned. After
     a clean stop (pods removed through CRI first) most steps find nothing.
-    Only a state directory that prepared a node cleans: the bridge and
-    kube-proxy's chains have host-wide names, and a cluster without a real
-    node (the fast tier) must not touch a real node's.
+    Only a state directory that prepared a node cleans (a cluster without a
+    real node, the fast tier, has no node directory), and what has
+    host-wide names (the bridge, iptables chains, the kubepods cgroups,
+    sysctls) only while this cluster is the node's recorded owner.
     """
-    if not layout.containerd_config.exists():
+    if not layout.root.exists():
         return
     if runc is not None:
         kill_containers(runc, layout)
     kill_shims(layout)
     _unmount_all(layout.root)
-    if kube_proxy is not None and shutil.which("iptables") is not None:
-        _run([str(kube_proxy), "--cleanup"], check=False, timeout=120)
-    _remove_chains()  # what kube-proxy does not clean: the kubelet's chains, the CNI plugins' after a crash
-    if _link_exists(BRIDGE):
-        _run(["ip", "link", "delete", BRIDGE], check=False)
-    _remove_cgroups()
-    if layout.host_state.exists():
-        with contextlib.suppress(OSError, ValueError, KeyError):
-            for name, value in json.loads(layout.host_state.read_text())["sysctls"].items():
-                _sysctl_path(name).write_text(value)
-        layout.host_state.unlink(missing_ok=True)
+    if owner() in (None, layout.state_dir):
+        if kube_proxy is not None and shutil.which("iptables") is not None:
+            _run([str(kube_proxy), "--cleanup"], check=False, timeout=120)
+        _remove_chains()  # what kube-proxy does not clean: the kubelet's chains, the CNI plugins' after a crash
+        if _link_exists(BRIDGE):
+            _run(["ip", "link", "delete", BRIDGE], check=False)
+        _remove_cgroups()
+        if layout.host_state.exists():
+            with contextlib.suppress(OSError, ValueError, KeyError):
+                for name, value in json.loads(layout.host_state.read_text())["sysctls"].items():
+                    _sysctl_path(name).write_text(value)
+        OWNER_FILE.unlink(missing_ok=True)
     # images, container filesystems, IP allocations: a next start imports the images again (seconds)
     shutil.rmtree(layout.root, ignore_errors=True)
     layout.link.unlink(missing_ok=True)
@@ -641,7 +679,11 @@ def leftovers(layout: NodeLayout) -> list[str]:
     iptables and the cgroup hierarchies. Tests assert it is empty after a
     ``down`` and after a killed test session.
     """
-    found = [f"process {pid}: {' '.join(cmd)[:200]}" for pid, cmd in _processes() if _mentions(cmd, layout)]
+    found = [
+        f"process {pid}: {' '.join(cmd)[:200]}"
+        for pid, cmd in _processes()
+        if mentions(cmd, layout) or _in_pod_cgroup(pid)
+    ]
     found += [f"mount {p}" for p in mounts_under(Path("/proc/self/mountinfo").read_text(), layout.root)]
     if _link_exists(BRIDGE):
         found.append(f"network interface {BRIDGE}")
@@ -650,13 +692,28 @@ def leftovers(layout: NodeLayout) -> list[str]:
             for table in ("filter", "nat", "mangle"):
                 rules = _run([save, "-t", table], check=False).stdout.splitlines()
                 found += [f"{save} {table}: {r}" for r in rules if r.startswith((":KUBE-", ":CNI-"))]
-    found += [f"cgroup {h / 'kubepods'}" for h in Path("/sys/fs/cgroup").iterdir() if (h / "kubepods").is_dir()]
+    found += [f"cgroup {root / 'kubepods'}" for root in _cgroup_roots() if (root / "kubepods").is_dir()]
     if layout.root.exists():
         found.append(f"directory {layout.root}")
     return found
 
 
-def _mentions(cmdline: Sequence[str], layout: NodeLayout) -> bool:
-    """A process of this node: one started with a path under its state dir, or one of its shims."""
-    root = str(layout.state_dir)
-    return is_node_shim(cmdline, layout.containerd_socket) or any(root in part for part in cmdline[1:])
+def mentions(cmdline: Sequence[str], layout: NodeLayout) -> bool:
+    """A process of this cluster: started with a path in its state dir or the node's directory, or a shim of it."""
+    roots = (str(layout.state_dir), str(layout.root))
+    return is_node_shim(cmdline, layout.containerd_socket) or any(
+        _names_path_under(part, root) for part in cmdline[1:] for root in roots
+    )
+
+
+def _names_path_under(argument: str, root: str) -> bool:
+    """``--flag=/root/x``, ``/root`` or ``/root/x``: a path at or below ``root`` (not ``/root2``)."""
+    return any(word == root or word.startswith(root + "/") for word in (argument, argument.partition("=")[2]))
+
+
+def _in_pod_cgroup(pid: int) -> bool:
+    """A container's process: the kubelet's cgroupfs driver puts them under ``/kubepods``."""
+    try:
+        return "/kubepods" in Path(f"/proc/{pid}/cgroup").read_text()
+    except OSError:
+        return False
