@@ -202,3 +202,15 @@ def test_ensure_returns_complete_set_without_building(cache: Path, monkeypatch: 
         make_executable(cache / name)
     monkeypatch.setenv("PATH", "")  # would fail if it tried to build
     assert ensure_binaries().missing() == []
+
+
+@pytest.mark.parametrize(
+    "group",
+    [binaries.KUBERNETES_BUILD, binaries.NODE_KUBERNETES_BUILD, binaries.CONTAINERD_BUILD],
+    ids=["kubernetes", "node", "containerd"],
+)
+def test_a_group_built_into_a_directory_yields_its_component_names(group: binaries.BuildGroup) -> None:
+    """`go build -o DIR/ pkg...` names each binary after its package's last path element (a cold build found
+    cri-reset built as `crireset`; a build of that one package alone, with an explicit -o, had hidden it)."""
+    for component, package in group.packages.items():
+        assert package.rsplit("/", 1)[1] == component

@@ -20,7 +20,7 @@ Lookup order for each binary (first hit wins):
 3. The cache: ``${SCHEDEXEC_CACHE_DIR:-~/.cache/schedexec}/k8s-<version>/bin``.
 
 The real node (node.py) needs more: kubelet, kube-scheduler and kube-proxy
-and cri-reset (hack/k8s-build/kubernetes/crireset: removes every pod
+and cri-reset (hack/k8s-build/kubernetes/cri-reset: removes every pod
 sandbox through CRI at shutdown), same wrapper module and cache as the
 control plane, containerd 2.x (its own wrapper module,
 ``containerd-<version>/bin``) and runc (``go install``, the version
@@ -396,7 +396,7 @@ NODE_KUBERNETES_BUILD = BuildGroup(
         KUBELET: "k8s.io/kubernetes/cmd/kubelet",
         KUBE_SCHEDULER: "k8s.io/kubernetes/cmd/kube-scheduler",
         KUBE_PROXY: "k8s.io/kubernetes/cmd/kube-proxy",
-        CRI_RESET: "schedexec.io/hack/k8s-build/kubernetes/crireset",
+        CRI_RESET: "schedexec.io/hack/k8s-build/kubernetes/cri-reset",
     },
     ldflags=_KUBERNETES_LDFLAGS,
 )
