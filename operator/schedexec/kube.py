@@ -82,23 +82,15 @@ class Cluster:
             self.api.raise_for_status(response)
 
     def run_pods(self, namespace: str, job: str) -> list[dict[str, Any]]:
-        response = self.api.get(
-            version="v1",
-            namespace=namespace,
-            url="pods",
-            params={"labelSelector": f"batch.kubernetes.io/job-name={job}"},
-        )
-        self.api.raise_for_status(response)
-        return response.json().get("items", [])  # type: ignore[no-any-return]
+        return self._list(namespace, "pods", {"labelSelector": f"batch.kubernetes.io/job-name={job}"})
 
     def pod_events(self, namespace: str, pod_uid: str, reason: str) -> list[dict[str, Any]]:
         """The events with `reason` about the pod `pod_uid` (e.g. the kubelet's FailedMount)."""
-        response = self.api.get(
-            version="v1",
-            namespace=namespace,
-            url="events",
-            params={"fieldSelector": f"involvedObject.uid={pod_uid},reason={reason}"},
-        )
+        return self._list(namespace, "events", {"fieldSelector": f"involvedObject.uid={pod_uid},reason={reason}"})
+
+    def _list(self, namespace: str, resource: str, params: dict[str, str]) -> list[dict[str, Any]]:
+        """The items of one core/v1 list call in `namespace`."""
+        response = self.api.get(version="v1", namespace=namespace, url=resource, params=params)
         self.api.raise_for_status(response)
         return response.json().get("items", [])  # type: ignore[no-any-return]
 
