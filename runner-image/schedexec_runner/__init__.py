@@ -10,8 +10,11 @@
 
 The image sets SCHEDEXEC_COMPONENT=mymodule:component and runs
 `schedexec-runner`; see docs/runner-contract.md for the contract itself.
+Commands written for Cortex XSOAR (`polling_function`, `PollResult`,
+`CommandResults`, `ScheduledCommand`) import those names from
+`schedexec_runner.xsoar` instead of CommonServerPython.
 """
 
-from schedexec_runner.component import Component, PollResult, RunContext, RunError, Schedule
+from schedexec_runner.component import Component, Outcome, PollResult, RunContext, RunError, Schedule
 
-__all__ = ["Component", "PollResult", "RunContext", "RunError", "Schedule"]
+__all__ = ["Component", "Outcome", "PollResult", "RunContext", "RunError", "Schedule"]

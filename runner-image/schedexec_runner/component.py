@@ -14,7 +14,10 @@ A component registers one function per thing it can do:
   `@component.polling(...)` covers the common "poll until done" case.
 
 Every function takes `(args, ctx)`: the run's arguments and a `RunContext`.
-Dispatch turns what a function returns or raises into exactly one envelope.
+Dispatch turns what a function returns or raises into exactly one envelope:
+an `Outcome` (a `Schedule`, or `xsoar.CommandResults` for commands ported
+from Cortex XSOAR, see xsoar.py) gives its own envelope, anything else is
+the run's result.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 from schedexec_runner import contract, envelope
 
@@ -41,29 +44,66 @@ class RunContext:
     credentials: Mapping[str, str] = field(default_factory=dict, repr=False)
 
 
+@runtime_checkable
+class Outcome(Protocol):
+    """A return value that knows its own envelope, instead of being the run's result."""
+
+    def to_envelope(self) -> dict[str, Any]:
+        """The outcome envelope (see envelope.py) this value stands for."""
+        ...
+
+
 @dataclass(frozen=True)
 class Schedule:
-    """Run the same method again after `next_run_in_seconds` with `args`.
+    """Run again after `next_run_in_seconds` with `args` (XSOAR's ScheduledCommand).
 
     `partial_result` is shown on the execution while it waits, and kept if
     the sequence later times out (for example the id of a remote job).
+    `command` names another command of this component for the next run (default: the same one);
+    `timeout_in_seconds` sets the sequence's timeout, counted from its start and never beyond
+    spec.timeoutSeconds; `items_remaining` is shown while the execution waits.
     """
 
     next_run_in_seconds: int
     args: dict[str, Any]
     partial_result: Any = None
+    command: str | None = field(default=None, kw_only=True)
+    timeout_in_seconds: int | None = field(default=None, kw_only=True)
+    items_remaining: int | None = field(default=None, kw_only=True)
+
+    def to_envelope(self) -> dict[str, Any]:
+        return envelope.schedule(
+            self.next_run_in_seconds,
+            self.args,
+            self.partial_result,
+            command=self.command,
+            timeout_in_seconds=self.timeout_in_seconds,
+            items_remaining=self.items_remaining,
+        )
 
 
 @dataclass(frozen=True)
 class PollResult:
-    """What a `@component.polling` function returns (XSOAR's PollResult)."""
+    """What a `@component.polling` or `xsoar.polling_function` function returns (XSOAR's PollResult).
+
+    `continue_to_poll` is a bool, or a callable without arguments that returns one.
+    """
 
     response: Any
-    continue_to_poll: bool = False
+    continue_to_poll: bool | Callable[[], bool] = False
     args_for_next_run: dict[str, Any] | None = None
     partial_result: Any = None
     next_run_in_seconds: int | None = None
-    """Overrides the decorator's interval for this one wait."""
+    """Overrides the decorator's interval for this one wait (a schedexec addition)."""
+
+    def should_poll(self) -> bool:
+        """`continue_to_poll`, called if it is a callable."""
+        wanted = self.continue_to_poll
+        if isinstance(wanted, bool):
+            return wanted
+        if callable(wanted):
+            return bool(wanted())
+        raise TypeError(f"PollResult.continue_to_poll must be a bool or a callable, not {type(wanted).__name__}")
 
 
 class RunError(Exception):
@@ -111,7 +151,7 @@ class Component:
                 polled = fn(args, ctx)
                 if not isinstance(polled, PollResult):
                     raise TypeError(f"polling command {name!r} must return PollResult, not {type(polled).__name__}")
-                if not polled.continue_to_poll:
+                if not polled.should_poll():
                     return polled.response
                 next_args = args if polled.args_for_next_run is None else polled.args_for_next_run
                 interval = interval_seconds if polled.next_run_in_seconds is None else polled.next_run_in_seconds
@@ -135,9 +175,16 @@ class Component:
             return envelope.error(exc.reason, exc.message)
         except Exception as exc:
             return envelope.error("ComponentError", f"{type(exc).__name__}: {exc}")
-        if isinstance(returned, Schedule):
-            return envelope.schedule(returned.next_run_in_seconds, returned.args, returned.partial_result)
-        return envelope.done(returned)
+        if not isinstance(returned, Outcome):
+            return envelope.done(returned)
+        try:
+            outcome = returned.to_envelope()
+            envelope.validate(outcome)
+        except (envelope.EnvelopeError, TypeError, ValueError) as exc:
+            return envelope.error(
+                "InvalidResult", f"the {type(returned).__name__} the command returned is invalid: {exc}"
+            )
+        return outcome
 
     def _select(self, ctx: RunContext) -> Function | dict[str, Any]:
         """The function for `ctx`, or an error envelope naming what is missing."""

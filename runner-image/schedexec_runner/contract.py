@@ -51,6 +51,13 @@ DEFAULT_CREDENTIALS_DIR = "/var/run/schedexec/credentials"
 DEFAULT_ARGS_FILE = "/var/run/schedexec/args/args.json"
 DEFAULT_TERMINATION_LOG = "/dev/termination-log"
 
+METHOD_PATTERN = r"^[A-Za-z][A-Za-z0-9_.:-]*$"
+"""What a method (command) name looks like: spec.method, and the `command` a schedule names for the
+next run. A letter, then letters, digits, `_`, `.`, `:` or `-` (XSOAR's `sandbox-get-report` fits)."""
+
+METHOD_MAX_LENGTH = 253
+"""The longest method (command) name."""
+
 SELECT_MODEL = "selectModel"
 GET_META_MODEL = "getMetaModel"
 VERIFY_CREDENTIALS = "verifyCredentials"

@@ -11,7 +11,16 @@ Envelope shapes (JSON objects, version 1):
 
     {"v": 1, "outcome": "done", "result": <any JSON>}
     {"v": 1, "outcome": "schedule", "nextRunInSeconds": <int >= 0>,
-     "args": {<object>}, "partialResult": <any JSON, optional>}
+     "args": {<object>}, "partialResult": <any JSON, optional>,
+     "command": "<method name, optional>", "timeoutInSeconds": <int > 0, optional>,
+     "itemsRemaining": <int >= 0, optional>}
+
+The last three keys of `schedule` carry the rest of XSOAR's ScheduledCommand
+(see docs/runner-contract.md). They are optional and the version stays 1: an
+operator that knows them reads old envelopes unchanged, but an operator from
+before them refuses an envelope that uses them (unknown keys are an
+`InvalidEnvelope`), so components should use them only with an operator that
+knows them.
     {"v": 1, "outcome": "error", "reason": "<CamelCase>", "message": "<text>"}
 """
 
@@ -23,6 +32,8 @@ import json
 import re
 import zlib
 from typing import Any
+
+from schedexec_runner import contract
 
 VERSION = 1
 MAX_BYTES = 4096
@@ -38,11 +49,20 @@ result well inside what one Kubernetes object (about 1.5 MiB in etcd) can hold."
 MAX_NEXT_RUN_SECONDS = 7 * 24 * 3600
 """The longest wait a schedule may ask for: the longest sequence timeout."""
 
+MAX_TIMEOUT_SECONDS = MAX_NEXT_RUN_SECONDS
+"""The longest sequence timeout a schedule may ask for (`timeoutInSeconds`); the operator never lets
+it reach beyond spec.timeoutSeconds anyway."""
+
+MAX_ITEMS_REMAINING = 2**31 - 1
+"""The largest `itemsRemaining`: an int32, as the execution's status keeps it."""
+
 DONE = "done"
 SCHEDULE = "schedule"
 ERROR = "error"
 
 _REASON = re.compile(r"^[A-Z][A-Za-z0-9]*$")
+_METHOD = re.compile(contract.METHOD_PATTERN)
+_SCHEDULE_OPTIONAL = {"partialResult", "command", "timeoutInSeconds", "itemsRemaining"}
 
 
 class EnvelopeError(ValueError):
@@ -54,16 +74,35 @@ def done(result: Any) -> dict[str, Any]:
     return {"v": VERSION, "outcome": DONE, "result": result}
 
 
-def schedule(next_run_in_seconds: int, args: dict[str, Any], partial_result: Any = None) -> dict[str, Any]:
-    """Run again after `next_run_in_seconds` with `args`; show `partial_result` meanwhile."""
+def schedule(
+    next_run_in_seconds: int,
+    args: dict[str, Any],
+    partial_result: Any = None,
+    *,
+    command: str | None = None,
+    timeout_in_seconds: int | None = None,
+    items_remaining: int | None = None,
+) -> dict[str, Any]:
+    """Run again after `next_run_in_seconds` with `args`; show `partial_result` meanwhile.
+
+    `command` names the method the next run runs (default: the same as this run's);
+    `timeout_in_seconds` sets the sequence's timeout, counted from its start (never beyond
+    spec.timeoutSeconds); `items_remaining` is shown while the execution waits. A key whose
+    value is None is left out.
+    """
     envelope: dict[str, Any] = {
         "v": VERSION,
         "outcome": SCHEDULE,
         "nextRunInSeconds": next_run_in_seconds,
         "args": args,
     }
-    if partial_result is not None:
-        envelope["partialResult"] = partial_result
+    optional = {
+        "partialResult": partial_result,
+        "command": command,
+        "timeoutInSeconds": timeout_in_seconds,
+        "itemsRemaining": items_remaining,
+    }
+    envelope.update((key, value) for key, value in optional.items() if value is not None)
     return envelope
 
 
@@ -133,12 +172,22 @@ def validate(envelope: Any) -> None:
     if outcome == DONE:
         _require_keys(envelope, {"result"}, set())
     elif outcome == SCHEDULE:
-        _require_keys(envelope, {"nextRunInSeconds", "args"}, {"partialResult"})
-        seconds = envelope["nextRunInSeconds"]
-        if isinstance(seconds, bool) or not isinstance(seconds, int) or not 0 <= seconds <= MAX_NEXT_RUN_SECONDS:
-            raise EnvelopeError(f"schedule.nextRunInSeconds must be an integer from 0 to {MAX_NEXT_RUN_SECONDS}")
+        _require_keys(envelope, {"nextRunInSeconds", "args"}, _SCHEDULE_OPTIONAL)
+        _require_integer(envelope, "nextRunInSeconds", 0, MAX_NEXT_RUN_SECONDS)
         if not isinstance(envelope["args"], dict):
             raise EnvelopeError("schedule.args must be a JSON object")
+        command = envelope.get("command")
+        if "command" in envelope and (
+            not isinstance(command, str) or len(command) > contract.METHOD_MAX_LENGTH or not _METHOD.match(command)
+        ):
+            raise EnvelopeError(
+                f"schedule.command must be a method name: a letter, then letters, digits, _ . : or -, "
+                f"at most {contract.METHOD_MAX_LENGTH} characters (got {command!r:.80})"
+            )
+        if "timeoutInSeconds" in envelope:
+            _require_integer(envelope, "timeoutInSeconds", 1, MAX_TIMEOUT_SECONDS)
+        if "itemsRemaining" in envelope:
+            _require_integer(envelope, "itemsRemaining", 0, MAX_ITEMS_REMAINING)
     elif outcome == ERROR:
         _require_keys(envelope, {"reason", "message"}, set())
         if not isinstance(envelope["reason"], str) or not _REASON.match(envelope["reason"]):
@@ -147,6 +196,12 @@ def validate(envelope: Any) -> None:
             raise EnvelopeError("error.message must be a string")
     else:
         raise EnvelopeError(f"unknown outcome {outcome!r}; expected done, schedule or error")
+
+
+def _require_integer(envelope: dict[str, Any], key: str, low: int, high: int) -> None:
+    value = envelope[key]
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise EnvelopeError(f"{envelope['outcome']}.{key} must be an integer from {low} to {high}")
 
 
 def _require_keys(envelope: dict[str, Any], required: set[str], optional: set[str]) -> None:

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from schedexec_runner import Component, RunContext, RunError, Schedule, contract
+from schedexec_runner.xsoar import CommandResults, PollResult, ScheduledCommand, arg_to_number, polling_function
 
 component = Component("test")
 
@@ -135,3 +136,63 @@ def inspect(args: dict[str, Any], ctx: RunContext) -> Any:
         "capabilities": status.get("CapEff", "").strip(),
         "noNewPrivileges": status.get("NoNewPrivs", "").strip() == "1",
     }
+
+
+# Commands written as for Cortex XSOAR (CommonServerPython's polling_function, PollResult,
+# CommandResults, ScheduledCommand): only the imports and the registration differ from XSOAR.
+# The remote job is make-believe; its state travels in the args, as XSOAR commands keep it.
+
+
+@component.command("xsoar-submit")
+def xsoar_submit_command(args: dict[str, Any], ctx: RunContext) -> CommandResults:
+    """Submits a job and schedules another command, `xsoar-poll`, to follow it up."""
+    job_id = f"job-{args.get('sample', 'sample')}"
+    polls_needed = arg_to_number(args.get("polls_needed"), "polls_needed")
+    return CommandResults(
+        outputs_prefix="Sandbox.Submission",
+        outputs_key_field="jobId",
+        outputs={"jobId": job_id},
+        readable_output=f"Submitted {job_id}",
+        scheduled_command=ScheduledCommand(
+            command="xsoar-poll",
+            next_run_in_seconds=arg_to_number(args.get("interval_in_seconds"), "interval_in_seconds") or 10,
+            args={**args, "job_id": job_id, "polling": True},
+            timeout_in_seconds=arg_to_number(args.get("timeout_in_seconds"), "timeout_in_seconds"),
+            items_remaining=3 if polls_needed is None else polls_needed,
+        ),
+    )
+
+
+@component.command("xsoar-poll")
+@polling_function("xsoar-poll", interval=10, timeout=600)
+def xsoar_poll_command(args: dict[str, Any], ctx: RunContext) -> PollResult:
+    """A sandbox detonation in XSOAR's style (run it with `polling: true`): without `job_id` it
+    submits a job, then each run polls it; the job is done after `polls_needed` (default 3) polls
+    that saw it running. `interval_in_seconds` and `timeout_in_seconds` args set the interval and
+    the sequence's timeout."""
+    job_id = args.get("job_id")
+    if not job_id:
+        job_id = f"job-{args.get('sample', 'sample')}"
+        submitted = CommandResults(outputs_prefix="Sandbox.Submission", outputs={"jobId": job_id})
+        return PollResult(response=submitted, continue_to_poll=True, args_for_next_run={**args, "job_id": job_id})
+    polls = (arg_to_number(args.get("polls"), "polls") or 0) + 1
+    polls_needed = arg_to_number(args.get("polls_needed"), "polls_needed")
+    if polls <= (3 if polls_needed is None else polls_needed):
+        return PollResult(
+            response=None,
+            continue_to_poll=True,
+            args_for_next_run={**args, "polls": polls},
+            partial_result=CommandResults(
+                outputs_prefix="Sandbox.Job",
+                outputs={"jobId": job_id, "status": "running", "polls": polls},
+                readable_output=f"Job {job_id} is still running (poll {polls})",
+            ),
+        )
+    return PollResult(
+        response=CommandResults(
+            outputs_prefix="Sandbox.Report",
+            outputs_key_field="jobId",
+            outputs={"jobId": job_id, "verdict": "benign", "polls": polls},
+            readable_output=f"Job {job_id}: benign",
+        )
+    )
