@@ -5,9 +5,10 @@
 #   iptables, iproute2, conntrack      kube-proxy and the pod bridge
 #   buildah, mmdebstrap                offline image builds (no registry is reachable)
 #   python3-venv                       `make install`'s virtual environment
+#   lua5.4                             runs docs/argocd-health.lua in its test (Argo CD's health checks are Lua)
 # Package indexes come from the machine's own apt configuration.
 set -euo pipefail
-packages=(containernetworking-plugins libseccomp-dev pkg-config iptables iproute2 conntrack buildah mmdebstrap python3-venv)
+packages=(containernetworking-plugins libseccomp-dev pkg-config iptables iproute2 conntrack buildah mmdebstrap python3-venv lua5.4)
 missing=()
 for package in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")

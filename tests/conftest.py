@@ -1,6 +1,6 @@
 """Fixtures for tests on the real local control plane (marker `cluster`).
 
-One control plane per test session (etcd, kube-apiserver,
+Fixtures only (helpers are in tests/support.py). One control plane per test session (etcd, kube-apiserver,
 kube-controller-manager and the node agent), started in a temporary
 directory and stopped at the end; one namespace per test. If the
 control-plane binaries can be neither found nor built, cluster tests FAIL
@@ -11,89 +11,18 @@ without running.
 from __future__ import annotations
 
 import os
-import socket
-import subprocess
-import sys
-import time
-import uuid
-from collections.abc import Callable, Iterator
-from pathlib import Path
-from typing import Any, TypeVar
+from collections.abc import Iterator
 
 import pytest
-import yaml
-from kubernetes import client, config
-from kubernetes.client.rest import ApiException
 
-from schedexec import models
 from schedexec_devcluster import binaries
 from schedexec_devcluster.__main__ import node_agent_process
-from schedexec_devcluster.controlplane import ControlPlane, die_with_parent
-
-REPO = Path(__file__).resolve().parents[1]
-T = TypeVar("T")
-
-
-def wait_for(what: str, probe: Callable[[], T | None], timeout: float = 60.0, interval: float = 0.2) -> T:
-    """Poll `probe` until it returns something truthy; fail with `what` after `timeout`."""
-    deadline = time.monotonic() + timeout
-    last: T | None = None
-    while time.monotonic() < deadline:
-        last = probe()
-        if last:
-            return last
-        time.sleep(interval)
-    pytest.fail(f"timed out after {timeout}s waiting for {what} (last seen: {last!r})")
-
-
-class Cluster:
-    """Handles on the running control plane for tests."""
-
-    def __init__(self, plane: ControlPlane, kubectl: Path) -> None:
-        self.plane = plane
-        self.kubeconfig = plane.kubeconfig_path
-        self.kubectl_path = kubectl
-        self.api = config.new_client_from_config(config_file=str(self.kubeconfig))
-        self.core = client.CoreV1Api(self.api)
-        self.batch = client.BatchV1Api(self.api)
-        self.custom = client.CustomObjectsApi(self.api)
-        self.extensions = client.ApiextensionsV1Api(self.api)
-
-    def kubectl(self, *args: str, stdin: str | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
-        done = subprocess.run(
-            [str(self.kubectl_path), "--kubeconfig", str(self.kubeconfig), *args],
-            input=stdin,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-        if check and done.returncode != 0:
-            pytest.fail(f"kubectl {' '.join(args)} failed: {done.stderr}")
-        return done
-
-    def apply(self, manifest: dict[str, Any] | str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        text = manifest if isinstance(manifest, str) else yaml.safe_dump(manifest)
-        return self.kubectl("apply", "-f", "-", stdin=text, check=check)
-
-    def execution(self, namespace: str, name: str) -> dict[str, Any]:
-        return self.custom.get_namespaced_custom_object(  # type: ignore[no-any-return]
-            models.GROUP, models.VERSION, namespace, models.PLURAL, name
-        )
-
-    def wait_finished(self, namespace: str, name: str, timeout: float = 90.0) -> dict[str, Any]:
-        def finished() -> dict[str, Any] | None:
-            body = self.execution(namespace, name)
-            phase = (body.get("status") or {}).get("phase")
-            return body if phase and models.Phase(phase).finished else None
-
-        return wait_for(f"execution {namespace}/{name} to finish", finished, timeout)
-
-    def events(self, namespace: str) -> list[Any]:
-        return list(self.core.list_namespaced_event(namespace).items)
+from schedexec_devcluster.controlplane import ControlPlane
+from tests.support import REPO, LocalCluster, Operator, new_namespace
 
 
 @pytest.fixture(scope="session")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
     try:
         found = binaries.ensure_binaries(build=True)
     except binaries.BinariesUnavailable as exc:
@@ -106,7 +35,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     plane.extra_processes.append(node_agent_process(plane))
     plane.up()
     try:
-        handle = Cluster(plane, found.require(binaries.KUBECTL))
+        handle = LocalCluster(plane, found.require(binaries.KUBECTL))
         handle.kubectl("apply", "--server-side", "-f", str(REPO / "crds"))
         handle.kubectl("wait", "--for=condition=Established", "--timeout=60s", "-f", str(REPO / "crds"))
         yield handle
@@ -114,117 +43,11 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         plane.down()
 
 
-def new_namespace(cluster: Cluster, prefix: str) -> str:
-    """A fresh namespace, once its default ServiceAccount exists (pods need it)."""
-    name = f"{prefix}-{uuid.uuid4().hex[:8]}"
-    cluster.core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
-    wait_for("the default ServiceAccount", lambda: _service_account_exists(cluster, name), timeout=30)
-    return name
-
-
 @pytest.fixture
-def namespace(cluster: Cluster) -> Iterator[str]:
+def namespace(cluster: LocalCluster) -> Iterator[str]:
     name = new_namespace(cluster, "t")
     yield name
     cluster.core.delete_namespace(name)
-
-
-def client_token(cluster: Cluster, namespace: str) -> str:
-    """A token of a new ServiceAccount `client` of `namespace` that may create and get executions there."""
-    cluster.kubectl("create", "serviceaccount", "client", "-n", namespace)
-    role = f"sx-{namespace}"
-    cluster.kubectl("create", "clusterrole", role, "--verb=create,get", "--resource=scheduledexecutions.schedexec.io")
-    account = f"--serviceaccount={namespace}:client"
-    cluster.kubectl("create", "rolebinding", "client-sx", "-n", namespace, f"--clusterrole={role}", account)
-    return cluster.kubectl("create", "token", "client", "-n", namespace).stdout.strip()
-
-
-def rest_countdown(http: Any, namespace: str, timeout: float = 120) -> None:
-    """Through the REST API (an httpx.Client with a token): schedule a two-run countdown, poll to 303, read it."""
-    body = {
-        "data": {"type": "execution", "attributes": {"component": "test", "method": "countdown", "args": {"left": 1}}}
-    }
-    accepted = http.post("/v2/executions", json=body, params={"namespace": namespace})
-    assert accepted.status_code == 202, accepted.text
-    location = accepted.headers["Location"]
-    deadline = time.monotonic() + timeout
-    while (polled := http.get(location)).status_code == 200 and time.monotonic() < deadline:
-        time.sleep(0.3)
-    assert polled.status_code == 303, polled.text
-    assert http.get(polled.headers["Location"]).json()["data"]["attributes"]["result"] == {"seen": [1, 2]}
-
-
-def _service_account_exists(cluster: Cluster, namespace: str) -> bool:
-    try:
-        cluster.core.read_namespaced_service_account("default", namespace)
-        return True
-    except ApiException:
-        return False
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-MAX_RUNNING = 3
-"""The test operator's run-slot limit, small so that queueing is exercised."""
-OVERDUE_GRACE_SECONDS = 10
-"""The test operator's watchdog grace (default 60 s), so the watchdog test ends in seconds."""
-
-
-class Operator:
-    """The operator as a real process (`schedexec operator`), killable and restartable."""
-
-    def __init__(self, cluster: Cluster, log_dir: Path) -> None:
-        self.cluster = cluster
-        self.log_dir = log_dir
-        self.process: subprocess.Popen[bytes] | None = None
-        self.starts = 0
-
-    def start(self) -> None:
-        self.starts += 1
-        self.log = self.log_dir / f"operator-{self.starts}.log"
-        env = {
-            **os.environ,
-            "KUBECONFIG": str(self.cluster.kubeconfig),
-            "SCHEDEXEC_MIN_INTERVAL_SECONDS": "1",
-            "SCHEDEXEC_METRICS_PORT": "0",
-            "SCHEDEXEC_MAX_RUNNING": str(MAX_RUNNING),
-            "SCHEDEXEC_OVERDUE_GRACE_SECONDS": str(OVERDUE_GRACE_SECONDS),
-            "SCHEDEXEC_LOG_LEVEL": "debug",
-            "SCHEDEXEC_LIVENESS_ENDPOINT": f"http://127.0.0.1:{free_port()}/healthz",
-        }
-        with self.log.open("wb") as out:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "schedexec.cli", "operator"],
-                env=env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-                preexec_fn=die_with_parent,  # never outlives a killed test session
-            )
-
-    def kill(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.kill()
-            self.process.wait()
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.kill()
-
-    @property
-    def running(self) -> bool:
-        return self.process is not None and self.process.poll() is None
-
-    def logs(self) -> str:
-        return "".join(p.read_text(errors="replace") for p in sorted(self.log_dir.glob("operator-*.log")))
 
 
 _session_operators: list[Operator] = []
@@ -232,7 +55,7 @@ _session_operators: list[Operator] = []
 
 
 @pytest.fixture(scope="session")
-def operator(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Operator]:
+def operator(cluster: LocalCluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Operator]:
     handle = Operator(cluster, tmp_path_factory.mktemp("operator"))
     handle.start()
     _session_operators.append(handle)

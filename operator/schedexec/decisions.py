@@ -15,7 +15,12 @@ ConfigError, Unschedulable) fails the execution and does not consume
 and a new pod of the same immutable spec would fail the same way. Retries
 are for pods that started and died.
 
-Order of effects (see `schedexec.controller`): a run's Job is created before
+One clock: every time in status (startedAt, deadline, nextRunAt, run start and finish) is `now`, the
+operator's clock, and every deadline is compared with `now`; never with the API server's
+creationTimestamp, so clock skew between machines cannot end a sequence early or late. A sequence
+starts when the operator first sees its execution.
+
+Order of effects (see `schedexec.reconciler`): a run's Job is created before
 the status that names it is written, and deleted only after the status that
 records its outcome is written. A crash between the two steps is repaired by
 the next reconcile, because Job names are deterministic: no run is lost and
@@ -29,23 +34,19 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from schedexec import models, runs
-from schedexec.models import Condition, ConditionStatus, ExecutionError, Phase, RunOutcome, RunRecord
+from schedexec.models import (
+    Condition,
+    ConditionStatus,
+    ConditionType,
+    EventType,
+    ExecutionError,
+    Phase,
+    Reason,
+    RunOutcome,
+    RunRecord,
+)
 from schedexec_runner import contract
 from schedexec_runner import envelope as envelopes
-
-SUCCEEDED = "Succeeded"
-"""Unknown while the execution runs (reason Queued, Running or Waiting, or while a run's pod waits to
-start the reason it waits: ImagePullBackOff, Unschedulable, ...); True on success;
-False with the error's reason on failure, timeout or cancellation."""
-FINISHED = "Finished"
-"""True once the execution reached a final phase: `kubectl wait --for=condition=Finished`."""
-TIMED_OUT = "TimedOut"
-"""True when the sequence passed its deadline (spec.timeoutSeconds)."""
-
-CONDITION_TYPES = (SUCCEEDED, FINISHED, TIMED_OUT)
-
-NORMAL = "Normal"
-WARNING = "Warning"
 
 
 @dataclass(frozen=True)
@@ -67,8 +68,9 @@ class Policy:
 
 @dataclass(frozen=True)
 class Event:
-    type: str
+    type: EventType
     reason: str
+    """A `Reason`, or a component's own error reason."""
     message: str
 
 
@@ -76,6 +78,8 @@ class Event:
 class StartRun:
     index: int
     args: dict[str, Any]
+    method: str | None = None
+    """The command to run instead of spec.method (a previous run's schedule named it)."""
 
 
 @dataclass(frozen=True)
@@ -100,7 +104,7 @@ def decide(
 ) -> Decision:
     """The next step for `execution`, given its current `run` (MISSING if none)."""
     status = execution.status.model_copy(deep=True)
-    step = _Step(execution, status, now, policy)
+    step = _DecisionBuilder(execution, status, now, policy)
     if status.phase is not None and status.phase.finished:
         return step.after_finish(run)
     if status.phase is None:
@@ -110,24 +114,38 @@ def decide(
     elif status.current_run is not None and run.state is runs.RunState.MISSING:
         step.fail(
             RunOutcome.LOST,
-            "RunLost",
+            Reason.RUN_LOST,
             f"the Job {status.current_run.job} of run "
             f"{status.current_run.index} disappeared before it reported an outcome",
         )
     if not status.phase.finished and execution.spec.cancel:  # type: ignore[union-attr]
-        step.stop(Phase.CANCELLED, "Cancelled", "spec.cancel was set")
+        step.stop(Phase.CANCELLED, Reason.CANCELLED, "spec.cancel was set")
     if not status.phase.finished and status.deadline is not None and now >= status.deadline:  # type: ignore[union-attr]
-        step.stop(Phase.TIMED_OUT, "Timeout", f"the sequence exceeded its timeout of {execution.spec.timeout_seconds}s")
+        step.stop(Phase.TIMED_OUT, Reason.TIMEOUT, _timeout_message(execution, status))
     if not status.phase.finished and status.current_run is not None:  # type: ignore[union-attr]
         step.fail_if_overdue(run)
     if not status.phase.finished and status.current_run is not None and run.state is runs.RunState.ACTIVE:  # type: ignore[union-attr]
         step.watch_start(run)
     if not status.phase.finished and status.current_run is None:  # type: ignore[union-attr]
         step.start_if_due(slot_free)
-    return step.decision()
+    return step.build()
 
 
-class _Step:
+def job_refused(
+    execution: models.ScheduledExecution, index: int, now: datetime, policy: Policy, refusal: tuple[str, str]
+) -> Decision:
+    """The execution fails because the API server refused the Job of run `index` for good (`refusal`:
+    reason and the API server's message); nothing was started, so nothing is retried."""
+    status = execution.status.model_copy(deep=True)
+    step = _DecisionBuilder(execution, status, now, policy)
+    if status.phase is None:
+        step.begin()
+    reason, message = refusal
+    step.fail(RunOutcome.NOT_STARTED, reason, f"the Job of run {index} was refused: {message}")
+    return step.build()
+
+
+class _DecisionBuilder:
     """Accumulates the effects of one decision on a copy of the status."""
 
     def __init__(
@@ -149,7 +167,7 @@ class _Step:
         self.wake_at: datetime | None = None
         self.look_again_at: datetime | None = None
 
-    def decision(self) -> Decision:
+    def build(self) -> Decision:
         phase = self.status.phase
         assert phase is not None
         if phase.finished:
@@ -176,7 +194,7 @@ class _Step:
 
     def begin(self) -> None:
         spec = self.execution.spec
-        started = self.execution.metadata.creation_timestamp or self.now
+        started = self.now  # the operator's clock, like every time the deadlines are compared with
         self.status.phase = Phase.PENDING
         self.status.started_at = started
         self.status.deadline = started + timedelta(seconds=spec.timeout_seconds)
@@ -191,18 +209,22 @@ class _Step:
             return
         if not slot_free:
             if not self._was_queued():
-                self._event(NORMAL, "Queued", "waiting for a free run slot (operator concurrency limit)")
+                self._event(EventType.NORMAL, Reason.QUEUED, "waiting for a free run slot (operator concurrency limit)")
             status.phase = Phase.PENDING
             self.queued = True
             return
         index = status.runs + 1
-        self.start = StartRun(index=index, args=dict(status.next_args or {}))
+        self.start = StartRun(index=index, args=dict(status.next_args or {}), method=status.next_method)
         status.phase = Phase.RUNNING
         status.current_run = models.CurrentRun(
-            index=index, job=runs.job_name(self.execution.metadata.name, index), started_at=self.now
+            index=index,
+            job=runs.job_name(self.execution.metadata.name, index),
+            started_at=self.now,
+            method=status.next_method,
         )
         status.next_run_at = None
-        self._event(NORMAL, "RunStarted", f"run {index} started as Job {status.current_run.job}")
+        status.items_remaining = None
+        self._event(EventType.NORMAL, Reason.RUN_STARTED, f"run {index} started as Job {status.current_run.job}")
 
     def _args_too_large(self) -> bool:
         """Fail, before any Job exists, when the next run's args cannot reach it (see contract.MAX_ARGS_BYTES)."""
@@ -213,7 +235,7 @@ class _Step:
         what = "spec.args are" if index == 1 else f"the args run {index - 1} scheduled for run {index} are"
         self.fail(
             RunOutcome.STOPPED,
-            "ArgsTooLarge",
+            Reason.ARGS_TOO_LARGE,
             f"{what} {size} bytes as JSON; the limit is {contract.MAX_ARGS_BYTES} bytes "
             f"({contract.MAX_ARGS_BYTES // 1024} KiB): args reach the run in a pod annotation, "
             "and Kubernetes limits a pod's annotations to 256 KiB",
@@ -272,38 +294,67 @@ class _Step:
             self.status.result = outcome["result"]
             self.status.partial_result = None
             self._finish(Phase.SUCCEEDED, None)
-            self._event(NORMAL, "Succeeded", f"run {current.index} returned the result")
+            self._event(EventType.NORMAL, Reason.SUCCEEDED, f"run {current.index} returned the result")
         elif kind == envelopes.ERROR:
             self._close_run(RunOutcome.ERROR, run, outcome["reason"])
             self._finish(Phase.FAILED, ExecutionError(reason=outcome["reason"], message=outcome["message"]))
-            self._event(WARNING, outcome["reason"], f"run {current.index} failed: {outcome['message']}")
+            self._event(EventType.WARNING, outcome["reason"], f"run {current.index} failed: {outcome['message']}")
         elif self.status.runs + 1 >= self.execution.spec.max_runs:
-            self._close_run(RunOutcome.SCHEDULED, run, "MaxRunsExceeded")
+            self._close_run(RunOutcome.SCHEDULED, run, Reason.MAX_RUNS_EXCEEDED)
             self.status.partial_result = outcome.get("partialResult", self.status.partial_result)
             message = f"run {current.index} scheduled another run, but spec.maxRuns is {self.execution.spec.max_runs}"
-            self._finish(Phase.FAILED, ExecutionError(reason="MaxRunsExceeded", message=message))
-            self._event(WARNING, "MaxRunsExceeded", message)
+            self._finish(Phase.FAILED, ExecutionError(reason=Reason.MAX_RUNS_EXCEEDED, message=message))
+            self._event(EventType.WARNING, Reason.MAX_RUNS_EXCEEDED, message)
         else:
-            self._close_run(RunOutcome.SCHEDULED, run)
-            delay = max(outcome["nextRunInSeconds"], self.policy.min_interval_seconds)
-            self.status.phase = Phase.WAITING
-            self.status.next_run_at = self.now + timedelta(seconds=delay)
-            self.status.next_args = outcome["args"]
-            if "partialResult" in outcome:
-                self.status.partial_result = outcome["partialResult"]
-            self._event(NORMAL, "RunScheduled", f"run {current.index} asked for another run in {delay}s")
+            self._schedule(outcome, run)
+
+    def _schedule(self, outcome: dict[str, Any], run: runs.RunObservation) -> None:
+        """The run scheduled another (XSOAR's ScheduledCommand): when, with which args and command, and
+        possibly a shorter sequence timeout; a wait below the minimum interval is raised to it, and says so."""
+        current, status, spec = self.status.current_run, self.status, self.execution.spec
+        assert current is not None
+        requested = outcome["nextRunInSeconds"]
+        delay = max(requested, self.policy.min_interval_seconds)
+        self._close_run(
+            RunOutcome.SCHEDULED, run, requested_next_run_in_seconds=requested if delay > requested else None
+        )
+        status.phase = Phase.WAITING
+        status.next_run_at = self.now + timedelta(seconds=delay)
+        status.next_args = outcome["args"]
+        if "command" in outcome:
+            status.next_method = None if outcome["command"] == spec.method else outcome["command"]
+        if "timeoutInSeconds" in outcome and status.started_at is not None:
+            seconds = min(outcome["timeoutInSeconds"], spec.timeout_seconds)
+            status.deadline = status.started_at + timedelta(seconds=seconds)
+        status.items_remaining = outcome.get("itemsRemaining")
+        if "partialResult" in outcome:
+            status.partial_result = outcome["partialResult"]
+        if delay > requested:
+            self._event(
+                EventType.NORMAL,
+                Reason.POLL_INTERVAL_RAISED,
+                f"run {current.index} asked for its next run in {requested}s; "
+                f"raised to the minimum interval of {delay}s",
+            )
+        what = f" ({status.next_method})" if status.next_method else ""
+        self._event(
+            EventType.NORMAL, Reason.RUN_SCHEDULED, f"run {current.index} asked for another run{what} in {delay}s"
+        )
 
     def _record_failure(self, run: runs.RunObservation) -> None:
         """The run ended without a valid envelope: the pod died or wrote garbage."""
+        reason: str
         if run.envelope_problem is not None and run.state is runs.RunState.SUCCEEDED:
-            reason, what = "InvalidEnvelope", f"reported an invalid outcome: {run.envelope_problem}"
-        elif run.failure_reason == "DeadlineExceeded":
+            reason, what = Reason.INVALID_ENVELOPE, f"reported an invalid outcome: {run.envelope_problem}"
+        elif run.failure_reason == runs.JOB_FAILED_BY_POLICY:
+            reason, what = Reason.RUN_DISRUPTED, "was disrupted (its pod was evicted, preempted or lost its node)"
+        elif run.failure_reason == runs.JOB_DEADLINE_EXCEEDED:
             reason, what = (
-                "RunTimedOut",
+                Reason.RUN_TIMED_OUT,
                 f"exceeded spec.runTimeoutSeconds ({self.execution.spec.run_timeout_seconds}s)",
             )
         else:
-            reason = run.failure_reason or "RunFailed"
+            reason = run.failure_reason or Reason.RUN_FAILED
             what = f"died without reporting an outcome after {self.execution.spec.retries} retries"
         detail = f": {run.failure_message}" if run.failure_message else ""
         self.fail(RunOutcome.LOST, reason, f"run {self.status.current_run.index} {what}{detail}", run)  # type: ignore[union-attr]
@@ -316,7 +367,7 @@ class _Step:
             return
         self.fail(
             RunOutcome.STOPPED,
-            "RunOverdue",
+            Reason.RUN_OVERDUE,
             f"run {current.index} did not finish within spec.runTimeoutSeconds ({spec.run_timeout_seconds}s) "
             f"and {self.policy.overdue_grace_seconds}s of grace; its Job was stopped "
             "(is the Job controller running, and a node for its pod?)",
@@ -333,21 +384,27 @@ class _Step:
     def fail(self, outcome: RunOutcome, reason: str, message: str, run: runs.RunObservation | None = None) -> None:
         self._close_run(outcome, run, reason)
         self._finish(Phase.FAILED, ExecutionError(reason=reason, message=message))
-        self._event(WARNING, reason, message)
+        self._event(EventType.WARNING, reason, message)
 
     def stop(self, phase: Phase, reason: str, message: str) -> None:
         """End a sequence that is still going: stop its running run, keep the partial result."""
         if self.status.current_run is not None:
             self._close_run(RunOutcome.STOPPED, None, reason)
         self._finish(phase, ExecutionError(reason=reason, message=message))
-        self._event(WARNING, reason, message)
+        self._event(EventType.WARNING, reason, message)
 
     def after_finish(self, run: runs.RunObservation) -> Decision:
         if (expiry := self._ttl_expiry()) is not None and self.now >= expiry:
             self.delete_execution = True
-        return self.decision()
+        return self.build()
 
-    def _close_run(self, outcome: RunOutcome, run: runs.RunObservation | None, reason: str | None = None) -> None:
+    def _close_run(
+        self,
+        outcome: RunOutcome,
+        run: runs.RunObservation | None,
+        reason: str | None = None,
+        requested_next_run_in_seconds: int | None = None,
+    ) -> None:
         current = self.status.current_run
         if current is None:
             return
@@ -358,6 +415,8 @@ class _Step:
             finished_at=self.now,
             exit_code=None if run is None else run.exit_code,
             reason=reason,
+            method=current.method,
+            requested_next_run_in_seconds=requested_next_run_in_seconds,
         )
         self.status.history = [*self.status.history, record][-models.HISTORY_LIMIT :]
         self.status.runs = max(self.status.runs, current.index)
@@ -371,6 +430,8 @@ class _Step:
         self.status.completed_at = self.now
         self.status.next_run_at = None
         self.status.next_args = None
+        self.status.next_method = None
+        self.status.items_remaining = None
 
     def _ttl_expiry(self) -> datetime | None:
         ttl = self.execution.spec.ttl_seconds_after_finished
@@ -379,42 +440,78 @@ class _Step:
         return self.status.completed_at + timedelta(seconds=ttl)
 
     def _was_queued(self) -> bool:
-        return any(c.type == SUCCEEDED and c.reason == "Queued" for c in self.execution.status.conditions)
+        return any(
+            c.type == ConditionType.SUCCEEDED and c.reason == Reason.QUEUED for c in self.execution.status.conditions
+        )
 
-    def _event(self, type_: str, reason: str, message: str) -> None:
+    def _event(self, type_: EventType, reason: str, message: str) -> None:
         self.events.append(Event(type_, reason, message))
 
     def _set_conditions(self) -> None:
         phase = self.status.phase
         assert phase is not None
+        succeeded = self._succeeded_condition(phase)
+        ended = phase.finished
+        failed = ended and phase is not Phase.SUCCEEDED
+        _, reason, message = succeeded
+        kept = "the execution has not ended"
+        values = {
+            ConditionType.SUCCEEDED: succeeded,
+            ConditionType.FINISHED: (
+                (ConditionStatus.TRUE, phase.value, f"the execution ended {phase.value}")
+                if ended
+                else (ConditionStatus.FALSE, Reason.IN_PROGRESS, kept)
+            ),
+            ConditionType.TIMED_OUT: (
+                (ConditionStatus.TRUE, Reason.TIMEOUT, message)
+                if phase is Phase.TIMED_OUT
+                else (ConditionStatus.FALSE, Reason.WITHIN_DEADLINE, f"deadline {_iso(self.status.deadline)}")
+            ),
+            ConditionType.READY: succeeded if ended else (ConditionStatus.UNKNOWN, Reason.IN_PROGRESS, message),
+            ConditionType.RECONCILING: (
+                (ConditionStatus.FALSE, Reason.ENDED, f"the execution ended {phase.value}")
+                if ended
+                else (ConditionStatus.TRUE, reason, message)
+            ),
+            ConditionType.STALLED: (
+                (ConditionStatus.TRUE, reason, message) if failed else (ConditionStatus.FALSE, Reason.IN_PROGRESS, kept)
+            ),
+        }
+        if ended and not failed:
+            values[ConditionType.STALLED] = (ConditionStatus.FALSE, Reason.DONE, "the execution returned its result")
+        for type_, (state, why, detail) in values.items():
+            self.status.conditions = set_condition(
+                self.status.conditions, type_, state, why, detail, self.now, self.execution.metadata.generation
+            )
+
+    def _succeeded_condition(self, phase: Phase) -> tuple[ConditionStatus, str, str]:
+        """The Succeeded condition: the execution's outcome, or the progress of its sequence."""
         error = self.status.error
         if phase is Phase.SUCCEEDED:
-            succeeded = (ConditionStatus.TRUE, "Done", "the execution returned its result")
-        elif phase.finished:
+            return (ConditionStatus.TRUE, Reason.DONE, "the execution returned its result")
+        if phase.finished:
             assert error is not None
-            succeeded = (ConditionStatus.FALSE, error.reason, error.message)
-        elif self.status.current_run is not None and self.status.current_run.waiting is not None:
-            waiting = self.status.current_run.waiting
-            message = f"run {self.status.current_run.index} is waiting to start: {waiting.reason}"
-            detail = f"{message}: {waiting.message}" if waiting.message else message
-            succeeded = (ConditionStatus.UNKNOWN, waiting.reason, detail)
-        else:
-            reason = "Queued" if self.queued else phase.value
-            succeeded = (ConditionStatus.UNKNOWN, reason, _progress(self.status))
-        finished = (
-            (ConditionStatus.TRUE, phase.value, f"the execution ended {phase.value}")
-            if phase.finished
-            else (ConditionStatus.FALSE, "InProgress", "the execution has not ended")
-        )
-        timed_out = (
-            (ConditionStatus.TRUE, "Timeout", error.message if error else "")
-            if phase is Phase.TIMED_OUT
-            else (ConditionStatus.FALSE, "WithinDeadline", f"deadline {_iso(self.status.deadline)}")
-        )
-        for type_, (state, reason, message) in zip(CONDITION_TYPES, (succeeded, finished, timed_out), strict=True):
-            self.status.conditions = set_condition(
-                self.status.conditions, type_, state, reason, message, self.now, self.execution.metadata.generation
+            return (ConditionStatus.FALSE, error.reason, error.message)
+        current = self.status.current_run
+        if current is not None and current.waiting is not None:
+            waiting = current.waiting
+            message = f"run {current.index} is waiting to start: {waiting.reason}"
+            return (
+                ConditionStatus.UNKNOWN,
+                waiting.reason,
+                f"{message}: {waiting.message}" if waiting.message else message,
             )
+        return (ConditionStatus.UNKNOWN, Reason.QUEUED if self.queued else phase.value, _progress(self.status))
+
+
+def _timeout_message(execution: models.ScheduledExecution, status: models.ScheduledExecutionStatus) -> str:
+    spec_timeout = execution.spec.timeout_seconds
+    if status.deadline is None or status.started_at is None:
+        return f"the sequence exceeded its timeout of {spec_timeout}s"
+    seconds = round((status.deadline - status.started_at).total_seconds())
+    if seconds < spec_timeout:
+        return f"the sequence exceeded the timeout of {seconds}s that a run set (timeoutInSeconds)"
+    return f"the sequence exceeded its timeout of {spec_timeout}s"
 
 
 def _progress(status: models.ScheduledExecutionStatus) -> str:
@@ -431,7 +528,7 @@ def _iso(moment: datetime | None) -> str:
 
 def set_condition(
     conditions: list[Condition],
-    type_: str,
+    type_: ConditionType,
     status: ConditionStatus,
     reason: str,
     message: str,

@@ -51,10 +51,10 @@ def registry_for(controller: Controller) -> kopf.OperatorRegistry:
     @kopf.on.probe(id="schedexec", registry=registry)
     def probe(**_: Any) -> dict[str, int]:
         return {
-            "executions": len(controller.executions),
-            "pods": len(controller.pods),
-            "running": len(controller.running),
-            "queued": len(controller.queued),
+            "executions": len(controller.store.executions),
+            "pods": len(controller.store.pods),
+            "running": len(controller.slots.holders),
+            "queued": len(controller.slots.waiting),
             "timers": len(controller.timers),
         }
 

@@ -6,9 +6,17 @@ slot, and how late polling runs start compared with their nextRunAt.
 
 from __future__ import annotations
 
+from datetime import datetime
+from typing import TYPE_CHECKING
+
 from prometheus_client import Counter, Gauge, Histogram
 
-FINISHED = Counter("schedexec_executions_finished_total", "Executions that reached a final phase.", ["phase"])
+if TYPE_CHECKING:
+    from schedexec import decisions, models
+
+EXECUTIONS_FINISHED = Counter(
+    "schedexec_executions_finished_total", "Executions that reached a final phase.", ["phase"]
+)
 RUNS_STARTED = Counter("schedexec_runs_started_total", "Runs started (Jobs created).")
 RUN_DURATION = Histogram(
     "schedexec_run_duration_seconds",
@@ -24,3 +32,20 @@ QUEUE_DEPTH = Gauge("schedexec_queue_depth", "Executions due to run but waiting 
 RUNNING = Gauge("schedexec_running_runs", "Runs holding a run slot.")
 WAITING = Gauge("schedexec_timers", "Executions with a pending wake-up (next run, deadline or TTL).")
 RECONCILE_ERRORS = Counter("schedexec_reconcile_errors_total", "Reconciles that failed and were retried.")
+
+
+def record_transition(
+    before: models.ScheduledExecutionStatus,
+    after: models.ScheduledExecutionStatus,
+    now: datetime,
+    start: decisions.StartRun | None,
+) -> None:
+    """Count what a written status changed: a run started (and how late), an execution finished, a run ended."""
+    if start is not None:
+        RUNS_STARTED.inc()
+        if start.index > 1 and before.next_run_at is not None:  # a polling run: how late?
+            LATENESS.observe(max((now - before.next_run_at).total_seconds(), 0.0))
+    if after.phase is not None and after.phase.finished and before.phase != after.phase:
+        EXECUTIONS_FINISHED.labels(phase=after.phase.value).inc()
+    if before.current_run is not None and after.current_run is None:
+        RUN_DURATION.observe((now - before.current_run.started_at).total_seconds())

@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import enum
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Self
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
+from pydantic_core import PydanticCustomError
 
 from schedexec_runner import contract
 
@@ -59,7 +60,13 @@ class LocalObjectReference(Model):
     name: str = Field(min_length=1, max_length=253, description="Name of the object in the execution's namespace.")
 
 
-Quantity = Annotated[str, Field(max_length=64)]
+QUANTITY_PATTERN = (
+    r"^(\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))(([KMGTPE]i)|[numkMGTPE]|([eE](\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))))?$"
+)
+"""A Kubernetes resource quantity (100m, 64Mi, 1.5, 2e3), the pattern Kubernetes' own OpenAPI schema uses:
+a value the API server would refuse at Job creation is refused at admission, naming the field."""
+
+Quantity = Annotated[str, Field(max_length=64, pattern=QUANTITY_PATTERN)]
 
 
 class ResourceRequirements(Model):
@@ -163,6 +170,35 @@ class ScheduledExecutionSpec(Model):
         "and the execution ends Cancelled. Cannot be set back to false.",
     )
 
+    @model_validator(mode="after")
+    def _cross_field_rules(self) -> Self:
+        """The CEL rules that span fields (see `_spec_rules`), for specs built in Python: a bad spec is
+        refused here with the API server's own message, and the error's `ctx.field` names the field it
+        points at. As in CEL (`has()`), the timeout rule applies when both timeouts are set; the API
+        server defaults both, so every stored object is checked."""
+        both_timeouts = {"timeout_seconds", "run_timeout_seconds"} <= self.model_fields_set
+        broken = (
+            (
+                self.method == GET_META_MODEL and self.module is None,
+                "module",
+                "spec.module is required when method is getMetaModel",
+            ),
+            (
+                self.method == SELECT_MODEL and self.function is None,
+                "function",
+                "spec.function (the select-model function) is required when method is selectModel",
+            ),
+            (
+                both_timeouts and self.run_timeout_seconds > self.timeout_seconds,
+                "runTimeoutSeconds",
+                "spec.runTimeoutSeconds must not exceed spec.timeoutSeconds",
+            ),
+        )
+        for violated, field, message in broken:
+            if violated:
+                raise PydanticCustomError("spec_rule", message, {"field": field})
+        return self
+
 
 IMMUTABLE_SPEC_FIELDS = [
     info.alias or name for name, info in ScheduledExecutionSpec.model_fields.items() if name != "cancel"
@@ -249,6 +285,96 @@ class ConditionStatus(enum.StrEnum):
     UNKNOWN = "Unknown"
 
 
+class ConditionType(enum.StrEnum):
+    """The conditions every execution carries (Kubernetes API conventions: one type, one meaning)."""
+
+    SUCCEEDED = "Succeeded"
+    """Unknown while the execution runs (reason Queued, Running or Waiting, or while a run's pod waits to
+    start the reason it waits: ImagePullBackOff, Unschedulable, ...); True on success (reason Done);
+    False with the error's reason on failure, timeout or cancellation."""
+    FINISHED = "Finished"
+    """True once the execution reached a final phase (reason: the phase): `kubectl wait --for=condition=Finished`;
+    False with reason InProgress before."""
+    TIMED_OUT = "TimedOut"
+    """True when the sequence passed its deadline (reason Timeout); False with reason WithinDeadline before."""
+    # kstatus (sigs.k8s.io/cli-utils: Flux health checks, kubectl-based pipelines) and `kubectl wait
+    # --for=condition=Ready`: an execution is in progress until it has its result, then Current or Failed.
+    READY = "Ready"
+    """Unknown while the execution runs, True when it succeeded (reason Done), False with the error's reason
+    when it failed, timed out or was cancelled."""
+    RECONCILING = "Reconciling"
+    """True while the execution runs (kstatus: InProgress), with the Succeeded condition's reason; False once
+    it ended."""
+    STALLED = "Stalled"
+    """True with the error's reason when the execution failed, timed out or was cancelled (kstatus: Failed);
+    False otherwise."""
+
+
+class EventType(enum.StrEnum):
+    """The two Kubernetes Event types."""
+
+    NORMAL = "Normal"
+    WARNING = "Warning"
+
+
+class Reason(enum.StrEnum):
+    """Every reason schedexec itself writes: in conditions, `status.error.reason`, `status.history[].reason`
+    and Events. A component's own error reason (its `error` envelope) and the Job controller's failure
+    reasons (BackoffLimitExceeded, ...) are passed through as they are and are not listed here."""
+
+    # progress: the Succeeded condition while the execution runs (besides the phase names)
+    QUEUED = "Queued"
+    """Due to start a run, but every run slot of the operator is taken (condition and Event)."""
+    IN_PROGRESS = "InProgress"
+    """Finished=False, Ready=Unknown, Stalled=False: the execution has not ended."""
+    ENDED = "Ended"
+    """Reconciling=False: the execution ended; nothing is left to do."""
+    WITHIN_DEADLINE = "WithinDeadline"
+    """TimedOut=False: the sequence deadline has not passed."""
+    # the story of a sequence (Events)
+    RUN_STARTED = "RunStarted"
+    """A run's Job was created (Event)."""
+    RUN_SCHEDULED = "RunScheduled"
+    """A run asked for another run (Event)."""
+    SUCCEEDED = "Succeeded"
+    """The execution returned its result (Event)."""
+    DONE = "Done"
+    """Succeeded=True: the execution returned its result."""
+    POLL_INTERVAL_RAISED = "PollIntervalRaised"
+    """A run asked for its next run sooner than the operator's minimum interval; the wait was raised (Event)."""
+    # how an execution ends without a result
+    TIMEOUT = "Timeout"
+    """The sequence exceeded spec.timeoutSeconds."""
+    CANCELLED = "Cancelled"
+    """spec.cancel was set."""
+    MAX_RUNS_EXCEEDED = "MaxRunsExceeded"
+    """A run scheduled another run beyond spec.maxRuns."""
+    ARGS_TOO_LARGE = "ArgsTooLarge"
+    """The next run's args cannot be delivered (contract.MAX_ARGS_BYTES)."""
+    RUN_LOST = "RunLost"
+    """The current run's Job disappeared before the run reported an outcome."""
+    RUN_TIMED_OUT = "RunTimedOut"
+    """A run exceeded spec.runTimeoutSeconds (the Job's activeDeadlineSeconds)."""
+    RUN_OVERDUE = "RunOverdue"
+    """The watchdog stopped a run that nothing ended well past its run timeout."""
+    RUN_FAILED = "RunFailed"
+    """A run's pod died without reporting an outcome and without a reason from the Job controller."""
+    INVALID_ENVELOPE = "InvalidEnvelope"
+    """A run exited 0 with a termination message that is not a valid outcome envelope."""
+    IMAGE_PULL_FAILED = "ImagePullFailed"
+    """A run's image cannot be pulled (runs.judge_start)."""
+    CONFIG_ERROR = "ConfigError"
+    """A run's container cannot be set up: a missing Secret, an invalid command, a volume that cannot mount."""
+    UNSCHEDULABLE = "Unschedulable"
+    """No node accepted a run's pod within the grace."""
+    RUN_DISRUPTED = "RunDisrupted"
+    """A run's pod was disrupted (evicted, preempted, its node lost or drained); not started again."""
+    JOB_REJECTED = "JobRejected"
+    """The API server refused a run's Job for good (invalid, forbidden, over a ResourceQuota)."""
+    JOB_NAME_TAKEN = "JobNameTaken"
+    """A Job with the run's name exists and belongs to something else."""
+
+
 class Condition(Model):
     """A condition following the Kubernetes API conventions."""
 
@@ -287,6 +413,12 @@ class RunRecord(Model):
     finished_at: datetime | None = Field(None, description="When the operator saw the run end.")
     exit_code: int | None = Field(None, description="Exit code of the run's container, if it exited.")
     reason: str | None = Field(None, description="Error reason of a failed run.")
+    method: str | None = Field(None, description="The method or command the run ran, when not spec.method.")
+    requested_next_run_in_seconds: int | None = Field(
+        None,
+        description="The wait the run asked for (nextRunInSeconds) when it was below the operator's minimum "
+        "interval and was raised to it.",
+    )
 
 
 class RunWaiting(Model):
@@ -304,6 +436,7 @@ class CurrentRun(Model):
     index: int = Field(ge=1, description="1-based index of the run in the sequence.")
     job: str = Field(description="Name of the run's Job.")
     started_at: datetime = Field(description="When the run's Job was created.")
+    method: str | None = Field(None, description="The method or command the run runs, when not spec.method.")
     waiting: RunWaiting | None = Field(
         None,
         description="Set while the run's pod waits to start for a reason worth showing: any problem at once, "
@@ -325,9 +458,21 @@ class ScheduledExecutionStatus(Model):
     current_run: CurrentRun | None = Field(None, description="The run in progress, if any.")
     next_run_at: datetime | None = Field(None, description="When the next run starts (phase Waiting).")
     next_args: JSONObject | None = Field(None, description="Args of the next run, as scheduled by the previous one.")
+    next_method: str | None = Field(
+        None,
+        description="The command the next runs run instead of spec.method, as a previous run scheduled it "
+        "(XSOAR's ScheduledCommand.command); stays in force until a schedule names another.",
+    )
+    items_remaining: int | None = Field(
+        None, ge=0, description="While Waiting: how many items the last run said remain (XSOAR's items_remaining)."
+    )
     started_at: datetime | None = Field(None, description="When the sequence started; the deadline counts from here.")
     completed_at: datetime | None = Field(None, description="When the execution finished.")
-    deadline: datetime | None = Field(None, description="startedAt + spec.timeoutSeconds.")
+    deadline: datetime | None = Field(
+        None,
+        description="startedAt + spec.timeoutSeconds, or earlier if a run's schedule set a shorter sequence "
+        "timeout (timeoutInSeconds, counted from startedAt).",
+    )
     result: JSON = Field(None, description="The result of the last run (phase Succeeded).")
     partial_result: JSON = Field(
         None, description="The latest partial result of a sequence still polling, or of one that timed out."

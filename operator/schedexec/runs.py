@@ -27,6 +27,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from schedexec import models
+from schedexec.models import Reason
 from schedexec_runner import contract
 from schedexec_runner import envelope as envelopes
 
@@ -80,20 +81,69 @@ def args_size(args: Mapping[str, Any]) -> int:
     return len(args_json(args).encode())
 
 
+DISRUPTION_FAILS_THE_RUN = {"action": "FailJob", "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}]}
+"""A run whose pod was disrupted (evicted, preempted, its node lost or drained) is not started again
+behind the component's back: it may have done part of its work. The Job fails with reason
+JOB_FAILED_BY_POLICY and the execution with RunDisrupted. `spec.retries` retries only runs that crashed
+(their container exited non-zero without reporting an outcome)."""
+
+JOB_FAILED_BY_POLICY = "PodFailurePolicy"
+"""The Job controller's reason for a Job failed by a FailJob rule of its podFailurePolicy."""
+
+
 def job_manifest(
-    execution: models.ScheduledExecution, index: int, args: dict[str, Any], defaults: PodDefaults
+    execution: models.ScheduledExecution,
+    index: int,
+    args: dict[str, Any],
+    defaults: PodDefaults,
+    method: str | None = None,
 ) -> dict[str, Any]:
-    """The Job that performs run `index` of `execution` with `args`."""
-    spec = execution.spec
-    meta = execution.metadata
+    """The Job that performs run `index` of `execution` with `args` (running `method` instead of
+    spec.method if given: a command a previous run scheduled)."""
+    spec, meta = execution.spec, execution.metadata
     labels = {
         "app.kubernetes.io/managed-by": MANAGED_BY,
         EXECUTION_LABEL: _fit(meta.name, MAX_JOB_NAME),
         RUN_LABEL: str(index),
     }
+    owner = {
+        "apiVersion": models.API_VERSION,
+        "kind": models.KIND,
+        "name": meta.name,
+        "uid": meta.uid,
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {
+            "name": job_name(meta.name, index),
+            "namespace": meta.namespace,
+            "labels": labels,
+            "ownerReferences": [owner],
+        },
+        "spec": {
+            "backoffLimit": spec.retries,
+            # a replacement pod only once the failed one is fully terminated: an index never runs in two pods at once
+            "podReplacementPolicy": "Failed",
+            "podFailurePolicy": {"rules": [DISRUPTION_FAILS_THE_RUN]},
+            "activeDeadlineSeconds": spec.run_timeout_seconds,
+            "ttlSecondsAfterFinished": defaults.job_ttl_seconds,
+            "template": {
+                "metadata": {"labels": labels, "annotations": {ARGS_ANNOTATION: args_json(args)}},
+                "spec": _pod_spec(execution, index, defaults, method or execution.spec.method),
+            },
+        },
+    }
+
+
+def _pod_spec(execution: models.ScheduledExecution, index: int, defaults: PodDefaults, method: str) -> dict[str, Any]:
+    """The run's pod: one container, no API credentials, non-root, args and credentials as read-only files."""
+    spec = execution.spec
     args_dir, _, args_file = contract.DEFAULT_ARGS_FILE.rpartition("/")
     env = {
-        contract.METHOD: spec.method,
+        contract.METHOD: method,
         contract.MODULE: spec.module,
         contract.FUNCTION: spec.function,
         contract.ARGS_FILE: contract.DEFAULT_ARGS_FILE,
@@ -101,6 +151,19 @@ def job_manifest(
         contract.EXECUTION: execution.key,
         "HOME": HOME,
     }
+    mounts = [
+        {"name": "tmp", "mountPath": HOME},
+        {"name": ARGS_VOLUME, "mountPath": args_dir, "readOnly": True},
+    ]
+    args_item = {"path": args_file, "fieldRef": {"fieldPath": f"metadata.annotations['{ARGS_ANNOTATION}']"}}
+    volumes: list[dict[str, Any]] = [
+        {"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}},
+        {"name": ARGS_VOLUME, "downwardAPI": {"items": [args_item]}},
+    ]
+    if spec.credentials_secret_ref is not None:
+        env[contract.CREDENTIALS_DIR] = contract.DEFAULT_CREDENTIALS_DIR
+        mounts.append({"name": CREDENTIALS_VOLUME, "mountPath": contract.DEFAULT_CREDENTIALS_DIR, "readOnly": True})
+        volumes.append({"name": CREDENTIALS_VOLUME, "secret": {"secretName": spec.credentials_secret_ref.name}})
     container: dict[str, Any] = {
         "name": CONTAINER,
         "image": spec.component.image,
@@ -111,27 +174,9 @@ def job_manifest(
             "runAsNonRoot": True,
             "capabilities": {"drop": ["ALL"]},
         },
-        "volumeMounts": [
-            {"name": "tmp", "mountPath": HOME},
-            {"name": ARGS_VOLUME, "mountPath": args_dir, "readOnly": True},
-        ],
+        "volumeMounts": mounts,
+        "env": [{"name": k, "value": v} for k, v in env.items() if v is not None],
     }
-    volumes: list[dict[str, Any]] = [
-        {"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}},
-        {
-            "name": ARGS_VOLUME,
-            "downwardAPI": {
-                "items": [{"path": args_file, "fieldRef": {"fieldPath": f"metadata.annotations['{ARGS_ANNOTATION}']"}}]
-            },
-        },
-    ]
-    if spec.credentials_secret_ref is not None:
-        env[contract.CREDENTIALS_DIR] = contract.DEFAULT_CREDENTIALS_DIR
-        container["volumeMounts"].append(
-            {"name": CREDENTIALS_VOLUME, "mountPath": contract.DEFAULT_CREDENTIALS_DIR, "readOnly": True}
-        )
-        volumes.append({"name": CREDENTIALS_VOLUME, "secret": {"secretName": spec.credentials_secret_ref.name}})
-    container["env"] = [{"name": k, "value": v} for k, v in env.items() if v is not None]
     if spec.component.command:
         container["command"] = spec.component.command
     if spec.component.resources is not None:
@@ -151,34 +196,7 @@ def job_manifest(
     }
     if spec.component.image_pull_secrets:
         pod_spec["imagePullSecrets"] = [{"name": ref.name} for ref in spec.component.image_pull_secrets]
-    return {
-        "apiVersion": "batch/v1",
-        "kind": "Job",
-        "metadata": {
-            "name": job_name(meta.name, index),
-            "namespace": meta.namespace,
-            "labels": labels,
-            "ownerReferences": [
-                {
-                    "apiVersion": models.API_VERSION,
-                    "kind": models.KIND,
-                    "name": meta.name,
-                    "uid": meta.uid,
-                    "controller": True,
-                    "blockOwnerDeletion": True,
-                }
-            ],
-        },
-        "spec": {
-            "backoffLimit": spec.retries,
-            "activeDeadlineSeconds": spec.run_timeout_seconds,
-            "ttlSecondsAfterFinished": defaults.job_ttl_seconds,
-            "template": {
-                "metadata": {"labels": labels, "annotations": {ARGS_ANNOTATION: args_json(args)}},
-                "spec": pod_spec,
-            },
-        },
-    }
+    return pod_spec
 
 
 class RunState(enum.StrEnum):
@@ -197,6 +215,9 @@ SCHEDULING = "Scheduling"
 CREATING = "ContainerCreating"
 FAILED_MOUNT = "FailedMount"
 UNSCHEDULABLE = "Unschedulable"
+"""The scheduler's reason on a pod's PodScheduled=False condition."""
+JOB_DEADLINE_EXCEEDED = "DeadlineExceeded"
+"""The Job controller's reason for a Job stopped at its activeDeadlineSeconds (spec.runTimeoutSeconds)."""
 
 
 @dataclass(frozen=True)
@@ -368,9 +389,9 @@ def mount_check_due(pods: Sequence[Mapping[str, Any]], now: datetime, after_seco
 class StartFailure(enum.StrEnum):
     """Why a run failed before its container started: the execution's error reason."""
 
-    IMAGE_PULL = "ImagePullFailed"
-    CONFIG = "ConfigError"
-    UNSCHEDULABLE = "Unschedulable"
+    IMAGE_PULL = Reason.IMAGE_PULL_FAILED.value
+    CONFIG = Reason.CONFIG_ERROR.value
+    UNSCHEDULABLE = Reason.UNSCHEDULABLE.value
 
 
 FAILS_AT_ONCE: Mapping[str, StartFailure] = {

@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from schedexec import models
-from tests.conftest import Cluster
+from tests.support import LocalCluster
 
 pytestmark = pytest.mark.cluster
 
@@ -42,10 +42,18 @@ def manifest(namespace: str, spec: dict[str, Any], name: str = "bad") -> str:
         ({**GOOD, "args": [1, 2]}, "spec.args"),
         ({**GOOD, "credentialsSecretRef": {}}, "spec.credentialsSecretRef.name: Required value"),
         ({**GOOD, "ttlSecondsAfterFinished": -1}, "spec.ttlSecondsAfterFinished"),
+        (
+            {**GOOD, "component": {**GOOD["component"], "resources": {"requests": {"cpu": "lots"}}}},
+            "spec.component.resources.requests.cpu",
+        ),
+        (
+            {**GOOD, "component": {**GOOD["component"], "resources": {"limits": {"memory": "1Gb"}}}},
+            "spec.component.resources.limits.memory",
+        ),
     ],
 )
 def test_an_invalid_spec_is_refused_by_kubectl_apply(
-    cluster: Cluster, namespace: str, spec: dict[str, Any], message: str
+    cluster: LocalCluster, namespace: str, spec: dict[str, Any], message: str
 ) -> None:
     refused = cluster.apply(manifest(namespace, spec), check=False)
     assert refused.returncode != 0
@@ -62,7 +70,7 @@ def test_an_invalid_spec_is_refused_by_kubectl_apply(
     ],
 )
 def test_the_spec_is_immutable_except_cancel(
-    cluster: Cluster, namespace: str, change: dict[str, Any], message: str
+    cluster: LocalCluster, namespace: str, change: dict[str, Any], message: str
 ) -> None:
     spec = {**GOOD, "method": "sleep", "args": {"left": 1}}
     cluster.apply(manifest(namespace, spec, name="fixed"))

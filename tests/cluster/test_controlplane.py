@@ -9,7 +9,7 @@ import pytest
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
-from tests.conftest import Cluster, wait_for
+from tests.support import LocalCluster, wait_for
 
 pytestmark = pytest.mark.cluster
 
@@ -71,19 +71,19 @@ def job(name: str, script: str, **spec: Any) -> dict[str, Any]:
     }
 
 
-def job_condition(cluster: Cluster, namespace: str, name: str, kind: str) -> bool:
+def job_condition(cluster: LocalCluster, namespace: str, name: str, kind: str) -> bool:
     conditions = cluster.batch.read_namespaced_job(name, namespace).status.conditions or []
     return any(c.type == kind and c.status == "True" for c in conditions)
 
 
-def pods_of(cluster: Cluster, namespace: str, job_name: str) -> list[Any]:
+def pods_of(cluster: LocalCluster, namespace: str, job_name: str) -> list[Any]:
     return list(
         cluster.core.list_namespaced_pod(namespace, label_selector=f"batch.kubernetes.io/job-name={job_name}").items
     )
 
 
 @pytest.fixture
-def inputs(cluster: Cluster, namespace: str) -> str:
+def inputs(cluster: LocalCluster, namespace: str) -> str:
     cluster.core.create_namespaced_secret(
         namespace,
         client.V1Secret(metadata=client.V1ObjectMeta(name="s"), data={"greeting": base64.b64encode(b"hello").decode()}),
@@ -95,7 +95,7 @@ def inputs(cluster: Cluster, namespace: str) -> str:
 
 
 def test_a_crd_with_a_status_subresource_is_created_patched_and_its_status_updated(
-    cluster: Cluster, namespace: str
+    cluster: LocalCluster, namespace: str
 ) -> None:
     cluster.apply(WIDGET_CRD)
     cluster.kubectl("wait", "--for=condition=Established", "crd/widgets.test.schedexec.io", "--timeout=30s")
@@ -111,7 +111,9 @@ def test_a_crd_with_a_status_subresource_is_created_patched_and_its_status_updat
     assert cluster.custom.get_namespaced_custom_object(*api, "w")["status"]["seen"] == 2, "status is a subresource"
 
 
-def test_a_job_running_a_local_command_completes_with_its_termination_message(cluster: Cluster, inputs: str) -> None:
+def test_a_job_running_a_local_command_completes_with_its_termination_message(
+    cluster: LocalCluster, inputs: str
+) -> None:
     script = 'echo "$GREETING $(cat $NODE_AGENT_POD_ROOT/etc/conf/target)" > $NODE_AGENT_POD_ROOT/dev/termination-log'
     cluster.batch.create_namespaced_job(inputs, job("ok", script))
     wait_for("Job ok to complete", lambda: job_condition(cluster, inputs, "ok", "Complete"))
@@ -123,7 +125,7 @@ def test_a_job_running_a_local_command_completes_with_its_termination_message(cl
     assert terminated.started_at is not None and terminated.finished_at is not None
 
 
-def test_a_failing_job_fails_after_its_backoff_limit(cluster: Cluster, inputs: str) -> None:
+def test_a_failing_job_fails_after_its_backoff_limit(cluster: LocalCluster, inputs: str) -> None:
     cluster.batch.create_namespaced_job(inputs, job("bad", "echo dying >&2; exit 3", backoffLimit=1))
     wait_for("Job bad to fail", lambda: job_condition(cluster, inputs, "bad", "Failed"), timeout=90)
     pods = pods_of(cluster, inputs, "bad")
@@ -135,7 +137,7 @@ def test_a_failing_job_fails_after_its_backoff_limit(cluster: Cluster, inputs: s
     assert any(c.type == "Failed" and c.reason == "BackoffLimitExceeded" for c in conditions)
 
 
-def test_a_termination_message_is_truncated_and_falls_back_to_logs(cluster: Cluster, inputs: str) -> None:
+def test_a_termination_message_is_truncated_and_falls_back_to_logs(cluster: LocalCluster, inputs: str) -> None:
     script = "head -c 5000 /dev/zero | tr '\\0' x > $NODE_AGENT_POD_ROOT/dev/termination-log"
     cluster.batch.create_namespaced_job(inputs, job("long", script))
     manifest = job("logs", "echo last words; exit 1")
@@ -149,7 +151,7 @@ def test_a_termination_message_is_truncated_and_falls_back_to_logs(cluster: Clus
     assert logs_pod.status.container_statuses[0].state.terminated.message.strip() == "last words"
 
 
-def test_deleting_an_owner_deletes_the_job_it_owns(cluster: Cluster, inputs: str) -> None:
+def test_deleting_an_owner_deletes_the_job_it_owns(cluster: LocalCluster, inputs: str) -> None:
     owner = cluster.core.create_namespaced_config_map(
         inputs, client.V1ConfigMap(metadata=client.V1ObjectMeta(name="owner"))
     )
@@ -172,7 +174,7 @@ def test_deleting_an_owner_deletes_the_job_it_owns(cluster: Cluster, inputs: str
     wait_for("the pod to be killed and deleted", lambda: not pods_of(cluster, inputs, "owned"))
 
 
-def test_a_pod_past_its_active_deadline_is_killed_and_reported(cluster: Cluster, inputs: str) -> None:
+def test_a_pod_past_its_active_deadline_is_killed_and_reported(cluster: LocalCluster, inputs: str) -> None:
     pod = client.V1Pod(
         metadata=client.V1ObjectMeta(name="slow"),
         spec=client.V1PodSpec(
@@ -201,18 +203,18 @@ def pod_named(name: str, image: str = "local/exec", **container: Any) -> client.
     )
 
 
-def waiting_reason(cluster: Cluster, namespace: str, name: str) -> str | None:
+def waiting_reason(cluster: LocalCluster, namespace: str, name: str) -> str | None:
     statuses = cluster.core.read_namespaced_pod(name, namespace).status.container_statuses
     waiting = statuses[0].state.waiting if statuses else None
     return waiting.reason if waiting else None
 
 
-def condition_of(cluster: Cluster, namespace: str, name: str, kind: str) -> Any:
+def condition_of(cluster: LocalCluster, namespace: str, name: str, kind: str) -> Any:
     conditions = cluster.core.read_namespaced_pod(name, namespace).status.conditions or []
     return next((c for c in conditions if c.type == kind), None)
 
 
-def test_an_unmapped_image_fails_to_pull_and_backs_off_like_a_kubelet(cluster: Cluster, namespace: str) -> None:
+def test_an_unmapped_image_fails_to_pull_and_backs_off_like_a_kubelet(cluster: LocalCluster, namespace: str) -> None:
     cluster.core.create_namespaced_pod(namespace, pod_named("nope", image="example.com/unknown:1"))
     seen = set()
 
@@ -227,13 +229,15 @@ def test_an_unmapped_image_fails_to_pull_and_backs_off_like_a_kubelet(cluster: C
     assert cluster.core.read_namespaced_pod("nope", namespace).status.phase == "Pending"
 
 
-def test_an_image_reference_that_does_not_parse_waits_in_invalid_image_name(cluster: Cluster, namespace: str) -> None:
+def test_an_image_reference_that_does_not_parse_waits_in_invalid_image_name(
+    cluster: LocalCluster, namespace: str
+) -> None:
     cluster.core.create_namespaced_pod(namespace, pod_named("bad", image="example.com/Upper/Case:1"))
     wait_for("InvalidImageName", lambda: waiting_reason(cluster, namespace, "bad") == "InvalidImageName", timeout=30)
 
 
 def test_a_missing_secret_volume_waits_in_container_creating_with_failed_mount_events_until_it_exists(
-    cluster: Cluster, namespace: str
+    cluster: LocalCluster, namespace: str
 ) -> None:
     pod = pod_named("mount", volume_mounts=[client.V1VolumeMount(name="creds", mount_path="/creds")])
     pod.spec.volumes = [client.V1Volume(name="creds", secret=client.V1SecretVolumeSource(secret_name="later"))]
@@ -264,7 +268,7 @@ def test_a_missing_secret_volume_waits_in_container_creating_with_failed_mount_e
 
 
 def test_a_missing_secret_key_in_the_environment_is_a_create_container_config_error(
-    cluster: Cluster, inputs: str
+    cluster: LocalCluster, inputs: str
 ) -> None:
     env = [
         client.V1EnvVar(
@@ -281,7 +285,7 @@ def test_a_missing_secret_key_in_the_environment_is_a_create_container_config_er
     assert statuses[0].state.waiting.message == f"couldn't find key nokey in Secret {inputs}/s"
 
 
-def test_a_pod_that_fits_no_node_is_unschedulable(cluster: Cluster, namespace: str) -> None:
+def test_a_pod_that_fits_no_node_is_unschedulable(cluster: LocalCluster, namespace: str) -> None:
     big = client.V1ResourceRequirements(requests={"cpu": "100000"})
     cluster.core.create_namespaced_pod(namespace, pod_named("huge", resources=big))
     scheduled = wait_for(
@@ -296,7 +300,7 @@ def test_a_pod_that_fits_no_node_is_unschedulable(cluster: Cluster, namespace: s
 
 
 def test_downward_api_files_and_paths_in_the_environment_are_under_the_pod_root(
-    cluster: Cluster, namespace: str
+    cluster: LocalCluster, namespace: str
 ) -> None:
     """An annotation projected as a file, and environment values that name paths inside mounts rewritten to the
     pod root, so a process finds its files without knowing about the agent."""

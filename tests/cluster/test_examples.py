@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.conftest import REPO, Cluster, Operator
+from tests.support import REPO, LocalCluster, Operator
 
 sys.path.insert(0, str(REPO / "examples"))
 import remote_services
@@ -27,7 +27,7 @@ def remote() -> Iterator[str]:
     server.shutdown()
 
 
-def run_example(cluster: Cluster, namespace: str, path: Path, url: str, **overrides: Any) -> dict[str, Any]:
+def run_example(cluster: LocalCluster, namespace: str, path: Path, url: str, **overrides: Any) -> dict[str, Any]:
     """Apply an example manifest as written, pointed at this test's remote services."""
     text = path.read_text().replace("http://127.0.0.1:18765", url)
     body = yaml.safe_load(text)
@@ -37,26 +37,28 @@ def run_example(cluster: Cluster, namespace: str, path: Path, url: str, **overri
 
 
 @pytest.fixture
-def shop(cluster: Cluster, namespace: str) -> str:
+def shop(cluster: LocalCluster, namespace: str) -> str:
     cluster.kubectl("apply", "-n", namespace, "-f", str(EXAMPLES / "shop/credentials.yaml"))
     return namespace
 
 
-def test_shop_select_model_lists_the_categories(cluster: Cluster, operator: Operator, shop: str, remote: str) -> None:
+def test_shop_select_model_lists_the_categories(
+    cluster: LocalCluster, operator: Operator, shop: str, remote: str
+) -> None:
     status = run_example(cluster, shop, EXAMPLES / "shop/select-model.yaml", remote)
     assert status["phase"] == "Succeeded"
     assert status["result"] == {"books": "Books", "music": "Music", "garden": "Garden"}
 
 
 def test_shop_get_meta_model_describes_the_category(
-    cluster: Cluster, operator: Operator, shop: str, remote: str
+    cluster: LocalCluster, operator: Operator, shop: str, remote: str
 ) -> None:
     status = run_example(cluster, shop, EXAMPLES / "shop/get-meta-model.yaml", remote)
     assert status["result"]["out"]["properties"]["isbn"] == {"type": "string"}
     assert "limit" in status["result"]["in"]["properties"]
 
 
-def test_shop_verify_credentials(cluster: Cluster, operator: Operator, shop: str, remote: str) -> None:
+def test_shop_verify_credentials(cluster: LocalCluster, operator: Operator, shop: str, remote: str) -> None:
     status = run_example(cluster, shop, EXAMPLES / "shop/verify-credentials.yaml", remote)
     assert status["result"] == {"verified": True, "account": "demo-shop"}
     cluster.kubectl("patch", "secret", "shop-credentials", "-n", shop, "-p", '{"stringData": {"apiKey": "wrong"}}')
@@ -70,7 +72,7 @@ def test_shop_verify_credentials(cluster: Cluster, operator: Operator, shop: str
 
 
 def test_sandbox_detonation_polls_until_complete(
-    cluster: Cluster, operator: Operator, namespace: str, remote: str
+    cluster: LocalCluster, operator: Operator, namespace: str, remote: str
 ) -> None:
     status = run_example(cluster, namespace, EXAMPLES / "sandbox/detonate.yaml", remote, pollSeconds=1)
     assert status["phase"] == "Succeeded"
@@ -79,7 +81,7 @@ def test_sandbox_detonation_polls_until_complete(
 
 
 def test_sandbox_timeout_keeps_the_remote_job_id(
-    cluster: Cluster, operator: Operator, namespace: str, remote: str
+    cluster: LocalCluster, operator: Operator, namespace: str, remote: str
 ) -> None:
     manifest = yaml.safe_load((EXAMPLES / "sandbox/detonate.yaml").read_text())
     manifest["metadata"] = {"name": "slow-sandbox", "namespace": namespace}
@@ -92,7 +94,7 @@ def test_sandbox_timeout_keeps_the_remote_job_id(
 
 
 def test_rate_limited_fetch_backs_off_exponentially(
-    cluster: Cluster, operator: Operator, namespace: str, remote: str
+    cluster: LocalCluster, operator: Operator, namespace: str, remote: str
 ) -> None:
     status = run_example(cluster, namespace, EXAMPLES / "ratelimited/fetch.yaml", remote, baseDelaySeconds=1)
     assert status["phase"] == "Succeeded"

@@ -12,7 +12,7 @@ from kubernetes import client
 from kubernetes.client.rest import ApiException
 
 from schedexec import models
-from tests.conftest import MAX_RUNNING, Cluster, Operator, wait_for
+from tests.support import MAX_RUNNING, LocalCluster, Operator, wait_for
 
 pytestmark = pytest.mark.cluster
 
@@ -29,11 +29,11 @@ def execution(name: str, method: str, **spec: Any) -> dict[str, Any]:
     }
 
 
-def create(cluster: Cluster, namespace: str, body: dict[str, Any]) -> None:
+def create(cluster: LocalCluster, namespace: str, body: dict[str, Any]) -> None:
     cluster.custom.create_namespaced_custom_object(models.GROUP, models.VERSION, namespace, models.PLURAL, body)
 
 
-def run_to_end(cluster: Cluster, namespace: str, body: dict[str, Any], timeout: float = 90) -> dict[str, Any]:
+def run_to_end(cluster: LocalCluster, namespace: str, body: dict[str, Any], timeout: float = 90) -> dict[str, Any]:
     create(cluster, namespace, body)
     return cluster.wait_finished(namespace, body["metadata"]["name"], timeout)
 
@@ -47,7 +47,7 @@ def condition(body: dict[str, Any], type_: str) -> dict[str, Any]:
 
 
 @pytest.fixture
-def credentials(cluster: Cluster, namespace: str) -> str:
+def credentials(cluster: LocalCluster, namespace: str) -> str:
     cluster.core.create_namespaced_secret(
         namespace,
         client.V1Secret(
@@ -57,11 +57,11 @@ def credentials(cluster: Cluster, namespace: str) -> str:
     return "shop"
 
 
-def jobs(cluster: Cluster, namespace: str) -> list[Any]:
+def jobs(cluster: LocalCluster, namespace: str) -> list[Any]:
     return list(cluster.batch.list_namespaced_job(namespace).items)
 
 
-def test_select_model_returns_the_options(cluster: Cluster, operator: Operator, namespace: str) -> None:
+def test_select_model_returns_the_options(cluster: LocalCluster, operator: Operator, namespace: str) -> None:
     done = run_to_end(cluster, namespace, execution("cats", "selectModel", function="getCategories", module="list"))
     assert status(done)["phase"] == "Succeeded"
     assert status(done)["result"] == {"1": "Books", "2": "Music", "module": "list"}
@@ -71,13 +71,13 @@ def test_select_model_returns_the_options(cluster: Cluster, operator: Operator, 
     wait_for("the finished run's Job to be cleaned up", lambda: not jobs(cluster, namespace))
 
 
-def test_get_meta_model_returns_the_schemas(cluster: Cluster, operator: Operator, namespace: str) -> None:
+def test_get_meta_model_returns_the_schemas(cluster: LocalCluster, operator: Operator, namespace: str) -> None:
     done = run_to_end(cluster, namespace, execution("meta", "getMetaModel", module="products"))
     assert status(done)["result"]["out"]["properties"] == {"sku": {"type": "string"}}
 
 
 def test_verify_credentials_reads_the_secret_and_never_leaks_it(
-    cluster: Cluster, operator: Operator, namespace: str, credentials: str
+    cluster: LocalCluster, operator: Operator, namespace: str, credentials: str
 ) -> None:
     ok = run_to_end(
         cluster,
@@ -111,7 +111,7 @@ def test_verify_credentials_reads_the_secret_and_never_leaks_it(
 
 
 def test_a_polling_sequence_passes_each_runs_args_to_the_next(
-    cluster: Cluster, operator: Operator, namespace: str
+    cluster: LocalCluster, operator: Operator, namespace: str
 ) -> None:
     done = run_to_end(cluster, namespace, execution("poll", "countdown", args={"left": 2, "every": 1}))
     assert status(done)["phase"] == "Succeeded"
@@ -126,7 +126,7 @@ def test_a_polling_sequence_passes_each_runs_args_to_the_next(
 
 
 def test_each_run_gets_exactly_the_args_and_partial_result_the_previous_one_scheduled(
-    cluster: Cluster, operator: Operator, namespace: str
+    cluster: LocalCluster, operator: Operator, namespace: str
 ) -> None:
     create(cluster, namespace, execution("reshape", "reshape", args={"a": 1, "b": {"c": 2}}))
 
@@ -138,7 +138,7 @@ def test_each_run_gets_exactly_the_args_and_partial_result_the_previous_one_sche
     assert status(done)["result"] == {"only": 2}, "no key of earlier args may survive into later runs"
 
 
-def test_an_error_outcome_fails_with_its_reason(cluster: Cluster, operator: Operator, namespace: str) -> None:
+def test_an_error_outcome_fails_with_its_reason(cluster: LocalCluster, operator: Operator, namespace: str) -> None:
     done = run_to_end(cluster, namespace, execution("err", "fail"))
     assert status(done)["phase"] == "Failed"
     assert status(done)["error"] == {"reason": "ShopUnavailable", "message": "the shop answered 503"}
@@ -149,7 +149,9 @@ def test_an_error_outcome_fails_with_its_reason(cluster: Cluster, operator: Oper
     }
 
 
-def test_a_timeout_while_waiting_keeps_the_partial_result(cluster: Cluster, operator: Operator, namespace: str) -> None:
+def test_a_timeout_while_waiting_keeps_the_partial_result(
+    cluster: LocalCluster, operator: Operator, namespace: str
+) -> None:
     done = run_to_end(
         cluster,
         namespace,
@@ -161,7 +163,7 @@ def test_a_timeout_while_waiting_keeps_the_partial_result(cluster: Cluster, oper
     assert condition(done, "TimedOut")["status"] == "True"
 
 
-def test_a_timeout_while_running_stops_the_run(cluster: Cluster, operator: Operator, namespace: str) -> None:
+def test_a_timeout_while_running_stops_the_run(cluster: LocalCluster, operator: Operator, namespace: str) -> None:
     done = run_to_end(cluster, namespace, execution("slow", "sleep", timeoutSeconds=4, runTimeoutSeconds=4))
     assert status(done)["phase"] == "TimedOut"
     assert status(done)["history"][-1]["outcome"] == "Stopped"
@@ -169,7 +171,7 @@ def test_a_timeout_while_running_stops_the_run(cluster: Cluster, operator: Opera
     wait_for("its pod to be killed", lambda: not cluster.core.list_namespaced_pod(namespace).items)
 
 
-def test_a_run_past_its_own_deadline_fails(cluster: Cluster, operator: Operator, namespace: str) -> None:
+def test_a_run_past_its_own_deadline_fails(cluster: LocalCluster, operator: Operator, namespace: str) -> None:
     done = run_to_end(cluster, namespace, execution("hang", "sleep", runTimeoutSeconds=2, retries=0))
     assert status(done)["phase"] == "Failed"
     assert status(done)["error"]["reason"] == "RunTimedOut"
@@ -185,7 +187,7 @@ def test_a_run_past_its_own_deadline_fails(cluster: Cluster, operator: Operator,
     ],
 )
 def test_runner_faults_fail_with_a_clear_reason(
-    cluster: Cluster, operator: Operator, namespace: str, method: str, reason: str, in_message: str
+    cluster: LocalCluster, operator: Operator, namespace: str, method: str, reason: str, in_message: str
 ) -> None:
     done = run_to_end(cluster, namespace, execution("fault", method, retries=0))
     assert status(done)["phase"] == "Failed"
@@ -193,14 +195,14 @@ def test_runner_faults_fail_with_a_clear_reason(
     assert in_message in status(done)["error"]["message"]
 
 
-def test_a_crashing_run_is_retried_per_spec(cluster: Cluster, operator: Operator, namespace: str) -> None:
+def test_a_crashing_run_is_retried_per_spec(cluster: LocalCluster, operator: Operator, namespace: str) -> None:
     done = run_to_end(cluster, namespace, execution("retry", "crash", retries=1), timeout=120)
     assert status(done)["error"]["reason"] == "BackoffLimitExceeded"
     assert "after 1 retries" in status(done)["error"]["message"]
 
 
 def test_runs_get_no_credentials_and_a_restricted_security_context(
-    cluster: Cluster, operator: Operator, namespace: str, credentials: str
+    cluster: LocalCluster, operator: Operator, namespace: str, credentials: str
 ) -> None:
     create(cluster, namespace, execution("sec", "sleep", credentialsSecretRef={"name": credentials}))
     pod = wait_for("the run's pod", lambda: next(iter(cluster.core.list_namespaced_pod(namespace).items), None))
@@ -224,7 +226,7 @@ def test_runs_get_no_credentials_and_a_restricted_security_context(
 
 
 def test_cancel_stops_the_run_without_deleting_the_execution(
-    cluster: Cluster, operator: Operator, namespace: str
+    cluster: LocalCluster, operator: Operator, namespace: str
 ) -> None:
     create(cluster, namespace, execution("cancel", "sleep"))
     wait_for(
@@ -243,7 +245,7 @@ def test_cancel_stops_the_run_without_deleting_the_execution(
     wait_for("the run's Job to go", lambda: not jobs(cluster, namespace))
 
 
-def test_kubectl_wait_and_get_show_the_execution(cluster: Cluster, operator: Operator, namespace: str) -> None:
+def test_kubectl_wait_and_get_show_the_execution(cluster: LocalCluster, operator: Operator, namespace: str) -> None:
     cluster.apply(
         execution("quick", "selectModel", function="getCategories")
         | {"metadata": {"name": "quick", "namespace": namespace}}
@@ -256,7 +258,9 @@ def test_kubectl_wait_and_get_show_the_execution(cluster: Cluster, operator: Ope
     assert "RunStarted" in described and "Succeeded" in described
 
 
-def test_a_finished_execution_is_deleted_after_its_ttl(cluster: Cluster, operator: Operator, namespace: str) -> None:
+def test_a_finished_execution_is_deleted_after_its_ttl(
+    cluster: LocalCluster, operator: Operator, namespace: str
+) -> None:
     run_to_end(cluster, namespace, execution("ttl", "getMetaModel", module="products", ttlSecondsAfterFinished=2))
 
     def deleted() -> bool:
@@ -270,7 +274,7 @@ def test_a_finished_execution_is_deleted_after_its_ttl(cluster: Cluster, operato
 
 
 def test_a_killed_operator_continues_the_sequence_without_losing_or_repeating_a_run(
-    cluster: Cluster, operator: Operator, namespace: str
+    cluster: LocalCluster, operator: Operator, namespace: str
 ) -> None:
     create(cluster, namespace, execution("crashy", "countdown", args={"left": 5, "every": 1}))
 
@@ -295,7 +299,7 @@ def test_a_killed_operator_continues_the_sequence_without_losing_or_repeating_a_
 
 
 def test_runs_beyond_the_concurrency_limit_are_queued_then_run(
-    cluster: Cluster, operator: Operator, namespace: str
+    cluster: LocalCluster, operator: Operator, namespace: str
 ) -> None:
     names = [f"q{i}" for i in range(MAX_RUNNING + 2)]
     for name in names:

@@ -22,7 +22,7 @@ import pytest
 from schedexec import models
 from schedexec_runner import contract
 from tests.cluster.test_operator import IMAGE, execution
-from tests.conftest import Cluster, Operator, wait_for
+from tests.support import LocalCluster, Operator, wait_for
 
 pytestmark = pytest.mark.cluster
 
@@ -43,28 +43,28 @@ class FastOperator(Operator):
 
 
 @pytest.fixture
-def fast_operator(cluster: Cluster, without_session_operator: None, tmp_path: Path) -> Iterator[Operator]:
+def fast_operator(cluster: LocalCluster, without_session_operator: None, tmp_path: Path) -> Iterator[Operator]:
     handle = FastOperator(cluster, tmp_path)
     handle.start()
     yield handle
     handle.stop()
 
 
-def create(cluster: Cluster, namespace: str, body: dict[str, Any]) -> None:
+def create(cluster: LocalCluster, namespace: str, body: dict[str, Any]) -> None:
     cluster.custom.create_namespaced_custom_object(models.GROUP, models.VERSION, namespace, models.PLURAL, body)
 
 
-def waiting_of(cluster: Cluster, namespace: str, name: str) -> dict[str, Any] | None:
+def waiting_of(cluster: LocalCluster, namespace: str, name: str) -> dict[str, Any] | None:
     status = cluster.execution(namespace, name).get("status") or {}
     return (status.get("currentRun") or {}).get("waiting")  # type: ignore[no-any-return]
 
 
-def no_jobs_left(cluster: Cluster, namespace: str) -> bool:
+def no_jobs_left(cluster: LocalCluster, namespace: str) -> bool:
     return not cluster.batch.list_namespaced_job(namespace).items
 
 
 def test_a_wrong_image_shows_why_it_waits_then_fails_fast_naming_the_image(
-    cluster: Cluster, fast_operator: Operator, namespace: str
+    cluster: LocalCluster, fast_operator: Operator, namespace: str
 ) -> None:
     image = "ghcr.io/acme/does-not-exist:1.0"
     started = time.monotonic()
@@ -92,7 +92,7 @@ def test_a_wrong_image_shows_why_it_waits_then_fails_fast_naming_the_image(
     wait_for("the run's Job to be deleted", lambda: no_jobs_left(cluster, namespace))
 
 
-def test_an_invalid_image_name_fails_at_once(cluster: Cluster, fast_operator: Operator, namespace: str) -> None:
+def test_an_invalid_image_name_fails_at_once(cluster: LocalCluster, fast_operator: Operator, namespace: str) -> None:
     create(cluster, namespace, execution("invalid", "getCategories", component={"image": "ghcr.io/Acme/Upper:1"}))
     done = cluster.wait_finished(namespace, "invalid", timeout=30)
     assert done["status"]["error"]["reason"] == "ImagePullFailed"
@@ -101,7 +101,7 @@ def test_an_invalid_image_name_fails_at_once(cluster: Cluster, fast_operator: Op
 
 
 def test_a_missing_credentials_secret_fails_fast_with_config_error_naming_it(
-    cluster: Cluster, fast_operator: Operator, namespace: str
+    cluster: LocalCluster, fast_operator: Operator, namespace: str
 ) -> None:
     create(cluster, namespace, execution("nosecret", "verifyCredentials", credentialsSecretRef={"name": "absent"}))
     done = cluster.wait_finished(namespace, "nosecret", timeout=60)
@@ -113,7 +113,7 @@ def test_a_missing_credentials_secret_fails_fast_with_config_error_naming_it(
 
 
 def test_an_unschedulable_pod_fails_with_the_schedulers_message(
-    cluster: Cluster, fast_operator: Operator, namespace: str
+    cluster: LocalCluster, fast_operator: Operator, namespace: str
 ) -> None:
     create(
         cluster,
@@ -134,7 +134,7 @@ def canonical_digest(args: dict[str, Any]) -> str:
 
 
 def test_args_beyond_what_an_environment_variable_carries_reach_the_component_intact(
-    cluster: Cluster, fast_operator: Operator, namespace: str
+    cluster: LocalCluster, fast_operator: Operator, namespace: str
 ) -> None:
     """~150 KiB of args (an environment string is capped at 128 KiB), applied with kubectl; HOME is /tmp."""
     args = {"blob": "αβγ-" * 20_000, "items": list(range(5000)), "quote": "\"'$(x)`\\n"}
@@ -151,7 +151,7 @@ def test_args_beyond_what_an_environment_variable_carries_reach_the_component_in
 
 
 def test_args_over_the_limit_fail_before_any_job_is_created(
-    cluster: Cluster, fast_operator: Operator, namespace: str
+    cluster: LocalCluster, fast_operator: Operator, namespace: str
 ) -> None:
     create(cluster, namespace, execution("toobig", "digest", args={"blob": "x" * (contract.MAX_ARGS_BYTES + 1)}))
     done = cluster.wait_finished(namespace, "toobig", timeout=30)

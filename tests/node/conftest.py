@@ -17,21 +17,20 @@ import json
 import os
 import sys
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
 
 from schedexec_devcluster import binaries
-from schedexec_devcluster.__main__ import CHART_NAMESPACE, install_chart, node_setup
+from schedexec_devcluster.__main__ import install_chart, node_setup
 from schedexec_devcluster.certs import NODE_IP
 from schedexec_devcluster.controlplane import ControlPlane
 from schedexec_devcluster.node import NodeError
-from tests.conftest import REPO, Cluster, new_namespace, wait_for
+from tests.node.support import TEST_IMAGE
+from tests.support import REPO, LocalCluster, new_namespace
 
 sys.path.insert(0, str(REPO / "examples"))
 import remote_services
 
-TEST_IMAGE = "ghcr.io/schedexec/test-component:dev"
 API_COMPONENTS = {
     "shop": {"image": "ghcr.io/schedexec/example-shop:{revision}", "default_revision": "0.1.0"},
     "test": {"image": TEST_IMAGE},
@@ -48,7 +47,7 @@ def _unavailable(reason: str) -> None:
 
 
 @pytest.fixture(scope="session")
-def node_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+def node_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
     if os.geteuid() != 0:
         _unavailable("it needs root (containerd, kubelet and the pod bridge)")
     try:
@@ -62,7 +61,7 @@ def node_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     except NodeError as exc:  # the host refused: not root enough, a module or a package missing
         _unavailable(str(exc))
     try:
-        handle = Cluster(plane, found.require(binaries.KUBECTL))
+        handle = LocalCluster(plane, found.require(binaries.KUBECTL))
         install_chart(
             plane,
             [
@@ -79,7 +78,7 @@ def node_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
 
 
 @pytest.fixture
-def node_namespace(node_cluster: Cluster) -> Iterator[str]:
+def node_namespace(node_cluster: LocalCluster) -> Iterator[str]:
     name = new_namespace(node_cluster, "n")
     yield name
     node_cluster.core.delete_namespace(name)
@@ -91,16 +90,3 @@ def remote() -> Iterator[str]:
     server = remote_services.serve(remote_services.Remote(api_key="demo-key", polls=2, limit=2), host=NODE_IP)
     yield f"http://{NODE_IP}:{server.server_port}"
     server.shutdown()
-
-
-def operator_pods(cluster: Cluster) -> list[Any]:
-    pods = cluster.core.list_namespaced_pod(CHART_NAMESPACE, label_selector="app.kubernetes.io/name=schedexec")
-    return [p for p in pods.items if p.metadata.deletion_timestamp is None]
-
-
-def running_operator_pod(cluster: Cluster) -> Any:
-    def ready() -> Any:
-        pods = [p for p in operator_pods(cluster) if all(c.ready for c in p.status.container_statuses or [False])]
-        return pods[0] if len(pods) == 1 and pods[0].status.phase == "Running" else None
-
-    return wait_for("one Running, Ready operator pod", ready, timeout=120)

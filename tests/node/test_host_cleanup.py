@@ -23,7 +23,7 @@ import pytest
 from schedexec_devcluster import binaries
 from schedexec_devcluster.controlplane import ControlPlane
 from schedexec_devcluster.node import NodeLayout, leftovers, owner
-from tests.conftest import wait_for
+from tests.support import wait_for
 
 pytestmark = pytest.mark.node
 

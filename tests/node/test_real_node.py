@@ -14,8 +14,8 @@ import yaml
 
 from schedexec import models
 from schedexec_devcluster.__main__ import CHART_NAMESPACE
-from tests.conftest import REPO, Cluster, client_token, rest_countdown, wait_for
-from tests.node.conftest import TEST_IMAGE, operator_pods, running_operator_pod
+from tests.node.support import TEST_IMAGE, operator_pods, running_operator_pod
+from tests.support import REPO, LocalCluster, client_token, rest_countdown, wait_for
 
 pytestmark = pytest.mark.node
 EXAMPLES = REPO / "examples"
@@ -31,20 +31,20 @@ def execution(name: str, namespace: str, **spec: Any) -> dict[str, Any]:
     }
 
 
-def run(cluster: Cluster, body: dict[str, Any], timeout: float = 120) -> dict[str, Any]:
+def run(cluster: LocalCluster, body: dict[str, Any], timeout: float = 120) -> dict[str, Any]:
     cluster.apply(body)
     finished = cluster.wait_finished(body["metadata"]["namespace"], body["metadata"]["name"], timeout=timeout)
     return finished["status"]  # type: ignore[no-any-return]
 
 
-def run_example(cluster: Cluster, namespace: str, path: Path, url: str, **overrides: Any) -> dict[str, Any]:
+def run_example(cluster: LocalCluster, namespace: str, path: Path, url: str, **overrides: Any) -> dict[str, Any]:
     """Apply an example manifest as written, pointed at this test's remote services."""
     body = yaml.safe_load(path.read_text().replace("http://127.0.0.1:18765", url))
     body["spec"]["args"].update(overrides)
     return run(cluster, {**body, "metadata": {**body["metadata"], "namespace": namespace}})
 
 
-def test_the_node_is_ready_on_containerd_2(node_cluster: Cluster) -> None:
+def test_the_node_is_ready_on_containerd_2(node_cluster: LocalCluster) -> None:
     (node,) = node_cluster.core.list_node().items
     ready = {c.type: c.status for c in node.status.conditions}["Ready"]
     assert ready == "True"
@@ -52,7 +52,7 @@ def test_the_node_is_ready_on_containerd_2(node_cluster: Cluster) -> None:
     assert not [t for t in node.spec.taints or [] if t.effect == "NoSchedule"], "the not-ready taint was lifted"
 
 
-def test_the_operator_runs_as_a_pod_with_its_service_account(node_cluster: Cluster) -> None:
+def test_the_operator_runs_as_a_pod_with_its_service_account(node_cluster: LocalCluster) -> None:
     pod = running_operator_pod(node_cluster)
     assert pod.spec.service_account_name.startswith("schedexec")
     assert {c.name for c in pod.spec.containers} >= {"operator", "api"}
@@ -63,13 +63,13 @@ def test_the_operator_runs_as_a_pod_with_its_service_account(node_cluster: Clust
 
 
 @pytest.fixture
-def shop(node_cluster: Cluster, node_namespace: str) -> str:
+def shop(node_cluster: LocalCluster, node_namespace: str) -> str:
     node_cluster.kubectl("apply", "-n", node_namespace, "-f", str(EXAMPLES / "shop/credentials.yaml"))
     return node_namespace
 
 
 def test_shop_select_model_and_get_meta_model_from_the_example_image(
-    node_cluster: Cluster, shop: str, remote: str
+    node_cluster: LocalCluster, shop: str, remote: str
 ) -> None:
     status = run_example(node_cluster, shop, EXAMPLES / "shop/select-model.yaml", remote)
     assert status["phase"] == "Succeeded", status
@@ -78,26 +78,26 @@ def test_shop_select_model_and_get_meta_model_from_the_example_image(
     assert status["result"]["out"]["properties"]["isbn"] == {"type": "string"}
 
 
-def test_shop_verify_credentials_reads_the_mounted_secret(node_cluster: Cluster, shop: str, remote: str) -> None:
+def test_shop_verify_credentials_reads_the_mounted_secret(node_cluster: LocalCluster, shop: str, remote: str) -> None:
     status = run_example(node_cluster, shop, EXAMPLES / "shop/verify-credentials.yaml", remote)
     assert status["result"] == {"verified": True, "account": "demo-shop"}
     assert "demo-key" not in yaml.safe_dump(status)
 
 
-def test_sandbox_polling_sequence_in_containers(node_cluster: Cluster, node_namespace: str, remote: str) -> None:
+def test_sandbox_polling_sequence_in_containers(node_cluster: LocalCluster, node_namespace: str, remote: str) -> None:
     status = run_example(node_cluster, node_namespace, EXAMPLES / "sandbox/detonate.yaml", remote, pollSeconds=1)
     assert status["phase"] == "Succeeded", status
     assert status["result"] == {"jobId": "det-1", "verdict": "benign", "score": 3}
     assert [r["outcome"] for r in status["history"]] == ["Scheduled", "Scheduled", "Done"]
 
 
-def test_rate_limited_example(node_cluster: Cluster, node_namespace: str, remote: str) -> None:
+def test_rate_limited_example(node_cluster: LocalCluster, node_namespace: str, remote: str) -> None:
     status = run_example(node_cluster, node_namespace, EXAMPLES / "ratelimited/fetch.yaml", remote, baseDelaySeconds=1)
     assert status["phase"] == "Succeeded", status
     assert status["result"]["attempts"] == 3
 
 
-def test_a_run_is_confined_as_the_operator_promises(node_cluster: Cluster, node_namespace: str) -> None:
+def test_a_run_is_confined_as_the_operator_promises(node_cluster: LocalCluster, node_namespace: str) -> None:
     """Seen from inside the container: non-root, read-only root, no API credentials, no capabilities."""
     status = run(node_cluster, execution("inspect", node_namespace, method="inspect"))
     assert status["phase"] == "Succeeded", status
@@ -111,13 +111,13 @@ def test_a_run_is_confined_as_the_operator_promises(node_cluster: Cluster, node_
     assert seen["home"] == "/tmp"
 
 
-def test_a_crash_is_reported_from_the_kubelets_log_tail(node_cluster: Cluster, node_namespace: str) -> None:
+def test_a_crash_is_reported_from_the_kubelets_log_tail(node_cluster: LocalCluster, node_namespace: str) -> None:
     status = run(node_cluster, execution("crash", node_namespace, method="crash"))
     assert status["phase"] == "Failed", status
     assert "crashing on purpose" in status["error"]["message"], "FallbackToLogsOnError, written by the kubelet"
 
 
-def test_a_run_past_its_deadline_is_killed(node_cluster: Cluster, node_namespace: str) -> None:
+def test_a_run_past_its_deadline_is_killed(node_cluster: LocalCluster, node_namespace: str) -> None:
     started = time.monotonic()
     body = execution("slow", node_namespace, method="sleep", args={"seconds": 600}, runTimeoutSeconds=5)
     status = run(node_cluster, body)
@@ -126,7 +126,7 @@ def test_a_run_past_its_deadline_is_killed(node_cluster: Cluster, node_namespace
     assert time.monotonic() - started < 90
 
 
-def test_a_wrong_image_fails_fast_and_names_the_image(node_cluster: Cluster, node_namespace: str) -> None:
+def test_a_wrong_image_fails_fast_and_names_the_image(node_cluster: LocalCluster, node_namespace: str) -> None:
     image = "ghcr.io/acme/does-not-exist:1.0"
     body = execution("wrong-image", node_namespace, method="anything", runTimeoutSeconds=600)
     body["spec"]["component"]["image"] = image
@@ -138,7 +138,7 @@ def test_a_wrong_image_fails_fast_and_names_the_image(node_cluster: Cluster, nod
     assert time.monotonic() - started < 60, "after the grace (5 s here), not after runTimeoutSeconds (600 s)"
 
 
-def test_a_missing_secret_fails_fast(node_cluster: Cluster, node_namespace: str) -> None:
+def test_a_missing_secret_fails_fast(node_cluster: LocalCluster, node_namespace: str) -> None:
     body = execution("no-secret", node_namespace, method="files", runTimeoutSeconds=600)
     body["spec"]["credentialsSecretRef"] = {"name": "not-there"}
     started = time.monotonic()
@@ -149,7 +149,7 @@ def test_a_missing_secret_fails_fast(node_cluster: Cluster, node_namespace: str)
     assert time.monotonic() - started < 60, "grace (5 s here) + the operator's event recheck, not runTimeoutSeconds"
 
 
-def test_large_args_reach_the_container_intact(node_cluster: Cluster, node_namespace: str) -> None:
+def test_large_args_reach_the_container_intact(node_cluster: LocalCluster, node_namespace: str) -> None:
     """More than an environment variable can carry (128 KiB per string)."""
     args = {"blob": "x" * (150 * 1024)}
     status = run(node_cluster, execution("large-args", node_namespace, method="digest", args=args))
@@ -163,7 +163,7 @@ def test_large_args_reach_the_container_intact(node_cluster: Cluster, node_names
 
 
 def test_the_operator_pod_deleted_mid_sequence_loses_and_repeats_nothing(
-    node_cluster: Cluster, node_namespace: str
+    node_cluster: LocalCluster, node_namespace: str
 ) -> None:
     before = running_operator_pod(node_cluster)
     body = execution("survivor", node_namespace, method="countdown", args={"left": 5, "every": 1})
@@ -181,7 +181,7 @@ def test_the_operator_pod_deleted_mid_sequence_loses_and_repeats_nothing(
     assert len(operator_pods(node_cluster)) == 1
 
 
-def test_the_rest_api_through_the_charts_service(node_cluster: Cluster, node_namespace: str) -> None:
+def test_the_rest_api_through_the_charts_service(node_cluster: LocalCluster, node_namespace: str) -> None:
     running_operator_pod(node_cluster)
     services = node_cluster.core.list_namespaced_service(CHART_NAMESPACE).items
     (service,) = [s for s in services if s.metadata.name.endswith("-api")]

@@ -10,8 +10,9 @@ import pytest
 import requests
 
 from schedexec import decisions, models, runs
-from schedexec.controller import Controller, status_document
-from schedexec.kube import Conflict
+from schedexec.controller import Controller
+from schedexec.kube import Conflict, JobNameTaken, JobRejected
+from schedexec.reconciler import status_document
 
 
 class FakeCluster:
@@ -69,6 +70,10 @@ def controller(cluster: FakeCluster, max_running: int = 10) -> Controller:
     return Controller(cluster, decisions.Policy(), runs.PodDefaults(), max_running=max_running, workers=2)  # type: ignore[arg-type]
 
 
+def observe(c: Controller, execution: models.ScheduledExecution) -> runs.RunObservation:
+    return asyncio.run(c.reconciler.observe(execution))
+
+
 async def settle(c: Controller, seconds: float = 0.3) -> None:
     task = asyncio.create_task(c.run())
     await asyncio.sleep(seconds)
@@ -85,7 +90,7 @@ def test_a_new_execution_creates_its_job_before_the_status_that_names_it() -> No
 
     asyncio.run(scenario())
     assert cluster.calls[:3] == [("create_job", "a-r1"), ("write_status", "Running"), ("event", "RunStarted")]
-    assert c.running == {"ns/a"}
+    assert c.slots.holders == {"ns/a"}
 
 
 @pytest.mark.parametrize(
@@ -118,13 +123,13 @@ def test_the_run_slot_limit_queues_the_excess_and_a_deletion_frees_a_slot() -> N
         c.execution_event(None, body("b"))
         await settle(c)
         assert [x for x in cluster.calls if x[0] == "create_job"] == [("create_job", "a-r1")]
-        assert list(c.queued) == ["ns/b"]
+        assert list(c.slots.waiting) == ["ns/b"]
         c.execution_event("DELETED", body("a"))
         await settle(c)
 
     asyncio.run(scenario())
     assert ("create_job", "b-r1") in cluster.calls
-    assert c.running == {"ns/b"} and not c.queued
+    assert c.slots.holders == {"ns/b"} and not c.slots.waiting
 
 
 def test_the_status_document_is_complete_so_a_replace_drops_what_became_empty() -> None:
@@ -142,11 +147,11 @@ def test_a_queued_execution_that_ends_leaves_the_queue_so_the_next_one_gets_the_
         for name in ("a", "b", "c"):
             c.execution_event(None, body(name))
             await settle(c, 0.1)
-        assert list(c.queued) == ["ns/b", "ns/c"]
-        cancelled = c.executions["ns/b"] | {"spec": {**body("b")["spec"], "cancel": True}}
+        assert list(c.slots.waiting) == ["ns/b", "ns/c"]
+        cancelled = c.store.executions["ns/b"] | {"spec": {**body("b")["spec"], "cancel": True}}
         c.execution_event(None, cancelled)
         await settle(c, 0.2)
-        assert list(c.queued) == ["ns/c"]
+        assert list(c.slots.waiting) == ["ns/c"]
         c.execution_event("DELETED", body("a"))
         await settle(c, 0.3)
 
@@ -177,7 +182,7 @@ def test_stray_jobs_of_an_execution_are_deleted_once_and_other_executions_jobs_a
     asyncio.run(scenario())
     deleted = [name for call, name in cluster.calls if call == "delete_job"]
     assert deleted == ["a-r7"]
-    assert "ns/a-r7" not in c.jobs and c._jobs_of == {"uid-a": {"ns/a-r1"}, "uid-b": {"ns/b-r1"}}
+    assert "ns/a-r7" not in c.store.jobs and c.store._jobs_of == {"uid-a": {"ns/a-r1"}, "uid-b": {"ns/b-r1"}}
 
 
 def run_pod(name: str, job_name: str, owner: str, **status: Any) -> dict[str, Any]:
@@ -213,9 +218,9 @@ def test_pod_events_reconcile_the_owning_execution_only_when_something_it_reads_
     assert len(c.queue) == 0, "a resourceVersion bump alone changes nothing the decision reads"
     c.pod_event("MODIFIED", run_pod("a-r1-x", "a-r1", "a", rv=3, phase="Running"))
     assert len(c.queue) == 1
-    assert [p["metadata"]["name"] for p in c._cached_pods("ns", c.jobs["ns/a-r1"])] == ["a-r1-x"]
+    assert [p["metadata"]["name"] for p in c.store.pods_of(c.store.jobs["ns/a-r1"])] == ["a-r1-x"]
     c.pod_event("DELETED", run_pod("a-r1-x", "a-r1", "a", rv=4))
-    assert c.pods == {} and c._pods_of == {}
+    assert c.store.pods == {} and c.store._pods_of == {}
 
 
 def test_observing_a_run_reads_its_pods_from_the_cache_and_lists_only_when_the_cache_lags() -> None:
@@ -236,19 +241,19 @@ def test_observing_a_run_reads_its_pods_from_the_cache_and_lists_only_when_the_c
     active = job("a-r1", "a") | {"status": {"active": 1}}
     c.job_event("ADDED", active)
     c.pod_event("ADDED", run_pod("a-r1-x", "a-r1", "a", **waiting))
-    observed = c._observe(ex)
+    observed = observe(c, ex)
     assert observed.state is runs.RunState.ACTIVE
     assert observed.waiting is not None and observed.waiting.reason == "ErrImagePull"
     assert cluster.calls == [], "no API call to see an active run's pod"
     done = job("a-r1", "a") | {"status": {"succeeded": 1, "conditions": [{"type": "Complete", "status": "True"}]}}
     c.job_event("MODIFIED", done | {"metadata": {**done["metadata"], "resourceVersion": "2"}})
-    c._observe(ex)
-    assert cluster.calls == [("run_pods", "a-r1")], "the pod watch has not shown the finished pod yet"
+    observe(c, ex)
+    assert cluster.calls == [("run_pods", "job-a-r1")], "the pod watch has not shown the finished pod yet"
     terminated = {"terminated": {"exitCode": 0, "message": '{"v":1,"outcome":"done","result":1}'}}
     finished = {"phase": "Succeeded", "containerStatuses": [{"name": "run", "state": terminated}]}
     c.pod_event("MODIFIED", run_pod("a-r1-x", "a-r1", "a", rv=2, **finished))
-    assert c._observe(ex).envelope == {"v": 1, "outcome": "done", "result": 1}
-    assert cluster.calls == [("run_pods", "a-r1")], "now the cache accounts for the Job"
+    assert observe(c, ex).envelope == {"v": 1, "outcome": "done", "result": 1}
+    assert cluster.calls == [("run_pods", "job-a-r1")], "now the cache accounts for the Job"
 
 
 def test_a_pod_stuck_before_its_volumes_are_mounted_has_its_failed_mounts_read_at_most_every_few_seconds() -> None:
@@ -264,6 +269,70 @@ def test_a_pod_stuck_before_its_volumes_are_mounted_has_its_failed_mounts_read_a
     stuck = run_pod("a-r1-x", "a-r1", "a", phase="Pending")  # created 2026-01-01: long past the grace
     stuck["metadata"]["creationTimestamp"] = "2020-01-01T00:00:00Z"
     c.pod_event("ADDED", stuck)
-    assert c._observe(ex).waiting is not None
-    c._observe(ex)
+    assert observe(c, ex).waiting is not None
+    observe(c, ex)
     assert cluster.calls == [("pod_events", "pod-a-r1-x")]
+
+
+@pytest.mark.parametrize(
+    ("refusal", "reason"),
+    [
+        (JobRejected(422, 'Job.batch "a-r1" is invalid: spec.template...: Invalid value: "lots"'), "JobRejected"),
+        (
+            JobRejected(403, 'jobs.batch "a-r1" is forbidden: exceeded quota: q, requested: count/jobs.batch=1'),
+            "JobRejected",
+        ),
+        (JobNameTaken("Job ns/a-r1 exists and is not owned by this execution"), "JobNameTaken"),
+    ],
+)
+def test_a_job_refused_for_good_fails_the_execution_at_once_instead_of_retrying(
+    refusal: Exception, reason: str
+) -> None:
+    cluster = FakeCluster(fail_with=[refusal])
+    c = controller(cluster, max_running=1)
+
+    async def scenario() -> None:
+        c.execution_event(None, body("a"))
+        c.execution_event(None, body("b"))
+        await settle(c, 0.5)
+
+    asyncio.run(scenario())
+    assert ("write_status", "Failed") in cluster.calls and ("event", reason) in cluster.calls
+    assert c.store.executions["ns/a"]["status"]["error"]["reason"] == reason
+    assert ("create_job", "b-r1") in cluster.calls, "the refused run's slot went to the next execution"
+    assert c._failures == {}, "no backoff: nothing is retried"
+
+
+def test_a_deleted_execution_keeps_its_run_slot_until_its_pod_is_gone() -> None:
+    cluster = FakeCluster()
+    c = controller(cluster, max_running=1)
+
+    async def scenario() -> None:
+        c.execution_event(None, body("a"))
+        await settle(c, 0.2)
+        c.job_event("ADDED", job("a-r1", "a"))
+        c.pod_event("ADDED", run_pod("a-r1-x", "a-r1", "a", phase="Running"))
+        c.execution_event(None, body("b"))
+        await settle(c, 0.2)
+        c.execution_event("DELETED", body("a"))
+        c.job_event("DELETED", job("a-r1", "a"))  # the garbage collector deletes the Job first
+        await settle(c, 0.2)
+        assert ("create_job", "b-r1") not in cluster.calls, "a's pod still runs: its slot is not free"
+        c.pod_event("DELETED", run_pod("a-r1-x", "a-r1", "a", rv=2, phase="Running"))
+        await settle(c, 0.2)
+
+    asyncio.run(scenario())
+    assert ("create_job", "b-r1") in cluster.calls
+
+
+def test_a_watch_event_older_than_the_operators_own_write_does_not_replace_it() -> None:
+    c = controller(FakeCluster())
+    written = body("a") | {"status": {"phase": "Running"}}
+    written["metadata"] = {**written["metadata"], "resourceVersion": "17"}
+    c.store.execution_read(written)
+    stale = body("a") | {"metadata": {**body("a")["metadata"], "resourceVersion": "16"}}
+    assert not c.store.execution_changed(stale), "the watch has not caught up with the write yet"
+    assert c.store.executions["ns/a"]["status"] == {"phase": "Running"}
+    cancelled = stale | {"metadata": {**stale["metadata"], "generation": 2}}
+    assert c.store.execution_changed(cancelled), "a spec change is never held back"
+    assert c.store.execution_changed(stale | {"metadata": {**stale["metadata"], "resourceVersion": "18"}})

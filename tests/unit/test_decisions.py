@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 import pytest
@@ -12,45 +12,7 @@ from schedexec.decisions import decide
 from schedexec.models import Phase
 from schedexec.runs import RunObservation, RunState
 from schedexec_runner import envelope
-
-T0 = datetime(2026, 11, 23, 12, 0, 0, tzinfo=UTC)
-POLICY = decisions.Policy(min_interval_seconds=10)
-
-
-def execution(status: dict[str, Any] | None = None, **spec: Any) -> models.ScheduledExecution:
-    body = {
-        "metadata": {
-            "name": "sx1",
-            "namespace": "ns",
-            "uid": "u1",
-            "generation": 1,
-            "resourceVersion": "5",
-            "creationTimestamp": T0.isoformat(),
-        },
-        "spec": {"component": {"image": "img"}, "method": "poll", "args": {"a": 1}, **spec},
-        "status": status or {},
-    }
-    return models.ScheduledExecution.model_validate(body)
-
-
-def at(seconds: float) -> datetime:
-    return T0 + timedelta(seconds=seconds)
-
-
-def running(index: int = 1, **status: Any) -> dict[str, Any]:
-    """Status of an execution whose run `index` is running since T0."""
-    return {
-        "phase": "Running",
-        "runs": index - 1,
-        "startedAt": T0.isoformat(),
-        "deadline": at(600).isoformat(),
-        "currentRun": {"index": index, "job": f"sx1-r{index}", "startedAt": T0.isoformat()},
-        **status,
-    }
-
-
-def finished(env: dict[str, Any], exit_code: int = 0) -> RunObservation:
-    return RunObservation(RunState.SUCCEEDED, envelope=env, exit_code=exit_code)
+from tests.unit.builders import POLICY, T0, at, execution, finished, running
 
 
 def condition(status: models.ScheduledExecutionStatus, type_: str) -> models.Condition:
@@ -62,8 +24,15 @@ def test_a_new_execution_starts_run_1_with_spec_args_and_sets_every_condition() 
     assert d.start_run == decisions.StartRun(index=1, args={"a": 1})
     assert d.status.phase is Phase.RUNNING
     assert d.status.current_run is not None and d.status.current_run.job == "sx1-r1"
-    assert d.status.deadline == at(600)
-    assert {c.type for c in d.status.conditions} == {"Succeeded", "Finished", "TimedOut"}
+    assert d.status.deadline == at(1 + 600), "the sequence starts when the operator first sees it (its clock)"
+    assert {c.type for c in d.status.conditions} == {
+        "Succeeded",
+        "Finished",
+        "TimedOut",
+        "Ready",
+        "Reconciling",
+        "Stalled",
+    }
     assert condition(d.status, "Succeeded").status is models.ConditionStatus.UNKNOWN
     assert d.wake_at == at(1 + 300 + 60), "the watchdog's moment: run timeout (default 300 s) + grace"
     assert [e.reason for e in d.events] == ["RunStarted"]
@@ -258,3 +227,112 @@ def test_history_is_bounded() -> None:
     d = decide(ex, finished(envelope.schedule(10, {})), at(5), True, POLICY)
     assert len(d.status.history) == models.HISTORY_LIMIT
     assert d.status.history[-1].index == 11 and d.status.history[0].index == 2
+
+
+# --- everything XSOAR's ScheduledCommand carries -------------------------------------------------
+
+
+def test_a_schedule_naming_another_command_runs_that_command_next_and_says_so() -> None:
+    scheduled = envelope.schedule(30, {"job": "j-1"}, command="fetch-report")
+    d = decide(execution(running()), finished(scheduled), at(5), slot_free=True, policy=POLICY)
+    assert d.status.next_method == "fetch-report"
+    started = decide(execution(d.status.model_dump(mode="json", by_alias=True)), runs.MISSING, at(35), True, POLICY)
+    assert started.start_run == decisions.StartRun(index=2, args={"job": "j-1"}, method="fetch-report")
+    assert started.status.current_run is not None and started.status.current_run.method == "fetch-report"
+    manifest = runs.job_manifest(execution(), 2, {}, runs.PodDefaults(), method="fetch-report")
+    env = {e["name"]: e.get("value") for e in manifest["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["SCHEDEXEC_METHOD"] == "fetch-report"
+    back = envelope.schedule(30, {}, command="poll")  # naming spec.method again returns to it
+    again = decide(execution(running(2, nextMethod="fetch-report")), finished(back), at(40), True, POLICY)
+    assert again.status.next_method is None
+
+
+@pytest.mark.parametrize(
+    ("timeout_in_seconds", "deadline"),
+    [
+        (25, at(25)),  # counted from startedAt
+        (6000, at(600)),  # never beyond spec.timeoutSeconds (600)
+    ],
+)
+def test_a_schedule_may_shorten_the_sequence_timeout_but_never_extend_it(
+    timeout_in_seconds: int, deadline: datetime
+) -> None:
+    scheduled = envelope.schedule(10, {}, timeout_in_seconds=timeout_in_seconds)
+    d = decide(execution(running(), timeoutSeconds=600), finished(scheduled), at(5), True, POLICY)
+    assert d.status.deadline == deadline
+
+
+def test_a_sequence_past_the_timeout_a_run_set_ends_timed_out_and_names_that_timeout() -> None:
+    scheduled = envelope.schedule(10, {}, partial_result={"done": 3}, timeout_in_seconds=25)
+    waiting = decide(execution(running()), finished(scheduled), at(5), True, POLICY).status
+    d = decide(execution(waiting.model_dump(mode="json", by_alias=True)), runs.MISSING, at(26), True, POLICY)
+    assert d.status.phase is Phase.TIMED_OUT and d.status.partial_result == {"done": 3}
+    assert d.status.error is not None and "timeout of 25s that a run set (timeoutInSeconds)" in d.status.error.message
+
+
+def test_items_remaining_show_while_waiting_and_clear_when_the_next_run_starts() -> None:
+    scheduled = envelope.schedule(10, {}, items_remaining=42)
+    waiting = decide(execution(running()), finished(scheduled), at(5), True, POLICY).status
+    assert waiting.items_remaining == 42
+    started = decide(execution(waiting.model_dump(mode="json", by_alias=True)), runs.MISSING, at(15), True, POLICY)
+    assert started.status.items_remaining is None
+
+
+@pytest.mark.parametrize(("asked", "waits", "raised"), [(3, 10, True), (10, 10, False), (30, 30, False)])
+def test_the_minimum_interval_is_applied_and_recorded_when_a_run_asks_for_less(
+    asked: int, waits: int, raised: bool
+) -> None:
+    d = decide(execution(running()), finished(envelope.schedule(asked, {})), at(5), True, POLICY)
+    assert d.status.next_run_at == at(5 + waits)
+    assert (decisions.Reason.POLL_INTERVAL_RAISED in [e.reason for e in d.events]) is raised
+    assert d.status.history[-1].requested_next_run_in_seconds == (asked if raised else None)
+
+
+def test_a_disrupted_run_fails_with_run_disrupted_and_is_not_started_again() -> None:
+    disrupted = RunObservation(RunState.FAILED, failure_reason=runs.JOB_FAILED_BY_POLICY, failure_message="evicted")
+    d = decide(execution(running(), retries=3), disrupted, at(5), True, POLICY)
+    assert d.status.phase is Phase.FAILED and d.start_run is None
+    assert d.status.error is not None and d.status.error.reason == "RunDisrupted"
+    manifest = runs.job_manifest(execution(), 1, {}, runs.PodDefaults())
+    assert manifest["spec"]["podReplacementPolicy"] == "Failed"
+    assert manifest["spec"]["podFailurePolicy"]["rules"] == [runs.DISRUPTION_FAILS_THE_RUN]
+
+
+def test_a_refused_job_fails_the_execution_without_a_run() -> None:
+    d = decisions.job_refused(execution(), 1, at(1), POLICY, ("JobRejected", "exceeded quota"))
+    assert d.status.phase is Phase.FAILED and d.start_run is None and d.status.current_run is None
+    assert d.status.error == models.ExecutionError(
+        reason="JobRejected", message="the Job of run 1 was refused: exceeded quota"
+    )
+
+
+def kstatus(execution_status: models.ScheduledExecutionStatus, generation: int = 1) -> str:
+    """kstatus's generic rules for a custom resource (sigs.k8s.io/cli-utils pkg/kstatus/status, GenericStatus):
+    observedGeneration behind → InProgress; Reconciling=True → InProgress; Stalled=True → Failed; else Current."""
+    if execution_status.observed_generation != generation:
+        return "InProgress"
+    conditions = {c.type: c.status for c in execution_status.conditions}
+    if conditions.get("Reconciling") == "True":
+        return "InProgress"
+    if conditions.get("Stalled") == "True":
+        return "Failed"
+    return "Current"
+
+
+@pytest.mark.parametrize(
+    ("status", "run", "now", "expected", "ready"),
+    [
+        (None, runs.MISSING, 1, "InProgress", "Unknown"),  # run 1 starts
+        (running(), RunObservation(RunState.ACTIVE), 5, "InProgress", "Unknown"),
+        (running(), finished(envelope.schedule(30, {})), 5, "InProgress", "Unknown"),  # waiting for run 2
+        (running(), finished(envelope.done(1)), 5, "Current", "True"),
+        (running(), finished(envelope.error("Nope", "no")), 5, "Failed", "False"),
+        (running(), RunObservation(RunState.ACTIVE), 601, "Failed", "False"),  # timed out
+    ],
+)
+def test_gitops_tools_wait_for_the_result_kstatus_and_ready(
+    status: dict[str, Any] | None, run: RunObservation, now: float, expected: str, ready: str
+) -> None:
+    d = decide(execution(status), run, at(now), slot_free=True, policy=POLICY)
+    assert kstatus(d.status) == expected
+    assert condition(d.status, "Ready").status == ready

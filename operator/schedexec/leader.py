@@ -1,0 +1,136 @@
+"""Leader election among operator replicas, with client-go's semantics.
+
+Replicas share one coordination.k8s.io Lease. Clocks of different machines
+never meet here: a replica judges another's lease expired by how long *it*
+has watched the lease stay unchanged (a monotonic clock), not by comparing
+the other replica's `renewTime` with its own wall clock. The leader renews
+every RETRY_SECONDS; if it has not renewed for RENEW_DEADLINE_SECONDS it
+stops acting, which is before any other replica may take over
+(LEASE_SECONDS). `may_act` is checked immediately before every Job
+creation, so a leader that was frozen (SIGSTOP, a long GC pause, a stalled
+node) and wakes up after its deadline creates nothing before its elector
+loop has even run: its monotonic clock moved on while it was frozen.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+import pykube
+
+from schedexec.kube import TRANSIENT
+
+log = logging.getLogger("schedexec")
+
+LEASES = "coordination.k8s.io/v1"
+LEASE_SECONDS = 15
+"""How long a lease stays unchanged before another replica may take it (client-go's LeaseDuration)."""
+RENEW_DEADLINE_SECONDS = 10.0
+"""A leader that has not renewed for this long stops acting (client-go's RenewDeadline)."""
+RETRY_SECONDS = 2.0
+"""How often the lease is renewed or, by a follower, looked at (client-go's RetryPeriod)."""
+
+
+class Leases:
+    """Read, create and replace one Lease (I/O only; `LeaderElector` decides)."""
+
+    def __init__(self, api: pykube.HTTPClient, namespace: str, name: str) -> None:
+        self.api, self.namespace, self.name = api, namespace, name
+
+    def read(self) -> dict[str, Any] | None:
+        response = self.api.get(version=LEASES, namespace=self.namespace, url=f"leases/{self.name}")
+        if response.status_code == 404:
+            return None
+        self.api.raise_for_status(response)
+        return response.json()  # type: ignore[no-any-return]
+
+    def create(self, spec: dict[str, Any]) -> bool:
+        """Create the Lease; False if another replica created it first."""
+        lease = {"apiVersion": LEASES, "kind": "Lease", "metadata": {"name": self.name}, "spec": spec}
+        response = self.api.post(version=LEASES, namespace=self.namespace, url="leases", data=json.dumps(lease))
+        if response.status_code == 409:
+            return False
+        self.api.raise_for_status(response)
+        return True
+
+    def replace(self, lease: dict[str, Any]) -> bool:
+        """Replace the Lease as read (resourceVersion-guarded); False if it changed meanwhile."""
+        response = self.api.put(
+            version=LEASES, namespace=self.namespace, url=f"leases/{self.name}", data=json.dumps(lease)
+        )
+        if response.status_code == 409:
+            return False
+        self.api.raise_for_status(response)
+        return True
+
+
+def may_take(spec: Mapping[str, Any], identity: str, unchanged_for: float) -> bool:
+    """Whether `identity` may write the lease `spec`: it holds it, nobody does, or the holder has let it
+    stay unchanged for longer than its duration (as observed by this replica's own clock)."""
+    holder = spec.get("holderIdentity")
+    if holder in (None, "", identity):
+        return True
+    return unchanged_for > float(spec.get("leaseDurationSeconds") or LEASE_SECONDS)
+
+
+def renewed(spec: Mapping[str, Any], identity: str, now: datetime) -> dict[str, Any]:
+    """The lease `spec` as held by `identity` after a renewal (or a takeover) at `now`."""
+    stamp = now.isoformat(timespec="microseconds").replace("+00:00", "Z")
+    updated = {**spec, "holderIdentity": identity, "leaseDurationSeconds": LEASE_SECONDS, "renewTime": stamp}
+    if spec.get("holderIdentity") != identity:
+        updated["acquireTime"] = stamp
+        updated["leaseTransitions"] = int(spec.get("leaseTransitions") or 0) + (1 if spec else 0)
+    return updated
+
+
+class LeaderElector:
+    """Holds the lease for this replica, or waits for it; `leading` is set while it may act."""
+
+    def __init__(self, leases: Leases, identity: str, clock: Callable[[], float] = time.monotonic) -> None:
+        self.leases, self.identity, self.clock = leases, identity, clock
+        self.leading = asyncio.Event()
+        self._renewed_at = float("-inf")
+        self._observed: tuple[Any, ...] | None = None
+        self._observed_at = 0.0
+
+    def may_act(self) -> bool:
+        """True while this replica leads and renewed its lease within the renew deadline."""
+        return self.leading.is_set() and self.clock() - self._renewed_at < RENEW_DEADLINE_SECONDS
+
+    async def run(self, on_gain: Callable[[], None]) -> None:
+        """Renew or try to take the lease every RETRY_SECONDS; `on_gain` runs each time leadership starts."""
+        while True:
+            try:
+                held = await self._try_acquire()
+            except TRANSIENT as exc:
+                log.warning("cannot renew the leader lease: %s", exc)
+                held = False
+            if held:
+                self._renewed_at = self.clock()
+                if not self.leading.is_set():
+                    log.info("leading: this replica reconciles executions now")
+                    self.leading.set()
+                    on_gain()
+            elif self.leading.is_set() and not self.may_act():
+                log.warning("could not renew the leader lease for %.0fs: pausing", RENEW_DEADLINE_SECONDS)
+                self.leading.clear()
+            await asyncio.sleep(RETRY_SECONDS)
+
+    async def _try_acquire(self) -> bool:
+        lease = await asyncio.to_thread(self.leases.read)
+        if lease is None:
+            return await asyncio.to_thread(self.leases.create, renewed({}, self.identity, datetime.now(UTC)))
+        spec = lease.get("spec") or {}
+        record = (spec.get("holderIdentity"), spec.get("renewTime"), spec.get("leaseTransitions"))
+        if record != self._observed:
+            self._observed, self._observed_at = record, self.clock()
+        if not may_take(spec, self.identity, self.clock() - self._observed_at):
+            return False
+        lease["spec"] = renewed(spec, self.identity, datetime.now(UTC))
+        return await asyncio.to_thread(self.leases.replace, lease)

@@ -1,0 +1,217 @@
+"""One reconcile: observe an execution's run, decide, and carry the decision out in a crash-safe order.
+
+A reconcile is a coroutine on the event loop; only its API calls run in
+worker threads (`Io`), so everything it reads and writes in memory (the
+store, the run slots) is touched from one thread. The order of effects is
+the one `schedexec.decisions` relies on: create the run's Job, then write
+the status that names it; write the status that records an outcome, then
+delete the Job. A crash between two steps is repaired by the next reconcile,
+because Job names are deterministic.
+
+The run is observed from the store; the API server is asked only when the
+watch may lag: the current run's Job missing from the cache, a finished
+Job whose pods the cache does not account for, and a pod stuck before its
+volumes are mounted (its FailedMount events, at most every
+MOUNT_CHECK_SECONDS per pod: the kubelet reports a missing Secret of a
+volume only there).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+import time
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+from schedexec import decisions, metrics, models, runs
+from schedexec.kube import PERMANENT, TRANSIENT, Cluster, JobNameTaken, JobRejected
+from schedexec.models import EventType
+from schedexec.objects import owner_uids, split_key
+from schedexec.slots import RunSlots
+from schedexec.store import Store
+
+log = logging.getLogger("schedexec")
+
+MOUNT_CHECK_SECONDS = 10.0
+"""Least time between two reads of one pod's FailedMount events."""
+
+T = TypeVar("T")
+
+
+class NotLeading(Exception):
+    """This replica may not act now (it lost, or could not renew, the leader lease)."""
+
+
+def status_document(status: models.ScheduledExecutionStatus) -> dict[str, Any]:
+    """The status as written to the API (and compared, to skip writes that change nothing)."""
+    return status.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+
+def _refusal(exc: Exception) -> tuple[str, str]:
+    """(reason, message) for a Job the API server refused for good."""
+    if isinstance(exc, JobRejected):
+        return models.Reason.JOB_REJECTED, exc.message
+    assert isinstance(exc, JobNameTaken)
+    return models.Reason.JOB_NAME_TAKEN, str(exc)
+
+
+def _overdue(decision: decisions.Decision) -> bool:
+    error = decision.status.error
+    return error is not None and error.reason == models.Reason.RUN_OVERDUE
+
+
+class Io:
+    """Runs blocking API calls in a small thread pool, so the event loop never waits on the network."""
+
+    def __init__(self, threads: int) -> None:
+        self._executor = concurrent.futures.ThreadPoolExecutor(threads, thread_name_prefix="api")
+
+    async def __call__(self, call: Callable[..., T], *args: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._executor, call, *args)
+
+
+class Reconciler:
+    def __init__(
+        self,
+        cluster: Cluster,
+        store: Store,
+        slots: RunSlots,
+        policy: decisions.Policy,
+        pod_defaults: runs.PodDefaults,
+        io: Io,
+        wake: Callable[[str], None],
+        may_act: Callable[[], bool] = lambda: True,
+    ) -> None:
+        self.cluster, self.store, self.slots = cluster, store, slots
+        self.policy, self.pod_defaults = policy, pod_defaults
+        self.io, self.wake, self.may_act = io, wake, may_act
+        self.unverified: set[str] = set()
+        """Executions to read afresh before their next Job creation (after a leader takeover the watch
+        cache may lag behind what the previous leader did)."""
+        self._mount_checks: dict[str, tuple[float, list[dict[str, Any]]]] = {}
+        """By pod uid: when its FailedMount events were last read (monotonic), and what they were."""
+
+    async def reconcile(self, key: str) -> float | None:
+        """Bring one execution one step forward; returns seconds until it needs another look."""
+        body = self.store.executions.get(key)
+        if body is None:
+            return None
+        execution = models.ScheduledExecution.model_validate(body)
+        if execution.metadata.deletion_timestamp is not None:
+            return None
+        now = datetime.now(UTC)
+        run = await self.observe(execution)
+        log.debug("reconcile %s: phase %s, run %s", key, execution.status.phase, run.state)
+        decision = decisions.decide(execution, run, now, self.slots.free_for(key), self.policy)
+        if _overdue(decision):  # the watchdog acts on what the API server says now, not on the cache
+            run = await self.observe(execution, fresh=True)
+            decision = decisions.decide(execution, run, now, self.slots.free_for(key), self.policy)
+        if decision.start_run is not None:
+            if key in self.unverified:
+                return await self._verify(key)
+            if not self.slots.take(key):  # another reconcile took the last slot
+                decision = decisions.decide(execution, run, now, False, self.policy)
+        await self.apply(execution, decision, now)
+        if decision.wake_at is None:
+            return None
+        return max((decision.wake_at - datetime.now(UTC)).total_seconds(), 0.0)
+
+    async def _verify(self, key: str) -> float:
+        """Read the execution afresh before its first Job creation under this leader; look again at once."""
+        fresh = await self.io(self.cluster.get_execution, *split_key(key))
+        self.unverified.discard(key)
+        if fresh is not None:
+            self.store.execution_read(fresh)
+        return 0.0
+
+    # --- observe ---------------------------------------------------------------------------------
+
+    async def observe(self, execution: models.ScheduledExecution, fresh: bool = False) -> runs.RunObservation:
+        """The current run as the watch caches show it; `fresh`: as the API server shows it now."""
+        current = execution.status.current_run
+        if current is None:
+            return runs.MISSING
+        namespace = execution.metadata.namespace
+        job = None if fresh else self.store.job_of(execution, current.job)
+        if job is None:  # not in the watch cache (yet): ask the API server before concluding anything
+            job = await self.io(self.cluster.get_job, namespace, current.job)
+            if job is not None and execution.metadata.uid not in owner_uids(job):
+                job = None  # a Job of that name that is not this execution's
+        if job is None:
+            return runs.MISSING
+        pods = self.store.pods_of(job)
+        observed = runs.observe(job, pods)
+        if fresh or (observed.state.finished and not runs.pods_account_for(job, pods)):
+            # the pod watch may lag behind the Job's: ask the API server for the pods before concluding
+            observed = runs.observe(job, await self.io(self.cluster.run_pods, namespace, job["metadata"]["uid"]))
+        elif observed.state is runs.RunState.ACTIVE:
+            pod = runs.mount_check_due(pods, datetime.now(UTC), self.policy.start_failure_grace_seconds)
+            if pod is not None:
+                observed = runs.observe(job, pods, await self._mount_failures(pod))
+        return observed
+
+    async def _mount_failures(self, pod: Mapping[str, Any]) -> list[dict[str, Any]]:
+        """The pod's FailedMount events, read at most every MOUNT_CHECK_SECONDS per pod."""
+        meta = pod["metadata"]
+        checked = self._mount_checks.get(meta["uid"])
+        if checked is not None and time.monotonic() - checked[0] < MOUNT_CHECK_SECONDS:
+            return checked[1]
+        try:
+            events = await self.io(self.cluster.pod_events, meta["namespace"], meta["uid"], runs.FAILED_MOUNT)
+        except TRANSIENT as exc:  # e.g. no `list events` under custom RBAC: judge from the pod's status alone
+            log.warning("cannot read the events of pod %s/%s: %s", meta["namespace"], meta.get("name"), exc)
+            events = [] if checked is None else checked[1]
+        self._mount_checks[meta["uid"]] = (time.monotonic(), events)
+        return events
+
+    def pod_gone(self, uid: str) -> None:
+        self._mount_checks.pop(uid, None)
+
+    # --- apply -----------------------------------------------------------------------------------
+
+    async def apply(self, execution: models.ScheduledExecution, decision: decisions.Decision, now: datetime) -> None:
+        """Carry out `decision`: Job, status, events, Job deletions, slots, in that order."""
+        key, start = execution.key, decision.start_run
+        if start is not None:
+            if not self.may_act():
+                raise NotLeading(key)
+            manifest = runs.job_manifest(execution, start.index, start.args, self.pod_defaults, start.method)
+            try:
+                await self.io(self.cluster.create_job, manifest)
+            except PERMANENT as exc:
+                log.warning("%s: the Job of run %d was refused: %s", key, start.index, exc)
+                decision, start = decisions.job_refused(execution, start.index, now, self.policy, _refusal(exc)), None
+        if decision.queued:
+            if self.slots.wait(key):
+                self.wake(key)
+        else:
+            self.slots.stop_waiting(key)
+        document = status_document(decision.status)
+        if document != status_document(execution.status):
+            updated = await self.io(self.cluster.write_status, execution, document)
+            self.store.execution_read(updated)
+            metrics.record_transition(execution.status, decision.status, now, start)
+        for event in decision.events:
+            level = logging.WARNING if event.type is EventType.WARNING else logging.INFO
+            extra = {"execution": key, "reason": event.reason}
+            log.log(level, "%s %s: %s", key, event.reason, event.message, extra=extra)
+            await self.io(self.cluster.post_event, execution, event.type, event.reason, event.message)
+        await self._delete_jobs(execution, decision)
+        if decision.status.current_run is None:
+            for waiting in self.slots.release(key):
+                self.wake(waiting)
+        if decision.delete_execution:
+            await self.io(self.cluster.delete_execution, execution)
+
+    async def _delete_jobs(self, execution: models.ScheduledExecution, decision: decisions.Decision) -> None:
+        """The Job the decision names, plus any other Job of this execution that no run needs any more."""
+        current = decision.status.current_run
+        named = [decision.delete_job] if decision.delete_job is not None else []
+        strays = self.store.stray_jobs(execution, None if current is None else current.job)
+        namespace = execution.metadata.namespace
+        for job in named + [job for job in strays if job not in named]:
+            await self.io(self.cluster.delete_job, namespace, job, self.store.job_uid(namespace, job))
+            self.store.deleting(namespace, job)

@@ -1,0 +1,50 @@
+"""Run slots: the operator-wide limit on runs in progress (SCHEDEXEC_MAX_RUNNING).
+
+An execution holds a slot from the moment its run's Job is about to be
+created until its status names no current run. Executions due to start a
+run while every slot is taken wait here, first come first served, and are
+woken when a slot frees. Touched on the event loop only (reconciles are
+coroutines), so taking the last slot is atomic without a lock.
+"""
+
+from __future__ import annotations
+
+
+class RunSlots:
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.holders: set[str] = set()
+        """Keys of executions holding a slot."""
+        self.waiting: dict[str, None] = {}
+        """Keys of executions due to start a run, in the order they asked (a dict keeps insertion order)."""
+
+    def free_for(self, key: str) -> bool:
+        """Whether `key` holds a slot or could take one now."""
+        return key in self.holders or len(self.holders) < self.limit
+
+    def take(self, key: str) -> bool:
+        """Take a slot for `key`; False if none is free."""
+        if not self.free_for(key):
+            return False
+        self.holders.add(key)
+        self.waiting.pop(key, None)
+        return True
+
+    def hold(self, key: str) -> None:
+        """`key` has a run in progress (seen in its status, e.g. after a restart): count it, even past the limit."""
+        self.holders.add(key)
+
+    def wait(self, key: str) -> bool:
+        """Queue `key` for the next free slot; True if one is free already (look again at once)."""
+        self.waiting[key] = None
+        return len(self.holders) < self.limit
+
+    def stop_waiting(self, key: str) -> None:
+        self.waiting.pop(key, None)
+
+    def release(self, key: str) -> list[str]:
+        """Free `key`'s slot, if it holds one; returns the waiting keys to wake, one per free slot."""
+        if key not in self.holders:
+            return []
+        self.holders.discard(key)
+        return list(self.waiting)[: max(self.limit - len(self.holders), 0)]

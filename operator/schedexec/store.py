@@ -1,0 +1,166 @@
+"""The operator's view of the cluster: executions, their Jobs and the Jobs' pods, as the watches show them.
+
+Kopf's watch events land here (on the event loop, the only place that
+touches the store). Each input returns the executions whose reconcile it
+concerns, so the controller only queues keys. Bodies are kept slimmed
+(`objects.slim`, pods through `runs.slim_pod`) and indexed the way a
+reconcile reads them: an execution's Jobs by its uid, a Job's pods by the
+Job. A reconcile reads its run from here without an API call; the reconciler
+asks the API server only where the watch may lag.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from schedexec import models, runs
+from schedexec.objects import key_of, owner_keys, owner_uids, slim
+
+CATCH_UP_SECONDS = 30.0
+"""How long watch events older than a version this operator wrote are ignored: the watch delivers that
+version within seconds; if it never does (it restarted past it), the watch is trusted again after this."""
+
+
+class Store:
+    def __init__(self) -> None:
+        self.executions: dict[str, dict[str, Any]] = {}
+        self.jobs: dict[str, dict[str, Any]] = {}
+        self._jobs_of: dict[str, set[str]] = {}
+        """Job keys by the uid of the execution that owns them: a reconcile looks at its own Jobs only."""
+        self._deleting: set[str] = set()
+        """Jobs this operator asked to delete whose deletion the watch has not shown yet."""
+        self.pods: dict[str, dict[str, Any]] = {}
+        """Run pods by namespace/name, slimmed (runs.slim_pod)."""
+        self._pods_of: dict[str, set[str]] = {}
+        """Pod keys by the namespace/name of the Job that owns them."""
+        self._awaited: dict[str, tuple[str, int | None, float]] = {}
+        """By execution key: the resourceVersion and generation this operator wrote or read, until the watch
+        delivers that version (and since when, monotonic). resourceVersions are opaque: compared for
+        equality only; generations are integers that grow with every spec change."""
+
+    # --- watch events ----------------------------------------------------------------------------
+
+    def execution_changed(self, body: Mapping[str, Any]) -> bool:
+        """A watch event: keep `body` unless it predates what this operator wrote or read itself
+        (the watch has not caught up yet); True if it was kept."""
+        key = key_of(body)
+        awaited = self._awaited.get(key)
+        if awaited is not None:
+            meta = body["metadata"]
+            version, generation, since = awaited
+            if (
+                meta.get("resourceVersion") != version
+                and meta.get("generation") == generation  # a spec change (cancel) is never held back
+                and time.monotonic() - since < CATCH_UP_SECONDS
+            ):
+                return False
+            del self._awaited[key]
+        self.executions[key] = slim(body)
+        return True
+
+    def execution_read(self, body: Mapping[str, Any]) -> None:
+        """An execution as the API server answered a write or a read: newer than anything the watch
+        delivered before; watch events are ignored until the watch delivers this version."""
+        key = key_of(body)
+        self.executions[key] = slim(body)
+        meta = body["metadata"]
+        self._awaited[key] = (meta.get("resourceVersion", ""), meta.get("generation"), time.monotonic())
+
+    def execution_deleted(self, key: str) -> None:
+        self.executions.pop(key, None)
+        self._awaited.pop(key, None)
+
+    def job_changed(self, event_type: str | None, body: Mapping[str, Any]) -> list[str]:
+        """Keep or drop a run's Job; returns the keys of the executions owning it."""
+        job_key = key_of(body)
+        if event_type == "DELETED":
+            self.jobs.pop(job_key, None)
+            self._deleting.discard(job_key)
+            for uid in owner_uids(body):
+                _unindex(self._jobs_of, uid, job_key)
+        else:
+            self.jobs[job_key] = slim(body)
+            for uid in owner_uids(body):
+                self._jobs_of.setdefault(uid, set()).add(job_key)
+        return owner_keys(body)
+
+    def pod_changed(self, event_type: str | None, body: Mapping[str, Any]) -> str | None:
+        """Keep or drop a run pod; returns its execution's key if anything a decision reads changed."""
+        meta = body["metadata"]
+        job = runs.pod_job(body)
+        if job is None:
+            return None
+        pod_key, job_key = key_of(body), f"{meta['namespace']}/{job}"
+        before = self.pods.get(pod_key)
+        if event_type == "DELETED":
+            self.pods.pop(pod_key, None)
+            _unindex(self._pods_of, job_key, pod_key)
+            return None  # the Job's own events tell what its pods' deletion means
+        slimmed = runs.slim_pod(body)
+        self.pods[pod_key] = slimmed
+        self._pods_of.setdefault(job_key, set()).add(pod_key)
+        if runs.pod_signature(before) == runs.pod_signature(slimmed):
+            return None
+        return self._owner_of(job_key, body)
+
+    def _owner_of(self, job_key: str, pod: Mapping[str, Any]) -> str | None:
+        """The key of the execution a run pod belongs to: its Job's owner, else its execution label."""
+        owners = owner_keys(self.jobs[job_key]) if job_key in self.jobs else []
+        if owners:
+            return owners[0]
+        meta = pod["metadata"]
+        labelled = f"{meta['namespace']}/{(meta.get('labels') or {}).get(runs.EXECUTION_LABEL, '')}"
+        return labelled if labelled in self.executions else None
+
+    # --- what a reconcile reads ------------------------------------------------------------------
+
+    def job_of(self, execution: models.ScheduledExecution, name: str) -> dict[str, Any] | None:
+        """The cached Job `name` if it is `execution`'s (not one of an earlier execution of the same name)."""
+        job = self.jobs.get(f"{execution.metadata.namespace}/{name}")
+        return job if job is not None and execution.metadata.uid in owner_uids(job) else None
+
+    def pods_of(self, job: Mapping[str, Any]) -> list[dict[str, Any]]:
+        """The cached pods of `job` (by uid: not those of an earlier Job of the same name)."""
+        uid = job["metadata"].get("uid")
+        cached = (self.pods.get(key) for key in tuple(self._pods_of.get(key_of(job), ())))
+        return [pod for pod in cached if pod is not None and runs.pod_job_uid(pod) == uid]
+
+    def stray_jobs(self, execution: models.ScheduledExecution, keep: str | None) -> list[str]:
+        """Names of `execution`'s Jobs other than `keep` that are neither deleted nor being deleted
+        (one created just before a crash or a conflicting status write)."""
+        namespace, uid = execution.metadata.namespace, execution.metadata.uid
+        strays = []
+        for job_key in sorted(self._jobs_of.get(uid, ())):
+            body = self.jobs.get(job_key)
+            if body is None or not job_key.startswith(f"{namespace}/") or job_key in self._deleting:
+                continue
+            name = body["metadata"]["name"]
+            if name != keep and not body["metadata"].get("deletionTimestamp") and uid in owner_uids(body):
+                strays.append(name)
+        return strays
+
+    def run_jobs_of(self, key: str) -> set[str]:
+        """Keys of the Jobs of execution `key` (as kept: before the execution is forgotten)."""
+        uid = (self.executions.get(key) or {}).get("metadata", {}).get("uid", "")
+        return set(self._jobs_of.get(uid, ()))
+
+    def pods_left(self, job_keys: set[str]) -> bool:
+        """Whether any pod of these Jobs is still there (running, or terminating)."""
+        return any(self._pods_of.get(job_key) for job_key in job_keys)
+
+    def job_uid(self, namespace: str, name: str) -> str | None:
+        cached = self.jobs.get(f"{namespace}/{name}")
+        return None if cached is None else cached["metadata"].get("uid")
+
+    def deleting(self, namespace: str, name: str) -> None:
+        """The operator asked to delete Job `name`: not a stray any more."""
+        self._deleting.add(f"{namespace}/{name}")
+
+
+def _unindex(index: dict[str, set[str]], key: str, value: str) -> None:
+    values = index.get(key, set())
+    values.discard(value)
+    if not values:
+        index.pop(key, None)

@@ -1,0 +1,48 @@
+"""Small builders of executions, statuses and run observations for the table-driven decision tests."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from schedexec import decisions, models
+from schedexec.runs import RunObservation, RunState
+
+T0 = datetime(2026, 11, 23, 12, 0, 0, tzinfo=UTC)
+POLICY = decisions.Policy(min_interval_seconds=10)
+
+
+def execution(status: dict[str, Any] | None = None, **spec: Any) -> models.ScheduledExecution:
+    body = {
+        "metadata": {
+            "name": "sx1",
+            "namespace": "ns",
+            "uid": "u1",
+            "generation": 1,
+            "resourceVersion": "5",
+            "creationTimestamp": T0.isoformat(),
+        },
+        "spec": {"component": {"image": "img"}, "method": "poll", "args": {"a": 1}, **spec},
+        "status": status or {},
+    }
+    return models.ScheduledExecution.model_validate(body)
+
+
+def at(seconds: float) -> datetime:
+    return T0 + timedelta(seconds=seconds)
+
+
+def running(index: int = 1, **status: Any) -> dict[str, Any]:
+    """Status of an execution whose run `index` is running since T0."""
+    return {
+        "phase": "Running",
+        "runs": index - 1,
+        "startedAt": T0.isoformat(),
+        "deadline": at(600).isoformat(),
+        "currentRun": {"index": index, "job": f"sx1-r{index}", "startedAt": T0.isoformat()},
+        **status,
+    }
+
+
+def finished(env: dict[str, Any], exit_code: int = 0) -> RunObservation:
+    return RunObservation(RunState.SUCCEEDED, envelope=env, exit_code=exit_code)
