@@ -319,3 +319,44 @@ def test_runs_beyond_the_concurrency_limit_are_queued_then_run(
     assert saw_queued
     queued_events = [e for e in cluster.events(namespace) if e.reason == "Queued"]
     assert queued_events, "a Queued event tells the user why the execution waits"
+
+
+# --- XSOAR polling commands, ported by changing imports ----------------------------------------
+
+
+def test_an_xsoar_polling_function_submits_polls_three_times_and_returns(
+    cluster: LocalCluster, operator: Operator, namespace: str
+) -> None:
+    args = {"polling": True, "polls_needed": 3, "interval_in_seconds": 1}
+    done = run_to_end(cluster, namespace, execution("xpoll", "xsoar-poll", args=args), timeout=120)
+    assert status(done)["phase"] == "Succeeded", status(done)
+    outcomes = [r["outcome"] for r in status(done)["history"]]
+    assert outcomes == ["Scheduled"] * 4 + ["Done"], outcomes
+    assert condition(done, "Ready")["status"] == "True"
+
+
+def test_a_timeout_in_seconds_set_by_the_component_ends_the_sequence_timed_out(
+    cluster: LocalCluster, operator: Operator, namespace: str
+) -> None:
+    args = {"polling": True, "polls_needed": 100, "interval_in_seconds": 1, "timeout_in_seconds": 8}
+    done = run_to_end(cluster, namespace, execution("xtimeout", "xsoar-poll", args=args, timeoutSeconds=600))
+    assert status(done)["phase"] == "TimedOut", status(done)
+    assert "timeout of 8s that a run set (timeoutInSeconds)" in status(done)["error"]["message"]
+    assert condition(done, "Stalled")["status"] == "True"
+
+
+def test_a_schedule_naming_another_command_runs_that_command_next(
+    cluster: LocalCluster, operator: Operator, namespace: str
+) -> None:
+    args = {"polling": True, "polls_needed": 1, "interval_in_seconds": 4}
+    create(cluster, namespace, execution("xsubmit", "xsoar-submit", args=args))
+    waiting = wait_for(
+        "the submit run's schedule",
+        lambda: (s := cluster.execution(namespace, "xsubmit").get("status") or {}).get("phase") == "Waiting" and s,
+        timeout=60,
+    )
+    assert waiting["nextMethod"] == "xsoar-poll" and waiting["itemsRemaining"] == 1
+    cluster.kubectl("wait", "--for=condition=Ready", "--timeout=90s", "scheduledexecution/xsubmit", "-n", namespace)
+    done = cluster.execution(namespace, "xsubmit")
+    assert status(done)["phase"] == "Succeeded"
+    assert [r.get("method") for r in status(done)["history"]][:2] == [None, "xsoar-poll"]
