@@ -2,7 +2,7 @@
 
 `schedexec operator` runs Kopf and the controller in one event loop with the
 settings from the environment (see settings.py); `schedexec api` serves the
-REST API (restapi.py); `schedexec crds DIR`
+REST API (the `api` package); `schedexec crds DIR`
 writes the generated CRDs.
 """
 
@@ -19,16 +19,26 @@ from typing import Any, cast
 import kopf
 import prometheus_client
 
-from schedexec import crd, decisions, restapi, runs
+from schedexec import crd, decisions, runs
+from schedexec.api import app as api
 from schedexec.controller import Controller
 from schedexec.handlers import registry_for
-from schedexec.kube import Cluster, Leases
+from schedexec.kube import Cluster
+from schedexec.leader import LeaderElector, Leases
 from schedexec.settings import ApiSettings, OperatorSettings
 
 
 async def run_operator(settings: OperatorSettings) -> None:
+    cluster = Cluster.from_environment()
+    # Given, not detected: Kopf's detection asks the password database for the user name, and the
+    # image's uid 65532 has no entry there (found on the first real kubelet: KeyError, CrashLoopBackOff).
+    identity = f"{socket.gethostname()}-{os.getpid()}"
+    elector = None
+    if settings.leader_election_namespace:
+        leases = Leases(cluster.api, settings.leader_election_namespace, settings.leader_election_lease)
+        elector = LeaderElector(leases, identity)
     controller = Controller(
-        cluster=Cluster.from_environment(),
+        cluster=cluster,
         policy=decisions.Policy(
             min_interval_seconds=settings.min_interval_seconds,
             overdue_grace_seconds=settings.overdue_grace_seconds,
@@ -38,12 +48,10 @@ async def run_operator(settings: OperatorSettings) -> None:
         pod_defaults=runs.PodDefaults(run_as_user=settings.run_as_user, job_ttl_seconds=settings.job_ttl_seconds),
         max_running=settings.max_running,
         workers=settings.workers,
+        elector=elector,
     )
     if settings.metrics_port:
         prometheus_client.start_http_server(settings.metrics_port)
-    # Given, not detected: Kopf's detection asks the password database for the user name, and the
-    # image's uid 65532 has no entry there (found on the first real kubelet: KeyError, CrashLoopBackOff).
-    identity = f"{socket.gethostname()}-{os.getpid()}"
     kopf_task = asyncio.create_task(
         kopf.operator(
             registry=registry_for(controller),
@@ -54,12 +62,7 @@ async def run_operator(settings: OperatorSettings) -> None:
             identity=cast(Any, identity),  # kopf's Identity is a NewType of str it does not export
         )
     )
-    leases = None
-    if settings.leader_election_namespace:
-        leases = Leases(
-            controller.cluster.api, settings.leader_election_namespace, settings.leader_election_lease, identity
-        )
-    controller_task = asyncio.create_task(controller.run(leases))
+    controller_task = asyncio.create_task(controller.run())
     await asyncio.wait([kopf_task, controller_task], return_when=asyncio.FIRST_COMPLETED)
     if controller_task.done():  # never by design: a dead controller must not leave a live-looking operator
         kopf_task.cancel()
@@ -81,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
         return crd.main([options.directory])
     if options.command == "api":
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-        restapi.run(ApiSettings())
+        api.run(ApiSettings())
         return 0
     settings = OperatorSettings()
     kopf.configure(log_format=kopf.LogFormat[settings.log_format.upper()])

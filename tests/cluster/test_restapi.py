@@ -16,7 +16,7 @@ import httpx
 import pytest
 from kubernetes import client
 
-from tests.conftest import Cluster, Operator, free_port, wait_for
+from tests.support import LocalCluster, Operator, free_port, wait_for
 
 pytestmark = pytest.mark.cluster
 CANARY = "canary-api-51c2"
@@ -33,7 +33,7 @@ class Api:
 
 
 @pytest.fixture(scope="session")
-def api(cluster: Cluster, operator: Operator, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
+def api(cluster: LocalCluster, operator: Operator, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
     port = free_port()
     log = tmp_path_factory.mktemp("api") / "api.log"
     env = {
@@ -69,7 +69,7 @@ def api(cluster: Cluster, operator: Operator, tmp_path_factory: pytest.TempPathF
 
 
 def service_account_token(
-    cluster: Cluster, namespace: str, name: str, allowed: list[str], secrets: tuple[str, ...] = ()
+    cluster: LocalCluster, namespace: str, name: str, allowed: list[str], secrets: tuple[str, ...] = ()
 ) -> str:
     """A real ServiceAccount token, bound to a Role allowing `allowed` verbs on scheduledexecutions
     (and `get` on the named Secrets)."""
@@ -96,7 +96,7 @@ def service_account_token(
 
 
 @pytest.fixture
-def token(cluster: Cluster, namespace: str) -> str:
+def token(cluster: LocalCluster, namespace: str) -> str:
     return service_account_token(cluster, namespace, "client", ["create", "get"], secrets=("shop",))
 
 
@@ -130,7 +130,7 @@ def poll_to_result(http: httpx.Client, location: str, timeout: float = 90) -> ht
 
 
 def test_the_three_elastic_io_methods_schedule_poll_and_return(
-    cluster: Cluster, api: Api, namespace: str, token: str
+    cluster: LocalCluster, api: Api, namespace: str, token: str
 ) -> None:
     cluster.core.create_namespaced_secret(
         namespace, client.V1Secret(metadata=client.V1ObjectMeta(name="shop"), string_data={"apiKey": CANARY})
@@ -206,7 +206,7 @@ def test_unknown_ids_are_404(api: Api, token: str) -> None:
             assert response.status_code == 404 and response.json()["errors"][0]["status"] == "404"
 
 
-def test_authentication_and_authorization(cluster: Cluster, api: Api, namespace: str, token: str) -> None:
+def test_authentication_and_authorization(cluster: LocalCluster, api: Api, namespace: str, token: str) -> None:
     body = elastic({"component": "test", "method": "countdown"})
     with api.client(None) as anonymous:
         assert anonymous.post("/v2/executions", json=body, params={"namespace": namespace}).status_code == 401
@@ -325,7 +325,7 @@ def test_select_model_without_a_module_names_the_missing_field(api: Api, namespa
     assert response.json()["errors"][0]["source"]["pointer"] == "/data/attributes/module"
 
 
-def test_schemathesis_finds_no_server_error(cluster: Cluster, api: Api, tmp_path: Path) -> None:
+def test_schemathesis_finds_no_server_error(cluster: LocalCluster, api: Api, tmp_path: Path) -> None:
     """Property-based requests generated from the served OpenAPI document: no 5xx, ever."""
     token = service_account_token(cluster, "default", "fuzzer", ["create", "get"])
     done = subprocess.run(
@@ -357,7 +357,7 @@ def test_schemathesis_finds_no_server_error(cluster: Cluster, api: Api, tmp_path
 
 
 def test_naming_a_credentials_secret_needs_permission_to_read_it(
-    cluster: Cluster, api: Api, namespace: str, token: str
+    cluster: LocalCluster, api: Api, namespace: str, token: str
 ) -> None:
     body = elastic({"component": "test", "method": "files", "credential": "someone-elses"})
     with api.client(token) as http:

@@ -1,4 +1,4 @@
-"""The REST sidecar's view of executions: a watch-fed cache, so polls cost no API call.
+"""The REST API's view of executions: a watch-fed cache, so polls cost no API call.
 
 Clients poll often; one API-server GET per poll would make the API server
 the bottleneck and grow its load with the number of polling clients. A
@@ -15,13 +15,14 @@ import threading
 import time
 from typing import Any
 
-from schedexec.kube import ApiClient, WatchExpired, slim
+from schedexec.api.kubeclient import Client, WatchExpired
+from schedexec.objects import slim
 
 log = logging.getLogger("schedexec.api")
 
 
 class ExecutionCache:
-    def __init__(self, client: ApiClient) -> None:
+    def __init__(self, client: Client) -> None:
         self.client = client
         self.ready = threading.Event()
         self._lock = threading.Lock()
@@ -41,13 +42,14 @@ class ExecutionCache:
             return None if uid is None else self._by_uid.get(uid)
 
     def remember(self, body: dict[str, Any]) -> None:
-        """Store an object the sidecar just created, before its watch event arrives."""
-        self._apply("ADDED", body)
+        """Store an object the API just created, before its watch event arrives."""
+        self.apply("ADDED", body)
 
     def __len__(self) -> int:
         return len(self._by_uid)
 
-    def _apply(self, event_type: str, body: dict[str, Any]) -> None:
+    def apply(self, event_type: str, body: dict[str, Any]) -> None:
+        """One watch event: ADDED, MODIFIED (an older resourceVersion than the one kept is ignored), DELETED."""
         meta = body.get("metadata", {})
         uid, key = meta.get("uid"), f"{meta.get('namespace')}/{meta.get('name')}"
         if not uid:
@@ -64,17 +66,22 @@ class ExecutionCache:
             self._by_uid[uid] = slim(body)
             self._uid_of[key] = uid
 
+    def _relist(self) -> str:
+        """Replace everything with a fresh list; its resourceVersion, to watch from."""
+        items, version = self.client.list_executions()
+        with self._lock:
+            self._by_uid = {i["metadata"]["uid"]: slim(i) for i in items}
+            self._uid_of = {
+                f"{i['metadata']['namespace']}/{i['metadata']['name']}": i["metadata"]["uid"] for i in items
+            }
+        self.ready.set()
+        return version
+
     def _run(self) -> None:
         failures = 0
         while True:
             try:
-                items, version = self.client.list_executions()
-                with self._lock:
-                    self._by_uid = {i["metadata"]["uid"]: slim(i) for i in items}
-                    self._uid_of = {
-                        f"{i['metadata']['namespace']}/{i['metadata']['name']}": i["metadata"]["uid"] for i in items
-                    }
-                self.ready.set()
+                version = self._relist()
                 # The listed executions live as long as the cache: move them, with everything allocated
                 # at start-up, out of the cyclic GC's sight, or each full collection walks them all and
                 # stalls every request behind it (tail latency grows with the cache).
@@ -82,7 +89,7 @@ class ExecutionCache:
                 failures = 0
                 while True:
                     for event_type, body in self.client.watch_executions(version):
-                        self._apply(event_type, body)
+                        self.apply(event_type, body)
                         version = body.get("metadata", {}).get("resourceVersion", version)
                     failures = 0
             except WatchExpired:

@@ -1,0 +1,85 @@
+"""The REST API's Kubernetes client, in memory: the unit tier's stand-in for the API server.
+
+It implements `schedexec.api.kubeclient.Client` and nothing more, which is
+also what the real client may do. Tokens and grants are set by the test;
+created executions are stored by namespace/name with a UID and a
+resourceVersion as the API server would give them; `set_status` plays the
+operator and hands the new object to whoever watches (the ExecutionCache).
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+from collections.abc import Callable, Iterator
+from typing import Any
+
+Watcher = Callable[[str, dict[str, Any]], None]
+
+
+class FakeKube:
+    def __init__(self) -> None:
+        self.users: dict[str, dict[str, Any]] = {}
+        """token → the user a TokenReview answers."""
+        self.grants: set[tuple[str, str, str, str, str]] = set()
+        """(username, verb, resource, namespace, name or "") a SubjectAccessReview allows."""
+        self.executions: dict[tuple[str, str], dict[str, Any]] = {}
+        self.created: list[dict[str, Any]] = []
+        """Every body the API asked to create, as sent."""
+        self.token_reviews: list[str] = []
+        self.access_reviews: list[dict[str, str]] = []
+        self.watchers: list[Watcher] = []
+        self._versions = itertools.count(1)
+
+    # --- set-up -------------------------------------------------------------------------------
+
+    def user(self, token: str, username: str, *, groups: tuple[str, ...] = ()) -> None:
+        self.users[token] = {"username": username, "uid": f"uid-{username}", "groups": list(groups)}
+
+    def grant(
+        self, username: str, verb: str, namespace: str, resource: str = "scheduledexecutions", name: str = ""
+    ) -> None:
+        self.grants.add((username, verb, resource, namespace, name))
+
+    def set_status(self, uid: str, **status: Any) -> dict[str, Any]:
+        """The operator's part: write the status of execution `uid` and tell the watchers."""
+        body = next(b for b in self.executions.values() if b["metadata"]["uid"] == uid)
+        body["status"] = status
+        body["metadata"]["resourceVersion"] = str(next(self._versions))
+        for watcher in self.watchers:
+            watcher("MODIFIED", copy.deepcopy(body))
+        return body
+
+    # --- the Client protocol ------------------------------------------------------------------
+
+    def create_execution(self, namespace: str, body: dict[str, Any]) -> dict[str, Any] | None:
+        self.created.append(copy.deepcopy(body))
+        meta = copy.deepcopy(body["metadata"])
+        version = next(self._versions)
+        name = meta.pop("name", None) or f"{meta.pop('generateName')}{version:05d}"
+        if (namespace, name) in self.executions:
+            return None
+        meta.update(name=name, namespace=namespace, uid=f"0000-{version:04d}", resourceVersion=str(version))
+        stored = {**copy.deepcopy(body), "metadata": meta}
+        self.executions[namespace, name] = stored
+        return copy.deepcopy(stored)
+
+    def get_execution(self, namespace: str, name: str) -> dict[str, Any] | None:
+        stored = self.executions.get((namespace, name))
+        return None if stored is None else copy.deepcopy(stored)
+
+    def list_executions(self) -> tuple[list[dict[str, Any]], str]:
+        return [copy.deepcopy(b) for b in self.executions.values()], str(next(self._versions))
+
+    def watch_executions(self, since: str, timeout_seconds: int = 300) -> Iterator[tuple[str, dict[str, Any]]]:
+        return iter(())
+
+    def review_token(self, token: str) -> dict[str, Any] | None:
+        self.token_reviews.append(token)
+        user = self.users.get(token)
+        return None if user is None else copy.deepcopy(user)
+
+    def may(self, user: dict[str, Any], access: dict[str, str]) -> bool:
+        self.access_reviews.append(access)
+        wanted = (user.get("username", ""), access["verb"], access["resource"], access["namespace"])
+        return (*wanted, access.get("name", "")) in self.grants
