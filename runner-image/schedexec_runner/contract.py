@@ -32,6 +32,10 @@ downwardAPI volume), and Kubernetes caps a pod's annotations at 256 KiB in
 total; larger args are refused (REST API: 422) or fail the execution with
 reason ArgsTooLarge before any Job is created."""
 
+MAX_RESULT_BYTES = "SCHEDEXEC_MAX_RESULT_BYTES"
+"""The largest `done` envelope (its JSON, in bytes) the operator reads from the run's log when it does not
+fit the termination message (schedexec_runner.frame); 0 disables the log path. Set by the operator."""
+
 RUN_INDEX = "SCHEDEXEC_RUN_INDEX"
 """1-based index of this run within the execution's sequence."""
 

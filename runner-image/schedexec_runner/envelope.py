@@ -116,23 +116,30 @@ def encode(envelope: dict[str, Any], limit: int = MAX_BYTES) -> str:
 
     An envelope that does not fit even compressed becomes a `ResultTooLarge`
     error envelope, so a run always reports something the operator can read.
+    (The runner writes a large `done` envelope to its log instead: schedexec_runner.frame.)
     """
+    fitted = fit(envelope, limit)
+    if fitted is not None:
+        return fitted
+    return too_large(envelope, limit)
+
+
+def fit(envelope: dict[str, Any], limit: int = MAX_BYTES) -> str | None:
+    """`envelope` as at most `limit` bytes of plain or compressed JSON, or None if it does not fit."""
     validate(envelope)
     plain = json.dumps(envelope, separators=(",", ":"), ensure_ascii=False)
     raw = plain.encode("utf-8")
     if len(raw) <= limit:
         return plain
     packed = COMPRESSED_PREFIX + base64.b64encode(zlib.compress(raw, 9)).decode("ascii")
-    if len(packed) <= limit:
-        return packed
-    return json.dumps(
-        error(
-            "ResultTooLarge",
-            f"the {envelope['outcome']} envelope is {len(raw)} bytes, "
-            f"{len(packed)} compressed; the limit is {limit} bytes",
-        ),
-        separators=(",", ":"),
-    )
+    return packed if len(packed) <= limit else None
+
+
+def too_large(envelope: dict[str, Any], limit: int) -> str:
+    """The `ResultTooLarge` error envelope (JSON) for `envelope`, naming its size and `limit`."""
+    size = len(json.dumps(envelope, separators=(",", ":"), ensure_ascii=False).encode("utf-8"))
+    what = f"the {envelope['outcome']} envelope is {size} bytes as JSON; the limit is {limit} bytes"
+    return json.dumps(error("ResultTooLarge", what), separators=(",", ":"))
 
 
 def decode(text: str) -> dict[str, Any]:

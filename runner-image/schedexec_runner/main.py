@@ -17,9 +17,9 @@ import os
 import sys
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
-from schedexec_runner import contract, envelope
+from schedexec_runner import contract, envelope, frame
 from schedexec_runner.component import Component, RunContext
 
 
@@ -132,11 +132,33 @@ def run(environ: Mapping[str, str]) -> dict[str, Any]:
     return redact(outcome, credentials)
 
 
+def termination_message(outcome: dict[str, Any], environ: Mapping[str, str], log: TextIO) -> str:
+    """The envelope itself when it fits the termination message; for a larger `done` envelope within
+    the operator's limit, a pointer to a frame written to `log` (schedexec_runner.frame); else
+    ResultTooLarge, naming the limit."""
+    fitted = envelope.fit(outcome)
+    if fitted is not None:
+        return fitted
+    limit = max_result_bytes(environ)
+    raw = json.dumps(outcome, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    if outcome["outcome"] == envelope.DONE and len(raw) <= limit:
+        return frame.write(raw, log)
+    return envelope.too_large(outcome, limit if outcome["outcome"] == envelope.DONE else envelope.MAX_BYTES)
+
+
+def max_result_bytes(environ: Mapping[str, str]) -> int:
+    """The largest result the operator accepts through the log ($SCHEDEXEC_MAX_RESULT_BYTES; 0: none)."""
+    try:
+        return max(int(environ.get(contract.MAX_RESULT_BYTES) or frame.DEFAULT_MAX_RESULT_BYTES), 0)
+    except ValueError:
+        return frame.DEFAULT_MAX_RESULT_BYTES
+
+
 def main() -> int:
     environ = os.environ
     outcome = run(environ)
     try:
-        text = envelope.encode(outcome)
+        text = termination_message(outcome, environ, sys.stdout)
     except (TypeError, ValueError, envelope.EnvelopeError) as exc:
         text = envelope.encode(envelope.error("InvalidResult", f"the outcome cannot be serialised as JSON: {exc}"))
     target = Path(environ.get(contract.TERMINATION_LOG) or contract.DEFAULT_TERMINATION_LOG)

@@ -90,8 +90,9 @@ def garbage(args: dict[str, Any], ctx: RunContext) -> Any:
 
 @component.command("huge")
 def huge(args: dict[str, Any], ctx: RunContext) -> Any:
+    """`bytes` (default 20000) random letters: over 4 KiB even compressed."""
     rng = random.Random(7)
-    return "".join(rng.choice(string.ascii_letters) for _ in range(20000))
+    return "".join(rng.choice(string.ascii_letters) for _ in range(int(args.get("bytes", 20000))))
 
 
 @component.command("leak")

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from schedexec_runner import Component, PollResult, RunContext, RunError, Schedule, contract, envelope
+from schedexec_runner import Component, PollResult, RunContext, RunError, Schedule, contract, envelope, frame
 from schedexec_runner.main import run
 
 COMPONENTS = Path(__file__).resolve().parents[1] / "components"
@@ -163,15 +163,24 @@ def test_credentials_are_read_from_the_mounted_secret_and_redacted_from_errors(t
     assert "canary-9f8e7d" not in json.dumps(leaked) and "***" in leaked["message"]
 
 
-def run_process(tmp_path: Path, method: str, args: dict[str, Any] | None = None) -> tuple[int, str]:
+def run_process(tmp_path: Path, method: str, args: dict[str, Any] | None = None, **extra: str) -> tuple[int, str]:
+    code, text, _ = run_logged(tmp_path, method, args, **extra)
+    return code, text
+
+
+def run_logged(tmp_path: Path, method: str, args: dict[str, Any] | None = None, **extra: str) -> tuple[int, str, str]:
+    """Exit code, termination message and stdout (the container's log) of one runner process."""
     environ = {
         **os.environ,
         "PYTHONPATH": os.pathsep.join([str(COMPONENTS), *sys.path]),
         **env(tmp_path, json.dumps(args or {}), **{contract.METHOD: method}),
+        **extra,
     }
-    done = subprocess.run([sys.executable, "-m", "schedexec_runner"], env=environ, capture_output=True, timeout=60)
+    done = subprocess.run(
+        [sys.executable, "-m", "schedexec_runner"], env=environ, capture_output=True, text=True, timeout=60
+    )
     message = tmp_path / "termination-log"
-    return done.returncode, message.read_text() if message.exists() else ""
+    return done.returncode, message.read_text() if message.exists() else "", done.stdout
 
 
 def test_the_entrypoint_writes_exactly_one_envelope_and_exits_zero(tmp_path: Path) -> None:
@@ -180,10 +189,30 @@ def test_the_entrypoint_writes_exactly_one_envelope_and_exits_zero(tmp_path: Pat
     assert envelope.decode(text)["outcome"] == "schedule"
 
 
-def test_an_oversized_result_is_reported_as_result_too_large(tmp_path: Path) -> None:
-    code, text = run_process(tmp_path, "huge")
+def test_a_result_over_4_kib_goes_through_the_log_as_a_verifiable_frame(tmp_path: Path) -> None:
+    code, text, log = run_logged(tmp_path, "huge", {"bytes": 300_000})
     assert code == contract.EXIT_REPORTED
-    assert envelope.decode(text)["reason"] == "ResultTooLarge"
+    where = frame.pointer(text)
+    assert where is not None and len(text) < 4096
+    outcome = envelope.decode(frame.read(log, where, frame.DEFAULT_MAX_RESULT_BYTES).decode())
+    assert outcome["outcome"] == "done" and len(outcome["result"]) == 300_000
+
+
+@pytest.mark.parametrize(
+    ("size", "extra", "limit"),
+    [
+        (2 * 1024 * 1024, {}, 1024 * 1024),  # over the default limit
+        (20_000, {contract.MAX_RESULT_BYTES: "10000"}, 10_000),  # over the operator's setting
+        (20_000, {contract.MAX_RESULT_BYTES: "0"}, 0),  # the log path disabled
+    ],
+)
+def test_a_result_over_the_limit_is_result_too_large_naming_the_limit(
+    tmp_path: Path, size: int, extra: dict[str, str], limit: int
+) -> None:
+    code, text, log = run_logged(tmp_path, "huge", {"bytes": size}, **extra)
+    assert code == contract.EXIT_REPORTED and frame.LINE_PREFIX not in log
+    reported = envelope.decode(text)
+    assert reported["reason"] == "ResultTooLarge" and f"the limit is {limit} bytes" in reported["message"]
 
 
 def test_a_crashing_component_exits_non_zero_without_an_envelope(tmp_path: Path) -> None:
