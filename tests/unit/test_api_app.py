@@ -286,8 +286,16 @@ def test_a_retry_with_the_same_idempotency_key_is_the_same_execution_and_another
     assert "Idempotency-Key" in error(reused, 409)["detail"]
 
 
-def test_a_body_over_the_limit_is_413(http: TestClient) -> None:
-    too_large = http.post("/v2/executions", content=b"x" * 300_001, headers={"Content-Type": "application/json"})
+def chunks(size: int, count: int) -> Iterator[bytes]:
+    """A body sent without Content-Length (chunked)."""
+    for _ in range(count):
+        yield b"x" * size
+
+
+@pytest.mark.parametrize("declared", [True, False], ids=["content-length", "chunked"])
+def test_a_body_over_the_limit_is_413_whether_or_not_it_declares_its_length(http: TestClient, declared: bool) -> None:
+    body = b"x" * 300_001 if declared else chunks(100_000, 4)
+    too_large = http.post("/v2/executions", content=body, headers={"Content-Type": "application/json"})
     assert error(too_large, 413)["detail"] == "the request body exceeds 300000 bytes"
 
 

@@ -73,6 +73,8 @@ async def _invalid_request(request: Request, exc: RequestValidationError) -> Res
 
 
 async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
+    if isinstance(exc.__cause__, ApiError):  # raised while FastAPI read the body (the body limit): answer it
+        return exc.__cause__.response()
     return ApiError(exc.status_code, str(exc.detail), str(exc.detail)).response()
 
 
