@@ -29,6 +29,7 @@ no run index executes twice.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -64,6 +65,8 @@ class Policy:
     volume) this long fails (ImagePullFailed, ConfigError); see runs.judge_start."""
     unschedulable_grace_seconds: int = 120
     """A run whose pod the scheduler keeps refusing this long fails (Unschedulable)."""
+    inline_result_bytes: int = 16 * 1024
+    """A result larger than this (its JSON) is kept in a ConfigMap owned by the execution (status.resultRef)."""
 
 
 @dataclass(frozen=True)
@@ -93,6 +96,8 @@ class Decision:
     events: list[Event] = field(default_factory=list)
     queued: bool = False
     """Due to start a run, but no run slot is free."""
+    result_config_map: dict[str, Any] | None = None
+    """A ConfigMap to create before the status that names it (a result too large for the status)."""
 
 
 def decide(
@@ -166,6 +171,7 @@ class _DecisionBuilder:
         self.queued = False
         self.wake_at: datetime | None = None
         self.look_again_at: datetime | None = None
+        self.result_config_map: dict[str, Any] | None = None
 
     def build(self) -> Decision:
         phase = self.status.phase
@@ -190,6 +196,7 @@ class _DecisionBuilder:
             wake_at=self.wake_at,
             events=self.events,
             queued=self.queued,
+            result_config_map=self.result_config_map,
         )
 
     def begin(self) -> None:
@@ -291,7 +298,7 @@ class _DecisionBuilder:
         kind = outcome["outcome"]
         if kind == envelopes.DONE:
             self._close_run(RunOutcome.DONE, run)
-            self.status.result = outcome["result"]
+            self._keep_result(outcome["result"])
             self.status.partial_result = None
             self._finish(Phase.SUCCEEDED, None)
             self._event(EventType.NORMAL, Reason.SUCCEEDED, f"run {current.index} returned the result")
@@ -340,6 +347,15 @@ class _DecisionBuilder:
         self._event(
             EventType.NORMAL, Reason.RUN_SCHEDULED, f"run {current.index} asked for another run{what} in {delay}s"
         )
+
+    def _keep_result(self, result: Any) -> None:
+        """In the status if small, else in a ConfigMap the status names (etcd objects are capped at 1.5 MiB,
+        and every watcher of executions receives the whole object on every change)."""
+        text = json.dumps(result, separators=(",", ":"), ensure_ascii=False)
+        if len(text.encode("utf-8")) <= self.policy.inline_result_bytes:
+            self.status.result = result
+            return
+        self.result_config_map, self.status.result_ref = runs.result_config_map(self.execution, text)
 
     def _record_failure(self, run: runs.RunObservation) -> None:
         """The run ended without a valid envelope: the pod died or wrote garbage."""

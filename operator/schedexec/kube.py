@@ -119,6 +119,22 @@ class Cluster:
         """The pods of the Job `job_uid` (by the controller's uid label: not those of another Job of its name)."""
         return self._list(namespace, "pods", {"labelSelector": f"batch.kubernetes.io/controller-uid={job_uid}"})
 
+    def pod_log(self, namespace: str, pod: str, container: str, limit_bytes: int) -> str | None:
+        """The log of `container` in `pod`, at most `limit_bytes` of it (None if the pod is gone)."""
+        params = {"container": container, "limitBytes": str(limit_bytes)}
+        response = self.api.get(version="v1", namespace=namespace, url=f"pods/{pod}/log", params=params)
+        if response.status_code == 404:
+            return None
+        self.api.raise_for_status(response)
+        return response.text  # type: ignore[no-any-return]
+
+    def create_config_map(self, manifest: dict[str, Any]) -> None:
+        """Create a ConfigMap; one of that name that exists already (created before a crash) is kept."""
+        meta = manifest["metadata"]
+        response = self.api.post(version="v1", namespace=meta["namespace"], url="configmaps", data=json.dumps(manifest))
+        if response.status_code != 409:
+            self.api.raise_for_status(response)
+
     def pod_events(self, namespace: str, pod_uid: str, reason: str) -> list[dict[str, Any]]:
         """The events with `reason` about the pod `pod_uid` (e.g. the kubelet's FailedMount)."""
         return self._list(namespace, "events", {"fieldSelector": f"involvedObject.uid={pod_uid},reason={reason}"})

@@ -359,6 +359,8 @@ class Reason(enum.StrEnum):
     """The watchdog stopped a run that nothing ended well past its run timeout."""
     RUN_FAILED = "RunFailed"
     """A run's pod died without reporting an outcome and without a reason from the Job controller."""
+    RESULT_TOO_LARGE = "ResultTooLarge"
+    """A run's outcome is over the largest the operator accepts (SCHEDEXEC_MAX_RESULT_BYTES)."""
     INVALID_ENVELOPE = "InvalidEnvelope"
     """A run exited 0 with a termination message that is not a valid outcome envelope."""
     IMAGE_PULL_FAILED = "ImagePullFailed"
@@ -432,6 +434,15 @@ class RunWaiting(Model):
     message: str = Field("", max_length=WAITING_MESSAGE_LIMIT, description="The kubelet's or scheduler's message.")
 
 
+class ResultRef(Model):
+    """Where a result too large for the status is kept: a ConfigMap owned by the execution."""
+
+    config_map: str = Field(description="Name of the ConfigMap (in the execution's namespace) holding the result.")
+    key: str = Field(description="Its key: result.json (plain JSON) or result.json.gz (binaryData, gzip).")
+    bytes: int = Field(ge=0, description="Size of the result's JSON in bytes.")
+    sha256: str = Field(description="sha256 of the result's JSON, hex.")
+
+
 class CurrentRun(Model):
     index: int = Field(ge=1, description="1-based index of the run in the sequence.")
     job: str = Field(description="Name of the run's Job.")
@@ -473,7 +484,12 @@ class ScheduledExecutionStatus(Model):
         description="startedAt + spec.timeoutSeconds, or earlier if a run's schedule set a shorter sequence "
         "timeout (timeoutInSeconds, counted from startedAt).",
     )
-    result: JSON = Field(None, description="The result of the last run (phase Succeeded).")
+    result: JSON = Field(
+        None, description="The result of the last run (phase Succeeded), when it is small enough to keep here."
+    )
+    result_ref: ResultRef | None = Field(
+        None, description="Where the result is kept instead, when it is larger than the operator's inline limit."
+    )
     partial_result: JSON = Field(
         None, description="The latest partial result of a sequence still polling, or of one that timed out."
     )

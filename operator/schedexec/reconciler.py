@@ -23,6 +23,7 @@ import concurrent.futures
 import logging
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -32,6 +33,8 @@ from schedexec.models import EventType
 from schedexec.objects import owner_uids, split_key
 from schedexec.slots import RunSlots
 from schedexec.store import Store
+from schedexec_runner import envelope as envelopes
+from schedexec_runner import frame
 
 log = logging.getLogger("schedexec")
 
@@ -151,7 +154,27 @@ class Reconciler:
             pod = runs.mount_check_due(pods, datetime.now(UTC), self.policy.start_failure_grace_seconds)
             if pod is not None:
                 observed = runs.observe(job, pods, await self._mount_failures(pod))
+        if observed.logged is not None:
+            observed = await self._read_logged(namespace, observed)
         return observed
+
+    async def _read_logged(self, namespace: str, observed: runs.RunObservation) -> runs.RunObservation:
+        """The outcome a run framed in its pod's log, verified against its termination message; never a
+        partial result passed off as whole (schedexec_runner.frame)."""
+        assert observed.logged is not None
+        pointer, limit = observed.logged.pointer, self.pod_defaults.max_result_bytes
+        if pointer["bytes"] > limit:
+            message = f"run reported a {pointer['bytes']}-byte outcome; the limit is {limit} bytes"
+            return replace(observed, logged=None, envelope=envelopes.error(models.Reason.RESULT_TOO_LARGE, message))
+        # base64 of zlib grows incompressible data by a third; the frame's markers and the component's own
+        # output come on top
+        budget = limit * 4 // 3 + 64 * 1024 + 8 * 1024 * 1024
+        log_text = await self.io(self.cluster.pod_log, namespace, observed.logged.pod, runs.CONTAINER, budget)
+        try:
+            raw = frame.read(log_text or "", pointer, limit)
+            return replace(observed, logged=None, envelope=envelopes.decode(raw.decode("utf-8")))
+        except (frame.FrameError, envelopes.EnvelopeError, UnicodeDecodeError) as exc:
+            return replace(observed, logged=None, envelope_problem=f"the outcome in the pod's log: {exc}")
 
     async def _mount_failures(self, pod: Mapping[str, Any]) -> list[dict[str, Any]]:
         """The pod's FailedMount events, read at most every MOUNT_CHECK_SECONDS per pod."""
@@ -189,6 +212,8 @@ class Reconciler:
                 self.wake(key)
         else:
             self.slots.stop_waiting(key)
+        if decision.result_config_map is not None:  # before the status that names it
+            await self.io(self.cluster.create_config_map, decision.result_config_map)
         document = status_document(decision.status)
         if document != status_document(execution.status):
             updated = await self.io(self.cluster.write_status, execution, document)

@@ -18,7 +18,9 @@ of which contract.MAX_ARGS_BYTES are for args.
 
 from __future__ import annotations
 
+import base64
 import enum
+import gzip
 import hashlib
 import json
 from collections.abc import Iterable, Mapping, Sequence
@@ -28,7 +30,7 @@ from typing import Any
 
 from schedexec import models
 from schedexec.models import Reason
-from schedexec_runner import contract
+from schedexec_runner import contract, frame
 from schedexec_runner import envelope as envelopes
 
 MANAGED_BY = "schedexec"
@@ -69,6 +71,8 @@ class PodDefaults:
     run_as_user: int = 65532
     job_ttl_seconds: int = 86400
     """Safety net only: the operator deletes a run's Job once it recorded the outcome."""
+    max_result_bytes: int = frame.DEFAULT_MAX_RESULT_BYTES
+    """Largest `done` envelope a run may report through its log (contract.MAX_RESULT_BYTES); 0: none."""
 
 
 def args_json(args: Mapping[str, Any]) -> str:
@@ -149,6 +153,7 @@ def _pod_spec(execution: models.ScheduledExecution, index: int, defaults: PodDef
         contract.ARGS_FILE: contract.DEFAULT_ARGS_FILE,
         contract.RUN_INDEX: str(index),
         contract.EXECUTION: execution.key,
+        contract.MAX_RESULT_BYTES: str(defaults.max_result_bytes),
         "HOME": HOME,
     }
     mounts = [
@@ -197,6 +202,40 @@ def _pod_spec(execution: models.ScheduledExecution, index: int, defaults: PodDef
     if spec.component.image_pull_secrets:
         pod_spec["imagePullSecrets"] = [{"name": ref.name} for ref in spec.component.image_pull_secrets]
     return pod_spec
+
+
+RESULT_KEY = "result.json"
+RESULT_GZ_KEY = "result.json.gz"
+PLAIN_RESULT_LIMIT = 1_000_000
+"""Results up to this size are kept as plain JSON (readable with kubectl); larger ones gzip-compressed:
+a ConfigMap holds at most 1 MiB in all."""
+
+
+def result_config_map(execution: models.ScheduledExecution, text: str) -> tuple[dict[str, Any], models.ResultRef]:
+    """The ConfigMap that keeps a large result (`text`, its JSON), owned by the execution, and its reference."""
+    raw = text.encode("utf-8")
+    meta = execution.metadata
+    name = _fit(f"{meta.name}-result", MAX_JOB_NAME)
+    body: dict[str, Any] = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {
+            "name": name,
+            "namespace": meta.namespace,
+            "labels": {"app.kubernetes.io/managed-by": MANAGED_BY, EXECUTION_LABEL: _fit(meta.name, MAX_JOB_NAME)},
+            "ownerReferences": [
+                {"apiVersion": models.API_VERSION, "kind": models.KIND, "name": meta.name, "uid": meta.uid}
+            ],
+        },
+        "immutable": True,
+    }
+    if len(raw) <= PLAIN_RESULT_LIMIT:
+        key, body["data"] = RESULT_KEY, {RESULT_KEY: text}
+    else:
+        packed = base64.b64encode(gzip.compress(raw, mtime=0)).decode("ascii")
+        key, body["binaryData"] = RESULT_GZ_KEY, {RESULT_GZ_KEY: packed}
+    reference = models.ResultRef(config_map=name, key=key, bytes=len(raw), sha256=hashlib.sha256(raw).hexdigest())
+    return body, reference
 
 
 class RunState(enum.StrEnum):
@@ -254,6 +293,16 @@ class RunObservation:
     """The tail of the failure message (the pod's message or log tail)."""
     waiting: PodWaiting | None = None
     """While the Job is active: why its current pod has not started its container, if it has not."""
+    logged: LoggedOutcome | None = None
+    """Where the run wrote an outcome too large for its termination message (its pod's log)."""
+
+
+@dataclass(frozen=True)
+class LoggedOutcome:
+    """A pointer to a framed outcome in a pod's log (schedexec_runner.frame)."""
+
+    pod: str
+    pointer: dict[str, Any]
 
 
 MISSING = RunObservation(RunState.MISSING)
@@ -272,19 +321,23 @@ def observe(
         state = RunState.FAILED
     else:
         return RunObservation(RunState.ACTIVE, waiting=pod_waiting(current_pod(pods), events))
-    terminated = _latest_termination(pods)
+    pod, terminated = _latest_termination(pods) or (None, None)
     message = (terminated or {}).get("message") or ""
     exit_code = (terminated or {}).get("exitCode")
     decoded: dict[str, Any] | None = None
     problem: str | None = None
+    logged: LoggedOutcome | None = None
     if exit_code == contract.EXIT_REPORTED or (message and state is RunState.SUCCEEDED):
         try:
-            decoded = envelopes.decode(message)
-        except envelopes.EnvelopeError as exc:
+            if (pointer := frame.pointer(message)) is not None and pod is not None:
+                logged = LoggedOutcome(pod, pointer)
+            else:
+                decoded = envelopes.decode(message)
+        except (envelopes.EnvelopeError, frame.FrameError) as exc:
             problem = str(exc)
     failed = conditions.get("Failed", {})
     reason = failed.get("reason") or (terminated or {}).get("reason")
-    tail = message if decoded is None else ""
+    tail = message if decoded is None and logged is None else ""
     detail = " ".join(part for part in (failed.get("message"), tail) if part)
     return RunObservation(
         state=state,
@@ -293,12 +346,13 @@ def observe(
         exit_code=exit_code,
         failure_reason=reason,
         failure_message=detail[-MESSAGE_TAIL:],
+        logged=logged,
     )
 
 
-def _latest_termination(pods: Sequence[Mapping[str, Any]]) -> dict[str, Any] | None:
-    """The terminated state of the run container of the newest pod that has one."""
-    newest: tuple[str, dict[str, Any]] | None = None
+def _latest_termination(pods: Sequence[Mapping[str, Any]]) -> tuple[str, dict[str, Any]] | None:
+    """The name of the newest pod whose run container terminated, and that terminated state."""
+    newest: tuple[str, str, dict[str, Any]] | None = None
     for pod in pods:
         for status in pod.get("status", {}).get("containerStatuses") or []:
             terminated = (status.get("state") or {}).get("terminated")
@@ -306,8 +360,8 @@ def _latest_termination(pods: Sequence[Mapping[str, Any]]) -> dict[str, Any] | N
                 continue
             stamp = terminated.get("finishedAt") or pod.get("metadata", {}).get("creationTimestamp") or ""
             if newest is None or stamp >= newest[0]:
-                newest = (stamp, terminated)
-    return None if newest is None else newest[1]
+                newest = (stamp, pod.get("metadata", {}).get("name", ""), terminated)
+    return None if newest is None else (newest[1], newest[2])
 
 
 # --- the pod of an active run ---------------------------------------------------------------------

@@ -40,6 +40,20 @@ class OperatorSettings(BaseSettings):
         description="Safety-net TTL of finished Jobs; the operator deletes them itself once it recorded the "
         "outcome. An operator outage longer than this loses the outcomes of runs that finished meanwhile.",
     )
+    max_result_bytes: int = Field(
+        1024 * 1024,
+        ge=0,
+        le=1024 * 1024,
+        description="Largest result (its outcome envelope's JSON) a run may report; above 4 KiB compressed it "
+        "comes through the run's log (needs `get pods/log`); 0 keeps the 4 KiB termination-message limit.",
+    )
+    inline_result_bytes: int = Field(
+        16 * 1024,
+        ge=1024,
+        le=256 * 1024,
+        description="Results larger than this (as JSON) are kept in a ConfigMap owned by the execution, named "
+        "in status.resultRef, instead of status.result (needs create/get configmaps).",
+    )
     liveness_endpoint: str = Field("http://0.0.0.0:8080/healthz", description="Kopf's liveness endpoint.")
     metrics_port: int = Field(9090, ge=0, le=65535, description="Prometheus metrics port; 0 disables.")
     log_format: Literal["full", "plain", "json"] = Field("full", description="Log format; json for log pipelines.")

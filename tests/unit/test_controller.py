@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import io
+import json
+from datetime import UTC, datetime
 from typing import Any
 
 import pykube
@@ -13,6 +16,7 @@ from schedexec import decisions, models, runs
 from schedexec.controller import Controller
 from schedexec.kube import Conflict, JobNameTaken, JobRejected
 from schedexec.reconciler import status_document
+from schedexec_runner import envelope, frame
 
 
 class FakeCluster:
@@ -20,6 +24,7 @@ class FakeCluster:
         self.calls: list[tuple[str, Any]] = []
         self.fail_with = fail_with or []
         self.version = 10
+        self.log: str | None = None
 
     def _maybe_fail(self) -> None:
         if self.fail_with:
@@ -53,6 +58,13 @@ class FakeCluster:
     def run_pods(self, namespace: str, job: str) -> list[dict[str, Any]]:
         self.calls.append(("run_pods", job))
         return []
+
+    def pod_log(self, namespace: str, pod: str, container: str, limit_bytes: int) -> str | None:
+        self.calls.append(("pod_log", pod))
+        return self.log
+
+    def create_config_map(self, manifest: dict[str, Any]) -> None:
+        self.calls.append(("create_config_map", manifest["metadata"]["name"]))
 
     def pod_events(self, namespace: str, pod_uid: str, reason: str) -> list[dict[str, Any]]:
         self.calls.append(("pod_events", pod_uid))
@@ -336,3 +348,53 @@ def test_a_watch_event_older_than_the_operators_own_write_does_not_replace_it() 
     cancelled = stale | {"metadata": {**stale["metadata"], "generation": 2}}
     assert c.store.execution_changed(cancelled), "a spec change is never held back"
     assert c.store.execution_changed(stale | {"metadata": {**stale["metadata"], "resourceVersion": "18"}})
+
+
+RUNNING_A1 = {"phase": "Running", "currentRun": {"index": 1, "job": "a-r1", "startedAt": "2026-01-01T00:00:00Z"}}
+
+
+def logged_run(
+    cluster: FakeCluster, result: Any, damage: Any = None, defaults: runs.PodDefaults | None = None
+) -> runs.RunObservation:
+    """Observe a finished run whose outcome is framed in its pod's log (as the runner writes it)."""
+    log = io.StringIO()
+    pointer = frame.write(json.dumps(envelope.done(result)).encode(), log)
+    cluster.log = log.getvalue() if damage is None else damage(log.getvalue())
+    c = Controller(cluster, decisions.Policy(), defaults or runs.PodDefaults(), 10, workers=2)  # type: ignore[arg-type]
+    done = job("a-r1", "a") | {"status": {"succeeded": 1, "conditions": [{"type": "Complete", "status": "True"}]}}
+    c.job_event("ADDED", done)
+    statuses = [{"name": "run", "state": {"terminated": {"exitCode": 0, "message": pointer}}}]
+    c.pod_event("ADDED", run_pod("a-r1-x", "a-r1", "a", phase="Succeeded", containerStatuses=statuses))
+    return observe(c, models.ScheduledExecution.model_validate(body("a") | {"status": RUNNING_A1}))
+
+
+def test_an_outcome_framed_in_the_pod_log_is_read_and_verified() -> None:
+    cluster = FakeCluster()
+    observed = logged_run(cluster, {"schema": "y" * 300_000})
+    assert observed.envelope is not None and observed.envelope["result"] == {"schema": "y" * 300_000}
+    assert ("pod_log", "a-r1-x") in cluster.calls
+
+
+@pytest.mark.parametrize(
+    ("damage", "problem"),
+    [
+        (lambda log: "\n".join(log.splitlines()[:-2]), "truncated"),
+        (lambda log: log.replace("begin", "start"), "no frame"),
+        (lambda log: None, "no frame"),  # the pod (and its log) is gone
+    ],
+)
+def test_a_truncated_or_missing_frame_is_an_invalid_outcome_never_a_partial_result(damage: Any, problem: str) -> None:
+    observed = logged_run(FakeCluster(), {"schema": "y" * 300_000}, damage)
+    assert observed.envelope is None and observed.envelope_problem is not None
+    assert problem in observed.envelope_problem
+    ex = models.ScheduledExecution.model_validate(body("a") | {"status": RUNNING_A1})
+    d = decisions.decide(ex, observed, datetime.now(UTC), True)
+    assert d.status.error is not None and d.status.error.reason == "InvalidEnvelope"
+
+
+def test_an_outcome_over_the_limit_fails_result_too_large_naming_the_limit() -> None:
+    cluster = FakeCluster()
+    observed = logged_run(cluster, "z" * 200_000, defaults=runs.PodDefaults(max_result_bytes=100_000))
+    assert observed.envelope is not None and observed.envelope["reason"] == "ResultTooLarge"
+    assert "the limit is 100000 bytes" in observed.envelope["message"]
+    assert ("pod_log", "a-r1-x") not in cluster.calls, "nothing over the limit is read"

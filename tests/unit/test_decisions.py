@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import base64
+import gzip
+import hashlib
+import json
 from datetime import datetime
 from typing import Any
 
@@ -336,3 +340,33 @@ def test_gitops_tools_wait_for_the_result_kstatus_and_ready(
     d = decide(execution(status), run, at(now), slot_free=True, policy=POLICY)
     assert kstatus(d.status) == expected
     assert condition(d.status, "Ready").status == ready
+
+
+# --- results too large for the status ---------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("size", "key"),
+    [
+        (20_000, "result.json"),  # over the inline limit: a ConfigMap, readable with kubectl
+        (1_020_000, "result.json.gz"),  # over what a ConfigMap holds as text: gzip-compressed binaryData
+    ],
+)
+def test_a_large_result_is_kept_in_a_config_map_the_status_names(size: int, key: str) -> None:
+    result = {"schema": "x" * size}
+    d = decide(execution(running()), finished(envelope.done(result)), at(5), slot_free=True, policy=POLICY)
+    assert d.status.phase is Phase.SUCCEEDED and d.status.result is None
+    ref = d.status.result_ref
+    text = json.dumps(result, separators=(",", ":"))
+    assert ref == models.ResultRef(
+        config_map="sx1-result", key=key, bytes=len(text), sha256=hashlib.sha256(text.encode()).hexdigest()
+    )
+    config_map = d.result_config_map
+    assert config_map is not None and config_map["metadata"]["ownerReferences"][0]["uid"] == "u1"
+    stored = config_map.get("data", {}).get(key) or gzip.decompress(base64.b64decode(config_map["binaryData"][key]))
+    assert json.loads(stored) == result
+
+
+def test_a_small_result_stays_in_the_status() -> None:
+    d = decide(execution(running()), finished(envelope.done({"x": 1})), at(5), slot_free=True, policy=POLICY)
+    assert d.status.result == {"x": 1} and d.status.result_ref is None and d.result_config_map is None
