@@ -34,6 +34,25 @@ def products(args: dict[str, Any], ctx: RunContext) -> dict[str, Any]:
     }
 
 
+def wide_schema(kib: int) -> dict[str, Any]:
+    """The JSON schema of an object wide enough to be about `kib` KiB as compact JSON (a real connector's
+    getMetaModel for a table of many columns); deterministic, so a test can rebuild it."""
+    properties: dict[str, Any] = {}
+    size, index = 0, 0
+    while size < kib * 1024:
+        name = f"column_{index:06d}"
+        prop = {"type": "string", "title": f"Column {index}", "description": f"Field {index} of the wide table"}
+        properties[name] = prop
+        size += len(json.dumps({name: prop}, separators=(",", ":")))
+        index += 1
+    return {"in": {"type": "object", "properties": {}}, "out": {"type": "object", "properties": properties}}
+
+
+@component.metadata("wide")
+def wide(args: dict[str, Any], ctx: RunContext) -> dict[str, Any]:
+    return wide_schema(int(args.get("kib", 900)))
+
+
 @component.credentials
 def verify(args: dict[str, Any], ctx: RunContext) -> None:
     key = ctx.credentials.get("apiKey", "")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,9 @@ from schedexec import models
 from schedexec_devcluster.__main__ import CHART_NAMESPACE
 from tests.node.support import TEST_IMAGE, operator_pods, running_operator_pod
 from tests.support import REPO, LocalCluster, client_token, rest_countdown, wait_for
+
+sys.path.insert(0, str(REPO / "tests" / "components"))
+import testcomponent
 
 pytestmark = pytest.mark.node
 EXAMPLES = REPO / "examples"
@@ -198,3 +202,38 @@ def _healthy(http: httpx.Client) -> bool:
         return http.get("/healthz").status_code == 200
     except httpx.HTTPError:
         return False
+
+
+def test_a_900_kib_schema_is_returned_whole_through_the_pods_log(
+    node_cluster: LocalCluster, node_namespace: str
+) -> None:
+    """getMetaModel of a wide table: far over the 4 KiB termination message, under the 1 MiB default limit."""
+    body = execution("wide", node_namespace, method="getMetaModel", module="wide", args={"kib": 900})
+    status = run(node_cluster, body)
+    assert status["phase"] == "Succeeded", status
+    assert "result" not in status, "the status stays small"
+    ref = status["resultRef"]
+    expected = json.dumps(testcomponent.wide_schema(900), separators=(",", ":"))
+    assert ref["bytes"] == len(expected) and ref["sha256"] == hashlib.sha256(expected.encode()).hexdigest()
+    path = "{.data.result\\.json}"
+    shown = node_cluster.kubectl("get", "configmap", ref["configMap"], "-n", node_namespace, "-o", f"jsonpath={path}")
+    assert json.loads(shown.stdout) == testcomponent.wide_schema(900), "kubectl reads the whole result"
+    node_cluster.kubectl("delete", "scheduledexecution", "wide", "-n", node_namespace, "--wait=true")
+    wait_for(
+        "the result's ConfigMap to be deleted with its execution",
+        lambda: (
+            node_cluster.kubectl("get", "configmap", ref["configMap"], "-n", node_namespace, check=False).returncode
+            != 0
+        ),
+        timeout=60,
+    )
+
+
+def test_a_result_over_the_limit_fails_result_too_large_and_says_the_limit(
+    node_cluster: LocalCluster, node_namespace: str
+) -> None:
+    body = execution("wider", node_namespace, method="getMetaModel", module="wide", args={"kib": 1200})
+    status = run(node_cluster, body)
+    assert status["phase"] == "Failed", status
+    assert status["error"]["reason"] == "ResultTooLarge"
+    assert "the limit is 1048576 bytes" in status["error"]["message"]
