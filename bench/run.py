@@ -46,7 +46,7 @@ import yaml
 from kubernetes import client, config
 
 from schedexec import decisions, models, runs
-from schedexec.controller import status_document
+from schedexec.reconciler import status_document
 from schedexec_devcluster import binaries
 from schedexec_devcluster.__main__ import apply_crds, node_agent_process
 from schedexec_devcluster.controlplane import ControlPlane, pick_free_ports

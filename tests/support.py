@@ -156,6 +156,8 @@ class Operator:
             "SCHEDEXEC_MAX_RUNNING": str(MAX_RUNNING),
             "SCHEDEXEC_OVERDUE_GRACE_SECONDS": str(OVERDUE_GRACE_SECONDS),
             "SCHEDEXEC_LOG_LEVEL": "debug",
+            # the node agent serves no pods/log (the kubelet's API): results over 4 KiB are a node-tier matter
+            "SCHEDEXEC_MAX_RESULT_BYTES": "0",
             "SCHEDEXEC_LIVENESS_ENDPOINT": f"http://127.0.0.1:{free_port()}/healthz",
         }
         with self.log.open("wb") as out:

@@ -45,6 +45,8 @@ async def run_operator(settings: OperatorSettings) -> None:
             start_failure_grace_seconds=settings.start_failure_grace_seconds,
             unschedulable_grace_seconds=settings.unschedulable_grace_seconds,
             inline_result_bytes=settings.inline_result_bytes,
+            log_tail_in_status=settings.log_tail_in_status,
+            failed_run_retention_seconds=settings.failed_run_retention_seconds,
         ),
         pod_defaults=runs.PodDefaults(
             run_as_user=settings.run_as_user,

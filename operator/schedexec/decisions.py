@@ -65,6 +65,11 @@ class Policy:
     volume) this long fails (ImagePullFailed, ConfigError); see runs.judge_start."""
     unschedulable_grace_seconds: int = 120
     """A run whose pod the scheduler keeps refusing this long fails (Unschedulable)."""
+    log_tail_in_status: bool = False
+    """Copy the end of a crashed run's log into status.error and its Event (opt-in: component output may hold
+    anything, credentials included, and status and Events are readable by anyone who may read executions)."""
+    failed_run_retention_seconds: int = 3600
+    """How long the Job (and pod) of a run that died without an outcome is kept, so `kubectl logs` shows why."""
     inline_result_bytes: int = 16 * 1024
     """A result larger than this (its JSON) is kept in a ConfigMap owned by the execution (status.resultRef)."""
 
@@ -136,6 +141,22 @@ def decide(
     return step.build()
 
 
+def _retains_failed_runs(policy: Policy) -> bool:
+    return policy.failed_run_retention_seconds > 0 and not policy.log_tail_in_status
+
+
+def retained_job(name: str, status: models.ScheduledExecutionStatus, policy: Policy) -> tuple[str, datetime] | None:
+    """The Job of execution `name`'s last run if it is kept for its logs (the execution finished because that
+    run died without an outcome), and until when; None if there is none."""
+    last = status.history[-1] if status.history else None
+    finished = status.phase is not None and status.phase.finished
+    if not finished or last is None or last.outcome is not RunOutcome.LOST or status.completed_at is None:
+        return None
+    if not _retains_failed_runs(policy) or last.reason == Reason.RUN_LOST:
+        return None
+    return runs.job_name(name, last.index), status.completed_at + timedelta(seconds=policy.failed_run_retention_seconds)
+
+
 def job_refused(
     execution: models.ScheduledExecution, index: int, now: datetime, policy: Policy, refusal: tuple[str, str]
 ) -> Decision:
@@ -177,7 +198,9 @@ class _DecisionBuilder:
         phase = self.status.phase
         assert phase is not None
         if phase.finished:
-            self.wake_at = self._ttl_expiry()
+            kept = retained_job(self.execution.metadata.name, self.status, self.policy)
+            ends = [t for t in (self._ttl_expiry(), kept and kept[1]) if t is not None and t > self.now]
+            self.wake_at = min(ends, default=self._ttl_expiry())
         elif self.status.current_run is not None:
             self.wake_at = min(
                 t for t in (self._overdue_at(), self.status.deadline, self.look_again_at) if t is not None
@@ -372,8 +395,21 @@ class _DecisionBuilder:
         else:
             reason = run.failure_reason or Reason.RUN_FAILED
             what = f"died without reporting an outcome after {self.execution.spec.retries} retries"
+        current = self.status.current_run
+        assert current is not None
         detail = f": {run.failure_message}" if run.failure_message else ""
-        self.fail(RunOutcome.LOST, reason, f"run {self.status.current_run.index} {what}{detail}", run)  # type: ignore[union-attr]
+        keep = _retains_failed_runs(self.policy) and run.state is not runs.RunState.MISSING
+        if self.policy.log_tail_in_status and run.log_tail:
+            detail += f": {run.log_tail}"
+        elif keep:
+            namespace = self.execution.metadata.namespace
+            detail += (
+                f" (its log: kubectl logs -n {namespace} job/{current.job}; "
+                f"kept for {self.policy.failed_run_retention_seconds}s)"
+            )
+        self.fail(RunOutcome.LOST, reason, f"run {current.index} {what}{detail}", run)
+        if keep:
+            self.delete_job = None  # kept for its logs: after_finish deletes it when the retention ends
 
     def fail_if_overdue(self, run: runs.RunObservation) -> None:
         """The watchdog: stop a run that nothing ended well past its run timeout."""
@@ -412,6 +448,9 @@ class _DecisionBuilder:
     def after_finish(self, run: runs.RunObservation) -> Decision:
         if (expiry := self._ttl_expiry()) is not None and self.now >= expiry:
             self.delete_execution = True
+        kept = retained_job(self.execution.metadata.name, self.status, self.policy)
+        if kept is not None and self.now >= kept[1] and run.state is not runs.RunState.MISSING:
+            self.delete_job = kept[0]
         return self.build()
 
     def _close_run(

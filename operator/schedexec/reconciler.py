@@ -27,6 +27,8 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
+import pykube
+
 from schedexec import decisions, metrics, models, runs
 from schedexec.kube import PERMANENT, TRANSIENT, Cluster, JobNameTaken, JobRejected
 from schedexec.models import EventType
@@ -169,7 +171,15 @@ class Reconciler:
         # base64 of zlib grows incompressible data by a third; the frame's markers and the component's own
         # output come on top
         budget = limit * 4 // 3 + 64 * 1024 + 8 * 1024 * 1024
-        log_text = await self.io(self.cluster.pod_log, namespace, observed.logged.pod, runs.CONTAINER, budget)
+        try:
+            log_text = await self.io(self.cluster.pod_log, namespace, observed.logged.pod, runs.CONTAINER, budget)
+        except pykube.exceptions.HTTPError as exc:
+            if exc.code not in (401, 403):
+                raise  # transient: look again
+            problem = (
+                f"the run wrote its outcome to its log, and the operator may not read it ({exc}): grant it get pods/log"
+            )
+            return replace(observed, logged=None, envelope_problem=problem)
         try:
             raw = frame.read(log_text or "", pointer, limit)
             return replace(observed, logged=None, envelope=envelopes.decode(raw.decode("utf-8")))
@@ -235,8 +245,10 @@ class Reconciler:
         """The Job the decision names, plus any other Job of this execution that no run needs any more."""
         current = decision.status.current_run
         named = [decision.delete_job] if decision.delete_job is not None else []
-        strays = self.store.stray_jobs(execution, None if current is None else current.job)
+        kept = decisions.retained_job(execution.metadata.name, decision.status, self.policy)
+        keep = current.job if current is not None else (kept[0] if kept is not None else None)
+        strays = [job for job in self.store.stray_jobs(execution, keep) if job not in named]
         namespace = execution.metadata.namespace
-        for job in named + [job for job in strays if job not in named]:
+        for job in named + strays:
             await self.io(self.cluster.delete_job, namespace, job, self.store.job_uid(namespace, job))
             self.store.deleting(namespace, job)

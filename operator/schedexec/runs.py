@@ -290,7 +290,11 @@ class RunObservation:
     failure_reason: str | None = None
     """The Job's or pod's failure reason (BackoffLimitExceeded, DeadlineExceeded, ...)."""
     failure_message: str = ""
-    """The tail of the failure message (the pod's message or log tail)."""
+    """The Job controller's failure message (BackoffLimitExceeded: "Job has reached the specified backoff
+    limit", ...): written by Kubernetes, never by the component."""
+    log_tail: str = ""
+    """The end of what the run's container wrote (its termination message, or the kubelet's copy of its log
+    tail: FallbackToLogsOnError) when that is not an outcome: component output, which may hold anything."""
     waiting: PodWaiting | None = None
     """While the Job is active: why its current pod has not started its container, if it has not."""
     logged: LoggedOutcome | None = None
@@ -338,14 +342,14 @@ def observe(
     failed = conditions.get("Failed", {})
     reason = failed.get("reason") or (terminated or {}).get("reason")
     tail = message if decoded is None and logged is None else ""
-    detail = " ".join(part for part in (failed.get("message"), tail) if part)
     return RunObservation(
         state=state,
         envelope=decoded,
         envelope_problem=problem,
         exit_code=exit_code,
         failure_reason=reason,
-        failure_message=detail[-MESSAGE_TAIL:],
+        failure_message=(failed.get("message") or "")[-MESSAGE_TAIL:],
+        log_tail=tail[-MESSAGE_TAIL:],
         logged=logged,
     )
 

@@ -40,6 +40,17 @@ class OperatorSettings(BaseSettings):
         description="Safety-net TTL of finished Jobs; the operator deletes them itself once it recorded the "
         "outcome. An operator outage longer than this loses the outcomes of runs that finished meanwhile.",
     )
+    log_tail_in_status: bool = Field(
+        False,
+        description="Copy the end of a crashed run's log into status.error and its Event. Off by default: "
+        "component output may hold anything, and status and Events are readable by anyone who may read executions.",
+    )
+    failed_run_retention_seconds: int = Field(
+        3600,
+        ge=0,
+        description="How long the Job and pod of a run that died without an outcome are kept, so `kubectl logs` "
+        "shows why (0: deleted at once).",
+    )
     max_result_bytes: int = Field(
         1024 * 1024,
         ge=0,

@@ -143,7 +143,9 @@ def termination_message(outcome: dict[str, Any], environ: Mapping[str, str], log
     raw = json.dumps(outcome, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
     if outcome["outcome"] == envelope.DONE and len(raw) <= limit:
         return frame.write(raw, log)
-    return envelope.too_large(outcome, limit if outcome["outcome"] == envelope.DONE else envelope.MAX_BYTES)
+    # the limit that applied: the operator's for a done envelope (the 4 KiB message limit if the log path is off)
+    applied = max(limit, envelope.MAX_BYTES) if outcome["outcome"] == envelope.DONE else envelope.MAX_BYTES
+    return envelope.too_large(outcome, applied)
 
 
 def max_result_bytes(environ: Mapping[str, str]) -> int:

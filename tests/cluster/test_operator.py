@@ -180,7 +180,7 @@ def test_a_run_past_its_own_deadline_fails(cluster: LocalCluster, operator: Oper
 @pytest.mark.parametrize(
     ("method", "reason", "in_message"),
     [
-        ("crash", "BackoffLimitExceeded", "crashing on purpose"),
+        ("crash", "BackoffLimitExceeded", "its log: kubectl logs -n"),  # never the log's content
         ("garbage", "InvalidEnvelope", "not JSON"),
         ("huge", "ResultTooLarge", "limit is 4096 bytes"),
         ("nonesuch", "UnknownMethod", "countdown"),

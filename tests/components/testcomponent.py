@@ -5,6 +5,7 @@ Image `ghcr.io/schedexec/test-component` in the node agent's images.yaml.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import os
@@ -117,6 +118,15 @@ def huge(args: dict[str, Any], ctx: RunContext) -> Any:
 @component.command("leak")
 def leak(args: dict[str, Any], ctx: RunContext) -> Any:
     raise RuntimeError(f"cannot log in with {ctx.credentials.get('apiKey')}")
+
+
+@component.command("blurt")
+def blurt(args: dict[str, Any], ctx: RunContext) -> Any:
+    """A careless component: prints its credential (raw and base64-encoded) in a request dump, then crashes."""
+    key = ctx.credentials.get("apiKey", "")
+    print(f"GET /orders HTTP/1.1\nAuthorization: Bearer {key}", flush=True)
+    print(f"X-Api-Key: {base64.b64encode(key.encode()).decode()}", file=sys.stderr, flush=True)
+    os._exit(3)
 
 
 @component.command("files")

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import base64
+import contextlib
 import hashlib
 import json
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -115,10 +118,43 @@ def test_a_run_is_confined_as_the_operator_promises(node_cluster: LocalCluster, 
     assert seen["home"] == "/tmp"
 
 
-def test_a_crash_is_reported_from_the_kubelets_log_tail(node_cluster: LocalCluster, node_namespace: str) -> None:
+def test_a_crash_says_where_its_log_is_and_its_job_is_kept_for_it(
+    node_cluster: LocalCluster, node_namespace: str
+) -> None:
     status = run(node_cluster, execution("crash", node_namespace, method="crash"))
     assert status["phase"] == "Failed", status
-    assert "crashing on purpose" in status["error"]["message"], "FallbackToLogsOnError, written by the kubelet"
+    assert "crashing on purpose" not in status["error"]["message"], "component output stays out of status"
+    assert f"kubectl logs -n {node_namespace} job/crash-r1" in status["error"]["message"]
+    logs = node_cluster.kubectl("logs", "-n", node_namespace, "job/crash-r1").stdout
+    assert "crashing on purpose" in logs, "the Job and its pod are kept, so the log is there"
+
+
+CANARY = "canary-5e9a41c2d7"
+
+
+def test_a_component_that_prints_its_credential_and_crashes_leaks_it_nowhere(
+    node_cluster: LocalCluster, node_namespace: str
+) -> None:
+    """The canary, raw and base64-encoded, in the run's own log only: not in status, Events, the operator's
+    logs or the REST API's answers."""
+    encoded = base64.b64encode(CANARY.encode()).decode()
+    node_cluster.kubectl(
+        "create", "secret", "generic", "blurt", "-n", node_namespace, f"--from-literal=apiKey={CANARY}"
+    )
+    body = execution("blurt", node_namespace, method="blurt", credentialsSecretRef={"name": "blurt"})
+    status = run(node_cluster, body)
+    assert status["phase"] == "Failed", status
+    assert CANARY in node_cluster.kubectl("logs", "-n", node_namespace, "job/blurt-r1").stdout, "it did print it"
+    seen = {
+        "status": json.dumps(node_cluster.execution(node_namespace, "blurt")),
+        "events": node_cluster.kubectl("get", "events", "-n", node_namespace, "-o", "json").stdout,
+        "operator logs": node_cluster.kubectl(
+            "logs", "-n", CHART_NAMESPACE, running_operator_pod(node_cluster).metadata.name, "--all-containers"
+        ).stdout,
+        "REST API": rest_result(node_cluster, node_namespace, node_cluster.execution(node_namespace, "blurt")),
+    }
+    for where, text in seen.items():
+        assert CANARY not in text and encoded not in text, f"the credential leaked into {where}"
 
 
 def test_a_run_past_its_deadline_is_killed(node_cluster: LocalCluster, node_namespace: str) -> None:
@@ -187,14 +223,29 @@ def test_the_operator_pod_deleted_mid_sequence_loses_and_repeats_nothing(
 
 def test_the_rest_api_through_the_charts_service(node_cluster: LocalCluster, node_namespace: str) -> None:
     running_operator_pod(node_cluster)
-    services = node_cluster.core.list_namespaced_service(CHART_NAMESPACE).items
+    with rest_client(node_cluster, node_namespace) as http:
+        rest_countdown(http, node_namespace)
+
+
+@contextlib.contextmanager
+def rest_client(cluster: LocalCluster, namespace: str) -> Iterator[httpx.Client]:
+    """A client of the chart's REST API through its Service, with a token that may use `namespace`."""
+    services = cluster.core.list_namespaced_service(CHART_NAMESPACE).items
     (service,) = [s for s in services if s.metadata.name.endswith("-api")]
     (port,) = [p.port for p in service.spec.ports]
     url = f"http://{service.spec.cluster_ip}:{port}"  # kube-proxy's rules carry it to the pod
-    token = client_token(node_cluster, node_namespace)
+    token = client_token(cluster, namespace)
     with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=30) as http:
         wait_for("the API behind its Service", lambda: _healthy(http), timeout=60)
-        rest_countdown(http, node_namespace)
+        yield http
+
+
+def rest_result(cluster: LocalCluster, namespace: str, body: dict[str, Any]) -> str:
+    """The REST API's answer for the result of execution `body`, through the chart's Service."""
+    with rest_client(cluster, namespace) as http:
+        answer = http.get(f"/v2/exec/result/{body['metadata']['uid']}")
+        assert answer.status_code == 400, answer.text
+        return answer.text
 
 
 def _healthy(http: httpx.Client) -> bool:

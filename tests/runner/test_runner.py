@@ -203,7 +203,7 @@ def test_a_result_over_4_kib_goes_through_the_log_as_a_verifiable_frame(tmp_path
     [
         (2 * 1024 * 1024, {}, 1024 * 1024),  # over the default limit
         (20_000, {contract.MAX_RESULT_BYTES: "10000"}, 10_000),  # over the operator's setting
-        (20_000, {contract.MAX_RESULT_BYTES: "0"}, 0),  # the log path disabled
+        (20_000, {contract.MAX_RESULT_BYTES: "0"}, 4096),  # the log path disabled: the termination message's
     ],
 )
 def test_a_result_over_the_limit_is_result_too_large_naming_the_limit(

@@ -370,3 +370,33 @@ def test_a_large_result_is_kept_in_a_config_map_the_status_names(size: int, key:
 def test_a_small_result_stays_in_the_status() -> None:
     d = decide(execution(running()), finished(envelope.done({"x": 1})), at(5), slot_free=True, policy=POLICY)
     assert d.status.result == {"x": 1} and d.status.result_ref is None and d.result_config_map is None
+
+
+# --- a crashed run's output never reaches status or Events by default ----------------------------
+
+CRASHED = RunObservation(
+    RunState.FAILED,
+    exit_code=3,
+    failure_reason="BackoffLimitExceeded",
+    failure_message="Job has reached the specified backoff limit",
+    log_tail="Authorization: Bearer s3cr3t-canary; segfault",
+)
+
+
+def test_a_crashed_runs_log_tail_stays_out_of_status_and_events_and_its_job_is_kept_for_its_logs() -> None:
+    d = decide(execution(running()), CRASHED, at(5), slot_free=True, policy=POLICY)
+    assert d.status.phase is Phase.FAILED and d.status.error is not None
+    assert "s3cr3t-canary" not in d.status.model_dump_json() and all("s3cr3t" not in e.message for e in d.events)
+    assert "kubectl logs -n ns job/sx1-r1" in d.status.error.message
+    assert d.delete_job is None, "the Job (and its pod's log) is kept"
+    assert d.wake_at == at(5 + POLICY.failed_run_retention_seconds)
+    later = execution(d.status.model_dump(mode="json", by_alias=True))
+    expired = decide(later, CRASHED, at(5 + POLICY.failed_run_retention_seconds), True, POLICY)
+    assert expired.delete_job == "sx1-r1", "deleted once the retention ended"
+
+
+def test_the_log_tail_in_status_is_an_explicit_opt_in() -> None:
+    opted = decisions.Policy(log_tail_in_status=True)
+    d = decide(execution(running()), CRASHED, at(5), slot_free=True, policy=opted)
+    assert d.status.error is not None and d.status.error.message.endswith("segfault")
+    assert d.delete_job == "sx1-r1"

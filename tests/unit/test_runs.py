@@ -106,7 +106,8 @@ def test_a_failed_job_reports_the_newest_pods_message() -> None:
         [pod(1, "first try", "2026-01-01T00:00:01Z"), pod(2, "second try", "2026-01-01T00:00:09Z")],
     )
     assert failed.state is RunState.FAILED and failed.failure_reason == "BackoffLimitExceeded"
-    assert failed.exit_code == 2 and failed.failure_message.endswith("second try")
+    assert failed.exit_code == 2 and failed.log_tail == "second try", "the newest pod's output, kept apart"
+    assert "second try" not in failed.failure_message, "component output is not in the failure message"
 
 
 @pytest.mark.parametrize("name", ["a", "b" * 63])
