@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import logging
 import os
 import socket
 import sys
-from typing import Any, cast
+from collections.abc import Callable
+from typing import Any, TypeVar, cast
 
 import kopf
 import prometheus_client
@@ -26,6 +28,13 @@ from schedexec.handlers import registry_for
 from schedexec.kube import Cluster
 from schedexec.leader import LeaderElector, Leases
 from schedexec.settings import ApiSettings, OperatorSettings
+
+T = TypeVar("T")
+
+
+def by_name(kind: Callable[..., T], settings: OperatorSettings) -> T:
+    """A Policy or PodDefaults from the settings: each of their fields is a setting of the same name."""
+    return kind(**{f.name: getattr(settings, f.name) for f in dataclasses.fields(kind)})  # type: ignore[arg-type]
 
 
 async def run_operator(settings: OperatorSettings) -> None:
@@ -39,20 +48,8 @@ async def run_operator(settings: OperatorSettings) -> None:
         elector = LeaderElector(leases, identity)
     controller = Controller(
         cluster=cluster,
-        policy=decisions.Policy(
-            min_interval_seconds=settings.min_interval_seconds,
-            overdue_grace_seconds=settings.overdue_grace_seconds,
-            start_failure_grace_seconds=settings.start_failure_grace_seconds,
-            unschedulable_grace_seconds=settings.unschedulable_grace_seconds,
-            inline_result_bytes=settings.inline_result_bytes,
-            log_tail_in_status=settings.log_tail_in_status,
-            failed_run_retention_seconds=settings.failed_run_retention_seconds,
-        ),
-        pod_defaults=runs.PodDefaults(
-            run_as_user=settings.run_as_user,
-            job_ttl_seconds=settings.job_ttl_seconds,
-            max_result_bytes=settings.max_result_bytes,
-        ),
+        policy=by_name(decisions.Policy, settings),
+        pod_defaults=by_name(runs.PodDefaults, settings),
         max_running=settings.max_running,
         workers=settings.workers,
         elector=elector,

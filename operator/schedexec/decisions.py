@@ -70,6 +70,8 @@ class Policy:
     anything, credentials included, and status and Events are readable by anyone who may read executions)."""
     failed_run_retention_seconds: int = 3600
     """How long the Job (and pod) of a run that died without an outcome is kept, so `kubectl logs` shows why."""
+    progress_events: bool = False
+    """Post RunStarted, RunScheduled and Succeeded as Kubernetes Events too (they are always logged)."""
     inline_result_bytes: int = 16 * 1024
     """A result larger than this (its JSON) is kept in a ConfigMap owned by the execution (status.resultRef)."""
 
@@ -80,6 +82,14 @@ class Event:
     reason: str
     """A `Reason`, or a component's own error reason."""
     message: str
+    posted: bool = True
+    """Posted as a Kubernetes Event; False: only logged (progress of a healthy sequence, unless
+    Policy.progress_events: an Event per run is two API writes per execution that tell nothing
+    `kubectl get sx` does not show)."""
+
+
+PROGRESS = frozenset({Reason.RUN_STARTED, Reason.RUN_SCHEDULED, Reason.SUCCEEDED})
+"""Normal events of a healthy sequence; failures, waits (Queued) and PollIntervalRaised are always posted."""
 
 
 @dataclass(frozen=True)
@@ -500,7 +510,8 @@ class _DecisionBuilder:
         )
 
     def _event(self, type_: EventType, reason: str, message: str) -> None:
-        self.events.append(Event(type_, reason, message))
+        posted = self.policy.progress_events or reason not in PROGRESS
+        self.events.append(Event(type_, reason, message, posted))
 
     def _set_conditions(self) -> None:
         phase = self.status.phase

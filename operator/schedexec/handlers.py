@@ -10,12 +10,27 @@ annotations): every write the operator makes is one the controller decided.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Iterable
+from typing import Any, cast
 
 import kopf
 
 from schedexec import models, runs
 from schedexec.controller import Controller
+
+
+class NoDiffBase(kopf.DiffBaseStorage):
+    """Kopf's diff-base (a deep copy of every body, kept to diff the next one) feeds change handlers;
+    schedexec has only event handlers, so nothing is built, kept or compared."""
+
+    def build(self, *, body: kopf.Body, extra_fields: Iterable[Any] | None = None) -> kopf.BodyEssence:
+        return cast(kopf.BodyEssence, {})
+
+    def fetch(self, *, body: kopf.Body) -> kopf.BodyEssence | None:
+        return None
+
+    def store(self, *, body: kopf.Body, patch: kopf.Patch, essence: kopf.BodyEssence) -> None:
+        return None
 
 
 def registry_for(controller: Controller) -> kopf.OperatorRegistry:
@@ -24,6 +39,7 @@ def registry_for(controller: Controller) -> kopf.OperatorRegistry:
     @kopf.on.startup(registry=registry)
     def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
         settings.posting.enabled = False  # events are posted by the controller, on the execution
+        settings.persistence.diffbase_storage = NoDiffBase()  # no deep copy per event: nothing reads it
         settings.scanning.disabled = True  # no CRD/namespace listing: keeps the RBAC minimal
         settings.watching.server_timeout = 300
         # watch only the Jobs schedexec made, filtered by the API server, not every Job of the cluster

@@ -233,7 +233,8 @@ class Reconciler:
             level = logging.WARNING if event.type is EventType.WARNING else logging.INFO
             extra = {"execution": key, "reason": event.reason}
             log.log(level, "%s %s: %s", key, event.reason, event.message, extra=extra)
-            await self.io(self.cluster.post_event, execution, event.type, event.reason, event.message)
+            if event.posted:
+                await self.io(self.cluster.post_event, execution, event.type, event.reason, event.message)
         await self._delete_jobs(execution, decision)
         if decision.status.current_run is None:
             for waiting in self.slots.release(key):

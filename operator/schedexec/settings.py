@@ -6,6 +6,7 @@ the README and the code cannot disagree about names.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, Field
@@ -39,6 +40,11 @@ class OperatorSettings(BaseSettings):
         ge=3600,
         description="Safety-net TTL of finished Jobs; the operator deletes them itself once it recorded the "
         "outcome. An operator outage longer than this loses the outcomes of runs that finished meanwhile.",
+    )
+    progress_events: bool = Field(
+        False,
+        description="Post RunStarted, RunScheduled and Succeeded as Kubernetes Events (two more API writes per "
+        "execution); failures, Queued and PollIntervalRaised are always posted, and everything is logged.",
     )
     log_tail_in_status: bool = Field(
         False,
@@ -95,6 +101,34 @@ class ApiSettings(BaseSettings):
         default_factory=dict, description="JSON map: component id → {image, default_revision}."
     )
     insecure: bool = Field(False, description="No authentication or authorization. Development only.")
+    tls_cert_file: Path | None = Field(None, description="PEM certificate (chain) the API serves TLS with.")
+    tls_key_file: Path | None = Field(None, description="PEM private key of tls_cert_file.")
+    plain_http: bool = Field(
+        False, description="Serve plain HTTP instead of TLS (bearer tokens in clear text). Development only."
+    )
+    audiences: list[str] = Field(
+        default_factory=lambda: ["schedexec"],
+        min_length=1,
+        description="Token audiences the API accepts (JSON list); clients get a token with "
+        "`kubectl create token SA --audience schedexec`, which is refused by the Kubernetes API itself.",
+    )
+    review_ttl_seconds: float = Field(
+        30.0,
+        gt=0,
+        le=300,
+        description="How long a TokenReview or SubjectAccessReview answer is reused: a revoked token or a "
+        "removed grant stops working within this bound.",
+    )
+    review_cache_entries: int = Field(
+        10_000, ge=100, description="Most review answers remembered per cache (least recently used evicted)."
+    )
+    reviews_per_second_per_client: float = Field(
+        5.0,
+        gt=0,
+        description="Reviews (TokenReview, SubjectAccessReview) the API sends for one client address, "
+        "sustained; past the burst a client is answered 429 with Retry-After. Cached answers cost nothing.",
+    )
+    review_burst_per_client: int = Field(50, ge=1, description="Reviews one client address may cause at once.")
     max_body_bytes: int = Field(1024 * 1024, ge=1024, description="Largest accepted request body.")
     default_timeout_seconds: int = Field(600, ge=1, description="timeoutSeconds of executions it creates.")
     default_run_timeout_seconds: int = Field(300, ge=1, description="runTimeoutSeconds of executions it creates.")

@@ -16,7 +16,7 @@ import yaml
 
 from schedexec import models
 from schedexec_devcluster import binaries
-from tests.conftest import REPO, Cluster, client_token, free_port, rest_countdown, wait_for
+from tests.support import REPO, LocalCluster, client_token, free_port, rest_countdown, wait_for
 
 pytestmark = pytest.mark.cluster
 CHART = REPO / "charts" / "schedexec"
@@ -99,7 +99,7 @@ def test_inconsistent_values_are_refused_with_a_reason(helm: Path, values: list[
     assert done.returncode != 0 and message in done.stderr
 
 
-def kubeconfig_for(cluster: Cluster, token: str, path: Path) -> Path:
+def kubeconfig_for(cluster: LocalCluster, token: str, path: Path) -> Path:
     """A kubeconfig that authenticates with `token` only (no admin certificate)."""
     admin = yaml.safe_load(cluster.kubeconfig.read_text())
     config = {
@@ -115,7 +115,7 @@ def kubeconfig_for(cluster: Cluster, token: str, path: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
-def installed(cluster: Cluster, helm: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+def installed(cluster: LocalCluster, helm: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """The chart (operator + API) applied as `helm install` would: CRDs first, then the rest,
     each a server-side dry run first, then for real."""
     rendered = documents(render(helm, "api.enabled=true", "replicas=2").stdout)
@@ -165,7 +165,7 @@ NEEDED = [
     [(v, r, False) for v, r in DENIED] + [(v, r, True) for v, r in NEEDED],
 )
 def test_the_chart_grants_what_the_operator_needs_and_nothing_more(
-    cluster: Cluster, installed: Path, verb: str, resource: str, granted: bool
+    cluster: LocalCluster, installed: Path, verb: str, resource: str, granted: bool
 ) -> None:
     answer = cluster.kubectl(
         "auth", "can-i", verb, resource, "--all-namespaces", f"--as={SERVICE_ACCOUNT}", check=False
@@ -176,7 +176,7 @@ def test_the_chart_grants_what_the_operator_needs_and_nothing_more(
 
 @pytest.mark.usefixtures("without_session_operator")
 def test_the_operator_and_api_work_with_exactly_the_charts_rbac(
-    cluster: Cluster, installed: Path, namespace: str, tmp_path: Path
+    cluster: LocalCluster, installed: Path, namespace: str, tmp_path: Path
 ) -> None:
     """The full flow, the operator and the API authenticated only as the chart's ServiceAccount."""
     env = {
@@ -211,8 +211,6 @@ def test_the_operator_and_api_work_with_exactly_the_charts_rbac(
         wait_for("the API", lambda: _healthy(url), timeout=30)
         with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=30) as http:
             rest_countdown(http, namespace, timeout=90)
-        described = cluster.kubectl("describe", "sx", "-n", namespace).stdout
-        assert "RunStarted" in described and "Succeeded" in described, "events were posted"
         # a run stuck before its volumes mount: the operator watches its pod and reads its FailedMount events
         cluster.apply(
             {
@@ -228,6 +226,8 @@ def test_the_operator_and_api_work_with_exactly_the_charts_rbac(
         )
         failed = cluster.wait_finished(namespace, "nosecret", timeout=60)
         assert failed["status"]["error"]["reason"] == "ConfigError", failed["status"]
+        described = cluster.kubectl("describe", "sx", "-n", namespace, "nosecret").stdout
+        assert "ConfigError" in described.split("Events:")[-1], "the failure's Event was posted"
     finally:
         for process in processes:
             process.terminate()
@@ -245,7 +245,7 @@ def _healthy(url: str) -> bool:
 
 @pytest.mark.usefixtures("without_session_operator")
 def test_with_two_replicas_one_leads_and_the_other_takes_over_when_it_dies(
-    cluster: Cluster, installed: Path, namespace: str, tmp_path: Path
+    cluster: LocalCluster, installed: Path, namespace: str, tmp_path: Path
 ) -> None:
     """Leader election with the chart's RBAC: the lease holder runs the sequence; kill it, the other finishes."""
     lease = "schedexec-operator"  # the chart grants get/update on this one Lease only
