@@ -481,6 +481,7 @@ class _DecisionBuilder:
             exit_code=None if run is None else run.exit_code,
             reason=reason,
             method=current.method,
+            attempts=None if run is None else run.attempts,
             requested_next_run_in_seconds=requested_next_run_in_seconds,
         )
         self.status.history = [*self.status.history, record][-models.HISTORY_LIMIT :]

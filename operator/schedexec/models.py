@@ -416,6 +416,12 @@ class RunRecord(Model):
     exit_code: int | None = Field(None, description="Exit code of the run's container, if it exited.")
     reason: str | None = Field(None, description="Error reason of a failed run.")
     method: str | None = Field(None, description="The method or command the run ran, when not spec.method.")
+    attempts: int | None = Field(
+        None,
+        ge=1,
+        description="Pods that ran for this run index (the Job controller's count): more than 1 when a pod "
+        "died and spec.retries started it again.",
+    )
     requested_next_run_in_seconds: int | None = Field(
         None,
         description="The wait the run asked for (nextRunInSeconds) when it was below the operator's minimum "

@@ -299,6 +299,9 @@ class RunObservation:
     """While the Job is active: why its current pod has not started its container, if it has not."""
     logged: LoggedOutcome | None = None
     """Where the run wrote an outcome too large for its termination message (its pod's log)."""
+    attempts: int | None = None
+    """How many pods of the finished Job ran to an end (the Job controller's count): more than one means
+    the run index was retried after its pod died (spec.retries)."""
 
 
 @dataclass(frozen=True)
@@ -318,7 +321,8 @@ def observe(
     """Read a run's Job, its pods and (optionally) the FailedMount events of its current pod; pure."""
     if job is None:
         return MISSING
-    conditions = {c.get("type"): c for c in job.get("status", {}).get("conditions") or [] if c.get("status") == "True"}
+    job_status = job.get("status") or {}
+    conditions = {c.get("type"): c for c in job_status.get("conditions") or [] if c.get("status") == "True"}
     if "Complete" in conditions:
         state = RunState.SUCCEEDED
     elif "Failed" in conditions:
@@ -348,6 +352,7 @@ def observe(
         envelope_problem=problem,
         exit_code=exit_code,
         failure_reason=reason,
+        attempts=int(job_status.get("succeeded") or 0) + int(job_status.get("failed") or 0) or None,
         failure_message=(failed.get("message") or "")[-MESSAGE_TAIL:],
         log_tail=tail[-MESSAGE_TAIL:],
         logged=logged,

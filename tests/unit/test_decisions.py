@@ -380,6 +380,7 @@ CRASHED = RunObservation(
     failure_reason="BackoffLimitExceeded",
     failure_message="Job has reached the specified backoff limit",
     log_tail="Authorization: Bearer s3cr3t-canary; segfault",
+    attempts=2,
 )
 
 
@@ -389,6 +390,7 @@ def test_a_crashed_runs_log_tail_stays_out_of_status_and_events_and_its_job_is_k
     assert "s3cr3t-canary" not in d.status.model_dump_json() and all("s3cr3t" not in e.message for e in d.events)
     assert "kubectl logs -n ns job/sx1-r1" in d.status.error.message
     assert d.delete_job is None, "the Job (and its pod's log) is kept"
+    assert d.status.history[-1].attempts == 2, "a retried run index is counted in its record"
     assert d.wake_at == at(5 + POLICY.failed_run_retention_seconds)
     later = execution(d.status.model_dump(mode="json", by_alias=True))
     expired = decide(later, CRASHED, at(5 + POLICY.failed_run_retention_seconds), True, POLICY)

@@ -102,10 +102,12 @@ def test_observing_jobs() -> None:
 
 def test_a_failed_job_reports_the_newest_pods_message() -> None:
     failed = runs.observe(
-        job(("Failed", "BackoffLimitExceeded")),
+        job(("Failed", "BackoffLimitExceeded"))
+        | {"status": {**job(("Failed", "BackoffLimitExceeded"))["status"], "failed": 2}},
         [pod(1, "first try", "2026-01-01T00:00:01Z"), pod(2, "second try", "2026-01-01T00:00:09Z")],
     )
     assert failed.state is RunState.FAILED and failed.failure_reason == "BackoffLimitExceeded"
+    assert failed.attempts == 2, "the Job controller's count of pods that ran"
     assert failed.exit_code == 2 and failed.log_tail == "second try", "the newest pod's output, kept apart"
     assert "second try" not in failed.failure_message, "component output is not in the failure message"
 
