@@ -415,8 +415,11 @@ def pod_waiting(pod: Mapping[str, Any] | None, events: Iterable[Mapping[str, Any
         return None
     waiting = state.get("waiting") or {}
     reason = waiting.get("reason") or CREATING
-    sandbox_ready = (conditions.get("PodReadyToStartContainers") or {}).get("status") == "True"
-    volumes_pending = reason == CREATING and not sandbox_ready
+    # the kubelet says it is still setting the pod up (its sandbox, and so its volumes, not ready; without the
+    # PodReadyToStartContainers condition: it reported the container as being created). A pod it has not
+    # reported on yet (a busy node) is not waiting for volumes, and costs no events read.
+    sandbox = (conditions.get("PodReadyToStartContainers") or {}).get("status")
+    volumes_pending = reason == CREATING and (sandbox == "False" or (sandbox is None and bool(container)))
     if volumes_pending and (mount := _latest_mount_failure(events, meta.get("uid"))) is not None:
         return PodWaiting(FAILED_MOUNT, mount, since, image, volumes_pending=True)
     return PodWaiting(reason, waiting.get("message") or "", since, image, volumes_pending=volumes_pending)

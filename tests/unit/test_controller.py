@@ -279,7 +279,8 @@ def test_a_pod_stuck_before_its_volumes_are_mounted_has_its_failed_mounts_read_a
     }
     ex = models.ScheduledExecution.model_validate(body("a") | {"status": status})
     c.job_event("ADDED", job("a-r1", "a") | {"status": {"active": 1}})
-    stuck = run_pod("a-r1-x", "a-r1", "a", phase="Pending")  # created 2026-01-01: long past the grace
+    sandbox = [{"type": "PodReadyToStartContainers", "status": "False"}]  # the kubelet is still setting it up
+    stuck = run_pod("a-r1-x", "a-r1", "a", phase="Pending", conditions=sandbox)  # created 2020: long past the grace
     stuck["metadata"]["creationTimestamp"] = "2020-01-01T00:00:00Z"
     c.pod_event("ADDED", stuck)
     assert observe(c, ex).waiting is not None

@@ -113,7 +113,12 @@ MISSING_SECRET = 'MountVolume.SetUp failed for volume "credentials" : secret "sh
         ),
         (pod(scheduled_at=at(2)), [], PodWaiting("ContainerCreating", "", at(2), IMAGE)),
         (pod(sandbox=False), [], PodWaiting("ContainerCreating", "", T0, IMAGE, volumes_pending=True)),
-        (pod(sandbox=None), [], PodWaiting("ContainerCreating", "", T0, IMAGE, volumes_pending=True)),
+        (pod(sandbox=None), [], PodWaiting("ContainerCreating", "", T0, IMAGE)),  # not reported on by a kubelet yet
+        (
+            pod(sandbox=None, waiting=("ContainerCreating", "")),
+            [],
+            PodWaiting("ContainerCreating", "", T0, IMAGE, volumes_pending=True),
+        ),
         (
             pod(sandbox=False, waiting=("ContainerCreating", "")),
             [mount_event("old", last=at(1)), mount_event(MISSING_SECRET, last=at(9)), mount_event("x", uid="other")],
@@ -138,7 +143,8 @@ MISSING_SECRET = 'MountVolume.SetUp failed for volume "credentials" : secret "sh
         "unschedulable",
         "creating",
         "volumes-pending",
-        "no-sandbox-condition",
+        "no-sandbox-condition-not-reported-yet",
+        "no-sandbox-condition-container-creating",
         "failed-mount-from-newest-event",
         "mount-event-but-sandbox-ready",
         "err-image-pull",
