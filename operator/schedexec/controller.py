@@ -30,7 +30,7 @@ from schedexec.objects import key_of, split_key
 from schedexec.reconciler import Io, NotLeading, Reconciler
 from schedexec.scheduling import Timers, WorkQueue
 from schedexec.slots import RunSlots
-from schedexec.store import Store
+from schedexec.store import Seen, Store
 
 log = logging.getLogger("schedexec")
 
@@ -75,7 +75,9 @@ class Controller:
         if event_type == "DELETED":
             self.forget(key)
             return
-        if self.store.execution_changed(body) and (body.get("status") or {}).get("currentRun"):
+        if self.store.execution_changed(body) is not Seen.NEW:
+            return
+        if (body.get("status") or {}).get("currentRun"):
             self.slots.hold(key)  # a run in progress (e.g. seen after a restart) holds a slot
         self.queue.add(key)
 

@@ -610,6 +610,14 @@ def pod_signature(pod: Mapping[str, Any] | None) -> tuple[Any, ...]:
     )
 
 
+def job_signature(job: Mapping[str, Any]) -> tuple[Any, ...]:
+    """What a decision reads of a run's Job: its uid, its true conditions (Complete, Failed, ...) and whether
+    it is being deleted. A change elsewhere (its active or ready count) needs no reconcile."""
+    meta, status = job.get("metadata") or {}, job.get("status") or {}
+    conditions = sorted(c.get("type", "") for c in status.get("conditions") or [] if c.get("status") == "True")
+    return meta.get("uid"), tuple(conditions), bool(meta.get("deletionTimestamp"))
+
+
 def pods_account_for(job: Mapping[str, Any], pods: Sequence[Mapping[str, Any]]) -> bool:
     """Whether `pods` (from the watch cache) show everything a finished Job counted: every pod finished,
     at least as many as the Job's succeeded + failed; otherwise they may lag behind the Job and are listed."""

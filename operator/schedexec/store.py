@@ -11,6 +11,7 @@ asks the API server only where the watch may lag.
 
 from __future__ import annotations
 
+import enum
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -21,6 +22,17 @@ from schedexec.objects import key_of, owner_keys, owner_uids, slim
 CATCH_UP_SECONDS = 30.0
 """How long watch events older than a version this operator wrote are ignored: the watch delivers that
 version within seconds; if it never does (it restarted past it), the watch is trusted again after this."""
+
+
+class Seen(enum.Enum):
+    """What a watch event of an execution tells the operator."""
+
+    NEW = "new"
+    """A change it has not seen: reconcile."""
+    OWN = "own"
+    """The version it wrote (or read) itself: nothing to do, the reconcile that wrote it decided already."""
+    STALE = "stale"
+    """Older than what it wrote: ignored until the watch catches up."""
 
 
 class Store:
@@ -42,23 +54,22 @@ class Store:
 
     # --- watch events ----------------------------------------------------------------------------
 
-    def execution_changed(self, body: Mapping[str, Any]) -> bool:
-        """A watch event: keep `body` unless it predates what this operator wrote or read itself
-        (the watch has not caught up yet); True if it was kept."""
+    def execution_changed(self, body: Mapping[str, Any]) -> Seen:
+        """A watch event: keep `body` unless it predates what this operator wrote or read itself (the watch
+        has not caught up yet); whether it tells anything new."""
         key = key_of(body)
         awaited = self._awaited.get(key)
         if awaited is not None:
             meta = body["metadata"]
             version, generation, since = awaited
-            if (
-                meta.get("resourceVersion") != version
-                and meta.get("generation") == generation  # a spec change (cancel) is never held back
-                and time.monotonic() - since < CATCH_UP_SECONDS
-            ):
-                return False
+            if meta.get("resourceVersion") == version:
+                del self._awaited[key]
+                return Seen.OWN  # what this operator wrote (and decided on) itself
+            if meta.get("generation") == generation and time.monotonic() - since < CATCH_UP_SECONDS:
+                return Seen.STALE  # a spec change (cancel) is never held back
             del self._awaited[key]
         self.executions[key] = slim(body)
-        return True
+        return Seen.NEW
 
     def execution_read(self, body: Mapping[str, Any]) -> None:
         """An execution as the API server answered a write or a read: newer than anything the watch
@@ -81,9 +92,16 @@ class Store:
             for uid in owner_uids(body):
                 _unindex(self._jobs_of, uid, job_key)
         else:
+            before = self.jobs.get(job_key)
             self.jobs[job_key] = slim(body)
             for uid in owner_uids(body):
                 self._jobs_of.setdefault(uid, set()).add(job_key)
+            if (
+                event_type == "MODIFIED"
+                and before is not None
+                and runs.job_signature(before) == runs.job_signature(body)
+            ):
+                return []  # e.g. its active count: nothing a decision reads (the pod watch tells why a pod waits)
         return owner_keys(body)
 
     def pod_changed(self, event_type: str | None, body: Mapping[str, Any]) -> str | None:

@@ -16,6 +16,7 @@ from schedexec import decisions, models, runs
 from schedexec.controller import Controller
 from schedexec.kube import Conflict, JobNameTaken, JobRejected
 from schedexec.reconciler import status_document
+from schedexec.store import Seen
 from schedexec_runner import envelope, frame
 
 
@@ -161,7 +162,9 @@ def test_a_queued_execution_that_ends_leaves_the_queue_so_the_next_one_gets_the_
             c.execution_event(None, body(name))
             await settle(c, 0.1)
         assert list(c.slots.waiting) == ["ns/b", "ns/c"]
-        cancelled = c.store.executions["ns/b"] | {"spec": {**body("b")["spec"], "cancel": True}}
+        written = c.store.executions["ns/b"]
+        meta = {**written["metadata"], "generation": 2, "resourceVersion": "100"}  # a spec change bumps both
+        cancelled = written | {"metadata": meta, "spec": {**body("b")["spec"], "cancel": True}}
         c.execution_event(None, cancelled)
         await settle(c, 0.2)
         assert list(c.slots.waiting) == ["ns/c"]
@@ -345,11 +348,13 @@ def test_a_watch_event_older_than_the_operators_own_write_does_not_replace_it() 
     written["metadata"] = {**written["metadata"], "resourceVersion": "17"}
     c.store.execution_read(written)
     stale = body("a") | {"metadata": {**body("a")["metadata"], "resourceVersion": "16"}}
-    assert not c.store.execution_changed(stale), "the watch has not caught up with the write yet"
+    assert c.store.execution_changed(stale) is Seen.STALE, "the watch has not caught up with the write yet"
     assert c.store.executions["ns/a"]["status"] == {"phase": "Running"}
+    assert c.store.execution_changed(written) is Seen.OWN, "its own write: nothing to reconcile"
+    c.store.execution_read(written)
     cancelled = stale | {"metadata": {**stale["metadata"], "generation": 2}}
-    assert c.store.execution_changed(cancelled), "a spec change is never held back"
-    assert c.store.execution_changed(stale | {"metadata": {**stale["metadata"], "resourceVersion": "18"}})
+    assert c.store.execution_changed(cancelled) is Seen.NEW, "a spec change is never held back"
+    assert c.store.execution_changed(stale | {"metadata": {**stale["metadata"], "resourceVersion": "18"}}) is Seen.NEW
 
 
 RUNNING_A1 = {"phase": "Running", "currentRun": {"index": 1, "job": "a-r1", "startedAt": "2026-01-01T00:00:00Z"}}
@@ -400,3 +405,18 @@ def test_an_outcome_over_the_limit_fails_result_too_large_naming_the_limit() -> 
     assert observed.envelope is not None and observed.envelope["reason"] == "ResultTooLarge"
     assert "the limit is 100000 bytes" in observed.envelope["message"]
     assert ("pod_log", "a-r1-x") not in cluster.calls, "nothing over the limit is read"
+
+
+def test_a_jobs_active_count_changing_reconciles_nothing_but_its_end_does() -> None:
+    c = controller(FakeCluster())
+    c.execution_event(None, body("a"))
+    c.job_event("ADDED", job("a-r1", "a"))
+    c.queue = type(c.queue)()
+    c.job_event("MODIFIED", job("a-r1", "a") | {"status": {"active": 1, "ready": 1}})
+    assert len(c.queue) == 0, "nothing a decision reads changed"
+    done = {"succeeded": 1, "conditions": [{"type": "Complete", "status": "True"}]}
+    c.job_event("MODIFIED", job("a-r1", "a") | {"status": done})
+    assert len(c.queue) == 1
+    c.queue = type(c.queue)()
+    c.job_event("DELETED", job("a-r1", "a") | {"status": done})
+    assert len(c.queue) == 1, "a Job gone is always looked at (RunLost)"
