@@ -106,9 +106,10 @@ docker-images: ## (needs docker or podman) build the images with a registry-back
 	done
 
 .PHONY: bench
-bench: binaries images ## benchmarks → docs/benchmarks.md (node agent tier, takes long) and docs/benchmarks-node.md (real node)
+bench: binaries images ## benchmarks → docs/benchmarks.md (node agent tier) and docs/benchmarks-node.md (real node); ~1 h (BENCH_ARGS=--quick BENCH_NODE_ARGS=--quick: minutes, into a temp dir)
 	$(PYTHON) bench/run.py $(BENCH_ARGS)
 	$(PYTHON) bench/node.py $(BENCH_NODE_ARGS)
+	$(if $(findstring --quick,$(BENCH_ARGS)),,$(PYTHON) bench/run.py --render)
 
 .PHONY: bench-node
 bench-node: binaries images ## the real-node benchmark only: schedexec against raw Jobs, same image → docs/benchmarks-node.md
