@@ -167,6 +167,29 @@ def retained_job(name: str, status: models.ScheduledExecutionStatus, policy: Pol
     return runs.job_name(name, last.index), status.completed_at + timedelta(seconds=policy.failed_run_retention_seconds)
 
 
+def invalid_spec(generation: int, now: datetime, message: str) -> models.ScheduledExecutionStatus:
+    """The status of an execution whose stored object the models refuse: failed at once, never retried."""
+    status = models.ScheduledExecutionStatus(
+        phase=Phase.FAILED,
+        error=ExecutionError(reason=Reason.INVALID_SPEC, message=message),
+        started_at=now,
+        completed_at=now,
+        observed_generation=generation,
+    )
+    failed = (ConditionStatus.FALSE, Reason.INVALID_SPEC, message)
+    values = {
+        ConditionType.SUCCEEDED: failed,
+        ConditionType.FINISHED: (ConditionStatus.TRUE, Phase.FAILED.value, "the execution ended Failed"),
+        ConditionType.TIMED_OUT: (ConditionStatus.FALSE, Reason.WITHIN_DEADLINE, "no deadline"),
+        ConditionType.READY: failed,
+        ConditionType.RECONCILING: (ConditionStatus.FALSE, Reason.ENDED, "the execution ended Failed"),
+        ConditionType.STALLED: (ConditionStatus.TRUE, Reason.INVALID_SPEC, message),
+    }
+    for type_, (state, reason, detail) in values.items():
+        status.conditions = set_condition(status.conditions, type_, state, reason, detail, now, generation)
+    return status
+
+
 def job_refused(
     execution: models.ScheduledExecution, index: int, now: datetime, policy: Policy, refusal: tuple[str, str]
 ) -> Decision:

@@ -150,14 +150,14 @@ class Cluster:
 
         A PUT, not a merge patch: a merge patch would keep keys of nested objects
         (nextArgs, result, partialResult) that the new status no longer has.
-        The status subresource ignores everything in the body but the status.
+        The status subresource takes nothing but the status from the body (the stored spec is kept), so
+        no spec is sent: only the execution's metadata is read.
         """
         meta = execution.metadata
         body = {
             "apiVersion": models.API_VERSION,
             "kind": models.KIND,
             "metadata": {"name": meta.name, "namespace": meta.namespace, "resourceVersion": meta.resource_version},
-            "spec": execution.spec.model_dump(mode="json", by_alias=True, exclude_none=True),
             "status": status,
         }
         response = self.api.put(

@@ -369,6 +369,8 @@ class Reason(enum.StrEnum):
     """A run's container cannot be set up: a missing Secret, an invalid command, a volume that cannot mount."""
     UNSCHEDULABLE = "Unschedulable"
     """No node accepted a run's pod within the grace."""
+    INVALID_SPEC = "InvalidSpec"
+    """The stored object does not parse as a ScheduledExecution (e.g. written under an older CRD schema)."""
     RUN_DISRUPTED = "RunDisrupted"
     """A run's pod was disrupted (evicted, preempted, its node lost or drained); not started again."""
     JOB_REJECTED = "JobRejected"

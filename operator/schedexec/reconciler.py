@@ -27,6 +27,7 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
+import pydantic
 import pykube
 
 from schedexec import decisions, metrics, models, runs
@@ -104,7 +105,11 @@ class Reconciler:
         body = self.store.executions.get(key)
         if body is None:
             return None
-        execution = models.ScheduledExecution.model_validate(body)
+        try:
+            execution = models.ScheduledExecution.model_validate(body)
+        except pydantic.ValidationError as exc:
+            await self._refuse_invalid(body, exc)
+            return None
         if execution.metadata.deletion_timestamp is not None:
             return None
         now = datetime.now(UTC)
@@ -123,6 +128,20 @@ class Reconciler:
         if decision.wake_at is None:
             return None
         return max((decision.wake_at - datetime.now(UTC)).total_seconds(), 0.0)
+
+    async def _refuse_invalid(self, body: Mapping[str, Any], exc: pydantic.ValidationError) -> None:
+        """Fail an execution whose stored object the models refuse, once: retrying cannot make it valid."""
+        meta = models.ObjectMeta.model_validate(body["metadata"])
+        if (body.get("status") or {}).get("phase") == models.Phase.FAILED:
+            return  # failed already (this is the watch showing it)
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()[:5])
+        message = f"the object is not a valid ScheduledExecution: {problems}"
+        # writing its status and posting an Event read only the metadata, which parsed
+        execution = models.ScheduledExecution.model_construct(metadata=meta, spec=None)  # type: ignore[arg-type]
+        status = decisions.invalid_spec(meta.generation, datetime.now(UTC), message)
+        log.warning("%s %s: %s", execution.key, models.Reason.INVALID_SPEC, message)
+        self.store.execution_read(await self.io(self.cluster.write_status, execution, status_document(status)))
+        await self.io(self.cluster.post_event, execution, EventType.WARNING, models.Reason.INVALID_SPEC, message)
 
     async def _verify(self, key: str) -> float:
         """Read the execution afresh before its first Job creation under this leader; look again at once."""

@@ -420,3 +420,18 @@ def test_a_jobs_active_count_changing_reconciles_nothing_but_its_end_does() -> N
     c.queue = type(c.queue)()
     c.job_event("DELETED", job("a-r1", "a") | {"status": done})
     assert len(c.queue) == 1, "a Job gone is always looked at (RunLost)"
+
+
+def test_an_object_the_models_refuse_fails_once_with_invalid_spec_and_is_not_retried() -> None:
+    cluster = FakeCluster()
+    c = controller(cluster)
+    broken = body("a")
+    broken["spec"] = {"component": {"image": "img"}, "method": "has spaces"}  # e.g. written under an older schema
+
+    async def scenario() -> None:
+        c.execution_event(None, broken)
+        await settle(c, 0.3)
+
+    asyncio.run(scenario())
+    assert ("write_status", "Failed") in cluster.calls and ("event", "InvalidSpec") in cluster.calls
+    assert c._failures == {} and "ns/a" not in c.timers._due, "no backoff, no retry"
