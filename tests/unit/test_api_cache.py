@@ -13,11 +13,11 @@ def body(version: str, phase: str = "Running", name: str = "sx1", uid: str = "u1
     return {"metadata": meta, "status": {"phase": phase}}
 
 
-def test_events_update_both_indexes_and_an_older_version_never_replaces_a_newer_one() -> None:
+def test_events_update_both_indexes_and_a_created_object_never_replaces_what_the_watch_showed() -> None:
     cache = ExecutionCache(FakeKube())
-    cache.remember(body("5"))
-    cache.apply("MODIFIED", body("7", "Succeeded"))
-    cache.apply("MODIFIED", body("6", "Waiting"))  # late
+    cache.apply("ADDED", body("5", "Pending"))
+    cache.apply("MODIFIED", body("7", "Succeeded"))  # the watch, in order
+    cache.remember(body("5", "Pending"))  # the create call's answer, arriving after its watch events
     seen = cache.by_uid("u1")
     assert seen is not None and seen["status"]["phase"] == "Succeeded"
     assert cache.by_name("ns", "sx1") == seen and len(cache) == 1

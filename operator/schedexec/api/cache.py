@@ -42,14 +42,19 @@ class ExecutionCache:
             return None if uid is None else self._by_uid.get(uid)
 
     def remember(self, body: dict[str, Any]) -> None:
-        """Store an object the API just created, before its watch event arrives."""
-        self.apply("ADDED", body)
+        """Store an object the API just created, unless its watch events came first (they are newer: the
+        created object is its first version). resourceVersions are opaque and never compared."""
+        uid = body.get("metadata", {}).get("uid")
+        with self._lock:
+            known = uid in self._by_uid
+        if not known:
+            self.apply("ADDED", body)
 
     def __len__(self) -> int:
         return len(self._by_uid)
 
     def apply(self, event_type: str, body: dict[str, Any]) -> None:
-        """One watch event: ADDED, MODIFIED (an older resourceVersion than the one kept is ignored), DELETED."""
+        """One watch event (ADDED, MODIFIED, DELETED): the watch delivers an object's versions in order."""
         meta = body.get("metadata", {})
         uid, key = meta.get("uid"), f"{meta.get('namespace')}/{meta.get('name')}"
         if not uid:
@@ -59,9 +64,6 @@ class ExecutionCache:
                 self._by_uid.pop(uid, None)
                 if self._uid_of.get(key) == uid:
                     del self._uid_of[key]
-                return
-            current = self._by_uid.get(uid)
-            if current is not None and _version(current) > _version(body):
                 return
             self._by_uid[uid] = slim(body)
             self._uid_of[key] = uid
@@ -102,9 +104,3 @@ class ExecutionCache:
                 log.warning("execution watch failed, retrying in %.1fs: %s", delay, exc)
                 time.sleep(delay)
 
-
-def _version(body: dict[str, Any]) -> int:
-    try:
-        return int(body.get("metadata", {}).get("resourceVersion", 0))
-    except ValueError:
-        return 0
