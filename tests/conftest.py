@@ -15,6 +15,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from schedexec import crd
 from schedexec_devcluster import binaries
 from schedexec_devcluster.__main__ import node_agent_process
 from schedexec_devcluster.controlplane import ControlPlane
@@ -36,8 +37,9 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
     plane.up()
     try:
         handle = LocalCluster(plane, found.require(binaries.KUBECTL))
-        handle.kubectl("apply", "--server-side", "-f", str(REPO / "crds"))
-        handle.kubectl("wait", "--for=condition=Established", "--timeout=60s", "-f", str(REPO / "crds"))
+        handle.kubectl("apply", "--server-side", "-f", str(REPO / "crds"))  # the CRD and the admission policy
+        established = REPO / "crds" / crd.CRD_FILE
+        handle.kubectl("wait", "--for=condition=Established", "--timeout=60s", "-f", str(established))
         yield handle
     finally:
         plane.down()

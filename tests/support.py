@@ -3,8 +3,10 @@ waiting, namespaces, client tokens. Fixtures live in conftest.py and only wire t
 
 from __future__ import annotations
 
+import json
 import os
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -18,7 +20,7 @@ import yaml
 from kubernetes import client, config
 from kubernetes.client.rest import ApiException
 
-from schedexec import models
+from schedexec import models, runs
 from schedexec_devcluster.controlplane import ControlPlane, die_with_parent
 
 REPO = Path(__file__).resolve().parents[1]
@@ -91,14 +93,20 @@ def new_namespace(cluster: LocalCluster, prefix: str) -> str:
     return name
 
 
-def client_token(cluster: LocalCluster, namespace: str) -> str:
-    """A token of a new ServiceAccount `client` of `namespace` that may create and get executions there."""
+API_AUDIENCE = "schedexec"
+"""The REST API's default token audience (SCHEDEXEC_API_AUDIENCES)."""
+
+
+def client_token(cluster: LocalCluster, namespace: str, audience: str | None = API_AUDIENCE) -> str:
+    """A token of a new ServiceAccount `client` of `namespace` that may create and get executions there,
+    for `audience` (None: the Kubernetes API's own)."""
     cluster.kubectl("create", "serviceaccount", "client", "-n", namespace)
     role = f"sx-{namespace}"
     cluster.kubectl("create", "clusterrole", role, "--verb=create,get", "--resource=scheduledexecutions.schedexec.io")
     account = f"--serviceaccount={namespace}:client"
     cluster.kubectl("create", "rolebinding", "client-sx", "-n", namespace, f"--clusterrole={role}", account)
-    return cluster.kubectl("create", "token", "client", "-n", namespace).stdout.strip()
+    audiences = [f"--audience={audience}"] if audience else []
+    return cluster.kubectl("create", "token", "client", "-n", namespace, *audiences).stdout.strip()
 
 
 def rest_countdown(http: Any, namespace: str, timeout: float = 120) -> None:
@@ -189,3 +197,96 @@ class Operator:
 
     def logs(self) -> str:
         return "".join(p.read_text(errors="replace") for p in sorted(self.log_dir.glob("operator-*.log")))
+
+
+def self_signed_cert(directory: Path, hosts: tuple[str, ...] = ("127.0.0.1", "localhost")) -> tuple[Path, Path]:
+    """A self-signed serving certificate for `hosts` (IP addresses or DNS names) and its key, as PEM files
+    (tls.crt, tls.key) in `directory`; the certificate is its own CA, so clients verify with it."""
+    cert, key = directory / "tls.crt", directory / "tls.key"
+    try:
+        import datetime
+        import ipaddress
+
+        from cryptography import x509
+        from cryptography.hazmat.primitives import hashes, serialization
+        from cryptography.hazmat.primitives.asymmetric import ec
+        from cryptography.x509.oid import NameOID
+    except ImportError:  # without the package: openssl, as an operator would
+        names = ",".join(f"IP:{h}" if h.replace(".", "").isdigit() else f"DNS:{h}" for h in hosts)
+        subprocess.run(
+            [
+                *("openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"),
+                *("-keyout", str(key), "-out", str(cert), "-days", "2", "-subj", f"/CN={hosts[0]}"),
+                *("-addext", f"subjectAltName={names}", "-addext", "basicConstraints=critical,CA:TRUE"),
+            ],
+            check=True,
+            capture_output=True,
+        )
+        return cert, key
+    private = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, hosts[0])])
+    alternatives: list[x509.GeneralName] = []
+    for host in hosts:
+        try:
+            alternatives.append(x509.IPAddress(ipaddress.ip_address(host)))
+        except ValueError:
+            alternatives.append(x509.DNSName(host))
+    now = datetime.datetime.now(datetime.UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(private.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=2))
+        .add_extension(x509.SubjectAlternativeName(alternatives), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(private, hashes.SHA256())
+    )
+    cert.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    key.write_bytes(
+        private.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+    return cert, key
+
+
+def keep_large_result(cluster: LocalCluster, namespace: str, name: str, result: Any) -> tuple[dict[str, Any], str]:
+    """An execution that succeeded with `result` kept in a ConfigMap, as the operator leaves it (its own
+    builder, then the status naming it), and the ConfigMap's name. Only with the operator stopped."""
+    cluster.apply(
+        {
+            "apiVersion": models.API_VERSION,
+            "kind": models.KIND,
+            "metadata": {"name": name, "namespace": namespace},
+            "spec": {
+                "component": {"image": "ghcr.io/schedexec/test-component:dev"},
+                "method": "getMetaModel",
+                "module": "m",
+            },
+        }
+    )
+    body = cluster.execution(namespace, name)
+    text = json.dumps(result, separators=(",", ":"))
+    config_map, ref = runs.result_config_map(models.ScheduledExecution.model_validate(body), text)
+    cluster.core.create_namespaced_config_map(namespace, config_map)
+    status = {"phase": "Succeeded", "runs": 1, "resultRef": ref.model_dump(mode="json", by_alias=True)}
+    cluster.kubectl(
+        "patch",
+        "sx",
+        name,
+        "-n",
+        namespace,
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        json.dumps({"status": status}),
+    )
+    return cluster.execution(namespace, name), ref.config_map
+
+
+def trusting(ca: Path) -> ssl.SSLContext:
+    """A TLS client context that trusts `ca` (e.g. a self_signed_cert) only."""
+    return ssl.create_default_context(cafile=str(ca))

@@ -79,3 +79,67 @@ def test_the_spec_is_immutable_except_cancel(
     cluster.apply(manifest(namespace, {**spec, "cancel": True}, name="fixed"))
     back = cluster.apply(manifest(namespace, {**spec, "cancel": False}, name="fixed"), check=False)
     assert back.returncode != 0 and "spec.cancel cannot be set back to false" in back.stderr
+
+
+# --- crds/admission-policy.yaml: naming a Secret requires reading it (issue 13, part 5) ---------------------------
+
+
+def test_the_admission_policy_is_served_as_v1_and_installed(cluster: LocalCluster) -> None:
+    resources = cluster.kubectl("api-resources", "--api-group=admissionregistration.k8s.io", "-o", "name").stdout
+    assert "validatingadmissionpolicies.admissionregistration.k8s.io" in resources.split()
+    policy = yaml.safe_load(cluster.kubectl("get", "validatingadmissionpolicy", POLICY, "-o", "yaml").stdout)
+    assert policy["apiVersion"] == "admissionregistration.k8s.io/v1"
+    assert not policy.get("status", {}).get("typeChecking", {}).get("expressionWarnings"), "its CEL type-checks"
+
+
+POLICY = "schedexec-credentials-readable"
+
+
+def account(cluster: LocalCluster, namespace: str, name: str, rules: list[dict[str, Any]]) -> str:
+    """A ServiceAccount allowed `rules` in `namespace`; its user name, for `kubectl --as`."""
+    cluster.kubectl("create", "serviceaccount", name, "-n", namespace)
+    cluster.apply(
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "Role",
+            "metadata": {"name": name, "namespace": namespace},
+            "rules": rules,
+        }
+    )
+    cluster.kubectl(
+        "create", "rolebinding", name, "-n", namespace, f"--role={name}", f"--serviceaccount={namespace}:{name}"
+    )
+    return f"system:serviceaccount:{namespace}:{name}"
+
+
+CREATE = {"apiGroups": [models.GROUP], "resources": [models.PLURAL], "verbs": ["create", "get", "patch"]}
+
+
+def test_naming_a_secret_you_may_not_read_is_refused_by_kubectl_apply(cluster: LocalCluster, namespace: str) -> None:
+    cluster.kubectl("create", "secret", "generic", "db", "-n", namespace, "--from-literal=password=hunter2")
+    writer = account(cluster, namespace, "writer", [CREATE])
+    reader = account(
+        cluster,
+        namespace,
+        "reader",
+        [CREATE, {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"], "resourceNames": ["db"]}],
+    )
+    with_secret = {**GOOD, "credentialsSecretRef": {"name": "db"}}
+    refused = cluster.kubectl(
+        "apply", f"--as={writer}", "-f", "-", stdin=manifest(namespace, with_secret, "w1"), check=False
+    )
+    assert refused.returncode != 0
+    assert (
+        f"you may not read Secret db in namespace {namespace}, so you may not name it in spec.credentialsSecretRef"
+        in refused.stderr
+    )
+    assert cluster.kubectl("apply", f"--as={writer}", "-f", "-", stdin=manifest(namespace, GOOD, "w2")).returncode == 0
+    allowed = cluster.kubectl("apply", f"--as={reader}", "-f", "-", stdin=manifest(namespace, with_secret, "r1"))
+    assert allowed.returncode == 0, "who may read the Secret may name it"
+
+
+def test_who_may_use_any_credentials_may_name_any_secret(cluster: LocalCluster, namespace: str) -> None:
+    """The REST API's exemption: it asks the same question of its own callers before it creates."""
+    delegate = account(cluster, namespace, "delegate", [CREATE, {**CREATE, "verbs": ["use-any-credentials"]}])
+    body = manifest(namespace, {**GOOD, "credentialsSecretRef": {"name": "anything"}}, "d1")
+    assert cluster.kubectl("apply", f"--as={delegate}", "-f", "-", stdin=body).returncode == 0

@@ -2,9 +2,10 @@
 
 One cluster per session in a temporary directory: the control plane, a
 real node whose containerd holds the images built from this repository's
-Dockerfiles, and the Helm chart (operator with the REST API sidecar) as
-pods. Nothing here runs the operator or a component as a local process:
-what the tests observe was done by containers on a kubelet.
+Dockerfiles, and the Helm chart (the operator, and the REST API as a
+Deployment of its own serving TLS from a Secret) as pods. Nothing here
+runs the operator or a component as a local process: what the tests
+observe was done by containers on a kubelet.
 
 The tier needs root (containerd, kubelet, the pod bridge). Where it cannot
 start it FAILS under CI=true and is skipped with the exact reason
@@ -25,7 +26,7 @@ from schedexec_devcluster.__main__ import install_chart, node_setup
 from schedexec_devcluster.certs import NODE_IP
 from schedexec_devcluster.controlplane import ControlPlane
 from schedexec_devcluster.node import NodeError
-from tests.node.support import TEST_IMAGE
+from tests.node.support import API_TLS_SECRET, TEST_IMAGE, create_api_tls_secret
 from tests.support import REPO, LocalCluster, new_namespace
 
 sys.path.insert(0, str(REPO / "examples"))
@@ -62,10 +63,12 @@ def node_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalClus
         _unavailable(str(exc))
     try:
         handle = LocalCluster(plane, found.require(binaries.KUBECTL))
+        create_api_tls_secret(handle)
         install_chart(
             plane,
             [
                 "api.enabled=true",
+                f"api.tls.secretName={API_TLS_SECRET}",
                 "operator.minIntervalSeconds=1",
                 f"operator.startFailureGraceSeconds={START_FAILURE_GRACE_SECONDS}",
                 "operator.logLevel=debug",

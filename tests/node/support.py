@@ -1,11 +1,13 @@
-"""What the node tier's tests share: the test component's image and the chart's operator pod."""
+"""What the node tier's tests share: the test component's image, the chart's operator and API pods, the API's
+certificate."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
-from schedexec_devcluster.__main__ import CHART_NAMESPACE
-from tests.support import LocalCluster, wait_for
+from schedexec_devcluster.__main__ import CHART_NAMESPACE, CHART_RELEASE
+from tests.support import LocalCluster, self_signed_cert, wait_for
 
 TEST_IMAGE = "ghcr.io/schedexec/test-component:dev"
 
@@ -21,3 +23,29 @@ def running_operator_pod(cluster: LocalCluster) -> Any:
         return pods[0] if len(pods) == 1 and pods[0].status.phase == "Running" else None
 
     return wait_for("one Running, Ready operator pod", ready, timeout=120)
+
+
+API_TLS_SECRET = "schedexec-api-tls"
+"""The kubernetes.io/tls Secret the chart's REST API serves HTTPS with in this tier (api.tls.secretName)."""
+
+
+def api_ca(cluster: LocalCluster) -> Path:
+    """The REST API's self-signed certificate in this tier: what a client trusts."""
+    return cluster.plane.state_dir / "api-tls" / "tls.crt"
+
+
+def create_api_tls_secret(cluster: LocalCluster) -> None:
+    """A self-signed serving certificate for the chart's API Service, in the Secret the chart mounts."""
+    folder = api_ca(cluster).parent
+    folder.mkdir(parents=True, exist_ok=True)
+    service = f"{CHART_RELEASE}-api"
+    hosts = (f"{service}.{CHART_NAMESPACE}.svc", service, f"{service}.{CHART_NAMESPACE}.svc.cluster.local")
+    cert, key = self_signed_cert(folder, hosts)
+    cluster.kubectl("create", "namespace", CHART_NAMESPACE)
+    cluster.kubectl("create", "secret", "tls", API_TLS_SECRET, "-n", CHART_NAMESPACE, f"--cert={cert}", f"--key={key}")
+
+
+def api_pods(cluster: LocalCluster) -> list[Any]:
+    """The chart's REST API pods (api.mode=deployment: a Deployment of their own)."""
+    pods = cluster.core.list_namespaced_pod(CHART_NAMESPACE, label_selector="app.kubernetes.io/name=schedexec-api")
+    return [p for p in pods.items if p.metadata.deletion_timestamp is None]

@@ -6,6 +6,7 @@ import base64
 import contextlib
 import hashlib
 import json
+import ssl
 import sys
 import time
 from collections.abc import Iterator
@@ -18,7 +19,7 @@ import yaml
 
 from schedexec import models
 from schedexec_devcluster.__main__ import CHART_NAMESPACE
-from tests.node.support import TEST_IMAGE, operator_pods, running_operator_pod
+from tests.node.support import TEST_IMAGE, api_ca, api_pods, operator_pods, running_operator_pod
 from tests.support import REPO, LocalCluster, client_token, rest_countdown, wait_for
 
 sys.path.insert(0, str(REPO / "tests" / "components"))
@@ -61,12 +62,37 @@ def test_the_node_is_ready_on_containerd_2(node_cluster: LocalCluster) -> None:
 
 def test_the_operator_runs_as_a_pod_with_its_service_account(node_cluster: LocalCluster) -> None:
     pod = running_operator_pod(node_cluster)
-    assert pod.spec.service_account_name.startswith("schedexec")
-    assert {c.name for c in pod.spec.containers} >= {"operator", "api"}
+    assert pod.spec.service_account_name == "schedexec"
+    assert [c.name for c in pod.spec.containers] == ["operator"], "the REST API runs in a pod of its own"
     images = {c.image_id for c in pod.status.container_statuses}
     assert all(i for i in images), "the kubelet reports the images it ran"
     logs = node_cluster.kubectl("logs", "-n", CHART_NAMESPACE, pod.metadata.name, "-c", "operator").stdout
     assert logs.strip(), "kubectl logs reaches the kubelet (webhook authentication, serving certificate)"
+
+
+def test_the_rest_api_runs_as_a_pod_with_its_own_service_account(node_cluster: LocalCluster) -> None:
+    """Its own pod and identity: the kubelet mounts the API ServiceAccount's token, the operator's is out of
+    reach; the API reads it in-cluster (its cache is ready, so its list/watch of executions works)."""
+    pods = wait_for("a Ready API pod", lambda: [p for p in api_pods(node_cluster) if _ready(p)], timeout=120)
+    (pod,) = pods
+    assert pod.spec.service_account_name == "schedexec-api"
+    assert [c.name for c in pod.spec.containers] == ["api"]
+    whoami = node_cluster.kubectl(
+        "exec",
+        "-n",
+        CHART_NAMESPACE,
+        pod.metadata.name,
+        "--",
+        "python",
+        "-c",
+        "import base64, json; t = open('/var/run/secrets/kubernetes.io/serviceaccount/token').read();"
+        " print(json.loads(base64.urlsafe_b64decode(t.split('.')[1] + '==').decode())['sub'])",
+    )
+    assert whoami.stdout.strip() == f"system:serviceaccount:{CHART_NAMESPACE}:schedexec-api"
+
+
+def _ready(pod: Any) -> bool:
+    return pod.status.phase == "Running" and all(c.ready for c in pod.status.container_statuses or [])
 
 
 @pytest.fixture
@@ -151,6 +177,10 @@ def test_a_component_that_prints_its_credential_and_crashes_leaks_it_nowhere(
         "operator logs": node_cluster.kubectl(
             "logs", "-n", CHART_NAMESPACE, running_operator_pod(node_cluster).metadata.name, "--all-containers"
         ).stdout,
+        "REST API logs": "".join(
+            node_cluster.kubectl("logs", "-n", CHART_NAMESPACE, pod.metadata.name, "--all-containers").stdout
+            for pod in api_pods(node_cluster)
+        ),
         "REST API": rest_result(node_cluster, node_namespace, node_cluster.execution(node_namespace, "blurt")),
     }
     for where, text in seen.items():
@@ -229,13 +259,17 @@ def test_the_rest_api_through_the_charts_service(node_cluster: LocalCluster, nod
 
 @contextlib.contextmanager
 def rest_client(cluster: LocalCluster, namespace: str) -> Iterator[httpx.Client]:
-    """A client of the chart's REST API through its Service, with a token that may use `namespace`."""
+    """A client of the chart's REST API through its Service (HTTPS, the tier's certificate), with a token for
+    the API's audience that may use `namespace`."""
     services = cluster.core.list_namespaced_service(CHART_NAMESPACE).items
     (service,) = [s for s in services if s.metadata.name.endswith("-api")]
     (port,) = [p.port for p in service.spec.ports]
-    url = f"http://{service.spec.cluster_ip}:{port}"  # kube-proxy's rules carry it to the pod
+    url = f"https://{service.spec.cluster_ip}:{port}"  # kube-proxy's rules carry it to the pod
+    trusted = ssl.create_default_context(cafile=str(api_ca(cluster)))
+    trusted.check_hostname = False  # the certificate names the Service's DNS names, the client dials its IP
     token = client_token(cluster, namespace)
-    with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=30) as http:
+    headers = {"Authorization": f"Bearer {token}"}
+    with httpx.Client(base_url=url, headers=headers, timeout=30, verify=trusted) as http:
         wait_for("the API behind its Service", lambda: _healthy(http), timeout=60)
         yield http
 

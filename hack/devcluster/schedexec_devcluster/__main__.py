@@ -84,10 +84,14 @@ def operator_process(plane: ControlPlane) -> ExtraProcess:
 
 
 def apply_crds(plane: ControlPlane, binaries: Binaries) -> None:
-    """Install (or upgrade) the CRDs from crds/ and wait until they are served."""
+    """Install (or upgrade) the CRDs and the admission policy from crds/ and wait until the CRDs are served."""
     kubectl = [str(binaries.require(KUBECTL)), "--kubeconfig", str(plane.kubeconfig_path)]
     crds = str(REPO_ROOT / "crds")
-    for args in (["apply", "--server-side", "-f", crds], ["wait", "--for=condition=Established", "-f", crds]):
+    definitions = [
+        f for f in sorted((REPO_ROOT / "crds").glob("*.yaml")) if "kind: CustomResourceDefinition" in f.read_text()
+    ]
+    served = ["wait", "--for=condition=Established", *(arg for f in definitions for arg in ("-f", str(f)))]
+    for args in (["apply", "--server-side", "-f", crds], served):
         done = subprocess.run([*kubectl, *args], capture_output=True, text=True, timeout=120)
         if done.returncode != 0:
             raise ControlPlaneError(f"kubectl {' '.join(args)} failed: {done.stderr.strip()}")
