@@ -7,9 +7,9 @@ the README and the code cannot disagree about names.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, StringConstraints
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -97,6 +97,15 @@ class ApiSettings(BaseSettings):
     host: str = Field("0.0.0.0", description="Listen address.")
     port: int = Field(8000, ge=1, le=65535, description="Listen port.")
     namespace: str = Field("default", description="Namespace of executions when a request names none.")
+    workspaces: dict[
+        Annotated[str, StringConstraints(min_length=1, max_length=128)],
+        Annotated[str, StringConstraints(max_length=63, pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")],
+    ] = Field(
+        default_factory=dict,
+        description="JSON map: elastic.io workspace id → namespace. An elastic.io request's "
+        "relationships.workspace creates there (an id not in a non-empty map: 404); without a workspace, "
+        "or with an empty map, ?namespace= and then `namespace` decide.",
+    )
     components: dict[str, ComponentImage] = Field(
         default_factory=dict, description="JSON map: component id → {image, default_revision}."
     )

@@ -1,7 +1,8 @@
-"""The REST sidecar as a real process, through a real HTTP client, on the real control plane."""
+"""The REST API as a real process serving TLS, through a real HTTP client, on the real control plane."""
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import subprocess
@@ -14,28 +15,50 @@ from typing import Any
 
 import httpx
 import pytest
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from kubernetes import client
 
-from tests.support import LocalCluster, Operator, free_port, wait_for
+from schedexec import models, runs
+from schedexec_devcluster.controlplane import SERVICE_ACCOUNT_ISSUER
+from tests.support import (
+    API_AUDIENCE,
+    LocalCluster,
+    Operator,
+    free_port,
+    keep_large_result,
+    self_signed_cert,
+    trusting,
+    wait_for,
+)
 
 pytestmark = pytest.mark.cluster
 CANARY = "canary-api-51c2"
 COMPONENTS = {"test": {"image": "ghcr.io/schedexec/test-component:{revision}", "default_revision": "dev"}}
+REVIEW_TTL_SECONDS = 3
+"""The test API's review TTL (default 30 s), so that the revocation test ends in seconds."""
+APISERVER_TOKEN_CACHE_SECONDS = 10
+"""kube-apiserver's own cache of successful token authentications (TokenSuccessCacheTTL, no flag): a
+TokenReview of a token revoked a moment ago may still say yes for this long."""
 
 
 class Api:
-    def __init__(self, url: str, log: Path) -> None:
-        self.url, self.log = url, log
+    def __init__(self, url: str, log: Path, ca: Path) -> None:
+        self.url, self.log, self.ca = url, log, ca
 
     def client(self, token: str | None) -> httpx.Client:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
-        return httpx.Client(base_url=self.url, headers=headers, timeout=30, follow_redirects=False)
+        return httpx.Client(
+            base_url=self.url, headers=headers, timeout=30, follow_redirects=False, verify=trusting(self.ca)
+        )
 
 
 @pytest.fixture(scope="session")
 def api(cluster: LocalCluster, operator: Operator, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
     port = free_port()
-    log = tmp_path_factory.mktemp("api") / "api.log"
+    folder = tmp_path_factory.mktemp("api")
+    log = folder / "api.log"
+    cert, key = self_signed_cert(folder)
     env = {
         **os.environ,
         "KUBECONFIG": str(cluster.kubeconfig),
@@ -43,6 +66,13 @@ def api(cluster: LocalCluster, operator: Operator, tmp_path_factory: pytest.Temp
         "SCHEDEXEC_API_HOST": "127.0.0.1",
         "SCHEDEXEC_API_COMPONENTS": json.dumps(COMPONENTS),
         "SCHEDEXEC_API_MAX_BODY_BYTES": "524288",
+        "SCHEDEXEC_API_TLS_CERT_FILE": str(cert),
+        "SCHEDEXEC_API_TLS_KEY_FILE": str(key),
+        "SCHEDEXEC_API_REVIEW_TTL_SECONDS": str(REVIEW_TTL_SECONDS),
+        # every test's client is 127.0.0.1, and schemathesis asks about many namespaces: one generous budget
+        # (the budget's 429 is unit-tested)
+        "SCHEDEXEC_API_REVIEWS_PER_SECOND_PER_CLIENT": "500",
+        "SCHEDEXEC_API_REVIEW_BURST_PER_CLIENT": "5000",
     }
     with log.open("wb") as out:
         process = subprocess.Popen(
@@ -52,11 +82,11 @@ def api(cluster: LocalCluster, operator: Operator, tmp_path_factory: pytest.Temp
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-    handle = Api(f"http://127.0.0.1:{port}", log)
+    handle = Api(f"https://127.0.0.1:{port}", log, cert)
 
     def healthy() -> bool:
         try:
-            return httpx.get(f"{handle.url}/healthz", timeout=2).status_code == 200
+            return httpx.get(f"{handle.url}/readyz", timeout=2, verify=trusting(cert)).status_code == 200
         except httpx.HTTPError:
             return False
 
@@ -69,10 +99,15 @@ def api(cluster: LocalCluster, operator: Operator, tmp_path_factory: pytest.Temp
 
 
 def service_account_token(
-    cluster: LocalCluster, namespace: str, name: str, allowed: list[str], secrets: tuple[str, ...] = ()
+    cluster: LocalCluster,
+    namespace: str,
+    name: str,
+    allowed: list[str],
+    secrets: tuple[str, ...] = (),
+    audience: str | None = API_AUDIENCE,
 ) -> str:
-    """A real ServiceAccount token, bound to a Role allowing `allowed` verbs on scheduledexecutions
-    (and `get` on the named Secrets)."""
+    """A real ServiceAccount token for `audience` (None: the Kubernetes API's own), the account bound to a
+    Role allowing `allowed` verbs on scheduledexecutions (and `get` on the named Secrets)."""
     cluster.core.create_namespaced_service_account(
         namespace, client.V1ServiceAccount(metadata=client.V1ObjectMeta(name=name))
     )
@@ -92,7 +127,13 @@ def service_account_token(
                 "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": namespace}],
             },
         )
-    return cluster.kubectl("create", "token", name, "-n", namespace, "--duration=1h").stdout.strip()
+    return new_token(cluster, namespace, name, audience)
+
+
+def new_token(cluster: LocalCluster, namespace: str, name: str, audience: str | None = API_AUDIENCE, *more: str) -> str:
+    """Another token of ServiceAccount `name` (TokenRequest), for `audience`."""
+    audiences = [f"--audience={audience}"] if audience else []
+    return cluster.kubectl("create", "token", name, "-n", namespace, "--duration=1h", *audiences, *more).stdout.strip()
 
 
 @pytest.fixture
@@ -154,9 +195,10 @@ def test_the_three_elastic_io_methods_schedule_poll_and_return(
         )
         verified = poll_to_result(http, verify)
         assert verified.status_code == 200
-        assert verified.json()["data"]["attributes"]["result"] == {"verified": True}
-        assert poll_to_result(http, meta).json()["data"]["attributes"]["result"]["out"]["type"] == "object"
-        assert poll_to_result(http, select).json()["data"]["attributes"]["result"]["module"] == "list"
+        # elastic.io's result document: the method's return value under `result.data` (docs/elasticio-compat.md)
+        assert verified.json()["data"]["attributes"]["result"] == {"data": {"verified": True}}
+        assert poll_to_result(http, meta).json()["data"]["attributes"]["result"]["data"]["out"]["type"] == "object"
+        assert poll_to_result(http, select).json()["data"]["attributes"]["result"]["data"]["module"] == "list"
     assert CANARY not in api.log.read_text()
 
 
@@ -339,6 +381,8 @@ def test_schemathesis_finds_no_server_error(cluster: LocalCluster, api: Api, tmp
             "not_a_server_error",
             "--header",
             f"Authorization: Bearer {token}",
+            "--tls-verify",
+            str(api.ca),
             "--max-examples",
             "30",
             "--seed",
@@ -381,3 +425,160 @@ def test_an_idempotency_key_reused_for_another_request_is_refused(api: Api, name
             headers={"Idempotency-Key": "k-1"},
         )
     assert other.status_code == 409
+
+
+# --- issue 13 [secure]: TLS, audiences, expiry and revocation, access before answers, idempotency --------------
+
+
+def test_the_api_serves_tls_only(api: Api) -> None:
+    with pytest.raises(httpx.HTTPError):
+        httpx.get(api.url.replace("https://", "http://") + "/readyz", timeout=5)  # plain HTTP to a TLS port
+    with pytest.raises(httpx.ConnectError):  # an unknown certificate is refused by a verifying client
+        httpx.get(f"{api.url}/readyz", timeout=5)
+    assert httpx.get(f"{api.url}/readyz", timeout=5, verify=trusting(api.ca)).status_code == 200
+
+
+def test_a_token_for_another_audience_is_refused(cluster: LocalCluster, api: Api, namespace: str) -> None:
+    """A token minted for the Kubernetes API (or any other service) cannot be replayed against the REST API."""
+    for_kubernetes = service_account_token(cluster, namespace, "client", ["create", "get"], audience=None)
+    with api.client(for_kubernetes) as http:
+        refused = http.post("/v2/executions", json=elastic({"component": "test", "method": "countdown"}))
+    assert refused.status_code == 401 and "--audience schedexec" in refused.json()["errors"][0]["detail"]
+    for_api = new_token(cluster, namespace, "client")
+    with api.client(for_api) as http:
+        schedule(http, "/v2/executions", elastic({"component": "test", "method": "countdown"}), namespace)
+    review = client.AuthenticationV1Api(cluster.api).create_token_review({"spec": {"token": for_api}})
+    assert not review.status.authenticated, "and a token for the REST API is no token for the Kubernetes API"
+
+
+def signed_token(cluster: LocalCluster, namespace: str, name: str, expires_in: int) -> str:
+    """A ServiceAccount token as the API server signs them (its own signing key, issuer and claims), with an
+    expiry TokenRequest cannot give: in the past."""
+    account = cluster.core.read_namespaced_service_account(name, namespace)
+    now = int(time.time())
+    claims = {
+        "iss": SERVICE_ACCOUNT_ISSUER,
+        "sub": f"system:serviceaccount:{namespace}:{name}",
+        "aud": [API_AUDIENCE],
+        "iat": now - 3600,
+        "nbf": now - 3600,
+        "exp": now + expires_in,
+        "kubernetes.io": {"namespace": namespace, "serviceaccount": {"name": name, "uid": account.metadata.uid}},
+    }
+
+    def part(value: dict[str, Any]) -> str:
+        return base64.urlsafe_b64encode(json.dumps(value).encode()).rstrip(b"=").decode()
+
+    signing_input = f"{part({'alg': 'RS256', 'typ': 'JWT'})}.{part(claims)}"
+    key = serialization.load_pem_private_key(cluster.plane.layout.certs.sa_key.read_bytes(), password=None)
+    assert isinstance(key, rsa.RSAPrivateKey)
+    signature = key.sign(signing_input.encode(), padding.PKCS1v15(), hashes.SHA256())
+    return f"{signing_input}.{base64.urlsafe_b64encode(signature).rstrip(b'=').decode()}"
+
+
+def test_an_expired_token_is_refused(cluster: LocalCluster, api: Api, namespace: str) -> None:
+    service_account_token(cluster, namespace, "client", ["create", "get"])
+    body = elastic({"component": "test", "method": "countdown"})
+    with api.client(signed_token(cluster, namespace, "client", expires_in=600)) as http:
+        schedule(http, "/v2/executions", body, namespace)  # the same token, still valid: accepted
+    with api.client(signed_token(cluster, namespace, "client", expires_in=-60)) as http:
+        expired = http.post("/v2/executions", json=body, params={"namespace": namespace})
+    assert expired.status_code == 401, expired.text
+
+
+def test_a_revoked_token_stops_working_within_the_review_ttl(cluster: LocalCluster, api: Api, namespace: str) -> None:
+    """A token bound to a Secret is revoked by deleting the Secret; the API notices within its review TTL
+    (plus the API server's own cache of token authentications)."""
+    service_account_token(cluster, namespace, "client", ["create", "get"])
+    cluster.kubectl("create", "secret", "generic", "binding", "-n", namespace)
+    token = new_token(
+        cluster, namespace, "client", API_AUDIENCE, "--bound-object-kind=Secret", "--bound-object-name=binding"
+    )
+    with api.client(token) as http:
+        location = schedule(http, "/v2/executions", elastic({"component": "test", "method": "sleep"}), namespace)
+        cluster.kubectl("delete", "secret", "binding", "-n", namespace)
+        revoked = time.monotonic()
+        wait_for("the revoked token to be refused", lambda: http.get(location).status_code == 401, timeout=30)
+    assert time.monotonic() - revoked <= REVIEW_TTL_SECONDS + APISERVER_TOKEN_CACHE_SECONDS + 3
+
+
+@pytest.mark.parametrize(
+    ("content", "params"),
+    [
+        (b"{not json", {}),
+        (json.dumps({"data": {"type": "execution", "attributes": {}}}).encode(), {}),
+        (json.dumps(elastic({"component": "nope", "method": "x"})).encode(), {}),
+        (json.dumps(elastic({"component": "test", "method": "x"})).encode(), {"namespace": "Not_A_Name"}),
+    ],
+    ids=["bad-json", "missing-fields", "unknown-component", "bad-namespace"],
+)
+def test_access_is_checked_before_the_request_is_judged(
+    cluster: LocalCluster, api: Api, namespace: str, content: bytes, params: dict[str, str]
+) -> None:
+    """No token: 401; a token that may not create here: 403; never the 400/404/422 the request deserves."""
+    reader = service_account_token(cluster, namespace, "reader", ["get"])
+    headers = {"Content-Type": "application/json"}
+    for token, status in ((None, 401), (reader, 403)):
+        with api.client(token) as http:
+            answer = http.post(
+                "/v2/executions", content=content, headers=headers, params={"namespace": namespace, **params}
+            )
+        assert answer.status_code == status, answer.text
+        assert "test" not in answer.text and "nope" not in answer.text
+
+
+def test_the_probes_need_no_token_and_tell_nothing_else_needs_one(api: Api) -> None:
+    with api.client(None) as http:
+        assert http.get("/livez").json() == {"live": True}
+        assert http.get("/readyz").json() == {"ready": True} == http.get("/healthz").json()
+        for path in ("/openapi.json", "/docs", "/v2/exec/poll/x", "/v2/exec/result/x"):
+            assert http.get(path).status_code == 401, path
+
+
+def test_two_tokens_of_the_same_service_account_are_the_same_caller_for_idempotency(
+    cluster: LocalCluster, api: Api, namespace: str, token: str
+) -> None:
+    """A retry after a token refresh (another token, another credential id in the review's `extra`)."""
+    refreshed = new_token(cluster, namespace, "client")
+    assert refreshed != token
+    body = elastic({"component": "test", "method": "countdown"})
+    with api.client(token) as first, api.client(refreshed) as second:
+        one = schedule(first, "/v2/executions", body, namespace, **{"Idempotency-Key": "order-99"})
+        two = schedule(second, "/v2/executions", body, namespace, **{"Idempotency-Key": "order-99"})
+    assert one == two
+    other = service_account_token(cluster, namespace, "other", ["create", "get"])
+    with api.client(other) as http:
+        assert schedule(http, "/v2/executions", body, namespace, **{"Idempotency-Key": "order-99"}) != one
+
+
+# --- issue 14: results kept outside the status -------------------------------------------------------------------
+
+
+@pytest.mark.usefixtures("without_session_operator")
+def test_a_result_kept_in_a_config_map_is_answered_whole_and_a_changed_one_is_502(
+    cluster: LocalCluster, api: Api, namespace: str, token: str
+) -> None:
+    """A 1 MiB schema (kept gzip-compressed, over 1,000,000 bytes) through the API whole; a ConfigMap replaced
+    by someone who may write ConfigMaps there (immutable ones cannot be edited) is refused, not passed on."""
+    schema = {"type": "object", "properties": {f"field{i}": {"type": "string", "title": "ü" * 40} for i in range(3650)}}
+    body, config_map = keep_large_result(cluster, namespace, "wide", schema)
+    assert body["status"]["resultRef"]["key"] == runs.RESULT_GZ_KEY
+    uid = body["metadata"]["uid"]
+    with api.client(token) as http:
+        whole = wait_for("the result", lambda: (r := http.get(f"/v2/exec/result/{uid}")).status_code == 200 and r)
+        assert len(whole.content) > 1_000_000
+        assert whole.json()["data"]["attributes"]["result"] == schema
+        # the ConfigMap is immutable: its data cannot change, but a ConfigMap of that name can be replaced
+        cluster.core.delete_namespaced_config_map(config_map, namespace)
+        forged = {
+            "metadata": {
+                "name": config_map,
+                "ownerReferences": [
+                    {"apiVersion": models.API_VERSION, "kind": models.KIND, "name": "wide", "uid": uid}
+                ],
+            },
+            "data": {runs.RESULT_KEY: json.dumps({"forged": True})},
+        }
+        cluster.core.create_namespaced_config_map(namespace, forged)
+        refused = http.get(f"/v2/exec/result/{uid}")
+    assert refused.status_code == 502 and "does not match its record" in refused.json()["errors"][0]["detail"]

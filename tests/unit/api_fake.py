@@ -19,22 +19,37 @@ Watcher = Callable[[str, dict[str, Any]], None]
 
 class FakeKube:
     def __init__(self) -> None:
-        self.users: dict[str, dict[str, Any]] = {}
-        """token → the user a TokenReview answers."""
+        self.users: dict[str, tuple[dict[str, Any], tuple[str, ...]]] = {}
+        """token → the user a TokenReview answers, and the audiences the token was minted for."""
         self.grants: set[tuple[str, str, str, str, str]] = set()
-        """(username, verb, resource, namespace, name or "") a SubjectAccessReview allows."""
+        """(username, verb, resource, namespace or "*", name or "") a SubjectAccessReview allows."""
         self.executions: dict[tuple[str, str], dict[str, Any]] = {}
+        self.config_maps: dict[tuple[str, str], dict[str, Any]] = {}
         self.created: list[dict[str, Any]] = []
         """Every body the API asked to create, as sent."""
         self.token_reviews: list[str] = []
+        self.reviewed_audiences: list[list[str]] = []
         self.access_reviews: list[dict[str, str]] = []
         self.watchers: list[Watcher] = []
         self._versions = itertools.count(1)
 
     # --- set-up -------------------------------------------------------------------------------
 
-    def user(self, token: str, username: str, *, groups: tuple[str, ...] = ()) -> None:
-        self.users[token] = {"username": username, "uid": f"uid-{username}", "groups": list(groups)}
+    def user(
+        self,
+        token: str,
+        username: str,
+        *,
+        groups: tuple[str, ...] = (),
+        audiences: tuple[str, ...] = ("schedexec",),
+        credential_id: str | None = None,
+    ) -> None:
+        """A token of `username`; `credential_id` goes into `extra` as the API server puts a ServiceAccount
+        token's id there (a different one for every token of the same account)."""
+        user: dict[str, Any] = {"username": username, "uid": f"uid-{username}", "groups": list(groups)}
+        if credential_id is not None:
+            user["extra"] = {"authentication.kubernetes.io/credential-id": [credential_id]}
+        self.users[token] = (user, audiences)
 
     def grant(
         self, username: str, verb: str, namespace: str, resource: str = "scheduledexecutions", name: str = ""
@@ -74,12 +89,22 @@ class FakeKube:
     def watch_executions(self, since: str, timeout_seconds: int = 300) -> Iterator[tuple[str, dict[str, Any]]]:
         return iter(())
 
-    def review_token(self, token: str) -> dict[str, Any] | None:
+    def get_config_map(self, namespace: str, name: str) -> dict[str, Any] | None:
+        stored = self.config_maps.get((namespace, name))
+        return None if stored is None else copy.deepcopy(stored)
+
+    def review_token(self, token: str, audiences: list[str]) -> dict[str, Any] | None:
         self.token_reviews.append(token)
-        user = self.users.get(token)
-        return None if user is None else copy.deepcopy(user)
+        self.reviewed_audiences.append(list(audiences))
+        found = self.users.get(token)
+        if found is None or not set(found[1]) & set(audiences):
+            return None
+        return copy.deepcopy(found[0])
 
     def may(self, user: dict[str, Any], access: dict[str, str]) -> bool:
         self.access_reviews.append(access)
-        wanted = (user.get("username", ""), access["verb"], access["resource"], access["namespace"])
-        return (*wanted, access.get("name", "")) in self.grants
+        who, name = user.get("username", ""), access.get("name", "")
+        return any(
+            (who, access["verb"], access["resource"], namespace, name) in self.grants
+            for namespace in (access["namespace"], "*")
+        )

@@ -1,4 +1,4 @@
-"""The REST sidecar: elastic.io's asynchronous schedule / poll / result API on ScheduledExecutions.
+"""The REST API: elastic.io's asynchronous schedule / poll / result API on ScheduledExecutions.
 
 It stores nothing of its own. A POST creates a ScheduledExecution and answers
 `202 Accepted` with `Location: /v2/exec/poll/{id}`; a poll answers `200`
@@ -8,15 +8,19 @@ finished, `400` with reason, message and partial result when it failed,
 timed out or was cancelled. The execution id is the resource's UID: opaque,
 stable and URL-safe.
 
-Every request is authenticated with a bearer token (TokenReview) and
-authorized with a SubjectAccessReview on `scheduledexecutions` in the target
-namespace (`create` to schedule, `get` to poll and read). An id in a
-namespace the caller may not read answers 404, exactly like an unknown id,
-so ids reveal nothing. Polls are served from a watch-fed cache.
+Every request but the probes is authenticated with a bearer token for the
+API's audience (TokenReview) and authorized with a SubjectAccessReview on
+`scheduledexecutions` in the target namespace (`create` to schedule, before
+the body is read; `get` to poll and read). An id in a namespace the caller
+may not read answers 404, exactly like an unknown id, so ids reveal nothing.
+Polls are served from a watch-fed cache. The API serves TLS, plain HTTP
+only when told it is a development setup.
 
 One module a concern: `app` wires the routers (`elastic`, `generic`,
 `polling`) and serves them; `bodies` and `params` describe requests, `specs`
 turns them into `models.ScheduledExecutionSpec` (pure), `submit` creates the
-execution, `documents` and `errors` shape the answers, `access` reviews
-callers, `cache` and `kubeclient` are its only view of Kubernetes.
+execution, `documents` and `errors` shape the answers, `guard` checks
+access before any route runs, `access` reviews callers within the budgets of
+`limits`, `results` reads results kept in ConfigMaps, `cache` and
+`kubeclient` are its only view of Kubernetes.
 """

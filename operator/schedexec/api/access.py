@@ -1,10 +1,19 @@
 """Who is calling, and may they: TokenReview and SubjectAccessReview, with short caches.
 
 The API holds no users of its own; Kubernetes decides. A bearer token is
-reviewed by the API server (TokenReview), and each access by a
+reviewed by the API server (TokenReview) for the API's own audiences
+(`SCHEDEXEC_API_AUDIENCES`, default `schedexec`), so a token minted for the
+Kubernetes API, or for another service, is refused here and a schedexec
+token is refused by the Kubernetes API. Each access is a
 SubjectAccessReview for the reviewed user, so the caller's own RBAC applies.
-Both answers are cached for `REVIEW_TTL_SECONDS` (a polling client would
-otherwise cost two reviews per poll), in bounded caches.
+Both answers are reused for `review_ttl_seconds` (30 s: a polling client
+would otherwise cost two reviews per poll; a removed grant stops working
+within that bound, a revoked token within it plus the 10 s kube-apiserver
+caches a token's authentication itself), in LRU caches of bounded size:
+accepted and refused tokens apart, so garbage tokens only ever push out
+other garbage. A review not answered from a cache costs the client address
+one token of its bucket (`limits`), so no client can make the API send
+reviews without bound.
 """
 
 from __future__ import annotations
@@ -12,8 +21,8 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-import time
-from dataclasses import dataclass
+from collections.abc import MutableMapping
+from dataclasses import dataclass, replace
 from typing import Annotated, Any
 
 from fastapi import Depends, Header, Request
@@ -21,17 +30,20 @@ from fastapi import Depends, Header, Request
 from schedexec import models
 from schedexec.api.errors import ApiError
 from schedexec.api.kubeclient import Client
-
-REVIEW_TTL_SECONDS = 30.0
-CACHE_LIMIT = 10_000
-"""Most remembered review answers; past it the cache starts over, so garbage tokens cannot grow it."""
+from schedexec.api.limits import Buckets, Clock, ExpiringLru, RateLimited
+from schedexec.settings import ApiSettings
 
 
 @dataclass(frozen=True)
 class Caller:
     user: str
+    uid: str
+    """The user's uid as the TokenReview gives it (a ServiceAccount's own UID): the same for every token."""
     identity: str
-    """Stable JSON of the reviewed user (name, uid, groups, extra): the cache key of its reviews."""
+    """Stable JSON of the reviewed user (name, uid, groups, extra): the cache key of its reviews. `extra`
+    may differ per token (a ServiceAccount token's credential id), so this is not who the caller is."""
+    address: str = ""
+    """The client address of the request at hand: whose review budget a review not cached spends."""
 
     def info(self) -> dict[str, Any]:
         return json.loads(self.identity)  # type: ignore[no-any-return]
@@ -48,52 +60,85 @@ def secret(name: str, namespace: str) -> dict[str, str]:
 
 
 class Gate:
-    """TokenReview + SubjectAccessReview, with short-lived, bounded caches of both answers."""
+    """TokenReview + SubjectAccessReview, with expiring, bounded caches of both answers and a review
+    budget per client address."""
 
-    def __init__(self, client: Client, insecure: bool) -> None:
+    def __init__(self, client: Client, settings: ApiSettings, clock: Clock | None = None) -> None:
         self.client = client
-        self.insecure = insecure
-        self._tokens: dict[str, tuple[float, Caller | None]] = {}
-        self._access: dict[tuple[str, str], tuple[float, bool]] = {}
+        self.insecure = settings.insecure
+        self.audiences = list(settings.audiences)
+        size, ttl = settings.review_cache_entries, settings.review_ttl_seconds
+        self._accepted: ExpiringLru[Caller] = ExpiringLru(size, ttl, clock)
+        self._refused: ExpiringLru[None] = ExpiringLru(size, ttl, clock)
+        self._access: ExpiringLru[bool] = ExpiringLru(size, ttl, clock)
+        self._budget = Buckets(settings.reviews_per_second_per_client, settings.review_burst_per_client, clock=clock)
 
-    async def caller(self, authorization: str | None) -> Caller:
+    async def caller(self, authorization: str | None, address: str = "") -> Caller:
+        """The reviewed caller of a request from `address`; 401 for a missing or refused token, 429 when
+        the token is not cached and `address` spent its review budget."""
         if self.insecure:
-            return Caller("system:anonymous:insecure-mode", "{}")
+            return Caller("system:anonymous:insecure-mode", "", "{}", address)
         scheme, _, token = (authorization or "").partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             raise ApiError(401, "Unauthorized", "send a Kubernetes bearer token: Authorization: Bearer <token>")
         digest = hashlib.sha256(token.strip().encode()).hexdigest()
-        cached = self._tokens.get(digest)
-        if cached is None or cached[0] < time.monotonic():
-            user = await asyncio.to_thread(self.client.review_token, token.strip())
-            caller = None if user is None else Caller(user.get("username", ""), json.dumps(user, sort_keys=True))
-            cached = _remember(self._tokens, digest, caller)
-        if cached[1] is None:
-            raise ApiError(401, "Unauthorized", "the bearer token was not accepted")
-        return cached[1]
+        accepted = self._accepted.get(digest)
+        if accepted is None and self._refused.get(digest) is None:
+            self._spend(address)
+            user = await asyncio.to_thread(self.client.review_token, token.strip(), self.audiences)
+            if user is None:
+                self._refused.put(digest, None)
+            else:
+                caller = Caller(user.get("username", ""), user.get("uid", ""), json.dumps(user, sort_keys=True))
+                self._accepted.put(digest, caller)
+                accepted = (caller,)
+        if accepted is None:
+            raise ApiError(
+                401,
+                "Unauthorized",
+                "the bearer token was not accepted (expired, revoked, or not for audience "
+                f"{', '.join(self.audiences)}: kubectl create token SA --audience {self.audiences[0]})",
+            )
+        return replace(accepted[0], address=address)
 
     async def may(self, caller: Caller, access: dict[str, str]) -> bool:
         if self.insecure:
             return True
         key = (caller.identity, json.dumps(access, sort_keys=True))
         cached = self._access.get(key)
-        if cached is None or cached[0] < time.monotonic():
+        if cached is None:
+            self._spend(caller.address)
             allowed = await asyncio.to_thread(self.client.may, caller.info(), access)
-            cached = _remember(self._access, key, allowed)
-        return cached[1]
+            self._access.put(key, allowed)
+            return allowed
+        return cached[0]
+
+    def _spend(self, address: str) -> None:
+        try:
+            self._budget.take(address)
+        except RateLimited as limited:
+            raise ApiError(
+                429,
+                "Too Many Requests",
+                f"too many new tokens or accesses to review from {address or 'this client'}; "
+                f"retry in {limited.retry_after}s",
+                headers={"Retry-After": str(limited.retry_after)},
+            ) from None
 
 
-def _remember(cache: dict[Any, tuple[float, Any]], key: Any, value: Any) -> tuple[float, Any]:
-    if len(cache) >= CACHE_LIMIT:
-        cache.clear()
-    entry = cache[key] = (time.monotonic() + REVIEW_TTL_SECONDS, value)
-    return entry
+def address(request_scope: MutableMapping[str, Any]) -> str:
+    """The client address of a request (the TCP peer: behind a proxy, the proxy's)."""
+    client = request_scope.get("client")
+    return str(client[0]) if client else ""
 
 
 async def authenticated(request: Request, authorization: Annotated[str | None, Header()] = None) -> Caller:
-    """The dependency every route takes: the reviewed caller, or 401."""
+    """The dependency every route takes: the reviewed caller (the guard reviewed it already), or 401."""
+    caller = request.scope.get("state", {}).get("caller")
+    if isinstance(caller, Caller):
+        return caller
     gate: Gate = request.app.state.gate
-    return await gate.caller(authorization)
+    return await gate.caller(authorization, address(request.scope))
 
 
 CallerDep = Annotated[Caller, Depends(authenticated)]

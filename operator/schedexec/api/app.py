@@ -1,12 +1,15 @@
 """`schedexec api`: the REST API assembled from its routers, and served.
 
-`create_app` only wires: the error handlers, the caller gate, the three
-routers, the health probe and the request-size limit. `run` connects to
-Kubernetes, starts the execution cache and serves the app with uvicorn.
+`create_app` only wires: the error handlers, the caller gate and the
+guard in front of everything, the three routers, the probes and the
+request-size limit. `run` connects to Kubernetes, starts the execution
+cache and serves the app with uvicorn, over TLS (`SCHEDEXEC_API_TLS_*`)
+or, only when `SCHEDEXEC_API_PLAIN_HTTP=true` says so, plain HTTP.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 
 from fastapi import FastAPI
@@ -17,6 +20,7 @@ from schedexec.api import elastic, errors, generic, polling
 from schedexec.api.access import Gate
 from schedexec.api.cache import ExecutionCache
 from schedexec.api.errors import ApiError
+from schedexec.api.guard import Guard
 from schedexec.api.kubeclient import Client, KubeClient
 from schedexec.api.submit import Submitter
 from schedexec.settings import ApiSettings
@@ -33,19 +37,28 @@ def create_app(settings: ApiSettings, client: Client, cache: ExecutionCache) -> 
     )
     if settings.insecure:
         log.warning("INSECURE MODE: no authentication and no authorization; never use this outside development")
-    gate = app.state.gate = Gate(client, settings.insecure)
+    gate = app.state.gate = Gate(client, settings)
     errors.install(app)
     submitter = Submitter(gate, client, cache)
     app.include_router(elastic.router(settings, submitter))
     app.include_router(generic.router(settings, submitter))
-    app.include_router(polling.router(gate, cache))
+    app.include_router(polling.router(gate, cache, client))
 
+    # The probes answer without a token, so they say nothing about executions (not even how many).
+    @app.get("/livez", include_in_schema=False)
+    async def live() -> Response:
+        return JSONResponse({"live": True})
+
+    @app.get("/readyz", include_in_schema=False)
     @app.get("/healthz", include_in_schema=False)
-    async def health() -> Response:
+    async def ready() -> Response:
         ready = cache.ready.is_set()
-        return JSONResponse({"ready": ready, "executions": len(cache)}, status_code=200 if ready else 503)
+        return JSONResponse({"ready": ready}, status_code=200 if ready else 503)
 
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
+    # outermost: before the body is read (and so before an elastic.io request's workspace is known)
+    elsewhere = functools.partial(elastic.workspace_namespaces, settings)
+    app.add_middleware(Guard, gate=gate, namespace=settings.namespace, elsewhere=elsewhere)
     return app
 
 
@@ -79,10 +92,34 @@ class BodyLimit:
         return ApiError(413, "Payload Too Large", f"the request body exceeds {self.limit} bytes")
 
 
+class NoTransport(SystemExit):
+    """Neither a certificate nor the explicit plain-HTTP flag: the API refuses to start."""
+
+
+def transport(settings: ApiSettings) -> tuple[str, str] | None:
+    """The certificate and key files to serve TLS with; None for plain HTTP, which only
+    SCHEDEXEC_API_PLAIN_HTTP=true allows."""
+    if settings.tls_cert_file and settings.tls_key_file:
+        return str(settings.tls_cert_file), str(settings.tls_key_file)
+    if settings.tls_cert_file or settings.tls_key_file:
+        raise NoTransport("set both SCHEDEXEC_API_TLS_CERT_FILE and SCHEDEXEC_API_TLS_KEY_FILE, or neither")
+    if not settings.plain_http:
+        raise NoTransport(
+            "the REST API serves TLS: set SCHEDEXEC_API_TLS_CERT_FILE and SCHEDEXEC_API_TLS_KEY_FILE "
+            "(or, for local development only, SCHEDEXEC_API_PLAIN_HTTP=true)"
+        )
+    log.warning(
+        "PLAIN HTTP (SCHEDEXEC_API_PLAIN_HTTP=true): bearer tokens cross the network in clear text; "
+        "never use this outside development"
+    )
+    return None
+
+
 def run(settings: ApiSettings) -> None:
     """`schedexec api`: serve until stopped."""
     import uvicorn
 
+    cert, key = transport(settings) or (None, None)
     client = KubeClient.from_environment()
     cache = ExecutionCache(client)
     cache.start()
@@ -92,4 +129,6 @@ def run(settings: ApiSettings) -> None:
         port=settings.port,
         log_level="info",
         access_log=settings.access_log,
+        ssl_certfile=cert,
+        ssl_keyfile=key,
     )

@@ -103,4 +103,3 @@ class ExecutionCache:
                 delay = min(30.0, 0.5 * 2**failures)
                 log.warning("execution watch failed, retrying in %.1fs: %s", delay, exc)
                 time.sleep(delay)
-

@@ -26,9 +26,18 @@ JSON_API = "application/vnd.api+json"
 class ApiError(Exception):
     """An answer with a JSON:API error body."""
 
-    def __init__(self, status: int, title: str, detail: str, pointer: str | None = None, **meta: Any) -> None:
+    def __init__(
+        self,
+        status: int,
+        title: str,
+        detail: str,
+        pointer: str | None = None,
+        headers: dict[str, str] | None = None,
+        **meta: Any,
+    ) -> None:
         super().__init__(detail)
         self.status, self.title, self.detail, self.pointer, self.meta = status, title, detail, pointer, meta
+        self.headers = headers
 
     def response(self) -> JSONResponse:
         error: dict[str, Any] = {"status": str(self.status), "title": self.title, "detail": self.detail}
@@ -36,7 +45,7 @@ class ApiError(Exception):
             error["source"] = {"pointer": self.pointer}
         if self.meta:
             error["meta"] = self.meta
-        return JSONResponse({"errors": [error]}, status_code=self.status, media_type=JSON_API)
+        return JSONResponse({"errors": [error]}, status_code=self.status, headers=self.headers, media_type=JSON_API)
 
 
 def unprocessable(detail: str, pointer: str | None = None) -> ApiError:
@@ -78,9 +87,14 @@ async def _http_error(request: Request, exc: StarletteHTTPException) -> Response
     return ApiError(exc.status_code, str(exc.detail), str(exc.detail)).response()
 
 
-async def _upstream(request: Request, exc: Exception) -> Response:
+def unreachable(exc: Exception) -> ApiError:
+    """503 for a Kubernetes API call that failed in passing (TRANSIENT); logged, its details not answered."""
     log.warning("Kubernetes API call failed: %s", exc)
-    return ApiError(503, "Service Unavailable", "the Kubernetes API is not reachable; retry later").response()
+    return ApiError(503, "Service Unavailable", "the Kubernetes API is not reachable; retry later")
+
+
+async def _upstream(request: Request, exc: Exception) -> Response:
+    return unreachable(exc).response()
 
 
 def install(app: FastAPI) -> None:

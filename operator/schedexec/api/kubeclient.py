@@ -1,8 +1,10 @@
-"""The REST API's door to the Kubernetes API: read, watch and create executions, review callers.
+"""The REST API's door to the Kubernetes API: read, watch and create executions, read large results,
+review callers.
 
-The chart runs the API as a sidecar in the operator's pod, under the
-operator's ServiceAccount, so RBAC alone cannot keep it from the operator's
-writes; this client draws that line in code. It does not share the
+The API runs with a credential of its own (the chart's `<release>-api`
+ServiceAccount), whose RBAC grants exactly what `Client` asks: create, get,
+list and watch scheduledexecutions, get configmaps (results kept out of the
+status), create tokenreviews and subjectaccessreviews. It does not share the
 operator's `kube.Cluster` (which writes status, creates and deletes Jobs,
 deletes executions): `Client` is everything the API may ask of Kubernetes,
 `KubeClient` its pykube-ng implementation, and the unit tests' fake
@@ -39,8 +41,12 @@ class Client(Protocol):
     def watch_executions(self, since: str, timeout_seconds: int = 300) -> Iterator[tuple[str, dict[str, Any]]]:
         """(type, object) events after `since`; raises WatchExpired when it is too old."""
 
-    def review_token(self, token: str) -> dict[str, Any] | None:
-        """The user info (username, uid, groups, extra) if the API server accepts the token, else None."""
+    def get_config_map(self, namespace: str, name: str) -> dict[str, Any] | None:
+        """The ConfigMap, or None if it does not exist."""
+
+    def review_token(self, token: str, audiences: list[str]) -> dict[str, Any] | None:
+        """The user info (username, uid, groups, extra) if the API server accepts the token for one of
+        `audiences`, else None."""
 
     def may(self, user: dict[str, Any], access: dict[str, str]) -> bool:
         """SubjectAccessReview: may `user` (as reviewed) do what `access` (resourceAttributes) says?"""
@@ -92,12 +98,20 @@ class KubeClient:
                     raise pykube.exceptions.HTTPError(event["object"].get("code", 500), str(event["object"]))
                 yield event["type"], event["object"]
 
-    def review_token(self, token: str) -> dict[str, Any] | None:
-        review = {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview", "spec": {"token": token}}
+    def get_config_map(self, namespace: str, name: str) -> dict[str, Any] | None:
+        return kube.get_object(self.api, "v1", f"configmaps/{name}", namespace)
+
+    def review_token(self, token: str, audiences: list[str]) -> dict[str, Any] | None:
+        review = {
+            "apiVersion": "authentication.k8s.io/v1",
+            "kind": "TokenReview",
+            "spec": {"token": token, "audiences": audiences},
+        }
         response = self.api.post(version="authentication.k8s.io/v1", url="tokenreviews", data=json.dumps(review))
         self.api.raise_for_status(response)
         status = response.json().get("status", {})
-        if not status.get("authenticated"):
+        # an authenticator that ignores audiences may still say yes: then the answer names none of ours
+        if not status.get("authenticated") or not set(status.get("audiences") or []) & set(audiences):
             return None
         return status.get("user", {})  # type: ignore[no-any-return]
 

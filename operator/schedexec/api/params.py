@@ -14,6 +14,17 @@ from schedexec.api.bodies import NAME
 
 Namespace = Annotated[str, Query(min_length=1, max_length=63, pattern=NAME, description="Target namespace.")]
 """The namespace to create in; its default, the API's configured namespace, is given by each router."""
+RequestedNamespace = Annotated[
+    str | None,
+    Query(
+        alias="namespace",
+        min_length=1,
+        max_length=63,
+        pattern=NAME,
+        description="Target namespace; default: the workspace's namespace, else the API's configured one.",
+    ),
+]
+"""`?namespace=` where a request may also name it otherwise (an elastic.io workspace): None if not given."""
 IdempotencyKey = Annotated[
     str | None,
     Header(

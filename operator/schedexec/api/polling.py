@@ -1,8 +1,9 @@
 """Poll and result: what became of an execution, by its id.
 
-Both read the watch-fed cache, never the API server. An id the caller may
-not read (no `get` on executions in its namespace) answers 404, exactly
-like an unknown or expired one, so ids reveal nothing.
+Both read the watch-fed cache, never the API server, except for a result
+kept in a ConfigMap (`results`). An id the caller may not read (no `get` on
+executions in its namespace) answers 404, exactly like an unknown or
+expired one, so ids reveal nothing.
 """
 
 from __future__ import annotations
@@ -10,18 +11,19 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter
-from fastapi.responses import Response
+from fastapi.responses import JSONResponse, Response
 
 from schedexec import models
-from schedexec.api import access
+from schedexec.api import access, results
 from schedexec.api.access import Caller, CallerDep, Gate
 from schedexec.api.cache import ExecutionCache
-from schedexec.api.documents import execution_response, finished, result_link
-from schedexec.api.errors import ApiError
+from schedexec.api.documents import execution_response, finished, result_link, result_response
+from schedexec.api.errors import JSON_API, ApiError
+from schedexec.api.kubeclient import Client
 from schedexec.api.params import ExecutionId
 
 
-def router(gate: Gate, cache: ExecutionCache) -> APIRouter:
+def router(gate: Gate, cache: ExecutionCache, client: Client) -> APIRouter:
     routes = APIRouter(tags=["elastic.io v2"])
 
     async def readable(caller: Caller, execution_id: str) -> dict[str, Any]:
@@ -38,7 +40,9 @@ def router(gate: Gate, cache: ExecutionCache) -> APIRouter:
         """200 while the execution runs; 303 to its result once it finished."""
         body = await readable(caller, execution_id)
         if finished(body):
-            return Response(status_code=303, headers={"Location": result_link(execution_id)})
+            # elastic.io's 303 carries an empty document
+            headers = {"Location": result_link(execution_id)}
+            return JSONResponse({"data": {}, "meta": {}}, status_code=303, headers=headers, media_type=JSON_API)
         return execution_response(body, 200)
 
     @routes.get(
@@ -47,12 +51,17 @@ def router(gate: Gate, cache: ExecutionCache) -> APIRouter:
             400: {"description": "Failed, timed out or cancelled."},
             404: {"description": "Unknown."},
             409: {"description": "Not finished yet."},
+            502: {"description": "The result kept outside the status does not match its record."},
         },
     )
     async def result(execution_id: ExecutionId, caller: CallerDep) -> Response:
         """The result (200), or why there is none (400 failed, 409 not finished)."""
         body = await readable(caller, execution_id)
-        return outcome(body)
+        answer = outcome(body)
+        ref = results.reference(body)
+        if ref is None:
+            return answer
+        return result_response(body, await results.kept_result(client, body, ref))
 
     return routes
 

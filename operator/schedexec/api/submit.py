@@ -6,7 +6,9 @@ create executions in the namespace and to read a credentials Secret it
 names (a run reads it on the caller's behalf). With an Idempotency-Key the
 execution's name derives from (caller, key) and an annotation records the
 request's hash, so a retry finds the same execution and a different request
-under the same key is refused.
+under the same key is refused. The caller is its username and uid, never
+the token's `extra` (a ServiceAccount token carries its own credential id
+there): a retry with a refreshed token is the same caller.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+from collections.abc import Mapping
 from typing import Any
 
 from fastapi.responses import Response
@@ -43,7 +46,7 @@ def metadata(caller: Caller, spec: dict[str, Any], component: str, key: str | No
         meta["generateName"] = f"api-{component}-"[:50]
         return meta
     request = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()
-    owner = hashlib.sha256(f"{caller.identity}\n{key}".encode()).hexdigest()
+    owner = hashlib.sha256(json.dumps([caller.user, caller.uid, key]).encode()).hexdigest()
     meta["name"] = f"api-{owner[:24]}"
     meta["annotations"] = {IDEMPOTENCY: f"{owner}:{request}"}
     return meta
@@ -56,12 +59,20 @@ class Submitter:
         self.gate, self.client, self.cache = gate, client, cache
 
     async def submit(
-        self, caller: Caller, namespace: str, spec: models.ScheduledExecutionSpec, component: str, key: str | None
+        self,
+        caller: Caller,
+        namespace: str,
+        spec: models.ScheduledExecutionSpec,
+        component: str,
+        key: str | None,
+        labels: Mapping[str, str] | None = None,
     ) -> Response:
-        """202 with the new execution (or, for a retried Idempotency-Key, the one it created)."""
+        """202 with the new execution (or, for a retried Idempotency-Key, the one it created); `labels`:
+        more labels of the new execution (the API dialect that created it)."""
         await self._authorize(caller, namespace, spec)
         document = wire(spec)
         meta = metadata(caller, document, component, key)
+        meta["labels"].update(labels or {})
         body = {"apiVersion": models.API_VERSION, "kind": models.KIND, "metadata": meta, "spec": document}
         created = await asyncio.to_thread(self.client.create_execution, namespace, body)
         if created is None:  # a retry with the same Idempotency-Key: the same execution, if it is that one
