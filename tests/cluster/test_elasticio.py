@@ -1,0 +1,214 @@
+"""elastic.io's documented requests, as an elastic.io client sends them, end to end on the real control plane.
+
+The REST API runs as a real process (TLS, as `test_restapi` starts it) with
+SCHEDEXEC_API_WORKSPACES mapping an elastic.io workspace to a namespace of
+its own; the client's ServiceAccount may create only there and sends no
+`?namespace=`: the workspace decides. Each of the three requests is
+elastic.io's documented body (workspace and credential relationships), and
+each answer is checked against the documented shape: 202 with Location,
+poll 200, 303 with an empty document, result 200 with `{"data": ...}`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from hashlib import sha256
+from typing import Any
+
+import httpx
+import pytest
+from kubernetes import client
+
+from schedexec import models
+from tests.cluster.test_restapi import COMPONENTS, Api, service_account_token
+from tests.support import LocalCluster, Operator, free_port, new_namespace, self_signed_cert, wait_for
+
+pytestmark = pytest.mark.cluster
+WORKSPACE = "59d341e9037f7200184a408b"
+CANARY = "canary-elasticio-7f3e"
+PENDING = "Pending request, waiting other process"
+
+
+@dataclass(frozen=True)
+class Workspace:
+    api: Api
+    namespace: str
+    """The namespace SCHEDEXEC_API_WORKSPACES maps WORKSPACE to."""
+
+
+@pytest.fixture(scope="module")
+def workspace(
+    cluster: LocalCluster, operator: Operator, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Workspace]:
+    namespace = new_namespace(cluster, "ws")
+    folder = tmp_path_factory.mktemp("elasticio-api")
+    cert, key = self_signed_cert(folder)
+    port = free_port()
+    env = {
+        **os.environ,
+        "KUBECONFIG": str(cluster.kubeconfig),
+        "SCHEDEXEC_API_PORT": str(port),
+        "SCHEDEXEC_API_HOST": "127.0.0.1",
+        "SCHEDEXEC_API_COMPONENTS": json.dumps(COMPONENTS),
+        "SCHEDEXEC_API_WORKSPACES": json.dumps({WORKSPACE: namespace}),
+        "SCHEDEXEC_API_TLS_CERT_FILE": str(cert),
+        "SCHEDEXEC_API_TLS_KEY_FILE": str(key),
+    }
+    log = folder / "api.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "schedexec.cli", "api"],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    api = Api(f"https://127.0.0.1:{port}", log, cert)
+
+    def ready() -> bool:
+        try:
+            return httpx.get(f"{api.url}/readyz", timeout=2, verify=str(cert)).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    try:
+        wait_for("the REST API to serve", ready, timeout=30)
+        yield Workspace(api, namespace)
+    finally:
+        process.terminate()
+        process.wait(timeout=15)
+        cluster.core.delete_namespace(namespace)
+
+
+def relationships(credential: str) -> dict[str, Any]:
+    return {
+        "workspace": {"data": {"id": WORKSPACE, "type": "workspace"}},
+        "credential": {"data": {"id": credential, "type": "credential"}},
+    }
+
+
+def documented_requests(credential: str) -> list[tuple[str, dict[str, Any], Any]]:
+    """(endpoint, elastic.io's documented body, the `data` its result carries) for each method."""
+    fields = {"expectedSha256": sha256(CANARY.encode()).hexdigest()}
+    return [
+        (
+            "verify-credential",
+            {
+                "data": {
+                    "type": "verify-credential",
+                    "attributes": {"fields": fields},
+                    "relationships": relationships(credential),
+                }
+            },
+            {"verified": True},
+        ),
+        (
+            "dynamic-metadata",
+            {
+                "data": {
+                    "type": "dynamic-metadata",
+                    "attributes": {"module": "products", "fields": {"category": "books"}},
+                    "relationships": relationships(credential),
+                }
+            },
+            {
+                "in": {"type": "object", "properties": {"category": {"type": "string"}}},
+                "out": {"type": "object", "properties": {"sku": {"type": "string"}}},
+            },
+        ),
+        (
+            "select-model",
+            {
+                "data": {
+                    "type": "select-model",
+                    "attributes": {"module": "products", "method": "getCategories", "fields": {"shop": "demo"}},
+                    "relationships": relationships(credential),
+                }
+            },
+            {"1": "Books", "2": "Music", "module": "products"},
+        ),
+    ]
+
+
+def test_the_three_documented_requests_schedule_in_the_workspace_poll_and_return_the_documented_shapes(
+    cluster: LocalCluster, workspace: Workspace
+) -> None:
+    namespace = workspace.namespace
+    cluster.core.create_namespaced_secret(
+        namespace,
+        client.V1Secret(metadata=client.V1ObjectMeta(name="shop-credentials"), string_data={"apiKey": CANARY}),
+    )
+    token = service_account_token(cluster, namespace, "client", ["create", "get"], secrets=("shop-credentials",))
+    base = "/v2/components/test/versions/latest"
+    with workspace.api.client(token) as http:
+        scheduled: list[tuple[str, str, Any]] = []
+        for endpoint, body, data in documented_requests("shop-credentials"):
+            accepted = http.post(f"{base}/{endpoint}", json=body)  # no ?namespace=: the workspace decides
+            assert accepted.status_code == 202, accepted.text
+            uid = accepted.json()["data"]["id"]
+            assert accepted.headers["Location"] == f"/v2/exec/poll/{uid}"
+            pending = {"result": {}, "status": PENDING, "phase": "Pending", "runs": 0}
+            assert accepted.json()["data"] == {
+                "id": uid,
+                "type": "execution-result",
+                "links": {"self": f"/v2/exec/result/{uid}"},
+                "attributes": pending,
+            }
+            polled = http.get(accepted.headers["Location"])
+            assert polled.status_code == 200, "the run has not even started: the poll says pending"
+            assert polled.json()["data"]["attributes"]["status"] == PENDING
+            scheduled.append((endpoint, accepted.headers["Location"], data))
+
+        for endpoint, location, data in scheduled:
+            deadline = time.monotonic() + 90
+            while (polled := http.get(location)).status_code == 200:
+                assert polled.json()["data"]["attributes"]["status"] == PENDING
+                assert time.monotonic() < deadline, f"{endpoint} did not finish"
+                time.sleep(0.3)
+            assert polled.status_code == 303, polled.text
+            assert polled.json() == {"data": {}, "meta": {}}
+            result = http.get(polled.headers["Location"])
+            assert result.status_code == 200, result.text
+            attributes = result.json()["data"]["attributes"]
+            assert attributes["result"] == {"data": data}, endpoint
+            assert "status" not in attributes and attributes["phase"] == "Succeeded"
+
+    listed: dict[str, Any] = cluster.custom.list_namespaced_custom_object(  # type: ignore[assignment]
+        models.GROUP, models.VERSION, namespace, models.PLURAL
+    )
+    created = listed["items"]
+    assert sorted(item["spec"]["method"] for item in created) == ["getMetaModel", "selectModel", "verifyCredentials"]
+    assert all(item["metadata"]["labels"]["schedexec.io/api-dialect"] == "elastic.io" for item in created)
+    assert CANARY not in workspace.api.log.read_text()
+
+
+def test_an_unknown_workspace_is_404_and_an_undocumented_relationship_422(
+    cluster: LocalCluster, workspace: Workspace
+) -> None:
+    namespace = workspace.namespace
+    token = service_account_token(cluster, namespace, "other-client", ["create", "get"])
+    endpoint, body, _ = documented_requests("shop-credentials")[1]
+    body["data"]["relationships"].pop("credential")
+    with workspace.api.client(token) as http:
+        unknown = json.loads(json.dumps(body))
+        unknown["data"]["relationships"]["workspace"]["data"]["id"] = "000000000000000000000000"
+        answer = http.post(f"/v2/components/test/versions/latest/{endpoint}", json=unknown)
+        assert answer.status_code == 404, answer.text
+        assert answer.json()["errors"][0]["detail"] == "unknown workspace '000000000000000000000000'"
+        flow = json.loads(json.dumps(body))
+        flow["data"]["relationships"]["flow"] = {"data": {"id": "5aaf", "type": "flow"}}
+        answer = http.post(f"/v2/components/test/versions/latest/{endpoint}", json=flow)
+        assert answer.status_code == 422, answer.text
+        assert answer.json()["errors"][0]["source"] == {"pointer": "/data/relationships/flow"}
+        with_agent = json.loads(json.dumps(body))
+        with_agent["data"]["relationships"]["vpn_agent"] = {"data": {"id": "5b1e6a2a", "type": "vpn-agent"}}
+        answer = http.post(f"/v2/components/test/versions/latest/{endpoint}", json=with_agent)
+        assert answer.status_code == 202, answer.text
+    assert answer.json()["meta"]["namespace"] == namespace
+    assert cluster.execution(namespace, answer.json()["meta"]["name"])["spec"]["method"] == "getMetaModel"
