@@ -499,7 +499,8 @@ def test_a_revoked_token_stops_working_within_the_review_ttl(cluster: LocalClust
         cluster.kubectl("delete", "secret", "binding", "-n", namespace)
         revoked = time.monotonic()
         wait_for("the revoked token to be refused", lambda: http.get(location).status_code == 401, timeout=30)
-    assert time.monotonic() - revoked <= REVIEW_TTL_SECONDS + APISERVER_TOKEN_CACHE_SECONDS + 3
+    slack = 5  # the Secret's deletion reaching the API server's bound-object check, a loaded machine
+    assert time.monotonic() - revoked <= REVIEW_TTL_SECONDS + APISERVER_TOKEN_CACHE_SECONDS + slack
 
 
 @pytest.mark.parametrize(
