@@ -65,6 +65,10 @@ CHART_VALUES = ("operator.minIntervalSeconds=1", "operator.maxRunning=200")
 """What the bench sets on the chart (no run limit below the rounds' size); the rest is the chart's defaults."""
 POLL = 0.5
 """Seconds between the wait loop's lists, on both sides."""
+RESULT_SIZES = (("small", None), ("100 KiB", 100), ("1000 KiB", 1000))
+"""The result-size scenario: getMetaModel of the test component's wide table (tests/components), whose
+schema is about this many KiB as JSON (1000 KiB: the largest that fits the default 1 MiB limit with
+its envelope); small: the throughput rounds' countdown."""
 
 
 def log(message: str) -> None:
@@ -224,15 +228,15 @@ class Node:
         self.core.delete_namespace(namespace)
         return latencies
 
-    def schedexec(self, n: int, round_: int) -> dict[str, Any]:
-        namespace = self.namespace(f"sx-{round_}")
+    def schedexec(self, n: int, round_: int, spec: dict[str, Any] = SPEC, prefix: str = "sx") -> dict[str, Any]:
+        namespace = self.namespace(f"{prefix}-{round_}")
         started = time.monotonic()
         for index in range(n):
             body = {
                 "apiVersion": models.API_VERSION,
                 "kind": models.KIND,
                 "metadata": {"name": f"sx-{index}", "namespace": namespace},
-                "spec": SPEC,
+                "spec": spec,
             }
             self.custom.create_namespaced_custom_object(models.GROUP, models.VERSION, namespace, models.PLURAL, body)
 
@@ -248,6 +252,45 @@ class Node:
         self.core.delete_namespace(namespace)
         return {"seconds": seconds, "pod_start_latencies": list(latencies.values())}
 
+    def result_costs(self, n: int) -> dict[str, Any]:
+        """`n` executions per result size, one size after the other: executions/s, and the CPU the operator
+        (its container's process) and kube-apiserver spent on them, per execution."""
+        costs: dict[str, Any] = {}
+        for label, kib in RESULT_SIZES:
+            spec = SPEC if kib is None else {**SPEC, "method": "getMetaModel", "module": "wide", "args": {"kib": kib}}
+            before = host_cpu()
+            seen = self.schedexec(n, 0, spec, prefix=f"result-{kib or 0}")
+            spent = {name: after - before.get(name, 0.0) for name, after in host_cpu().items()}
+            costs[label] = {
+                "kib": kib,
+                "seconds": seen["seconds"],
+                "per_second": n / seen["seconds"],
+                "cpu_ms_per_execution": {name: 1000 * cpu / n for name, cpu in spent.items()},
+            }
+            log(f"results of {label}: {n} executions in {seen['seconds']:.1f}s")
+        return costs
+
+
+CPU_PROCESSES = {"schedexec operator": ("schedexec", "operator"), "kube-apiserver": ("kube-apiserver",)}
+"""Host processes whose CPU the result-size scenario reads: the operator's container (its command line ends
+`schedexec operator`) and the API server."""
+
+
+def host_cpu() -> dict[str, float]:
+    """CPU seconds (user + system) so far of CPU_PROCESSES, read from /proc on the host."""
+    ticks, spent = os.sysconf("SC_CLK_TCK"), dict.fromkeys(CPU_PROCESSES, 0.0)
+    for entry in Path("/proc").iterdir():
+        try:
+            args = (entry / "cmdline").read_bytes().decode(errors="replace").split("\0")
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        names = [Path(a).name for a in args if a]
+        for name, tail in CPU_PROCESSES.items():
+            if len(names) >= len(tail) and tuple(names[-len(tail) :]) == tail:
+                spent[name] += (int(fields[11]) + int(fields[12])) / ticks
+    return spent
+
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -255,9 +298,11 @@ def main() -> int:
     parser.add_argument("--executions", type=int, help="per round and side (default 100; --quick 10)")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--latency-runs", type=int, help="Jobs started one at a time (default 100; --quick 5)")
+    parser.add_argument("--result-runs", type=int, help="executions per result size (default 20; --quick 2)")
     options = parser.parse_args()
     executions = options.executions or (10 if options.quick else 100)
     latency_runs = options.latency_runs or (5 if options.quick else 100)
+    result_runs = options.result_runs or (2 if options.quick else 20)
     out = Path(tempfile.mkdtemp(prefix="bench-node-out-")) if options.quick else None
     wait_for_the_node()
     started = time.monotonic()
@@ -276,6 +321,7 @@ def main() -> int:
                 ours = node.schedexec(executions, round_)
                 log(f"round {round_}: {executions} executions in {ours['seconds']:.1f}s")
                 rounds.append({"baseline": base, "schedexec": ours, "ratio": base["seconds"] / ours["seconds"]})
+            result_costs = node.result_costs(result_runs)
         finally:
             node.plane.down()
     job_latencies = [v for r in rounds for v in r["baseline"]["start_latencies"]]
@@ -292,6 +338,8 @@ def main() -> int:
         "executions": executions,
         "rounds": rounds,
         "ratio_median": statistics.median(r["ratio"] for r in rounds),
+        "result_runs": result_runs,
+        "result_costs": result_costs,
         "one_at_a_time_job_created_to_container_started": {
             "count": len(sequential),
             "p50": percentile(sequential, 50),
@@ -335,6 +383,23 @@ rest the chart's defaults). Its settings, {source}:
 {rows}"""
 
 
+def result_lines(results: dict[str, Any]) -> str:
+    costs = results["result_costs"]
+    small = costs["small"]
+    rows = "\n".join(
+        f"| {label} | {c['per_second']:.2f} | {c['per_second'] / small['per_second']:.2f} | "
+        f"{c['cpu_ms_per_execution']['schedexec operator']:.0f} | {c['cpu_ms_per_execution']['kube-apiserver']:.0f} |"
+        for label, c in costs.items()
+    )
+    return f"""{results["result_runs"]} `getMetaModel` executions per result size at once, one size after the other, on
+the same node (the result over 4 KiB comes through the run's log, over 16 KiB it is kept in a ConfigMap;
+README, "Large results"). CPU from /proc on the host: the operator container's process and kube-apiserver.
+
+| result | executions/s | vs small | operator CPU (ms/execution) | kube-apiserver CPU (ms/execution) |
+| --- | --- | --- | --- | --- |
+{rows}"""
+
+
 def report(results: dict[str, Any]) -> str:
     rows = "\n".join(
         f"| {i + 1} | {r['baseline']['seconds']:.1f} | {r['schedexec']['seconds']:.1f} | {r['ratio']:.2f} |"
@@ -368,6 +433,10 @@ as fast as creating the Jobs yourself).
 {rows}
 
 Median ratio: **{results["ratio_median"]:.2f}**.
+
+## Large results
+
+{result_lines(results)}
 
 ## Settings
 
