@@ -271,9 +271,12 @@ class Node:
         return costs
 
 
-CPU_PROCESSES = {"schedexec operator": ("schedexec", "operator"), "kube-apiserver": ("kube-apiserver",)}
-"""Host processes whose CPU the result-size scenario reads: the operator's container (its command line ends
-`schedexec operator`) and the API server."""
+CPU_PROCESSES: dict[str, Callable[[list[str]], bool]] = {
+    "schedexec operator": lambda names: names[-2:] == ["schedexec", "operator"],
+    "kube-apiserver": lambda names: names[:1] == ["kube-apiserver"],
+}
+"""Host processes whose CPU the result-size scenario reads, by the base names of their command line: the
+operator's container (`... schedexec operator`) and the API server."""
 
 
 def host_cpu() -> dict[str, float]:
@@ -286,8 +289,8 @@ def host_cpu() -> dict[str, float]:
         except (OSError, IndexError):
             continue
         names = [Path(a).name for a in args if a]
-        for name, tail in CPU_PROCESSES.items():
-            if len(names) >= len(tail) and tuple(names[-len(tail) :]) == tail:
+        for name, matches in CPU_PROCESSES.items():
+            if matches(names):
                 spent[name] += (int(fields[11]) + int(fields[12])) / ticks
     return spent
 
