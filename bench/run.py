@@ -577,20 +577,21 @@ def creation_rate(bench: Bench, seconds: float, settings: dict[str, Any], thread
 
 def lateness_steps(bench: Bench, rates: list[float], window: float, first_run_rate: float) -> dict[str, Any]:
     """Polling runs due at each rate in turn, until lateness p99 is clearly over 1 s (2 s, or over 1 s at two
-    rates in a row) or the machine was saturated (busy ≥ SATURATED over the window)."""
+    rates in a row) or the benchmark's own processes saturated the machine (≥ SATURATED of its cores over the
+    window: the machine is shared, and others' work alone must not end the test while lateness is low)."""
     steps: list[dict[str, Any]] = []
     stopped = "every rate measured"
     for rate in rates:
         step = lateness_step(bench, rate, window, first_run_rate)
         steps.append(step)
         p99 = step["lateness"]["p99"]
-        p50, busy = step["lateness"]["p50"], step["machine_busy"]
-        log(f"lateness at {rate:g} runs/s: p50 {p50:.3f} s, p99 {p99:.3f} s, machine busy {busy:.0%}")
+        p50, busy, ours = step["lateness"]["p50"], step["machine_busy"], own_share(step)
+        log(f"lateness at {rate:g} runs/s: p50 {p50:.3f} s, p99 {p99:.3f} s, machine busy {busy:.0%} ({ours:.0%} ours)")
         if p99 >= 2.0 or (p99 >= 1.0 and len(steps) > 1 and steps[-2]["lateness"]["p99"] >= 1.0):
             stopped = f"p99 over 1 s clearly at {rate:g} runs/s"
             break
-        if step["machine_busy"] >= SATURATED:
-            stopped = f"the machine saturated at {rate:g} runs/s ({step['machine_busy']:.0%} busy)"
+        if ours >= SATURATED:
+            stopped = f"the benchmark saturated the machine at {rate:g} runs/s ({ours:.0%} of its CPU)"
             break
     passing = [s["rate"] for s in steps if s["lateness"]["p99"] < 1.0]
     failing = [s["rate"] for s in steps if s["lateness"]["p99"] >= 1.0]
@@ -603,8 +604,16 @@ def lateness_steps(bench: Bench, rates: list[float], window: float, first_run_ra
     }
 
 
-SATURATED = 0.95
-"""Share of the machine's CPU time busy over a step's window at which the step test stops."""
+SATURATED = 0.9
+"""Share of the machine's CPU time the benchmark's processes used over a step's window at which the step test
+stops."""
+
+
+def own_share(step: dict[str, Any]) -> float:
+    """The share of the machine's CPU time the benchmark's processes (control plane, node agent and pods,
+    operator, bench client) used over a step's window."""
+    seconds = step.get("measured_seconds", step.get("window_seconds", 0) + 1)
+    return sum(step["cpu_seconds"].values()) / ((os.cpu_count() or 1) * seconds)
 
 
 def lateness_step(bench: Bench, rate: float, window: float, first_run_rate: float) -> dict[str, Any]:
@@ -662,6 +671,7 @@ def lateness_step(bench: Bench, rate: float, window: float, first_run_rate: floa
         "late_over_1s": sum(1 for v in lateness if v > 1.0),
         "cpu_seconds": cpu,
         "machine_busy": busy,
+        "measured_seconds": window + 1,
         "raw": [round(v, 4) for v in lateness],
     }
 
@@ -1228,8 +1238,8 @@ def steps_section(s: dict[str, Any], plots: list[str]) -> list[str]:
         f"Polling runs made due at each rate for {s['window_seconds']:g} s: each execution's run 1 (done before "
         "the window) schedules run 2 at a given epoch second, rate of them per second. Lateness = run 2's "
         "startedAt - its nextRunAt (run 1's finishedAt + the wait it asked for), from the executions' status. "
-        "Machine busy: the share of both cores busy over the window (other work on this shared machine "
-        f"included). Stopped: {s['stopped']}.",
+        "Machine busy: the share of the cores busy over the window, other work on this shared machine "
+        f"included (in brackets: the benchmark's own processes). Stopped: {s['stopped']}.",
         "",
         "| due rate (runs/s) | runs | realized (runs / due span) | p50 s | p99 s | max s | runs > 1 s late "
         "| machine busy | operator CPU (% of a core) | first runs late / failed |",
@@ -1237,10 +1247,12 @@ def steps_section(s: dict[str, Any], plots: list[str]) -> list[str]:
     ]
     for step in s["steps"]:
         lat = step["lateness"]
-        operator = 100 * step["cpu_seconds"].get("schedexec operator", 0) / (s["window_seconds"] + 1)
+        step.setdefault("measured_seconds", s["window_seconds"] + 1)
+        operator = 100 * step["cpu_seconds"].get("schedexec operator", 0) / step["measured_seconds"]
         lines.append(
             f"| {step['rate']:g} | {step['n']} | {step['realized_rate']:.1f} | {lat['p50']:.3f} | {lat['p99']:.3f} "
-            f"| {lat['max']:.3f} | {step['late_over_1s']} | {step['machine_busy']:.0%} | {operator:.0f} "
+            f"| {lat['max']:.3f} | {step['late_over_1s']} | {step['machine_busy']:.0%} ({own_share(step):.0%}) "
+            f"| {operator:.0f} "
             f"| {step['first_runs_not_waiting_at_t0']} / {step['failed']} |"
         )
     best, over = s["highest_rate_p99_under_1s"], s["lowest_rate_p99_over_1s"]
