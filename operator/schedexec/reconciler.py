@@ -228,8 +228,7 @@ class Reconciler:
         """Carry out `decision`: Job, status, events, Job deletions, slots, in that order."""
         key, start = execution.key, decision.start_run
         if start is not None:
-            if not self.may_act():
-                raise NotLeading(key)
+            self._ensure_leading(key)
             manifest = runs.job_manifest(execution, start.index, start.args, self.pod_defaults, start.method)
             try:
                 await self.io(self.cluster.create_job, manifest)
@@ -254,12 +253,21 @@ class Reconciler:
             log.log(level, "%s %s: %s", key, event.reason, event.message, extra=extra)
             if event.posted:
                 await self.io(self.cluster.post_event, execution, event.type, event.reason, event.message)
+        # a replica that stopped leading (frozen past its lease, say) may hold a stale view: it deletes nothing
+        # (status writes need no check: they are guarded by the resourceVersion they were decided on)
+        self._ensure_leading(key)
         await self._delete_jobs(execution, decision)
         if decision.status.current_run is None:
             for waiting in self.slots.release(key):
                 self.wake(waiting)
         if decision.delete_execution:
+            self._ensure_leading(key)
             await self.io(self.cluster.delete_execution, execution)
+
+    def _ensure_leading(self, key: str) -> None:
+        """Checked right before every create or delete: a leader past its renew deadline acts no more."""
+        if not self.may_act():
+            raise NotLeading(key)
 
     async def _delete_jobs(self, execution: models.ScheduledExecution, decision: decisions.Decision) -> None:
         """The Job the decision names, plus any other Job of this execution that no run needs any more."""
@@ -270,5 +278,6 @@ class Reconciler:
         strays = [job for job in self.store.stray_jobs(execution, keep) if job not in named]
         namespace = execution.metadata.namespace
         for job in named + strays:
+            self._ensure_leading(execution.key)
             await self.io(self.cluster.delete_job, namespace, job, self.store.job_uid(namespace, job))
             self.store.deleting(namespace, job)

@@ -15,7 +15,7 @@ import requests
 from schedexec import decisions, models, runs
 from schedexec.controller import Controller
 from schedexec.kube import Conflict, JobNameTaken, JobRejected
-from schedexec.reconciler import status_document
+from schedexec.reconciler import NotLeading, status_document
 from schedexec.store import Seen
 from schedexec_runner import envelope, frame
 
@@ -435,3 +435,15 @@ def test_an_object_the_models_refuse_fails_once_with_invalid_spec_and_is_not_ret
     asyncio.run(scenario())
     assert ("write_status", "Failed") in cluster.calls and ("event", "InvalidSpec") in cluster.calls
     assert c._failures == {} and "ns/a" not in c.timers._due, "no backoff, no retry"
+
+
+def test_a_replica_past_its_renew_deadline_deletes_nothing() -> None:
+    """A leader frozen past its lease wakes up with a stale view: it may not delete a Job the new leader runs."""
+    cluster = FakeCluster()
+    c = controller(cluster)
+    c.reconciler.may_act = lambda: False
+    ex = models.ScheduledExecution.model_validate(body("a") | {"status": RUNNING_A1})
+    decision = decisions.Decision(status=ex.status, delete_job="a-r1")
+    with pytest.raises(NotLeading):
+        asyncio.run(c.reconciler.apply(ex, decision, datetime.now(UTC)))
+    assert not [call for call in cluster.calls if call[0] in ("delete_job", "create_job")]
