@@ -48,7 +48,9 @@ Conventions (see docs/local-cluster.md):
   FallbackToLogsOnError an empty message on failure becomes the log's tail
   (2048 bytes, 80 lines), as the kubelet does.
 - activeDeadlineSeconds and pod deletion kill the process (SIGTERM, then
-  SIGKILL after the grace period).
+  SIGKILL after the grace period); a deleted pod is moved to its terminal
+  phase (Failed unless it exited 0) before its deletion finishes, as a
+  kubelet does, so a Job with podReplacementPolicy Failed replaces it.
 
 Not supported: more than one container, init containers, restarts
 (restartPolicy is treated as Never), probes, hostPath/projected/PVC volumes,
@@ -563,6 +565,9 @@ class NodeAgent:
         with self.lock:
             self.processes.pop(meta.uid, None)
         if outcome == "deleted":
+            # like a kubelet (1.27+), move a deleted pod to its terminal phase before it goes: the Job controller
+            # replaces a pod (podReplacementPolicy: Failed) only once the old one is Failed
+            self.report(pod, "Succeeded" if exit_code == 0 else "Failed", terminated)
             self.force_delete(pod)
         elif outcome == "deadline":
             self.report(
