@@ -453,21 +453,27 @@ def throughput(bench: Bench, n: int, repeats: int, settings: dict[str, Any]) -> 
 def raw_jobs(bench: Bench, n: int, prefix: str, defaults: runs.PodDefaults) -> dict[str, Any]:
     log(f"throughput: {n} raw Jobs ({prefix})")
     bodies = [bench.raw_job(f"{prefix}-{i}", defaults) for i in range(n)]
-    start, cpu_before = CLOCK(), bench.cpu_by_process()
+    start, cpu_before, busy_before = CLOCK(), bench.cpu_by_process(), provenance.cpu_times()
     bench.create_all(bodies, bench.create_job)
     end = bench.await_count("the raw Jobs", "jobs", f"{SET_LABEL}={prefix}", job_succeeded, n, 3600)
     seconds = end - start
-    return {"seconds": seconds, "per_second": n / seconds, "cpu_seconds": cpu_spent(cpu_before, bench.cpu_by_process())}
+    return {
+        "seconds": seconds,
+        "per_second": n / seconds,
+        "cpu_seconds": cpu_spent(cpu_before, bench.cpu_by_process()),
+        "machine_busy": provenance.busy_share(busy_before, provenance.cpu_times()),
+    }
 
 
 def single_runs(bench: Bench, n: int, prefix: str) -> dict[str, Any]:
     log(f"throughput: {n} single-run executions ({prefix})")
     assert bench.operator is not None
     bodies = [bench.execution(f"{prefix}-{i}", DONE_SCRIPT) for i in range(n)]
-    start, cpu_before = CLOCK(), bench.cpu_by_process()
+    start, cpu_before, busy_before = CLOCK(), bench.cpu_by_process(), provenance.cpu_times()
     bench.create_all(bodies, bench.create_execution)
     end = bench.await_count("the executions", "executions", f"{SET_LABEL}={prefix}", succeeded, n, 3600)
     cpu = cpu_spent(cpu_before, bench.cpu_by_process())
+    busy = provenance.busy_share(busy_before, provenance.cpu_times())
     # the operator deletes each finished run's Job once it recorded the outcome: part of an execution's cost
     bench.wait("the operator to delete the runs' Jobs", lambda: not bench.any_left("jobs"), 900, interval=1)
     cleaned = CLOCK()
@@ -478,6 +484,7 @@ def single_runs(bench: Bench, n: int, prefix: str) -> dict[str, Any]:
         "seconds": seconds,
         "per_second": n / seconds,
         "cpu_seconds": cpu,
+        "machine_busy": busy,
         "cleanup_seconds": cleaned - end,
         "operator_cpu_seconds": operator_cpu,
         "api": per_execution(operator_requests(bench.audit(start, cleaned)), n),
@@ -1158,8 +1165,8 @@ def throughput_section(t: dict[str, Any]) -> list[str]:
         "goes first alternates. Ratio = schedexec's throughput / the raw Jobs' in the same repeat.",
         "",
         "| repeat | first | raw Jobs s | Jobs/s | schedexec s | executions/s | ratio | operator CPU ms / execution "
-        "| kube-apiserver CPU ms / Job, / execution |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| kube-apiserver CPU ms / Job, / execution | machine busy (ours): Jobs, schedexec |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     api_ms = t["apiserver_cpu_ms_per_item"]
     for i, r in enumerate(t["rounds"]):
@@ -1167,7 +1174,7 @@ def throughput_section(t: dict[str, Any]) -> list[str]:
         lines.append(
             f"| {i + 1} | {r['order'][0]} | {b['seconds']:.1f} | {b['per_second']:.2f} | {s['seconds']:.1f} "
             f"| {s['per_second']:.2f} | {r['ratio']:.2f} | {t['operator_cpu_ms_per_execution'][i]:.1f} "
-            f"| {api_ms['baseline'][i]:.1f}, {api_ms['schedexec'][i]:.1f} |"
+            f"| {api_ms['baseline'][i]:.1f}, {api_ms['schedexec'][i]:.1f} | {busy_cell(b)}, {busy_cell(s)} |"
         )
     lines += ["", f"**Median ratio: {t['ratio_median']:.2f}** (target ≥ 0.65).", ""]
     base_cpu, ours_cpu = median_cpu(t["rounds"], "baseline"), median_cpu(t["rounds"], "schedexec")
@@ -1208,6 +1215,12 @@ def throughput_section(t: dict[str, Any]) -> list[str]:
         "",
     ]
     return lines
+
+
+def busy_cell(phase: dict[str, Any]) -> str:
+    """A timed phase's machine-wide busy share (others' work included), with the benchmark's own share."""
+    ours = sum(phase["cpu_seconds"].values()) / ((os.cpu_count() or 1) * phase["seconds"])
+    return f"{phase['machine_busy']:.0%} ({ours:.0%})" if "machine_busy" in phase else f"? ({ours:.0%})"
 
 
 def creation_rate_section(r: dict[str, Any]) -> list[str]:
