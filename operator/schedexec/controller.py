@@ -75,7 +75,7 @@ class Controller:
         if event_type == "DELETED":
             self.forget(key)
             return
-        if self.store.execution_changed(body) is not Seen.NEW:
+        if self.store.execution_changed(body, listed=event_type is None) is not Seen.NEW:
             return
         if (body.get("status") or {}).get("currentRun"):
             self.slots.hold(key)  # a run in progress (e.g. seen after a restart) holds a slot

@@ -54,9 +54,13 @@ class Store:
 
     # --- watch events ----------------------------------------------------------------------------
 
-    def execution_changed(self, body: Mapping[str, Any]) -> Seen:
-        """A watch event: keep `body` unless it predates what this operator wrote or read itself (the watch
-        has not caught up yet); whether it tells anything new."""
+    def execution_changed(self, body: Mapping[str, Any], listed: bool = False) -> Seen:
+        """A watch event (`listed`: from a list, the watch's start or restart): keep `body` unless it predates
+        what this operator wrote or read itself (the watch has not caught up yet); whether it tells anything new.
+
+        A watch delivers an object's versions in order, so until the version this operator wrote shows up,
+        other versions of the same generation are older. A list shows the current version, which may be
+        newer than the awaited one (a restarted watch never replays what it missed): it always counts."""
         key = key_of(body)
         awaited = self._awaited.get(key)
         if awaited is not None:
@@ -65,8 +69,9 @@ class Store:
             if meta.get("resourceVersion") == version:
                 del self._awaited[key]
                 return Seen.OWN  # what this operator wrote (and decided on) itself
-            if meta.get("generation") == generation and time.monotonic() - since < CATCH_UP_SECONDS:
-                return Seen.STALE  # a spec change (cancel) is never held back
+            fresh = listed or meta.get("generation") != generation  # a spec change (cancel) is never held back
+            if not fresh and time.monotonic() - since < CATCH_UP_SECONDS:
+                return Seen.STALE
             del self._awaited[key]
         self.executions[key] = slim(body)
         return Seen.NEW

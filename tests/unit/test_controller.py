@@ -355,6 +355,12 @@ def test_a_watch_event_older_than_the_operators_own_write_does_not_replace_it() 
     cancelled = stale | {"metadata": {**stale["metadata"], "generation": 2}}
     assert c.store.execution_changed(cancelled) is Seen.NEW, "a spec change is never held back"
     assert c.store.execution_changed(stale | {"metadata": {**stale["metadata"], "resourceVersion": "18"}}) is Seen.NEW
+    c.store.execution_read(written)
+    relisted = stale | {"metadata": {**stale["metadata"], "resourceVersion": "19"}}
+    assert c.store.execution_changed(relisted) is Seen.STALE
+    assert c.store.execution_changed(relisted, listed=True) is Seen.NEW, (
+        "a list shows the current version, newer than the awaited one the restarted watch will never replay"
+    )
 
 
 RUNNING_A1 = {"phase": "Running", "currentRun": {"index": 1, "job": "a-r1", "startedAt": "2026-01-01T00:00:00Z"}}
