@@ -190,6 +190,19 @@ def invalid_spec(generation: int, now: datetime, message: str) -> models.Schedul
     return status
 
 
+def kept_job(name: str, status: models.ScheduledExecutionStatus, policy: Policy) -> str | None:
+    """The one Job of execution `name` that is no stray: the current run's; while the sequence goes on
+    without one, the next run's (a previous operator, or leader, created it and stopped before the status
+    named it: it is that run, adopted when it is due, never deleted and created again); once finished,
+    the last run's if it is kept for its logs."""
+    if status.current_run is not None:
+        return status.current_run.job
+    if status.phase is None or not status.phase.finished:
+        return runs.job_name(name, status.runs + 1)
+    retained = retained_job(name, status, policy)
+    return None if retained is None else retained[0]
+
+
 def job_refused(
     execution: models.ScheduledExecution, index: int, now: datetime, policy: Policy, refusal: tuple[str, str]
 ) -> Decision:

@@ -453,3 +453,22 @@ def test_a_replica_past_its_renew_deadline_deletes_nothing() -> None:
     with pytest.raises(NotLeading):
         asyncio.run(c.reconciler.apply(ex, decision, datetime.now(UTC)))
     assert not [call for call in cluster.calls if call[0] in ("delete_job", "create_job")]
+
+
+def test_the_next_runs_job_made_before_a_crash_is_adopted_never_deleted_and_made_again() -> None:
+    """A previous operator created b-r1 and died before the status named it; every run slot is taken now.
+    Deleting b-r1 as a stray and creating it again later would run run 1 twice."""
+    cluster = FakeCluster()
+    c = controller(cluster, max_running=1)
+
+    async def scenario() -> None:
+        c.execution_event(None, body("a"))
+        await settle(c, 0.2)
+        c.job_event("ADDED", job("b-r1", "b"))
+        c.execution_event(None, body("b"))
+        await settle(c, 0.3)
+
+    asyncio.run(scenario())
+    assert ("delete_job", "b-r1") not in cluster.calls
+    assert ("create_job", "b-r1") in cluster.calls, "started at once: its creation answers 409, the same run"
+    assert c.slots.holders == {"ns/a", "ns/b"}, "it holds a slot past the limit: its pod runs already"
