@@ -75,7 +75,7 @@ class Controller:
         if event_type == "DELETED":
             self.forget(key)
             return
-        if self.store.execution_changed(body, listed=event_type is None) is not Seen.NEW:
+        if self.store.execution_changed(body) is not Seen.NEW:
             return
         if (body.get("status") or {}).get("currentRun"):
             self.slots.hold(key)  # a run in progress (e.g. seen after a restart) holds a slot
@@ -128,8 +128,8 @@ class Controller:
                 task.cancel()
 
     def _took_over(self) -> None:
-        """Leadership starts: look at every execution, reading each afresh before creating its next Job."""
-        self.reconciler.unverified = set(self.store.executions)
+        """Leadership starts: look at every execution (each is read afresh before any Job is created or
+        deleted for it: Reconciler._current)."""
         for key in self.store.executions:
             self.queue.add(key)
 

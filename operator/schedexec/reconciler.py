@@ -33,7 +33,7 @@ import pykube
 from schedexec import decisions, metrics, models, runs
 from schedexec.kube import PERMANENT, TRANSIENT, Cluster, JobNameTaken, JobRejected
 from schedexec.models import EventType
-from schedexec.objects import owner_uids, split_key
+from schedexec.objects import owner_uids
 from schedexec.slots import RunSlots
 from schedexec.store import Store
 from schedexec_runner import envelope as envelopes
@@ -94,9 +94,6 @@ class Reconciler:
         self.cluster, self.store, self.slots = cluster, store, slots
         self.policy, self.pod_defaults = policy, pod_defaults
         self.io, self.wake, self.may_act = io, wake, may_act
-        self.unverified: set[str] = set()
-        """Executions to read afresh before their next Job creation (after a leader takeover the watch
-        cache may lag behind what the previous leader did)."""
         self._mount_checks: dict[str, tuple[float, list[dict[str, Any]]]] = {}
         """By pod uid: when its FailedMount events were last read (monotonic), and what they were."""
 
@@ -121,11 +118,10 @@ class Reconciler:
         if _overdue(decision):  # the watchdog acts on what the API server says now, not on the cache
             run = await self.observe(execution, fresh=True)
             decision = decisions.decide(execution, run, now, self.slots.free_for(key), self.policy)
-        if decision.start_run is not None:
-            if key in self.unverified:
-                return await self._verify(key)
-            if not self.slots.take(key):  # another reconcile took the last slot
-                decision = decisions.decide(execution, run, now, False, self.policy)
+        if (decision.start_run is not None or self._strays(execution, decision)) and not await self._current(body):
+            return 0.0  # the cache lagged: decide again on what the API server has now
+        if decision.start_run is not None and not self.slots.take(key):  # another reconcile took the last slot
+            decision = decisions.decide(execution, run, now, False, self.policy)
         await self.apply(execution, decision, now)
         if decision.wake_at is None:
             return None
@@ -153,13 +149,25 @@ class Reconciler:
         self.store.execution_read(await self.io(self.cluster.write_status, execution, status_document(status)))
         await self.io(self.cluster.post_event, execution, EventType.WARNING, models.Reason.INVALID_SPEC, message)
 
-    async def _verify(self, key: str) -> float:
-        """Read the execution afresh before its first Job creation under this leader; look again at once."""
-        fresh = await self.io(self.cluster.get_execution, *split_key(key))
-        self.unverified.discard(key)
-        if fresh is not None:
-            self.store.execution_read(fresh)
-        return 0.0
+    async def _current(self, body: Mapping[str, Any]) -> bool:
+        """Whether `body` is the execution as the API server has it now; if not, the cache gets the fresh one.
+        Read before every Job creation and stray deletion: a watch may lag behind this operator's own writes
+        or behind a previous leader's, and a Job created or deleted on a stale view would run a run twice or
+        lose it."""
+        namespace, name = body["metadata"]["namespace"], body["metadata"]["name"]
+        fresh = await self.io(self.cluster.get_execution, namespace, name)
+        if fresh is None:
+            return False
+        if fresh["metadata"].get("resourceVersion") == body["metadata"].get("resourceVersion"):
+            return True
+        self.store.execution_read(fresh)
+        return False
+
+    def _strays(self, execution: models.ScheduledExecution, decision: decisions.Decision) -> list[str]:
+        """Jobs of `execution` that no run needs any more (one created just before a crash, say), besides the
+        one `decision` names."""
+        keep = decisions.kept_job(execution.metadata.name, decision.status, self.policy)
+        return [job for job in self.store.stray_jobs(execution, keep) if job != decision.delete_job]
 
     # --- observe ---------------------------------------------------------------------------------
 
@@ -282,8 +290,7 @@ class Reconciler:
     async def _delete_jobs(self, execution: models.ScheduledExecution, decision: decisions.Decision) -> None:
         """The Job the decision names, plus any other Job of this execution that no run needs any more."""
         named = [decision.delete_job] if decision.delete_job is not None else []
-        keep = decisions.kept_job(execution.metadata.name, decision.status, self.policy)
-        strays = [job for job in self.store.stray_jobs(execution, keep) if job not in named]
+        strays = self._strays(execution, decision)
         namespace = execution.metadata.namespace
         for job in named + strays:
             self._ensure_leading(execution.key)

@@ -12,16 +12,11 @@ asks the API server only where the watch may lag.
 from __future__ import annotations
 
 import enum
-import time
 from collections.abc import Mapping
 from typing import Any
 
 from schedexec import models, runs
 from schedexec.objects import key_of, owner_keys, owner_uids, slim
-
-CATCH_UP_SECONDS = 30.0
-"""How long watch events older than a version this operator wrote are ignored: the watch delivers that
-version within seconds; if it never does (it restarted past it), the watch is trusted again after this."""
 
 
 class Seen(enum.Enum):
@@ -31,8 +26,6 @@ class Seen(enum.Enum):
     """A change it has not seen: reconcile."""
     OWN = "own"
     """The version it wrote (or read) itself: nothing to do, the reconcile that wrote it decided already."""
-    STALE = "stale"
-    """Older than what it wrote: ignored until the watch catches up."""
 
 
 class Store:
@@ -47,42 +40,33 @@ class Store:
         """Run pods by namespace/name, slimmed (runs.slim_pod)."""
         self._pods_of: dict[str, set[str]] = {}
         """Pod keys by the namespace/name of the Job that owns them."""
-        self._awaited: dict[str, tuple[str, int | None, float]] = {}
-        """By execution key: the resourceVersion and generation this operator wrote or read, until the watch
-        delivers that version (and since when, monotonic). resourceVersions are opaque: compared for
-        equality only; generations are integers that grow with every spec change."""
+        self._awaited: dict[str, str] = {}
+        """By execution key: the resourceVersion this operator last wrote or read, until a watch event comes
+        (resourceVersions are opaque: compared for equality only)."""
 
     # --- watch events ----------------------------------------------------------------------------
 
-    def execution_changed(self, body: Mapping[str, Any], listed: bool = False) -> Seen:
-        """A watch event (`listed`: from a list, the watch's start or restart): keep `body` unless it predates
-        what this operator wrote or read itself (the watch has not caught up yet); whether it tells anything new.
+    def execution_changed(self, body: Mapping[str, Any]) -> Seen:
+        """A watch event: kept, unless it only echoes this operator's own last write or read.
 
-        A watch delivers an object's versions in order, so until the version this operator wrote shows up,
-        other versions of the same generation are older. A list shows the current version, which may be
-        newer than the awaited one (a restarted watch never replays what it missed): it always counts."""
+        No watch event is ever held back as "older": Kopf squashes an object's events that arrive close
+        together (only the last one is handled) and a restarted watch lists instead of replaying, so the
+        version this operator wrote may never show up, and what shows up instead is newer. A watch that lags
+        behind a write can put an older version in the cache; that is harmless, because every status write is
+        guarded by the resourceVersion it was decided on, and a Job is created or deleted only after a fresh
+        read confirmed the cached execution (reconciler.Reconciler._current)."""
         key = key_of(body)
-        awaited = self._awaited.get(key)
-        if awaited is not None:
-            meta = body["metadata"]
-            version, generation, since = awaited
-            if meta.get("resourceVersion") == version:
-                del self._awaited[key]
-                return Seen.OWN  # what this operator wrote (and decided on) itself
-            fresh = listed or meta.get("generation") != generation  # a spec change (cancel) is never held back
-            if not fresh and time.monotonic() - since < CATCH_UP_SECONDS:
-                return Seen.STALE
-            del self._awaited[key]
+        if self._awaited.pop(key, None) == body["metadata"].get("resourceVersion"):
+            return Seen.OWN  # what this operator wrote (and decided on) itself
         self.executions[key] = slim(body)
         return Seen.NEW
 
     def execution_read(self, body: Mapping[str, Any]) -> None:
-        """An execution as the API server answered a write or a read: newer than anything the watch
-        delivered before; watch events are ignored until the watch delivers this version."""
+        """An execution as the API server answered a write or a read: the newest version this operator knows;
+        its watch event, when it comes, only echoes it."""
         key = key_of(body)
         self.executions[key] = slim(body)
-        meta = body["metadata"]
-        self._awaited[key] = (meta.get("resourceVersion", ""), meta.get("generation"), time.monotonic())
+        self._awaited[key] = body["metadata"].get("resourceVersion", "")
 
     def execution_deleted(self, key: str) -> None:
         self.executions.pop(key, None)
