@@ -228,12 +228,6 @@ class GapKills:
     """Runs whose status write came before their Job (none, by design)."""
 
 
-@pytest.mark.skipif(
-    not FULL,
-    reason="KNOWN FLAKY HARNESS, NOT IN CI: its status-write hold (tests/chaos/hold.py) timed out waiting for a "
-    "second hold in the last run (2026-11-23); the adoption it exists for passed its run ledger in the run before. "
-    "Runs with `make chaos` (SCHEDEXEC_CHAOS_SCALE=full); see issue 12's closing note",
-)
 @pytest.mark.usefixtures("without_session_operator")
 def test_the_operator_killed_between_creating_a_run_job_and_naming_it_in_status_repeats_no_run(
     cluster: LocalCluster, namespace: str, report: Report, ledger: RunLedger, tmp_path: Path
