@@ -11,10 +11,12 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
+import httpx
 import pytest
 import yaml
 from kubernetes import client, config
@@ -290,3 +292,56 @@ def keep_large_result(cluster: LocalCluster, namespace: str, name: str, result: 
 def trusting(ca: Path) -> ssl.SSLContext:
     """A TLS client context that trusts `ca` (e.g. a self_signed_cert) only."""
     return ssl.create_default_context(cafile=str(ca))
+
+
+class Api:
+    """A running REST API process, as its clients reach it."""
+
+    def __init__(self, url: str, log: Path, ca: Path) -> None:
+        self.url, self.log, self.ca = url, log, ca
+
+    def client(self, token: str | None) -> httpx.Client:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        return httpx.Client(
+            base_url=self.url, headers=headers, timeout=30, follow_redirects=False, verify=trusting(self.ca)
+        )
+
+
+@contextmanager
+def serving_api(cluster: LocalCluster, folder: Path, settings: dict[str, str]) -> Iterator[Api]:
+    """`schedexec api` on a free loopback port over TLS (a self-signed certificate in `folder`), with the
+    cluster's kubeconfig and the given SCHEDEXEC_API_* settings; stopped on exit, its log in `folder`."""
+    port = free_port()
+    cert, key = self_signed_cert(folder)
+    env = {
+        **os.environ,
+        "KUBECONFIG": str(cluster.kubeconfig),
+        "SCHEDEXEC_API_PORT": str(port),
+        "SCHEDEXEC_API_HOST": "127.0.0.1",
+        "SCHEDEXEC_API_TLS_CERT_FILE": str(cert),
+        "SCHEDEXEC_API_TLS_KEY_FILE": str(key),
+        **settings,
+    }
+    log = folder / "api.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "schedexec.cli", "api"],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    api = Api(f"https://127.0.0.1:{port}", log, cert)
+
+    def ready() -> bool:
+        try:
+            return httpx.get(f"{api.url}/readyz", timeout=2, verify=trusting(cert)).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    try:
+        wait_for("the REST API to serve", ready, timeout=30)
+        yield api
+    finally:
+        process.terminate()
+        process.wait(timeout=15)

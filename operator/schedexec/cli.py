@@ -1,7 +1,8 @@
 """`schedexec`: the console script (operator, api, crds).
 
-`schedexec operator` runs Kopf and the controller in one event loop with the
-settings from the environment (see settings.py); `schedexec api` serves the
+`schedexec operator` runs Kopf, the Job and pod streams (watches.py) and the
+controller in one event loop with the settings from the environment (see
+settings.py); if any of them stops, the operator stops; `schedexec api` serves the
 REST API (the `api` package); `schedexec crds DIR`
 writes the generated CRDs.
 """
@@ -21,10 +22,10 @@ from typing import Any, TypeVar, cast
 import kopf
 import prometheus_client
 
-from schedexec import crd, decisions, runs
+from schedexec import crd, decisions, runs, watches
 from schedexec.api import app as api
 from schedexec.controller import Controller
-from schedexec.handlers import registry_for
+from schedexec.handlers import configure, registry_for
 from schedexec.kube import Cluster
 from schedexec.leader import LeaderElector, Leases
 from schedexec.settings import ApiSettings, OperatorSettings
@@ -56,9 +57,13 @@ async def run_operator(settings: OperatorSettings) -> None:
     )
     if settings.metrics_port:
         prometheus_client.start_http_server(settings.metrics_port)
+    kopf_settings = configure(kopf.OperatorSettings())
+    vault = watches.Vault()  # Kopf's login fills it; the Job and pod streams use it too
     kopf_task = asyncio.create_task(
         kopf.operator(
             registry=registry_for(controller),
+            settings=kopf_settings,
+            vault=vault,
             clusterwide=not settings.namespaces,
             namespaces=settings.namespaces,
             standalone=True,  # replicas coordinate through the leader Lease, not Kopf peering
@@ -66,14 +71,19 @@ async def run_operator(settings: OperatorSettings) -> None:
             identity=cast(Any, identity),  # kopf's Identity is a NewType of str it does not export
         )
     )
-    controller_task = asyncio.create_task(controller.run())
-    await asyncio.wait([kopf_task, controller_task], return_when=asyncio.FIRST_COMPLETED)
-    if controller_task.done():  # never by design: a dead controller must not leave a live-looking operator
-        kopf_task.cancel()
-        controller_task.result()
-        raise RuntimeError("the controller stopped")
-    controller_task.cancel()
-    await kopf_task
+    streams = watches.streams(kopf_settings, vault, settings.namespaces, controller.job_event, controller.pod_event)
+    others = [asyncio.create_task(controller.run())] + [asyncio.create_task(s) for s in streams]
+    done, _ = await asyncio.wait([kopf_task, *others], return_when=asyncio.FIRST_COMPLETED)
+    for task in others:
+        task.cancel()
+    if kopf_task in done:  # Kopf stopped (a signal): everything stops with it
+        await kopf_task
+        return
+    # never by design: a dead controller or stream must not leave a live-looking operator
+    kopf_task.cancel()
+    for task in done:
+        task.result()  # raises what stopped it
+    raise RuntimeError("the controller or a watch stream stopped")
 
 
 def main(argv: list[str] | None = None) -> int:

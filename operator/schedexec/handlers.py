@@ -1,11 +1,12 @@
 """The Kopf wiring: watch events in, nothing else.
 
-Kopf lists and watches ScheduledExecutions, the Jobs the operator created
-and their pods (both selected by label on the API server), handles
-reconnects and the liveness endpoint; each event is
-handed to the controller in one line. Only event handlers are used, so Kopf
-writes nothing to the objects itself (no finalizers, no progress
-annotations): every write the operator makes is one the controller decided.
+Kopf lists and watches ScheduledExecutions, logs in, handles reconnects and
+serves the liveness endpoint; each execution event is handed to the
+controller in one line. The Jobs and pods are watched with Kopf's stream
+but outside its handler machinery (watches.py says why), with the settings
+made here. Only event handlers are used, so Kopf writes nothing to the
+objects itself (no finalizers, no progress annotations): every write the
+operator makes is one the controller decided.
 """
 
 from __future__ import annotations
@@ -33,19 +34,21 @@ class NoDiffBase(kopf.DiffBaseStorage):
         return None
 
 
+def configure(settings: kopf.OperatorSettings) -> kopf.OperatorSettings:
+    """Kopf's settings, made before it starts (watches.py streams with them too)."""
+    settings.posting.enabled = False  # events are posted by the controller, on the execution
+    settings.persistence.diffbase_storage = NoDiffBase()  # no deep copy per event: nothing reads it
+    settings.scanning.disabled = True  # no CRD/namespace listing: keeps the RBAC minimal
+    settings.watching.server_timeout = 300
+    # watch only the Jobs schedexec made, filtered by the API server, not every Job of the cluster
+    settings.watching.label_selectors["batch", "jobs"] = f"app.kubernetes.io/managed-by={runs.MANAGED_BY}"
+    # the runs' pods carry the Job template's labels: the same selector keeps every other pod out
+    settings.watching.label_selectors["", "pods"] = f"app.kubernetes.io/managed-by={runs.MANAGED_BY}"
+    return settings
+
+
 def registry_for(controller: Controller) -> kopf.OperatorRegistry:
     registry = kopf.OperatorRegistry()
-
-    @kopf.on.startup(registry=registry)
-    def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
-        settings.posting.enabled = False  # events are posted by the controller, on the execution
-        settings.persistence.diffbase_storage = NoDiffBase()  # no deep copy per event: nothing reads it
-        settings.scanning.disabled = True  # no CRD/namespace listing: keeps the RBAC minimal
-        settings.watching.server_timeout = 300
-        # watch only the Jobs schedexec made, filtered by the API server, not every Job of the cluster
-        settings.watching.label_selectors["batch", "jobs"] = f"app.kubernetes.io/managed-by={runs.MANAGED_BY}"
-        # the runs' pods carry the Job template's labels: the same selector keeps every other pod out
-        settings.watching.label_selectors["", "pods"] = f"app.kubernetes.io/managed-by={runs.MANAGED_BY}"
 
     @kopf.on.login(registry=registry)
     def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
@@ -55,14 +58,6 @@ def registry_for(controller: Controller) -> kopf.OperatorRegistry:
     @kopf.on.event(models.GROUP, models.VERSION, models.PLURAL, registry=registry)
     async def execution_event(event: kopf.RawEvent, body: kopf.Body, **_: Any) -> None:
         controller.execution_event(event.get("type"), body)
-
-    @kopf.on.event("batch", "v1", "jobs", labels={"app.kubernetes.io/managed-by": runs.MANAGED_BY}, registry=registry)
-    async def job_event(event: kopf.RawEvent, body: kopf.Body, **_: Any) -> None:
-        controller.job_event(event.get("type"), body)
-
-    @kopf.on.event("", "v1", "pods", labels={"app.kubernetes.io/managed-by": runs.MANAGED_BY}, registry=registry)
-    async def pod_event(event: kopf.RawEvent, body: kopf.Body, **_: Any) -> None:
-        controller.pod_event(event.get("type"), body)
 
     @kopf.on.probe(id="schedexec", registry=registry)
     def probe(**_: Any) -> dict[str, int]:

@@ -91,19 +91,21 @@ class Cluster:
     def get_job(self, namespace: str, name: str) -> dict[str, Any] | None:
         return get_object(self.api, JOBS, f"jobs/{name}", namespace)
 
-    def create_job(self, manifest: dict[str, Any]) -> None:
-        """Create a run's Job; one of that name owned by the same execution is the same run."""
+    def create_job(self, manifest: dict[str, Any]) -> bool:
+        """Create a run's Job; one of that name owned by the same execution is the same run (False: it was
+        there already, created before a crash or a leader change)."""
         meta = manifest["metadata"]
         response = self.api.post(version=JOBS, namespace=meta["namespace"], url="jobs", data=json.dumps(manifest))
         if 400 <= response.status_code < 500 and response.status_code not in (404, 409, 429):
             raise JobRejected(response.status_code, _refusal(response))
         if response.status_code != 409:
             self.api.raise_for_status(response)
-            return
+            return True
         existing = self.get_job(meta["namespace"], meta["name"])
         owner = meta["ownerReferences"][0]["uid"]
         if existing is not None and owner not in owner_uids(existing):
             raise JobNameTaken(f"Job {meta['namespace']}/{meta['name']} exists and is not owned by this execution")
+        return False
 
     def delete_job(self, namespace: str, name: str, uid: str | None = None) -> None:
         """Delete a run's Job (and, through the garbage collector, its pod); only Job `uid` if given."""

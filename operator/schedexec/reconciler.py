@@ -249,7 +249,10 @@ class Reconciler:
             self._ensure_leading(key)
             manifest = runs.job_manifest(execution, start.index, start.args, self.pod_defaults, start.method)
             try:
-                await self.io(self.cluster.create_job, manifest)
+                if not await self.io(self.cluster.create_job, manifest):
+                    # adopted: its watch events may all have come before this status names it (it may even have
+                    # finished), so none would bring the execution back: look again once this reconcile is done
+                    self.wake(key)
             except PERMANENT as exc:
                 log.warning("%s: the Job of run %d was refused: %s", key, start.index, exc)
                 decision, start = decisions.job_refused(execution, start.index, now, self.policy, _refusal(exc)), None

@@ -12,7 +12,8 @@ asks the API server only where the watch may lag.
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping
+import json
+from collections.abc import Iterator, Mapping, MutableMapping
 from typing import Any
 
 from schedexec import models, runs
@@ -28,9 +29,39 @@ class Seen(enum.Enum):
     """The version it wrote (or read) itself: nothing to do, the reconcile that wrote it decided already."""
 
 
+class CompactBodies(MutableMapping[str, dict[str, Any]]):
+    """Bodies kept as compact JSON text and parsed when read. A waiting execution is about 2 KB of JSON and
+    about 10 KB as Python dicts and strings: with 10,000 executions waiting between polls that is the
+    operator's memory (issue 17). A read costs one json.loads per reconcile; each read is a new dict, so no
+    reader can change what is kept."""
+
+    def __init__(self) -> None:
+        self._text: dict[str, str] = {}
+
+    def __getitem__(self, key: str) -> dict[str, Any]:
+        body: dict[str, Any] = json.loads(self._text[key])
+        return body
+
+    def __setitem__(self, key: str, body: Mapping[str, Any]) -> None:
+        self._text[key] = json.dumps(body, separators=(",", ":"))
+
+    def __delitem__(self, key: str) -> None:
+        del self._text[key]
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._text
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._text)
+
+    def __len__(self) -> int:
+        return len(self._text)
+
+
 class Store:
     def __init__(self) -> None:
-        self.executions: dict[str, dict[str, Any]] = {}
+        self.executions = CompactBodies()
+        """By namespace/name, slimmed."""
         self.jobs: dict[str, dict[str, Any]] = {}
         self._jobs_of: dict[str, set[str]] = {}
         """Job keys by the uid of the execution that owns them: a reconcile looks at its own Jobs only."""

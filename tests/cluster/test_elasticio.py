@@ -12,22 +12,18 @@ poll 200, 303 with an empty document, result 200 with `{"data": ...}`.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from hashlib import sha256
 from typing import Any
 
-import httpx
 import pytest
 from kubernetes import client
 
 from schedexec import models
-from tests.cluster.test_restapi import COMPONENTS, Api, service_account_token
-from tests.support import LocalCluster, Operator, free_port, new_namespace, self_signed_cert, wait_for
+from tests.cluster.test_restapi import COMPONENTS, service_account_token
+from tests.support import Api, LocalCluster, Operator, new_namespace, serving_api
 
 pytestmark = pytest.mark.cluster
 WORKSPACE = "59d341e9037f7200184a408b"
@@ -47,42 +43,14 @@ def workspace(
     cluster: LocalCluster, operator: Operator, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Workspace]:
     namespace = new_namespace(cluster, "ws")
-    folder = tmp_path_factory.mktemp("elasticio-api")
-    cert, key = self_signed_cert(folder)
-    port = free_port()
-    env = {
-        **os.environ,
-        "KUBECONFIG": str(cluster.kubeconfig),
-        "SCHEDEXEC_API_PORT": str(port),
-        "SCHEDEXEC_API_HOST": "127.0.0.1",
+    settings = {
         "SCHEDEXEC_API_COMPONENTS": json.dumps(COMPONENTS),
         "SCHEDEXEC_API_WORKSPACES": json.dumps({WORKSPACE: namespace}),
-        "SCHEDEXEC_API_TLS_CERT_FILE": str(cert),
-        "SCHEDEXEC_API_TLS_KEY_FILE": str(key),
     }
-    log = folder / "api.log"
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "schedexec.cli", "api"],
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    api = Api(f"https://127.0.0.1:{port}", log, cert)
-
-    def ready() -> bool:
-        try:
-            return httpx.get(f"{api.url}/readyz", timeout=2, verify=str(cert)).status_code == 200
-        except httpx.HTTPError:
-            return False
-
     try:
-        wait_for("the REST API to serve", ready, timeout=30)
-        yield Workspace(api, namespace)
+        with serving_api(cluster, tmp_path_factory.mktemp("elasticio-api"), settings) as api:
+            yield Workspace(api, namespace)
     finally:
-        process.terminate()
-        process.wait(timeout=15)
         cluster.core.delete_namespace(namespace)
 
 

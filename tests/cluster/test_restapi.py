@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import subprocess
 import sys
 import time
@@ -23,11 +22,11 @@ from schedexec import models, runs
 from schedexec_devcluster.controlplane import SERVICE_ACCOUNT_ISSUER
 from tests.support import (
     API_AUDIENCE,
+    Api,
     LocalCluster,
     Operator,
-    free_port,
     keep_large_result,
-    self_signed_cert,
+    serving_api,
     trusting,
     wait_for,
 )
@@ -42,60 +41,19 @@ APISERVER_TOKEN_CACHE_SECONDS = 10
 TokenReview of a token revoked a moment ago may still say yes for this long."""
 
 
-class Api:
-    def __init__(self, url: str, log: Path, ca: Path) -> None:
-        self.url, self.log, self.ca = url, log, ca
-
-    def client(self, token: str | None) -> httpx.Client:
-        headers = {"Authorization": f"Bearer {token}"} if token else {}
-        return httpx.Client(
-            base_url=self.url, headers=headers, timeout=30, follow_redirects=False, verify=trusting(self.ca)
-        )
-
-
 @pytest.fixture(scope="session")
 def api(cluster: LocalCluster, operator: Operator, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
-    port = free_port()
-    folder = tmp_path_factory.mktemp("api")
-    log = folder / "api.log"
-    cert, key = self_signed_cert(folder)
-    env = {
-        **os.environ,
-        "KUBECONFIG": str(cluster.kubeconfig),
-        "SCHEDEXEC_API_PORT": str(port),
-        "SCHEDEXEC_API_HOST": "127.0.0.1",
+    settings = {
         "SCHEDEXEC_API_COMPONENTS": json.dumps(COMPONENTS),
         "SCHEDEXEC_API_MAX_BODY_BYTES": "524288",
-        "SCHEDEXEC_API_TLS_CERT_FILE": str(cert),
-        "SCHEDEXEC_API_TLS_KEY_FILE": str(key),
         "SCHEDEXEC_API_REVIEW_TTL_SECONDS": str(REVIEW_TTL_SECONDS),
         # every test's client is 127.0.0.1, and schemathesis asks about many namespaces: one generous budget
         # (the budget's 429 is unit-tested)
         "SCHEDEXEC_API_REVIEWS_PER_SECOND_PER_CLIENT": "500",
         "SCHEDEXEC_API_REVIEW_BURST_PER_CLIENT": "5000",
     }
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "schedexec.cli", "api"],
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    handle = Api(f"https://127.0.0.1:{port}", log, cert)
-
-    def healthy() -> bool:
-        try:
-            return httpx.get(f"{handle.url}/readyz", timeout=2, verify=trusting(cert)).status_code == 200
-        except httpx.HTTPError:
-            return False
-
-    try:
-        wait_for("the REST API to serve", healthy, timeout=30)
-        yield handle
-    finally:
-        process.terminate()
-        process.wait(timeout=15)
+    with serving_api(cluster, tmp_path_factory.mktemp("api"), settings) as api:
+        yield api
 
 
 def service_account_token(

@@ -14,6 +14,8 @@ import itertools
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from schedexec.api.cache import ExecutionCache
+
 Watcher = Callable[[str, dict[str, Any]], None]
 
 
@@ -108,3 +110,10 @@ class FakeKube:
             (who, access["verb"], access["resource"], namespace, name) in self.grants
             for namespace in (access["namespace"], "*")
         )
+
+
+def watching_cache(kube: FakeKube) -> ExecutionCache:
+    """The API's execution cache, fed by the fake's watch as the real one is by the API server's."""
+    cache = ExecutionCache(kube)
+    kube.watchers.append(cache.apply)
+    return cache

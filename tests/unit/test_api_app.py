@@ -18,7 +18,7 @@ from schedexec.api.app import create_app
 from schedexec.api.cache import ExecutionCache
 from schedexec.api.documents import PENDING
 from schedexec.settings import ApiSettings
-from tests.unit.api_fake import FakeKube
+from tests.unit.api_fake import FakeKube, watching_cache
 
 NS = "shop"
 TOKEN = {"Authorization": "Bearer alice-token"}
@@ -48,9 +48,7 @@ def kube() -> FakeKube:
 
 @pytest.fixture
 def cache(kube: FakeKube) -> ExecutionCache:
-    cache = ExecutionCache(kube)
-    kube.watchers.append(cache.apply)
-    return cache
+    return watching_cache(kube)
 
 
 @pytest.fixture

@@ -20,7 +20,7 @@ from fastapi.testclient import TestClient
 from schedexec.api.app import create_app
 from schedexec.api.cache import ExecutionCache
 from schedexec.settings import ApiSettings
-from tests.unit.api_fake import FakeKube
+from tests.unit.api_fake import FakeKube, watching_cache
 
 WORKSPACE = "59d341e9037f7200184a408b"
 WS_NAMESPACE = "acme"
@@ -121,9 +121,7 @@ def kube() -> FakeKube:
 
 @pytest.fixture
 def cache(kube: FakeKube) -> ExecutionCache:
-    cache = ExecutionCache(kube)
-    kube.watchers.append(cache.apply)
-    return cache
+    return watching_cache(kube)
 
 
 def serve(kube: FakeKube, cache: ExecutionCache, settings: ApiSettings = SETTINGS) -> TestClient:

@@ -27,14 +27,17 @@ class FakeCluster:
         self.version = 10
         self.log: str | None = None
         self.latest: dict[str, dict[str, Any]] = {}
+        self.existing: set[str] = set()
+        """Jobs already there: creating one answers 409 (the same run, adopted)."""
 
     def _maybe_fail(self) -> None:
         if self.fail_with:
             raise self.fail_with.pop(0)
 
-    def create_job(self, manifest: dict[str, Any]) -> None:
+    def create_job(self, manifest: dict[str, Any]) -> bool:
         self._maybe_fail()
         self.calls.append(("create_job", manifest["metadata"]["name"]))
+        return manifest["metadata"]["name"] not in self.existing
 
     def write_status(self, execution: models.ScheduledExecution, status: dict[str, Any]) -> dict[str, Any]:
         self.calls.append(("write_status", status["phase"]))
@@ -220,6 +223,29 @@ def run_pod(name: str, job_name: str, owner: str, **status: Any) -> dict[str, An
         "spec": {"nodeName": "n", "containers": [{"name": runs.CONTAINER, "image": "img"}]},
         "status": status,
     }
+
+
+def test_an_adopted_job_that_finished_before_the_status_named_it_is_seen_without_another_event() -> None:
+    """An operator killed between creating run 1's Job and naming it in status; the Job finishes; its replacement
+    lists the finished Job and pod before it starts the run, adopts the Job (409) and must still end the run,
+    though no watch event of that Job or pod will ever come again."""
+    cluster = FakeCluster()
+    cluster.existing.add("a-r1")
+    c = controller(cluster)
+    done = job("a-r1", "a") | {"status": {"succeeded": 1, "conditions": [{"type": "Complete", "status": "True"}]}}
+    terminated = {"terminated": {"exitCode": 0, "message": '{"v":1,"outcome":"done","result":1}'}}
+    finished = {"phase": "Succeeded", "containerStatuses": [{"name": "run", "state": terminated}]}
+
+    async def scenario() -> None:
+        c.job_event(None, done)
+        c.pod_event(None, run_pod("a-r1-x", "a-r1", "a", **finished))
+        c.execution_event(None, body("a"))
+        await settle(c)
+
+    asyncio.run(scenario())
+    writes = [phase for call, phase in cluster.calls if call == "write_status"]
+    assert writes == ["Running", "Succeeded"]
+    assert cluster.latest["a"]["status"]["result"] == 1
 
 
 def test_pod_events_reconcile_the_owning_execution_only_when_something_it_reads_changed() -> None:
