@@ -17,9 +17,14 @@ def operator_pods(cluster: LocalCluster) -> list[Any]:
     return [p for p in pods.items if p.metadata.deletion_timestamp is None]
 
 
+def _all_ready(statuses: list[Any]) -> bool:
+    """Every container ready; a pod whose containers have no status yet is not."""
+    return bool(statuses) and all(status.ready for status in statuses)
+
+
 def running_operator_pod(cluster: LocalCluster) -> Any:
     def ready() -> Any:
-        pods = [p for p in operator_pods(cluster) if all(c.ready for c in p.status.container_statuses or [False])]
+        pods = [p for p in operator_pods(cluster) if _all_ready(p.status.container_statuses or [])]
         return pods[0] if len(pods) == 1 and pods[0].status.phase == "Running" else None
 
     return wait_for("one Running, Ready operator pod", ready, timeout=120)
