@@ -22,11 +22,10 @@ from typing import Any, TypeVar, cast
 import kopf
 import prometheus_client
 
-from schedexec import crd, decisions, runs, watches
+from schedexec import crd, decisions, kube, runs, watches
 from schedexec.api import app as api
 from schedexec.controller import Controller
 from schedexec.handlers import configure, registry_for
-from schedexec.kube import Cluster
 from schedexec.leader import LeaderElector, Leases
 from schedexec.settings import ApiSettings, OperatorSettings
 
@@ -39,16 +38,18 @@ def by_name(kind: Callable[..., T], settings: OperatorSettings) -> T:
 
 
 async def run_operator(settings: OperatorSettings) -> None:
-    cluster = Cluster.from_environment()
+    kopf_settings = configure(kopf.OperatorSettings())
+    vault = watches.Vault()  # Kopf's login fills it; the Job and pod streams and the operator's calls use it too
+    api = kube.Api(kopf_settings, vault)
     # Given, not detected: Kopf's detection asks the password database for the user name, and the
     # image's uid 65532 has no entry there (found on the first real kubelet: KeyError, CrashLoopBackOff).
     identity = f"{socket.gethostname()}-{os.getpid()}"
     elector = None
     if settings.leader_election_namespace:
-        leases = Leases(cluster.api, settings.leader_election_namespace, settings.leader_election_lease)
+        leases = Leases(api, settings.leader_election_namespace, settings.leader_election_lease)
         elector = LeaderElector(leases, identity)
     controller = Controller(
-        cluster=cluster,
+        cluster=kube.Cluster(api),
         policy=by_name(decisions.Policy, settings),
         pod_defaults=by_name(runs.PodDefaults, settings),
         max_running=settings.max_running,
@@ -57,8 +58,6 @@ async def run_operator(settings: OperatorSettings) -> None:
     )
     if settings.metrics_port:
         prometheus_client.start_http_server(settings.metrics_port)
-    kopf_settings = configure(kopf.OperatorSettings())
-    vault = watches.Vault()  # Kopf's login fills it; the Job and pod streams use it too
     kopf_task = asyncio.create_task(
         kopf.operator(
             registry=registry_for(controller),

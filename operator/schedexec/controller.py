@@ -9,7 +9,7 @@ wake-up on the `Timers` heap. Failures are retried with exponential
 backoff; a conflicting status write re-reads the execution instead.
 
 Everything in memory (store, slots, queue, timers) is touched on the event
-loop only; API calls run in the reconciler's thread pool. With leader
+loop only, and so are the API calls (kube.Cluster). With leader
 election, workers serve the queue only while the `LeaderElector` says this
 replica leads.
 """
@@ -27,7 +27,7 @@ from schedexec import decisions, metrics, runs
 from schedexec.kube import TRANSIENT, Cluster, Conflict, Gone, JobNameTaken
 from schedexec.leader import LeaderElector
 from schedexec.objects import key_of, split_key
-from schedexec.reconciler import Io, NotLeading, Reconciler
+from schedexec.reconciler import NotLeading, Reconciler
 from schedexec.scheduling import Timers, WorkQueue
 from schedexec.slots import RunSlots
 from schedexec.store import Seen, Store
@@ -60,7 +60,6 @@ class Controller:
             self.slots,
             policy,
             pod_defaults,
-            Io(workers + 1),
             wake=self.queue.add,
             may_act=elector.may_act if elector is not None else lambda: True,
         )
@@ -181,7 +180,7 @@ class Controller:
     async def _refresh(self, key: str) -> float:
         """After a conflict: read the execution again rather than retry on a stale copy."""
         try:
-            fresh = await self.reconciler.io(self.cluster.get_execution, *split_key(key))
+            fresh = await self.cluster.get_execution(*split_key(key))
         except TRANSIENT:
             return self._backoff(key)
         if fresh is None:

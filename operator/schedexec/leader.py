@@ -15,15 +15,13 @@ loop has even run: its monotonic clock moved on while it was frozen.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-import pykube
-
+from schedexec import kube
 from schedexec.kube import TRANSIENT
 
 log = logging.getLogger("schedexec")
@@ -40,34 +38,24 @@ RETRY_SECONDS = 2.0
 class Leases:
     """Read, create and replace one Lease (I/O only; `LeaderElector` decides)."""
 
-    def __init__(self, api: pykube.HTTPClient, namespace: str, name: str) -> None:
+    def __init__(self, api: kube.Api, namespace: str, name: str) -> None:
         self.api, self.namespace, self.name = api, namespace, name
 
-    def read(self) -> dict[str, Any] | None:
-        response = self.api.get(version=LEASES, namespace=self.namespace, url=f"leases/{self.name}")
-        if response.status_code == 404:
-            return None
-        self.api.raise_for_status(response)
-        return response.json()  # type: ignore[no-any-return]
+    async def read(self) -> dict[str, Any] | None:
+        answer = await self.api.call("get", kube.path(LEASES, self.namespace, f"leases/{self.name}"), tolerate=(404,))
+        return None if answer.status == 404 else answer.body
 
-    def create(self, spec: dict[str, Any]) -> bool:
+    async def create(self, spec: dict[str, Any]) -> bool:
         """Create the Lease; False if another replica created it first."""
         lease = {"apiVersion": LEASES, "kind": "Lease", "metadata": {"name": self.name}, "spec": spec}
-        response = self.api.post(version=LEASES, namespace=self.namespace, url="leases", data=json.dumps(lease))
-        if response.status_code == 409:
-            return False
-        self.api.raise_for_status(response)
-        return True
+        answer = await self.api.call("post", kube.path(LEASES, self.namespace, "leases"), lease, tolerate=(409,))
+        return answer.status != 409
 
-    def replace(self, lease: dict[str, Any]) -> bool:
+    async def replace(self, lease: dict[str, Any]) -> bool:
         """Replace the Lease as read (resourceVersion-guarded); False if it changed meanwhile."""
-        response = self.api.put(
-            version=LEASES, namespace=self.namespace, url=f"leases/{self.name}", data=json.dumps(lease)
-        )
-        if response.status_code == 409:
-            return False
-        self.api.raise_for_status(response)
-        return True
+        url = kube.path(LEASES, self.namespace, f"leases/{self.name}")
+        answer = await self.api.call("put", url, lease, tolerate=(409,))
+        return answer.status != 409
 
 
 def may_take(spec: Mapping[str, Any], identity: str, unchanged_for: float) -> bool:
@@ -123,9 +111,9 @@ class LeaderElector:
             await asyncio.sleep(RETRY_SECONDS)
 
     async def _try_acquire(self) -> bool:
-        lease = await asyncio.to_thread(self.leases.read)
+        lease = await self.leases.read()
         if lease is None:
-            return await asyncio.to_thread(self.leases.create, renewed({}, self.identity, datetime.now(UTC)))
+            return await self.leases.create(renewed({}, self.identity, datetime.now(UTC)))
         spec = lease.get("spec") or {}
         record = (spec.get("holderIdentity"), spec.get("renewTime"), spec.get("leaseTransitions"))
         if record != self._observed:
@@ -133,4 +121,4 @@ class LeaderElector:
         if not may_take(spec, self.identity, self.clock() - self._observed_at):
             return False
         lease["spec"] = renewed(spec, self.identity, datetime.now(UTC))
-        return await asyncio.to_thread(self.leases.replace, lease)
+        return await self.leases.replace(lease)

@@ -1,8 +1,8 @@
 """One reconcile: observe an execution's run, decide, and carry the decision out in a crash-safe order.
 
-A reconcile is a coroutine on the event loop; only its API calls run in
-worker threads (`Io`), so everything it reads and writes in memory (the
-store, the run slots) is touched from one thread. The order of effects is
+A reconcile is a coroutine on the event loop, and so are its API calls
+(`kube.Cluster`): everything it reads and writes in memory (the store, the
+run slots) is touched from one thread. The order of effects is
 the one `schedexec.decisions` relies on: create the run's Job, then write
 the status that names it; write the status that records an outcome, then
 delete the Job. A crash between two steps is repaired by the next reconcile,
@@ -18,19 +18,16 @@ volume only there).
 
 from __future__ import annotations
 
-import asyncio
-import concurrent.futures
 import logging
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import replace
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any
 
 import pydantic
-import pykube
 
-from schedexec import decisions, metrics, models, runs
+from schedexec import decisions, kube, metrics, models, runs
 from schedexec.kube import PERMANENT, TRANSIENT, Cluster, JobNameTaken, JobRejected
 from schedexec.models import EventType
 from schedexec.objects import owner_uids
@@ -43,8 +40,6 @@ log = logging.getLogger("schedexec")
 
 MOUNT_CHECK_SECONDS = 10.0
 """Least time between two reads of one pod's FailedMount events."""
-
-T = TypeVar("T")
 
 
 class NotLeading(Exception):
@@ -69,16 +64,6 @@ def _overdue(decision: decisions.Decision) -> bool:
     return error is not None and error.reason == models.Reason.RUN_OVERDUE
 
 
-class Io:
-    """Runs blocking API calls in a small thread pool, so the event loop never waits on the network."""
-
-    def __init__(self, threads: int) -> None:
-        self._executor = concurrent.futures.ThreadPoolExecutor(threads, thread_name_prefix="api")
-
-    async def __call__(self, call: Callable[..., T], *args: Any) -> T:
-        return await asyncio.get_running_loop().run_in_executor(self._executor, call, *args)
-
-
 class Reconciler:
     def __init__(
         self,
@@ -87,13 +72,12 @@ class Reconciler:
         slots: RunSlots,
         policy: decisions.Policy,
         pod_defaults: runs.PodDefaults,
-        io: Io,
         wake: Callable[[str], None],
         may_act: Callable[[], bool] = lambda: True,
     ) -> None:
         self.cluster, self.store, self.slots = cluster, store, slots
         self.policy, self.pod_defaults = policy, pod_defaults
-        self.io, self.wake, self.may_act = io, wake, may_act
+        self.wake, self.may_act = wake, may_act
         self._mount_checks: dict[str, tuple[float, list[dict[str, Any]]]] = {}
         """By pod uid: when its FailedMount events were last read (monotonic), and what they were."""
 
@@ -146,8 +130,8 @@ class Reconciler:
         execution = models.ScheduledExecution.model_construct(metadata=meta, spec=None)  # type: ignore[arg-type]
         status = decisions.invalid_spec(meta.generation, datetime.now(UTC), message)
         log.warning("%s %s: %s", execution.key, models.Reason.INVALID_SPEC, message)
-        self.store.execution_read(await self.io(self.cluster.write_status, execution, status_document(status)))
-        await self.io(self.cluster.post_event, execution, EventType.WARNING, models.Reason.INVALID_SPEC, message)
+        self.store.execution_read(await self.cluster.write_status(execution, status_document(status)))
+        await self.cluster.post_event(execution, EventType.WARNING, models.Reason.INVALID_SPEC, message)
 
     async def _current(self, body: Mapping[str, Any]) -> bool:
         """Whether `body` is the execution as the API server has it now; if not, the cache gets the fresh one.
@@ -155,7 +139,7 @@ class Reconciler:
         or behind a previous leader's, and a Job created or deleted on a stale view would run a run twice or
         lose it."""
         namespace, name = body["metadata"]["namespace"], body["metadata"]["name"]
-        fresh = await self.io(self.cluster.get_execution, namespace, name)
+        fresh = await self.cluster.get_execution(namespace, name)
         if fresh is None:
             return False
         if fresh["metadata"].get("resourceVersion") == body["metadata"].get("resourceVersion"):
@@ -179,7 +163,7 @@ class Reconciler:
         namespace = execution.metadata.namespace
         job = None if fresh else self.store.job_of(execution, current.job)
         if job is None:  # not in the watch cache (yet): ask the API server before concluding anything
-            job = await self.io(self.cluster.get_job, namespace, current.job)
+            job = await self.cluster.get_job(namespace, current.job)
             if job is not None and execution.metadata.uid not in owner_uids(job):
                 job = None  # a Job of that name that is not this execution's
         if job is None:
@@ -188,7 +172,7 @@ class Reconciler:
         observed = runs.observe(job, pods)
         if fresh or (observed.state.finished and not runs.pods_account_for(job, pods)):
             # the pod watch may lag behind the Job's: ask the API server for the pods before concluding
-            observed = runs.observe(job, await self.io(self.cluster.run_pods, namespace, job["metadata"]["uid"]))
+            observed = runs.observe(job, await self.cluster.run_pods(namespace, job["metadata"]["uid"]))
         elif observed.state is runs.RunState.ACTIVE:
             pod = runs.mount_check_due(pods, datetime.now(UTC), self.policy.start_failure_grace_seconds)
             if pod is not None:
@@ -209,9 +193,9 @@ class Reconciler:
         # output come on top
         budget = limit * 4 // 3 + 64 * 1024 + 8 * 1024 * 1024
         try:
-            log_text = await self.io(self.cluster.pod_log, namespace, observed.logged.pod, runs.CONTAINER, budget)
-        except pykube.exceptions.HTTPError as exc:
-            if exc.code not in (401, 403):
+            log_text = await self.cluster.pod_log(namespace, observed.logged.pod, runs.CONTAINER, budget)
+        except kube.APIError as exc:
+            if exc.status not in (401, 403):
                 raise  # transient: look again
             problem = (
                 f"the run wrote its outcome to its log, and the operator may not read it ({exc}): grant it get pods/log"
@@ -230,7 +214,7 @@ class Reconciler:
         if checked is not None and time.monotonic() - checked[0] < MOUNT_CHECK_SECONDS:
             return checked[1]
         try:
-            events = await self.io(self.cluster.pod_events, meta["namespace"], meta["uid"], runs.FAILED_MOUNT)
+            events = await self.cluster.pod_events(meta["namespace"], meta["uid"], runs.FAILED_MOUNT)
         except TRANSIENT as exc:  # e.g. no `list events` under custom RBAC: judge from the pod's status alone
             log.warning("cannot read the events of pod %s/%s: %s", meta["namespace"], meta.get("name"), exc)
             events = [] if checked is None else checked[1]
@@ -249,7 +233,7 @@ class Reconciler:
             self._ensure_leading(key)
             manifest = runs.job_manifest(execution, start.index, start.args, self.pod_defaults, start.method)
             try:
-                if not await self.io(self.cluster.create_job, manifest):
+                if not await self.cluster.create_job(manifest):
                     # adopted: its watch events may all have come before this status names it (it may even have
                     # finished), so none would bring the execution back: look again once this reconcile is done
                     self.wake(key)
@@ -262,10 +246,10 @@ class Reconciler:
         else:
             self.slots.stop_waiting(key)
         if decision.result_config_map is not None:  # before the status that names it
-            await self.io(self.cluster.create_config_map, decision.result_config_map)
+            await self.cluster.create_config_map(decision.result_config_map)
         document = status_document(decision.status)
         if document != status_document(execution.status):
-            updated = await self.io(self.cluster.write_status, execution, document)
+            updated = await self.cluster.write_status(execution, document)
             self.store.execution_read(updated)
             metrics.record_transition(execution.status, decision.status, now, start)
         for event in decision.events:
@@ -273,7 +257,7 @@ class Reconciler:
             extra = {"execution": key, "reason": event.reason}
             log.log(level, "%s %s: %s", key, event.reason, event.message, extra=extra)
             if event.posted:
-                await self.io(self.cluster.post_event, execution, event.type, event.reason, event.message)
+                await self.cluster.post_event(execution, event.type, event.reason, event.message)
         # a replica that stopped leading (frozen past its lease, say) may hold a stale view: it deletes nothing
         # (status writes need no check: they are guarded by the resourceVersion they were decided on)
         self._ensure_leading(key)
@@ -283,7 +267,7 @@ class Reconciler:
                 self.wake(waiting)
         if decision.delete_execution:
             self._ensure_leading(key)
-            await self.io(self.cluster.delete_execution, execution)
+            await self.cluster.delete_execution(execution)
 
     def _ensure_leading(self, key: str) -> None:
         """Checked right before every create or delete: a leader past its renew deadline acts no more."""
@@ -297,5 +281,5 @@ class Reconciler:
         namespace = execution.metadata.namespace
         for job in named + strays:
             self._ensure_leading(execution.key)
-            await self.io(self.cluster.delete_job, namespace, job, self.store.job_uid(namespace, job))
+            await self.cluster.delete_job(namespace, job, self.store.job_uid(namespace, job))
             self.store.deleting(namespace, job)

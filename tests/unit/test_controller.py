@@ -8,11 +8,10 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
-import pykube
+import aiohttp
 import pytest
-import requests
 
-from schedexec import decisions, models, runs
+from schedexec import decisions, kube, models, runs
 from schedexec.controller import Controller
 from schedexec.kube import Conflict, JobNameTaken, JobRejected
 from schedexec.reconciler import NotLeading, status_document
@@ -34,12 +33,12 @@ class FakeCluster:
         if self.fail_with:
             raise self.fail_with.pop(0)
 
-    def create_job(self, manifest: dict[str, Any]) -> bool:
+    async def create_job(self, manifest: dict[str, Any]) -> bool:
         self._maybe_fail()
         self.calls.append(("create_job", manifest["metadata"]["name"]))
         return manifest["metadata"]["name"] not in self.existing
 
-    def write_status(self, execution: models.ScheduledExecution, status: dict[str, Any]) -> dict[str, Any]:
+    async def write_status(self, execution: models.ScheduledExecution, status: dict[str, Any]) -> dict[str, Any]:
         self.calls.append(("write_status", status["phase"]))
         self.version += 1
         body = execution.model_dump(mode="json", by_alias=True)
@@ -48,32 +47,32 @@ class FakeCluster:
         self.latest[body["metadata"]["name"]] = body
         return body
 
-    def post_event(self, execution: models.ScheduledExecution, type_: str, reason: str, message: str) -> None:
+    async def post_event(self, execution: models.ScheduledExecution, type_: str, reason: str, message: str) -> None:
         self.calls.append(("event", reason))
 
-    def get_execution(self, namespace: str, name: str) -> dict[str, Any]:
+    async def get_execution(self, namespace: str, name: str) -> dict[str, Any]:
         """The execution as the API server has it: as last written here, else as first created."""
         self.calls.append(("get_execution", name))
         return self.latest.get(name) or body(name)
 
-    def delete_job(self, namespace: str, name: str, uid: str | None = None) -> None:
+    async def delete_job(self, namespace: str, name: str, uid: str | None = None) -> None:
         self.calls.append(("delete_job", name))
 
-    def get_job(self, namespace: str, name: str) -> None:
+    async def get_job(self, namespace: str, name: str) -> None:
         return None
 
-    def run_pods(self, namespace: str, job: str) -> list[dict[str, Any]]:
+    async def run_pods(self, namespace: str, job: str) -> list[dict[str, Any]]:
         self.calls.append(("run_pods", job))
         return []
 
-    def pod_log(self, namespace: str, pod: str, container: str, limit_bytes: int) -> str | None:
+    async def pod_log(self, namespace: str, pod: str, container: str, limit_bytes: int) -> str | None:
         self.calls.append(("pod_log", pod))
         return self.log
 
-    def create_config_map(self, manifest: dict[str, Any]) -> None:
+    async def create_config_map(self, manifest: dict[str, Any]) -> None:
         self.calls.append(("create_config_map", manifest["metadata"]["name"]))
 
-    def pod_events(self, namespace: str, pod_uid: str, reason: str) -> list[dict[str, Any]]:
+    async def pod_events(self, namespace: str, pod_uid: str, reason: str) -> list[dict[str, Any]]:
         self.calls.append(("pod_events", pod_uid))
         return []
 
@@ -117,8 +116,9 @@ def test_a_new_execution_creates_its_job_before_the_status_that_names_it() -> No
 @pytest.mark.parametrize(
     "error",
     [
-        requests.ConnectionError("refused"),
-        pykube.exceptions.HTTPError(500, "etcd is sad"),
+        aiohttp.ClientConnectionError("refused"),
+        TimeoutError(),
+        kube.APIError({"kind": "Status", "message": "etcd is sad"}, status=500, headers={}),
         Conflict("ns/a"),
     ],
 )

@@ -47,16 +47,16 @@ class FakeLeases:
         if self.down:
             raise leader.TRANSIENT[0]("unreachable")
 
-    def read(self) -> dict[str, Any] | None:
+    async def read(self) -> dict[str, Any] | None:
         self._check()
         return None if self.lease is None else {"spec": dict(self.lease["spec"])}
 
-    def create(self, spec: dict[str, Any]) -> bool:
+    async def create(self, spec: dict[str, Any]) -> bool:
         self._check()
         self.lease = {"spec": spec}
         return True
 
-    def replace(self, lease: dict[str, Any]) -> bool:
+    async def replace(self, lease: dict[str, Any]) -> bool:
         self._check()
         self.lease = lease
         return True

@@ -1,0 +1,182 @@
+"""The operator's API calls over Kopf's client: URLs, bodies, and each answer turned into what the controller
+handles (done, Conflict, Gone, a permanent refusal, or a transient error to retry).
+
+kube.py uses Kopf's internal request function and its vault; these tests serve the API server's answers
+from a loopback aiohttp server and break on import or on behaviour if a Kopf release moves either. Every
+cluster, chaos and node test runs the same calls against a real API server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import urllib.parse
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import kopf
+import pytest
+from aiohttp import web
+from kopf._cogs.structs import credentials
+
+from schedexec import kube, models
+
+Reply = tuple[int, Any]
+Answers = dict[tuple[str, str], Reply]
+
+
+def status(code: int, message: str) -> dict[str, Any]:
+    return {"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": code, "message": message}
+
+
+def job(owner: str = "uid-a") -> dict[str, Any]:
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {
+            "name": "a-r1",
+            "namespace": "ns",
+            "ownerReferences": [{"apiVersion": models.API_VERSION, "kind": models.KIND, "name": "a", "uid": owner}],
+        },
+    }
+
+
+EXECUTION = models.ScheduledExecution.model_validate(
+    {
+        "metadata": {"name": "a", "namespace": "ns", "uid": "uid-a", "resourceVersion": "7", "generation": 1},
+        "spec": {"component": {"image": "img"}, "method": "m"},
+    }
+)
+
+
+async def served(answers: Answers, seen: list[tuple[str, str, Any]]) -> AsyncIterator[kube.Cluster]:
+    """A Cluster whose API server answers `answers` by (method, path) and records each request in `seen`."""
+
+    async def handle(request: web.Request) -> web.StreamResponse:
+        body = await request.text()
+        seen.append((request.method, request.path_qs, json.loads(body) if body else None))
+        code, reply = answers.get((request.method, request.path), (404, status(404, "not found")))
+        if isinstance(reply, str):
+            return web.Response(status=code, text=reply)
+        return web.json_response(reply, status=code)
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", handle)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    vault = credentials.Vault()
+    await vault.populate({"test": credentials.ConnectionInfo(server=f"http://127.0.0.1:{port}")})
+    try:
+        yield kube.Cluster(kube.Api(kopf.OperatorSettings(), vault))
+    finally:
+        await vault.close()
+        await runner.cleanup()
+
+
+def run(answers: Answers, call: Callable[[kube.Cluster], Awaitable[Any]]) -> tuple[Any, list[tuple[str, str, Any]]]:
+    seen: list[tuple[str, str, Any]] = []
+
+    async def scenario() -> Any:
+        async for cluster in served(answers, seen):
+            return await call(cluster)
+
+    return asyncio.run(scenario()), seen
+
+
+def query(url: str) -> dict[str, list[str]]:
+    return urllib.parse.parse_qs(urllib.parse.urlsplit(url).query)
+
+
+JOBS = "/apis/batch/v1/namespaces/ns/jobs"
+STATUS = f"/apis/{models.API_VERSION}/namespaces/ns/{models.PLURAL}/a/status"
+
+
+def test_a_created_job_is_new_and_a_409_of_the_same_owner_is_the_same_run() -> None:
+    created, seen = run({("POST", JOBS): (201, job())}, lambda c: c.create_job(job()))
+    assert created is True
+    assert seen == [("POST", JOBS, job())]
+    adopted, seen = run(
+        {("POST", JOBS): (409, status(409, "exists")), ("GET", f"{JOBS}/a-r1"): (200, job())},
+        lambda c: c.create_job(job()),
+    )
+    assert adopted is False
+    assert [s[:2] for s in seen] == [("POST", JOBS), ("GET", f"{JOBS}/a-r1")]
+
+
+def test_a_job_of_that_name_owned_by_another_is_refused_for_good() -> None:
+    answers: Answers = {("POST", JOBS): (409, status(409, "exists")), ("GET", f"{JOBS}/a-r1"): (200, job("other"))}
+    with pytest.raises(kube.JobNameTaken):
+        run(answers, lambda c: c.create_job(job()))
+
+
+@pytest.mark.parametrize("code", [400, 403, 422])
+def test_a_job_the_api_server_refuses_ends_with_its_message(code: int) -> None:
+    answers: Answers = {("POST", JOBS): (code, status(code, 'exceeded quota: "runs"'))}
+    with pytest.raises(kube.JobRejected) as refused:
+        run(answers, lambda c: c.create_job(job()))
+    assert refused.value.status == code
+    assert refused.value.message == 'exceeded quota: "runs"'
+
+
+@pytest.mark.parametrize("code", [404, 429, 500, 503])
+def test_other_failures_of_a_job_creation_are_transient(code: int) -> None:
+    with pytest.raises(kube.TRANSIENT):
+        run({("POST", JOBS): (code, status(code, "later"))}, lambda c: c.create_job(job()))
+
+
+def test_a_status_write_sends_metadata_and_status_and_answers_the_new_object() -> None:
+    written = {"metadata": {"name": "a", "resourceVersion": "8"}, "status": {"phase": "Running"}}
+    answer, seen = run({("PUT", STATUS): (200, written)}, lambda c: c.write_status(EXECUTION, {"phase": "Running"}))
+    assert answer == written
+    ((method, url, sent),) = seen
+    assert (method, url) == ("PUT", STATUS)
+    assert sent["metadata"] == {"name": "a", "namespace": "ns", "resourceVersion": "7"}
+    assert sent["status"] == {"phase": "Running"} and "spec" not in sent
+
+
+@pytest.mark.parametrize(("code", "error"), [(409, kube.Conflict), (404, kube.Gone)])
+def test_a_status_write_on_a_changed_or_deleted_execution(code: int, error: type[Exception]) -> None:
+    with pytest.raises(error):
+        run({("PUT", STATUS): (code, status(code, "no"))}, lambda c: c.write_status(EXECUTION, {"phase": "Running"}))
+
+
+def test_deleting_a_job_that_is_gone_or_replaced_is_done() -> None:
+    for code in (200, 404, 409):
+        _, seen = run(
+            {("DELETE", f"{JOBS}/a-r1"): (code, status(code, ""))}, lambda c: c.delete_job("ns", "a-r1", "j1")
+        )
+        assert seen == [("DELETE", f"{JOBS}/a-r1", {"propagationPolicy": "Background", "preconditions": {"uid": "j1"}})]
+
+
+def test_lists_send_their_selector_and_answer_the_items() -> None:
+    pods = {"items": [{"metadata": {"name": "p"}}]}
+    answer, seen = run({("GET", "/api/v1/namespaces/ns/pods"): (200, pods)}, lambda c: c.run_pods("ns", "j1"))
+    assert answer == pods["items"]
+    assert query(seen[0][1]) == {"labelSelector": ["batch.kubernetes.io/controller-uid=j1"]}
+
+
+def test_a_log_is_text_and_a_gone_pod_has_none() -> None:
+    url = "/api/v1/namespaces/ns/pods/p/log"
+    text, seen = run({("GET", url): (200, "line 1\n{not json")}, lambda c: c.pod_log("ns", "p", "run", 100))
+    assert text == "line 1\n{not json"
+    assert query(seen[0][1]) == {"container": ["run"], "limitBytes": ["100"]}
+    gone, _ = run({}, lambda c: c.pod_log("ns", "p", "run", 100))
+    assert gone is None
+
+
+def test_an_event_that_cannot_be_posted_never_fails_the_reconcile() -> None:
+    events = "/api/v1/namespaces/ns/events"
+    _, seen = run(
+        {("POST", events): (500, status(500, "etcd"))}, lambda c: c.post_event(EXECUTION, "Warning", "R", "m")
+    )
+    assert seen[0][2]["involvedObject"]["uid"] == "uid-a"
+
+
+def test_a_forbidden_log_read_says_so() -> None:
+    url = "/api/v1/namespaces/ns/pods/p/log"
+    with pytest.raises(kube.APIError) as refused:
+        run({("GET", url): (403, status(403, "forbidden"))}, lambda c: c.pod_log("ns", "p", "run", 100))
+    assert refused.value.status == 403
