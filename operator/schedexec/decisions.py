@@ -115,6 +115,12 @@ class Decision:
     """A ConfigMap to create before the status that names it (a result too large for the status)."""
 
 
+def _copy(status: models.ScheduledExecutionStatus) -> models.ScheduledExecutionStatus:
+    """A deep copy for a decision to change: dumped and validated again, which is about five times faster than
+    pydantic's deep copy of the same status (a waiting execution's: 12 against 58 µs; issue 17)."""
+    return models.ScheduledExecutionStatus.model_validate(status.model_dump())
+
+
 def decide(
     execution: models.ScheduledExecution,
     run: runs.RunObservation,
@@ -123,7 +129,7 @@ def decide(
     policy: Policy = Policy(),
 ) -> Decision:
     """The next step for `execution`, given its current `run` (MISSING if none)."""
-    status = execution.status.model_copy(deep=True)
+    status = _copy(execution.status)
     step = _DecisionBuilder(execution, status, now, policy)
     if status.phase is not None and status.phase.finished:
         return step.after_finish(run)
@@ -208,7 +214,7 @@ def job_refused(
 ) -> Decision:
     """The execution fails because the API server refused the Job of run `index` for good (`refusal`:
     reason and the API server's message); nothing was started, so nothing is retried."""
-    status = execution.status.model_copy(deep=True)
+    status = _copy(execution.status)
     step = _DecisionBuilder(execution, status, now, policy)
     if status.phase is None:
         step.begin()

@@ -19,6 +19,11 @@ import kopf
 from schedexec import models, runs
 from schedexec.controller import Controller
 
+LIST_PAGE = 500
+"""Executions (and Jobs, pods) per page of the initial list: at most one page is parsed at a time."""
+WORKER_IDLE_SECONDS = 0.5
+"""How long Kopf keeps an execution's worker (and the last body it handled) after its last event (Kopf: 5 s)."""
+
 
 class NoDiffBase(kopf.DiffBaseStorage):
     """Kopf's diff-base (a deep copy of every body, kept to diff the next one) feeds change handlers;
@@ -40,6 +45,11 @@ def configure(settings: kopf.OperatorSettings) -> kopf.OperatorSettings:
     settings.persistence.diffbase_storage = NoDiffBase()  # no deep copy per event: nothing reads it
     settings.scanning.disabled = True  # no CRD/namespace listing: keeps the RBAC minimal
     settings.watching.server_timeout = 300
+    # Memory at 10,000 executions (issue 17): a listed execution is about 19 KB as Python objects, and each is
+    # held by the Kopf worker that handled it until the worker has idled `idle_timeout`. Listed in pages and
+    # with workers that exit soon, an operator (re)starting on 10,000 executions never holds them all at once.
+    settings.watching.chunk_size = LIST_PAGE
+    settings.queueing.idle_timeout = WORKER_IDLE_SECONDS
     # watch only the Jobs schedexec made, filtered by the API server, not every Job of the cluster
     settings.watching.label_selectors["batch", "jobs"] = f"app.kubernetes.io/managed-by={runs.MANAGED_BY}"
     # the runs' pods carry the Job template's labels: the same selector keeps every other pod out

@@ -402,3 +402,14 @@ def test_the_log_tail_in_status_is_an_explicit_opt_in() -> None:
     d = decide(execution(running()), CRASHED, at(5), slot_free=True, policy=opted)
     assert d.status.error is not None and d.status.error.message.endswith("segfault")
     assert d.delete_job == "sx1-r1"
+
+
+def test_a_decision_changes_a_copy_never_the_execution_it_was_given() -> None:
+    ex = execution(running(2, partialResult={"job": {"id": 1}}, nextArgs={"cursor": [1, 2]}))
+    before = ex.status.model_dump()
+    d = decide(ex, finished(envelope.schedule(30, {"cursor": [3]}, partial_result={"job": {"id": 2}})), at(5), True)
+    assert d.status.phase is Phase.WAITING and d.status.next_args == {"cursor": [3]}
+    assert ex.status.model_dump() == before
+    d.status.history.clear()
+    d.status.conditions.clear()
+    assert ex.status.model_dump() == before, "the decided status shares nothing with the given one"
