@@ -6,9 +6,10 @@
 #   buildah, mmdebstrap                offline image builds (no registry is reachable)
 #   python3-venv                       `make install`'s virtual environment
 #   lua5.4                             runs docs/argocd-health.lua in its test (Argo CD's health checks are Lua)
+#   wrk                                `make bench`'s REST poll load (loopback only)
 # Package indexes come from the machine's own apt configuration.
 set -euo pipefail
-packages=(containernetworking-plugins libseccomp-dev pkg-config iptables iproute2 conntrack buildah mmdebstrap python3-venv lua5.4)
+packages=(containernetworking-plugins libseccomp-dev pkg-config iptables iproute2 conntrack buildah mmdebstrap python3-venv lua5.4 wrk)
 missing=()
 for package in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
