@@ -70,7 +70,9 @@ async def run_operator(settings: OperatorSettings) -> None:
             identity=cast(Any, identity),  # kopf's Identity is a NewType of str it does not export
         )
     )
-    streams = watches.streams(kopf_settings, vault, settings.namespaces, controller.job_event, controller.pod_event)
+    streams = watches.streams(
+        kopf_settings, vault, settings.namespaces, controller.job_event, controller.pod_event, controller.caches_listed
+    )
     others = [asyncio.create_task(controller.run())] + [asyncio.create_task(s) for s in streams]
     done, _ = await asyncio.wait([kopf_task, *others], return_when=asyncio.FIRST_COMPLETED)
     for task in others:

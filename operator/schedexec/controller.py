@@ -7,6 +7,9 @@ workers at once). Workers are coroutines: each takes a key, lets the
 `Reconciler` bring that execution one step forward, and sets its next
 wake-up on the `Timers` heap. Failures are retried with exponential
 backoff; a conflicting status write re-reads the execution instead.
+Workers start once the Job and pod streams have listed, as a controller
+waits for its informers' caches to sync: a reconcile never decides on a
+store that lacks a run's Job.
 
 Everything in memory (store, slots, queue, timers) is touched on the event
 loop only, and so are the API calls (kube.Cluster). With leader
@@ -66,6 +69,8 @@ class Controller:
         self._failures: dict[str, int] = {}
         self._draining: dict[str, set[str]] = {}
         """Deleted executions whose run pods are still there, with the keys of their Jobs: they keep their slot."""
+        self.listed = asyncio.Event()
+        """Set once the Job and pod streams have all listed: no reconcile runs before (caches_listed)."""
 
     # --- inputs (Kopf's watch events, on the event loop) -----------------------------------------
 
@@ -76,9 +81,20 @@ class Controller:
             return
         if self.store.execution_changed(body) is not Seen.NEW:
             return
-        if (body.get("status") or {}).get("currentRun"):
-            self.slots.hold(key)  # a run in progress (e.g. seen after a restart) holds a slot
+        if self.store.run_in_progress(body):
+            self.slots.hold(key)  # a run in progress (e.g. seen after a restart) holds a slot, even past the limit
         self.queue.add(key)
+
+    def caches_listed(self) -> None:
+        """The Job and pod streams have all listed once (watches.streams): the store knows every run's Job and
+        pod. Runs in progress among the executions seen so far take their slots, then the workers start: no
+        slot goes to another execution before a run whose Job a stopped operator created is counted."""
+        if self.listed.is_set():
+            return
+        for key, body in self.store.executions.items():
+            if self.store.run_in_progress(body):
+                self.slots.hold(key)
+        self.listed.set()
 
     def job_event(self, event_type: str | None, body: Mapping[str, Any]) -> None:
         for owner in self.store.job_changed(event_type, body):
@@ -136,6 +152,7 @@ class Controller:
         return self.elector is None or self.elector.leading.is_set()
 
     async def _worker(self) -> None:
+        await self.listed.wait()
         while True:
             if self.elector is not None:
                 await self.elector.leading.wait()

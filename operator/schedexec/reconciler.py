@@ -96,7 +96,7 @@ class Reconciler:
         now = datetime.now(UTC)
         run = await self.observe(execution)
         log.debug("reconcile %s: phase %s, run %s", key, execution.status.phase, run.state)
-        if self._next_run_underway(execution):
+        if self.store.run_in_progress(body):
             self.slots.hold(key)  # its pod runs already: it holds a slot, even past the limit
         decision = decisions.decide(execution, run, now, self.slots.free_for(key), self.policy)
         if _overdue(decision):  # the watchdog acts on what the API server says now, not on the cache
@@ -110,14 +110,6 @@ class Reconciler:
         if decision.wake_at is None:
             return None
         return max((decision.wake_at - datetime.now(UTC)).total_seconds(), 0.0)
-
-    def _next_run_underway(self, execution: models.ScheduledExecution) -> bool:
-        """Whether the next run's Job exists though the status names no current run (created just before a
-        crash or a leader change): starting that run adopts it (its creation answers 409, the same run)."""
-        status = execution.status
-        if status.current_run is not None or (status.phase is not None and status.phase.finished):
-            return False
-        return self.store.job_of(execution, runs.job_name(execution.metadata.name, status.runs + 1)) is not None
 
     async def _refuse_invalid(self, body: Mapping[str, Any], exc: pydantic.ValidationError) -> None:
         """Fail an execution whose stored object the models refuse, once: retrying cannot make it valid."""

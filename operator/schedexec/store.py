@@ -159,6 +159,20 @@ class Store:
         job = self.jobs.get(f"{execution.metadata.namespace}/{name}")
         return job if job is not None and execution.metadata.uid in owner_uids(job) else None
 
+    def run_in_progress(self, body: Mapping[str, Any]) -> bool:
+        """Whether execution `body` has a run in progress: its status names one, or its next run's Job exists
+        though no status names it yet (created just before a crash or a leader change; starting that run
+        adopts it: its creation answers 409, the same run)."""
+        status = body.get("status") or {}
+        if status.get("currentRun"):
+            return True
+        phase = status.get("phase")
+        if phase is not None and models.Phase(phase).finished:
+            return False
+        meta = body["metadata"]
+        job = self.jobs.get(f"{meta['namespace']}/{runs.job_name(meta['name'], status.get('runs', 0) + 1)}")
+        return job is not None and meta.get("uid") in owner_uids(job)
+
     def pods_of(self, job: Mapping[str, Any]) -> list[dict[str, Any]]:
         """The cached pods of `job` (by uid: not those of an earlier Job of the same name)."""
         uid = job["metadata"].get("uid")

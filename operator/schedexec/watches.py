@@ -11,6 +11,11 @@ resourceVersion, the relist after 410 Gone, reconnects with backoff, server-side
 `settings.watching.label_selectors`, and the credentials of Kopf's login (the operator's Vault, shared with
 Kopf). That is Kopf's internal API: pyproject.toml pins Kopf to the minor version this module was tested
 with, and tests/unit/test_watches.py breaks on import and on event handling if it moves.
+
+The end of the streams' first lists is told to the controller: until every Job and pod is in the store, a
+reconcile could miss the Job of a run that a stopped operator created but never named in a status, and give
+that run's slot to another execution (tests/chaos/test_faults.py, the operator killed between a run's Job
+and its status, caught it).
 """
 
 from __future__ import annotations
@@ -24,6 +29,8 @@ from kopf._cogs.structs import credentials, references
 
 Handle = Callable[[str | None, Mapping[str, Any]], None]
 """controller.job_event or controller.pod_event: (event type, None for the initial list; the object)."""
+Listed = Callable[[], None]
+"""Called when a stream's list is over (the first one, and again after each relist)."""
 
 JOBS = references.Resource("batch", "v1", "jobs", namespaced=True)
 PODS = references.Resource("", "v1", "pods", namespaced=True)
@@ -31,9 +38,11 @@ PODS = references.Resource("", "v1", "pods", namespaced=True)
 Vault = credentials.Vault
 
 
-def handle_event(event: object, handle: Handle) -> None:
-    """One item of Kopf's stream: objects are handed on; list-end markers and BOOKMARKs carry no object."""
-    if isinstance(event, Mapping) and event.get("type") != "BOOKMARK":
+def handle_event(event: object, handle: Handle, listed: Listed) -> None:
+    """One item of Kopf's stream: objects are handed on, the list-end marker is told; BOOKMARKs carry nothing."""
+    if event is watching.Bookmark.LISTED:
+        listed()
+    elif isinstance(event, Mapping) and event.get("type") != "BOOKMARK":
         handle(event.get("type"), event["object"])
 
 
@@ -43,13 +52,14 @@ async def stream(
     resource: references.Resource,
     namespace: str | None,
     handle: Handle,
+    listed: Listed,
 ) -> None:
     """Every event of one kind in one namespace (None: cluster-wide), forever; it only ends by raising
     (for example a 403: the operator's RBAC lacks the watch), which stops the operator (cli.run_operator)."""
     auth.vault_var.set(vault)  # this task's own context: requests wait until Kopf's login has filled the vault
     where = references.NamespaceName(namespace) if namespace is not None else None
     async for event in watching.infinite_watch(settings=settings, resource=resource, namespace=where):
-        handle_event(event, handle)
+        handle_event(event, handle, listed)
 
 
 def streams(
@@ -58,9 +68,25 @@ def streams(
     namespaces: Collection[str],
     jobs: Handle,
     pods: Handle,
+    listed: Listed,
 ) -> list[Coroutine[Any, Any, None]]:
-    """The Job and pod streams of every watched namespace (none given: one cluster-wide stream each)."""
+    """The Job and pod streams of every watched namespace (none given: one cluster-wide stream each);
+    `listed` is called once every one of them has finished its first list, and never again."""
     where: list[str | None] = list(namespaces) or [None]
-    return [stream(settings, vault, JOBS, ns, jobs) for ns in where] + [
-        stream(settings, vault, PODS, ns, pods) for ns in where
+    kinds = [(JOBS, jobs), (PODS, pods)]
+    unlisted = {(resource.plural, ns) for resource, _ in kinds for ns in where}
+
+    def listed_one(resource: references.Resource, namespace: str | None) -> Listed:
+        def done() -> None:
+            if unlisted:
+                unlisted.discard((resource.plural, namespace))
+                if not unlisted:
+                    listed()
+
+        return done
+
+    return [
+        stream(settings, vault, resource, ns, handle, listed_one(resource, ns))
+        for resource, handle in kinds
+        for ns in where
     ]

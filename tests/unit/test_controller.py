@@ -93,6 +93,8 @@ def observe(c: Controller, execution: models.ScheduledExecution) -> runs.RunObse
 
 
 async def settle(c: Controller, seconds: float = 0.3) -> None:
+    """Let the workers run `seconds`, the Job and pod streams having listed (the test feeds their events)."""
+    c.caches_listed()
     task = asyncio.create_task(c.run())
     await asyncio.sleep(seconds)
     task.cancel()
@@ -206,6 +208,55 @@ def test_stray_jobs_of_an_execution_are_deleted_once_and_other_executions_jobs_a
     deleted = [name for call, name in cluster.calls if call == "delete_job"]
     assert deleted == ["a-r7"]
     assert "ns/a-r7" not in c.store.jobs and c.store._jobs_of == {"uid-a": {"ns/a-r1"}, "uid-b": {"ns/b-r1"}}
+
+
+def test_no_reconcile_runs_before_the_job_and_pod_streams_have_listed() -> None:
+    cluster = FakeCluster()
+    c = controller(cluster)
+
+    async def scenario() -> None:
+        c.execution_event(None, body("a"))
+        task = asyncio.create_task(c.run())
+        await asyncio.sleep(0.2)
+        assert cluster.calls == [], "a reconcile decided on a store without the Jobs"
+        c.caches_listed()
+        await asyncio.sleep(0.2)
+        task.cancel()
+
+    asyncio.run(scenario())
+    assert ("create_job", "a-r1") in cluster.calls
+
+
+def test_a_run_whose_job_no_status_names_yet_takes_its_slot_before_any_other_execution() -> None:
+    """A stopped operator created a's run 1 Job and never named it; its replacement lists b (which sorts first)
+    and a before the Jobs: once the Jobs are listed, a's run holds the only slot and b waits, whatever order
+    the workers take them in."""
+    cluster = FakeCluster()
+    cluster.existing.add("a-r1")
+    c = controller(cluster, max_running=1)
+
+    async def scenario() -> None:
+        c.execution_event(None, body("b"))
+        c.execution_event(None, body("a"))
+        c.job_event(None, job("a-r1", "a"))
+        await settle(c)
+
+    asyncio.run(scenario())
+    assert ("create_job", "a-r1") in cluster.calls, "a's run was adopted"
+    assert ("create_job", "b-r1") not in cluster.calls, "b took a slot that a's running pod holds"
+    assert c.slots.holders == {"ns/a"} and list(c.slots.waiting) == ["ns/b"]
+
+
+def test_an_execution_seen_after_the_listing_with_its_next_runs_job_there_holds_a_slot_at_once() -> None:
+    cluster = FakeCluster()
+    c = controller(cluster, max_running=1)
+    c.caches_listed()
+    c.job_event(None, job("a-r2", "a"))
+    c.execution_event(None, body("a") | {"status": {"phase": "Waiting", "runs": 1}})
+    c.execution_event(None, body("b") | {"status": {"phase": "Succeeded", "runs": 1}})
+    c.job_event(None, job("b-r2", "b"))  # a stray of a finished execution: no run
+    c.execution_event(None, body("c"))
+    assert c.slots.holders == {"ns/a"}
 
 
 def run_pod(name: str, job_name: str, owner: str, **status: Any) -> dict[str, Any]:

@@ -28,8 +28,8 @@ def test_objects_reach_the_handler_markers_and_bookmarks_do_not() -> None:
         {"type": "BOOKMARK", "object": {"metadata": {"resourceVersion": "7"}}},
         {"type": "DELETED", "object": JOB},
     ]:
-        watches.handle_event(event, lambda kind, body: seen.append((kind, body)))
-    assert seen == [(None, JOB), ("DELETED", JOB)]
+        watches.handle_event(event, lambda kind, body: seen.append((kind, body)), lambda: seen.append(("LISTED", {})))
+    assert seen == [("LISTED", {}), (None, JOB), ("DELETED", JOB)]
 
 
 def test_a_stream_requests_with_the_operators_vault(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -45,14 +45,23 @@ def test_a_stream_requests_with_the_operators_vault(monkeypatch: pytest.MonkeyPa
 
     monkeypatch.setattr(watching, "infinite_watch", infinite_watch)
     seen: list[str | None] = []
-    asyncio.run(watches.stream(kopf.OperatorSettings(), vault, watches.PODS, "ns", lambda kind, _: seen.append(kind)))
+    listed: list[bool] = []
+    stream = watches.stream(
+        kopf.OperatorSettings(),
+        vault,
+        watches.PODS,
+        "ns",
+        lambda kind, _: seen.append(kind),
+        lambda: listed.append(True),
+    )
+    asyncio.run(stream)
     assert asked == [(watches.PODS, "ns", vault)]
-    assert seen == ["ADDED"]
+    assert seen == ["ADDED"] and listed == [True]
 
 
 @pytest.mark.parametrize(("namespaces", "count"), [([], 2), (["a", "b"], 4)])
 def test_one_stream_per_kind_and_namespace(namespaces: list[str], count: int) -> None:
-    coroutines = watches.streams(kopf.OperatorSettings(), watches.Vault(), namespaces, print, print)
+    coroutines = watches.streams(kopf.OperatorSettings(), watches.Vault(), namespaces, print, print, print)
     assert len(coroutines) == count
     for coroutine in coroutines:
         coroutine.close()
@@ -63,3 +72,37 @@ def test_jobs_and_pods_are_selected_on_the_api_server() -> None:
     selector = f"app.kubernetes.io/managed-by={runs.MANAGED_BY}"
     assert settings.watching.label_selectors.collect(watches.JOBS) == [selector]
     assert settings.watching.label_selectors.collect(watches.PODS) == [selector]
+
+
+def test_listed_is_told_once_every_stream_has_listed_and_never_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Four streams (Jobs and pods of namespaces a and b); the pods of b list only after the Jobs of a have
+    relisted (410 Gone): `listed` comes right after the last first list, and no relist calls it again."""
+    gate = asyncio.Event()
+    log: list[str] = []
+
+    async def infinite_watch(*, settings: Any, resource: Any, namespace: str | None) -> AsyncIterator[Any]:
+        where = f"{resource.plural}/{namespace}"
+        if where == "pods/b":
+            await gate.wait()
+        log.append(where)
+        yield watching.Bookmark.LISTED
+        if where == "jobs/a":
+            log.append("jobs/a relisted")
+            yield watching.Bookmark.LISTED
+            gate.set()
+        yield {"type": "ADDED", "object": JOB}
+        log.append(f"{where} relisted")
+        yield watching.Bookmark.LISTED
+
+    monkeypatch.setattr(watching, "infinite_watch", infinite_watch)
+
+    async def scenario() -> None:
+        ignore: watches.Handle = lambda kind, body: None  # noqa: E731
+        listed = lambda: log.append("told")  # noqa: E731
+        await asyncio.gather(
+            *watches.streams(kopf.OperatorSettings(), watches.Vault(), ["a", "b"], ignore, ignore, listed)
+        )
+
+    asyncio.run(scenario())
+    assert log.count("told") == 1, log
+    assert log.index("told") == log.index("pods/b") + 1, log
