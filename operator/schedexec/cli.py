@@ -1,7 +1,7 @@
 """`schedexec`: the console script (operator, api, crds).
 
-`schedexec operator` runs Kopf, the Job and pod streams (watches.py) and the
-controller in one event loop with the settings from the environment (see
+`schedexec operator` runs Kopf, the execution, Job and pod streams
+(watches.py) and the controller in one event loop with the settings from the environment (see
 settings.py); if any of them stops, the operator stops; `schedexec api` serves the
 REST API (the `api` package); `schedexec crds DIR`
 writes the generated CRDs.
@@ -71,7 +71,13 @@ async def run_operator(settings: OperatorSettings) -> None:
         )
     )
     streams = watches.streams(
-        kopf_settings, vault, settings.namespaces, controller.job_event, controller.pod_event, controller.caches_listed
+        kopf_settings,
+        vault,
+        settings.namespaces,
+        controller.execution_event,
+        controller.job_event,
+        controller.pod_event,
+        controller.caches_listed,
     )
     others = [asyncio.create_task(controller.run())] + [asyncio.create_task(s) for s in streams]
     done, _ = await asyncio.wait([kopf_task, *others], return_when=asyncio.FIRST_COMPLETED)
@@ -103,7 +109,6 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     settings = OperatorSettings()
     kopf.configure(log_format=kopf.LogFormat[settings.log_format.upper()])
-    logging.getLogger("kopf.objects").setLevel(logging.WARNING)  # one line per watch event is noise
     logging.getLogger("schedexec").setLevel(settings.log_level.upper())
     asyncio.run(run_operator(settings))
     return 0

@@ -1,15 +1,15 @@
 """The operator's core loop: watch events in, keys queued, reconciles run by a few workers.
 
-Kopf hands every watch event to one of the three inputs here, on the event
+The watch streams (watches.py) hand every event to one of the three inputs here, on the event
 loop; the `Store` keeps the bodies and says which executions an event
 concerns, and their keys go into the `WorkQueue` (never twice, never to two
 workers at once). Workers are coroutines: each takes a key, lets the
 `Reconciler` bring that execution one step forward, and sets its next
 wake-up on the `Timers` heap. Failures are retried with exponential
 backoff; a conflicting status write re-reads the execution instead.
-Workers start once the Job and pod streams have listed, as a controller
-waits for its informers' caches to sync: a reconcile never decides on a
-store that lacks a run's Job.
+Workers start once the watch streams have listed, as a controller waits
+for its informers' caches to sync: a reconcile never decides on a store
+that lacks an execution, a run's Job or its pod.
 
 Everything in memory (store, slots, queue, timers) is touched on the event
 loop only, and so are the API calls (kube.Cluster). With leader
@@ -70,9 +70,9 @@ class Controller:
         self._draining: dict[str, set[str]] = {}
         """Deleted executions whose run pods are still there, with the keys of their Jobs: they keep their slot."""
         self.listed = asyncio.Event()
-        """Set once the Job and pod streams have all listed: no reconcile runs before (caches_listed)."""
+        """Set once the watch streams have all listed: no reconcile runs before (caches_listed)."""
 
-    # --- inputs (Kopf's watch events, on the event loop) -----------------------------------------
+    # --- inputs (the watch streams' events, on the event loop) -----------------------------------
 
     def execution_event(self, event_type: str | None, body: Mapping[str, Any]) -> None:
         key = key_of(body)
@@ -86,9 +86,9 @@ class Controller:
         self.queue.add(key)
 
     def caches_listed(self) -> None:
-        """The Job and pod streams have all listed once (watches.streams): the store knows every run's Job and
-        pod. Runs in progress among the executions seen so far take their slots, then the workers start: no
-        slot goes to another execution before a run whose Job a stopped operator created is counted."""
+        """The execution, Job and pod streams have all listed once (watches.streams): the store knows every
+        execution, run Job and pod. Every run in progress takes its slot, then the workers start: no slot goes
+        to another execution before a run whose Job a stopped operator created is counted."""
         if self.listed.is_set():
             return
         for key, body in self.store.executions.items():

@@ -4,7 +4,7 @@
 last read, what the cluster says about its current run, the time, and
 whether a run slot is free, and returns a `Decision`: the status to write,
 at most one Job to create or delete, events to post, and when to look again.
-The Kopf handlers and the scheduler only carry these out, so every rule
+The controller and the reconciler only carry these out, so every rule
 (polling, the minimum interval, the sequence deadline, retries, queueing,
 cancellation, TTL, runs whose pod cannot start, args too large to deliver)
 is unit-tested here without a cluster.

@@ -1,6 +1,6 @@
 """The operator's view of the cluster: executions, their Jobs and the Jobs' pods, as the watches show them.
 
-Kopf's watch events land here (on the event loop, the only place that
+The watch streams' events land here (on the event loop, the only place that
 touches the store). Each input returns the executions whose reconcile it
 concerns, so the controller only queues keys. Bodies are kept slimmed
 (`objects.slim`, pods through `runs.slim_pod`) and indexed the way a
@@ -80,8 +80,7 @@ class Store:
     def execution_changed(self, body: Mapping[str, Any]) -> Seen:
         """A watch event: kept, unless it only echoes this operator's own last write or read.
 
-        No watch event is ever held back as "older": Kopf squashes an object's events that arrive close
-        together (only the last one is handled) and a restarted watch lists instead of replaying, so the
+        No watch event is ever held back as "older": a restarted watch lists instead of replaying, so the
         version this operator wrote may never show up, and what shows up instead is newer. A watch that lags
         behind a write can put an older version in the cache; that is harmless, because every status write is
         guarded by the resourceVersion it was decided on, and a Job is created or deleted only after a fresh

@@ -1,21 +1,24 @@
-"""The Jobs' and pods' watch streams, handed to the controller without Kopf's handler machinery.
+"""The watch streams of the three kinds the operator reads, handed to the controller without Kopf's handler
+machinery.
 
-The operator watches three kinds. Executions go through Kopf's event handlers (handlers.py). Jobs and pods
-only feed the store, yet through Kopf every one of their events paid for its full processing: a per-object
-worker task, cause detection, handler matching, progress bookkeeping. A single-run execution brings about a
-dozen Job and pod events; in the `make bench` profile that processing was about a third of the operator's
-CPU per execution (issue 17; quick throughput bench, same machine and commit: 44.8 ms before, 27.7 ms after).
+Executions, their Jobs and the Jobs' pods only feed the store (store.py); every decision is the controller's.
+Through Kopf's handlers every event paid for its full processing: a per-object worker task, cause detection,
+handler matching, progress bookkeeping. A single-run execution brings about a dozen Job and pod events; in
+the `make bench` profile that processing was about a third of the operator's CPU per execution (issue 17;
+quick throughput bench, same machine and commit: 44.8 ms before, 27.7 ms after).
 
-What is kept is Kopf's stream itself, `infinite_watch`: the initial list, the watch from the list's
-resourceVersion, the relist after 410 Gone, reconnects with backoff, server-side label selectors from
+What is kept is Kopf's stream itself, `infinite_watch`: the initial list (in pages), the watch from the
+list's resourceVersion, the relist after 410 Gone, reconnects with backoff, server-side label selectors from
 `settings.watching.label_selectors`, and the credentials of Kopf's login (the operator's Vault, shared with
 Kopf). That is Kopf's internal API: pyproject.toml pins Kopf to the minor version this module was tested
 with, and tests/unit/test_watches.py breaks on import and on event handling if it moves.
 
-The end of the streams' first lists is told to the controller: until every Job and pod is in the store, a
-reconcile could miss the Job of a run that a stopped operator created but never named in a status, and give
-that run's slot to another execution (tests/chaos/test_faults.py, the operator killed between a run's Job
-and its status, caught it).
+The end of the first lists is told to the controller, as an informer's "synced": its workers start only
+once every execution, Job and pod is in the store. Before, executions came through Kopf's event handler,
+whose per-object workers handed the listed executions over one by one with no end marker; a restarted
+operator started runs for the first executions before it had seen one whose Job a stopped operator had
+created but never named, and gave that run's slot away (tests/chaos/test_faults.py, the operator killed
+between a run's Job and its status, caught it).
 """
 
 from __future__ import annotations
@@ -27,11 +30,14 @@ import kopf
 from kopf._cogs.clients import auth, watching
 from kopf._cogs.structs import credentials, references
 
+from schedexec import models
+
 Handle = Callable[[str | None, Mapping[str, Any]], None]
-"""controller.job_event or controller.pod_event: (event type, None for the initial list; the object)."""
+"""controller.execution_event, job_event or pod_event: (event type, None for the initial list; the object)."""
 Listed = Callable[[], None]
 """Called when a stream's list is over (the first one, and again after each relist)."""
 
+EXECUTIONS = references.Resource(models.GROUP, models.VERSION, models.PLURAL, namespaced=True)
 JOBS = references.Resource("batch", "v1", "jobs", namespaced=True)
 PODS = references.Resource("", "v1", "pods", namespaced=True)
 
@@ -66,14 +72,15 @@ def streams(
     settings: kopf.OperatorSettings,
     vault: credentials.Vault,
     namespaces: Collection[str],
+    executions: Handle,
     jobs: Handle,
     pods: Handle,
     listed: Listed,
 ) -> list[Coroutine[Any, Any, None]]:
-    """The Job and pod streams of every watched namespace (none given: one cluster-wide stream each);
-    `listed` is called once every one of them has finished its first list, and never again."""
+    """The execution, Job and pod streams of every watched namespace (none given: one cluster-wide stream
+    each); `listed` is called once every one of them has finished its first list, and never again."""
     where: list[str | None] = list(namespaces) or [None]
-    kinds = [(JOBS, jobs), (PODS, pods)]
+    kinds = [(EXECUTIONS, executions), (JOBS, jobs), (PODS, pods)]
     unlisted = {(resource.plural, ns) for resource, _ in kinds for ns in where}
 
     def listed_one(resource: references.Resource, namespace: str | None) -> Listed:

@@ -59,9 +59,9 @@ def test_a_stream_requests_with_the_operators_vault(monkeypatch: pytest.MonkeyPa
     assert seen == ["ADDED"] and listed == [True]
 
 
-@pytest.mark.parametrize(("namespaces", "count"), [([], 2), (["a", "b"], 4)])
+@pytest.mark.parametrize(("namespaces", "count"), [([], 3), (["a", "b"], 6)])
 def test_one_stream_per_kind_and_namespace(namespaces: list[str], count: int) -> None:
-    coroutines = watches.streams(kopf.OperatorSettings(), watches.Vault(), namespaces, print, print, print)
+    coroutines = watches.streams(kopf.OperatorSettings(), watches.Vault(), namespaces, print, print, print, print)
     assert len(coroutines) == count
     for coroutine in coroutines:
         coroutine.close()
@@ -75,8 +75,9 @@ def test_jobs_and_pods_are_selected_on_the_api_server() -> None:
 
 
 def test_listed_is_told_once_every_stream_has_listed_and_never_again(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Four streams (Jobs and pods of namespaces a and b); the pods of b list only after the Jobs of a have
-    relisted (410 Gone): `listed` comes right after the last first list, and no relist calls it again."""
+    """Six streams (executions, Jobs and pods of namespaces a and b); the pods of b list only after the Jobs
+    of a have relisted (410 Gone): `listed` comes right after the last first list, and no relist calls it
+    again."""
     gate = asyncio.Event()
     log: list[str] = []
 
@@ -100,7 +101,7 @@ def test_listed_is_told_once_every_stream_has_listed_and_never_again(monkeypatch
         ignore: watches.Handle = lambda kind, body: None  # noqa: E731
         listed = lambda: log.append("told")  # noqa: E731
         await asyncio.gather(
-            *watches.streams(kopf.OperatorSettings(), watches.Vault(), ["a", "b"], ignore, ignore, listed)
+            *watches.streams(kopf.OperatorSettings(), watches.Vault(), ["a", "b"], ignore, ignore, ignore, listed)
         )
 
     asyncio.run(scenario())
