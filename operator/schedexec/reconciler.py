@@ -129,11 +129,12 @@ class Reconciler:
         """Whether `body` is the execution as the API server has it now; if not, the cache gets the fresh one.
         Read before every Job creation and stray deletion: a watch may lag behind this operator's own writes
         or behind a previous leader's, and a Job created or deleted on a stale view would run a run twice or
-        lose it."""
+        lose it. Raises `kube.Gone` if the execution is deleted (a relist does not report deletions it
+        missed, so the cache can hold an execution that no longer exists): the controller forgets it."""
         namespace, name = body["metadata"]["namespace"], body["metadata"]["name"]
         fresh = await self.cluster.get_execution(namespace, name)
         if fresh is None:
-            return False
+            raise kube.Gone(f"{namespace}/{name}")
         if fresh["metadata"].get("resourceVersion") == body["metadata"].get("resourceVersion"):
             return True
         self.store.execution_read(fresh)

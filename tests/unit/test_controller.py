@@ -28,6 +28,8 @@ class FakeCluster:
         self.latest: dict[str, dict[str, Any]] = {}
         self.existing: set[str] = set()
         """Jobs already there: creating one answers 409 (the same run, adopted)."""
+        self.gone: set[str] = set()
+        """Executions deleted on the API server (a GET answers 404)."""
 
     def _maybe_fail(self) -> None:
         if self.fail_with:
@@ -50,9 +52,11 @@ class FakeCluster:
     async def post_event(self, execution: models.ScheduledExecution, type_: str, reason: str, message: str) -> None:
         self.calls.append(("event", reason))
 
-    async def get_execution(self, namespace: str, name: str) -> dict[str, Any]:
+    async def get_execution(self, namespace: str, name: str) -> dict[str, Any] | None:
         """The execution as the API server has it: as last written here, else as first created."""
         self.calls.append(("get_execution", name))
+        if name in self.gone:
+            return None
         return self.latest.get(name) or body(name)
 
     async def delete_job(self, namespace: str, name: str, uid: str | None = None) -> None:
@@ -455,6 +459,24 @@ def test_a_lagging_cache_creates_no_job_it_reads_the_execution_afresh_first() ->
     assert ("get_execution", "a") in cluster.calls
     assert not [call for call in cluster.calls if call[0] == "create_job"], cluster.calls
     assert c.store.executions["ns/a"]["status"]["runs"] == 1, "it went on from what the API server had"
+
+
+def test_an_execution_deleted_behind_a_stale_cache_is_forgotten_once_not_read_again_and_again() -> None:
+    """A relist does not report a deletion it missed, so the cache can hold an execution the API server no
+    longer has: the read before creating its Job says so, and the controller forgets it."""
+    cluster = FakeCluster()
+    cluster.gone.add("a")
+    c = controller(cluster)
+
+    async def scenario() -> None:
+        c.execution_event(None, body("a"))
+        await settle(c, 0.5)
+
+    asyncio.run(scenario())
+    assert not [call for call in cluster.calls if call[0] == "create_job"], cluster.calls
+    assert cluster.calls.count(("get_execution", "a")) == 1, cluster.calls
+    assert "ns/a" not in c.store.executions
+    assert not c.slots.holders
 
 
 RUNNING_A1 = {"phase": "Running", "currentRun": {"index": 1, "job": "a-r1", "startedAt": "2026-01-01T00:00:00Z"}}
