@@ -77,6 +77,7 @@ async def run_operator(settings: OperatorSettings) -> None:
         controller.execution_event,
         controller.job_event,
         controller.pod_event,
+        controller.relisted,
         controller.caches_listed,
     )
     others = [asyncio.create_task(controller.run())] + [asyncio.create_task(s) for s in streams]

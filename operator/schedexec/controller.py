@@ -9,7 +9,9 @@ wake-up on the `Timers` heap. Failures are retried with exponential
 backoff; a conflicting status write re-reads the execution instead.
 Workers start once the watch streams have listed, as a controller waits
 for its informers' caches to sync: a reconcile never decides on a store
-that lacks an execution, a run's Job or its pod.
+that lacks an execution, a run's Job or its pod. After a watch gap, each
+relist says what it listed, and what the store holds beyond that is handled
+as deleted (`relisted`).
 
 Everything in memory (store, slots, queue, timers) is touched on the event
 loop only, and so are the API calls (kube.Cluster). With leader
@@ -26,7 +28,7 @@ from typing import Any
 
 import pydantic
 
-from schedexec import decisions, metrics, runs
+from schedexec import decisions, metrics, models, runs
 from schedexec.kube import TRANSIENT, Cluster, Conflict, Gone, JobNameTaken
 from schedexec.leader import LeaderElector
 from schedexec.objects import key_of, split_key
@@ -95,6 +97,21 @@ class Controller:
             if self.store.run_in_progress(body):
                 self.slots.hold(key)
         self.listed.set()
+
+    def relisted(self, plural: str, namespace: str | None, keys: frozenset[str]) -> None:
+        """A stream of `plural` in `namespace` (None: all) has listed `keys`. What the store holds of that kind
+        there and the list did not show was deleted while the watch was away (a relist after 410 Gone brings
+        no DELETED event for it): it is handled as deleted now, so a run slot held by a vanished pod is
+        freed and a vanished execution is forgotten."""
+        cached, handle = {
+            models.PLURAL: (self.store.executions, self.execution_event),
+            "jobs": (self.store.jobs, self.job_event),
+            "pods": (self.store.pods, self.pod_event),
+        }[plural]
+        prefix = "" if namespace is None else f"{namespace}/"
+        for key in [key for key in cached if key.startswith(prefix) and key not in keys]:
+            log.info("%s %s was deleted while the watch was away", plural, key)
+            handle("DELETED", cached[key])
 
     def job_event(self, event_type: str | None, body: Mapping[str, Any]) -> None:
         for owner in self.store.job_changed(event_type, body):

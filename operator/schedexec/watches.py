@@ -19,6 +19,10 @@ whose per-object workers handed the listed executions over one by one with no en
 operator started runs for the first executions before it had seen one whose Job a stopped operator had
 created but never named, and gave that run's slot away (tests/chaos/test_faults.py, the operator killed
 between a run's Job and its status, caught it).
+
+Every list, the first and each relist after a watch gap, also reports the keys it listed: an object deleted
+while the watch was not looking gets no DELETED event from Kopf's stream, so the controller drops what its
+cache holds and the list did not show (Controller.relisted), as an informer's Replace does.
 """
 
 from __future__ import annotations
@@ -31,11 +35,15 @@ from kopf._cogs.clients import auth, watching
 from kopf._cogs.structs import credentials, references
 
 from schedexec import models
+from schedexec.objects import key_of
 
 Handle = Callable[[str | None, Mapping[str, Any]], None]
 """controller.execution_event, job_event or pod_event: (event type, None for the initial list; the object)."""
-Listed = Callable[[], None]
-"""Called when a stream's list is over (the first one, and again after each relist)."""
+Listed = Callable[[frozenset[str]], None]
+"""Called when a stream's list is over (the first one, and again after each relist), with the keys
+(namespace/name) of the objects it listed."""
+Relisted = Callable[[str, str | None, frozenset[str]], None]
+"""controller.relisted: (the resource's plural, the namespace or None for cluster-wide, the keys listed)."""
 
 EXECUTIONS = references.Resource(models.GROUP, models.VERSION, models.PLURAL, namespaced=True)
 JOBS = references.Resource("batch", "v1", "jobs", namespaced=True)
@@ -44,11 +52,16 @@ PODS = references.Resource("", "v1", "pods", namespaced=True)
 Vault = credentials.Vault
 
 
-def handle_event(event: object, handle: Handle, listed: Listed) -> None:
-    """One item of Kopf's stream: objects are handed on, the list-end marker is told; BOOKMARKs carry nothing."""
+def handle_event(event: object, handle: Handle, listed: Listed, listing: set[str]) -> None:
+    """One item of Kopf's stream: objects are handed on, the list-end marker is told; BOOKMARKs carry nothing.
+    `listing` collects the keys of the list in progress (items of type None); the marker hands them to
+    `listed` and starts afresh."""
     if event is watching.Bookmark.LISTED:
-        listed()
+        listed(frozenset(listing))
+        listing.clear()
     elif isinstance(event, Mapping) and event.get("type") != "BOOKMARK":
+        if event.get("type") is None:
+            listing.add(key_of(event["object"]))
         handle(event.get("type"), event["object"])
 
 
@@ -64,8 +77,9 @@ async def stream(
     (for example a 403: the operator's RBAC lacks the watch), which stops the operator (cli.run_operator)."""
     auth.vault_var.set(vault)  # this task's own context: requests wait until Kopf's login has filled the vault
     where = references.NamespaceName(namespace) if namespace is not None else None
+    listing: set[str] = set()
     async for event in watching.infinite_watch(settings=settings, resource=resource, namespace=where):
-        handle_event(event, handle, listed)
+        handle_event(event, handle, listed, listing)
 
 
 def streams(
@@ -75,16 +89,19 @@ def streams(
     executions: Handle,
     jobs: Handle,
     pods: Handle,
-    listed: Listed,
+    relisted: Relisted,
+    listed: Callable[[], None],
 ) -> list[Coroutine[Any, Any, None]]:
     """The execution, Job and pod streams of every watched namespace (none given: one cluster-wide stream
-    each); `listed` is called once every one of them has finished its first list, and never again."""
+    each). `relisted` is told the keys of every list of each; `listed` is called once every stream has
+    finished its first list, and never again."""
     where: list[str | None] = list(namespaces) or [None]
     kinds = [(EXECUTIONS, executions), (JOBS, jobs), (PODS, pods)]
     unlisted = {(resource.plural, ns) for resource, _ in kinds for ns in where}
 
     def listed_one(resource: references.Resource, namespace: str | None) -> Listed:
-        def done() -> None:
+        def done(keys: frozenset[str]) -> None:
+            relisted(resource.plural, namespace, keys)
             if unlisted:
                 unlisted.discard((resource.plural, namespace))
                 if not unlisted:

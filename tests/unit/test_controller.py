@@ -427,6 +427,36 @@ def test_a_deleted_execution_keeps_its_run_slot_until_its_pod_is_gone() -> None:
     assert ("create_job", "b-r1") in cluster.calls
 
 
+def test_what_a_relist_no_longer_shows_is_handled_as_deleted_and_frees_its_slot() -> None:
+    """Execution a, its Job and its running pod are deleted while the watches are away (410 Gone, then a
+    relist): no DELETED event comes. The relists' keys say so; b gets the slot, and another namespace's
+    objects are left alone (x runs there, in the second slot)."""
+    cluster = FakeCluster()
+    c = controller(cluster, max_running=2)
+    other = body("x") | {"metadata": {**body("x")["metadata"], "namespace": "elsewhere"}}
+
+    async def scenario() -> None:
+        c.execution_event(None, body("a"))
+        c.execution_event(None, other)
+        await settle(c, 0.2)
+        c.job_event("ADDED", job("a-r1", "a"))
+        c.pod_event("ADDED", run_pod("a-r1-x", "a-r1", "a", phase="Running"))
+        c.execution_event(None, body("b"))
+        await settle(c, 0.2)
+        assert ("create_job", "b-r1") not in cluster.calls
+        c.relisted(models.PLURAL, "ns", frozenset({"ns/b"}))
+        c.relisted("jobs", "ns", frozenset())
+        await settle(c, 0.2)
+        assert ("create_job", "b-r1") not in cluster.calls, "a's pod is still listed: its slot is not free"
+        c.relisted("pods", "ns", frozenset())
+        await settle(c, 0.2)
+
+    asyncio.run(scenario())
+    assert set(c.store.executions) == {"ns/b", "elsewhere/x"}
+    assert not c.store.jobs and not c.store.pods
+    assert ("create_job", "b-r1") in cluster.calls, "the vanished pod's slot went to b"
+
+
 def test_a_watch_event_is_kept_unless_it_echoes_the_operators_own_write() -> None:
     c = controller(FakeCluster())
     written = body("a") | {"status": {"phase": "Running"}}

@@ -1,4 +1,4 @@
-"""The Job and pod streams: what reaches the controller, under whose credentials, with which selector.
+"""The execution, Job and pod streams: what reaches the controller, under whose credentials, with which selector.
 
 watches.py uses Kopf's internal watch stream; these tests break on import or on behaviour if a Kopf
 release moves it. The streams against a real API server (lists, reconnects, 410 relists, an API server
@@ -28,7 +28,9 @@ def test_objects_reach_the_handler_markers_and_bookmarks_do_not() -> None:
         {"type": "BOOKMARK", "object": {"metadata": {"resourceVersion": "7"}}},
         {"type": "DELETED", "object": JOB},
     ]:
-        watches.handle_event(event, lambda kind, body: seen.append((kind, body)), lambda: seen.append(("LISTED", {})))
+        watches.handle_event(
+            event, lambda kind, body: seen.append((kind, body)), lambda keys: seen.append(("LISTED", {})), set()
+        )
     assert seen == [("LISTED", {}), (None, JOB), ("DELETED", JOB)]
 
 
@@ -45,23 +47,51 @@ def test_a_stream_requests_with_the_operators_vault(monkeypatch: pytest.MonkeyPa
 
     monkeypatch.setattr(watching, "infinite_watch", infinite_watch)
     seen: list[str | None] = []
-    listed: list[bool] = []
+    listed: list[frozenset[str]] = []
     stream = watches.stream(
         kopf.OperatorSettings(),
         vault,
         watches.PODS,
         "ns",
         lambda kind, _: seen.append(kind),
-        lambda: listed.append(True),
+        listed.append,
     )
     asyncio.run(stream)
     assert asked == [(watches.PODS, "ns", vault)]
-    assert seen == ["ADDED"] and listed == [True]
+    assert seen == ["ADDED"] and listed == [frozenset()]
+
+
+def test_every_list_reports_the_keys_it_listed_and_watch_events_do_not_count(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The first list, a watch event, a relist after 410 Gone without e-r1, and an empty relist: each list
+    reports exactly its own items, so the controller can drop what vanished during a gap."""
+    other = {"metadata": {"namespace": "ns", "name": "e-r2", "uid": "j2"}}
+
+    async def infinite_watch(*, settings: Any, resource: Any, namespace: str | None) -> AsyncIterator[Any]:
+        for event in [
+            {"type": None, "object": JOB},
+            watching.Bookmark.LISTED,
+            {"type": "ADDED", "object": other},
+            {"type": None, "object": other},
+            watching.Bookmark.LISTED,
+            watching.Bookmark.LISTED,
+        ]:
+            yield event
+
+    monkeypatch.setattr(watching, "infinite_watch", infinite_watch)
+    listed: list[frozenset[str]] = []
+    asyncio.run(
+        watches.stream(kopf.OperatorSettings(), watches.Vault(), watches.JOBS, "ns", lambda *_: None, listed.append)
+    )
+    assert listed == [frozenset({"ns/e-r1"}), frozenset({"ns/e-r2"}), frozenset()]
 
 
 @pytest.mark.parametrize(("namespaces", "count"), [([], 3), (["a", "b"], 6)])
 def test_one_stream_per_kind_and_namespace(namespaces: list[str], count: int) -> None:
-    coroutines = watches.streams(kopf.OperatorSettings(), watches.Vault(), namespaces, print, print, print, print)
+    coroutines = watches.streams(
+        kopf.OperatorSettings(), watches.Vault(), namespaces, print, print, print, print, print
+    )
     assert len(coroutines) == count
     for coroutine in coroutines:
         coroutine.close()
@@ -80,6 +110,7 @@ def test_listed_is_told_once_every_stream_has_listed_and_never_again(monkeypatch
     again."""
     gate = asyncio.Event()
     log: list[str] = []
+    relists: list[tuple[str, str | None]] = []
 
     async def infinite_watch(*, settings: Any, resource: Any, namespace: str | None) -> AsyncIterator[Any]:
         where = f"{resource.plural}/{namespace}"
@@ -101,9 +132,19 @@ def test_listed_is_told_once_every_stream_has_listed_and_never_again(monkeypatch
         ignore: watches.Handle = lambda kind, body: None  # noqa: E731
         listed = lambda: log.append("told")  # noqa: E731
         await asyncio.gather(
-            *watches.streams(kopf.OperatorSettings(), watches.Vault(), ["a", "b"], ignore, ignore, ignore, listed)
+            *watches.streams(
+                kopf.OperatorSettings(),
+                watches.Vault(),
+                ["a", "b"],
+                ignore,
+                ignore,
+                ignore,
+                lambda plural, namespace, keys: relists.append((plural, namespace)),
+                listed,
+            )
         )
 
     asyncio.run(scenario())
+    assert relists.count(("jobs", "a")) == 3 and relists.count(("pods", "b")) == 2, relists
     assert log.count("told") == 1, log
     assert log.index("told") == log.index("pods/b") + 1, log
