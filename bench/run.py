@@ -1038,8 +1038,8 @@ def summary_rows(results: dict[str, Any], node: dict[str, Any] | None) -> list[s
         )
         api = t["api"]
         rows.append(
-            f"| operator API writes per execution, Events included | **{api['writes_per_execution']:.2f}** "
-            f"({api['event_writes_per_execution']:.2f} of them Events) | ≤ 4 "
+            f"| operator API writes per execution, Events included | **{api['writes_per_execution']:.3f}** "
+            f"({api['event_writes_per_execution']:.3f} of them Events) | ≤ 4 "
             f"| {met(api['writes_per_execution'] <= 4)} |"
         )
         rows.append(
@@ -1203,8 +1203,8 @@ def throughput_section(t: dict[str, Any]) -> list[str]:
     api = t["api"]
     lines += [
         f"API requests by the operator per execution, from the audit log over the {t['repeats']} repeats "
-        f"(creation to its Job deleted): **{api['writes_per_execution']:.2f} writes** "
-        f"({api['event_writes_per_execution']:.2f} Events, {api['writes_per_execution_without_events']:.2f} "
+        f"(creation to its Job deleted): **{api['writes_per_execution']:.3f} writes** "
+        f"({api['event_writes_per_execution']:.3f} Events, {api['writes_per_execution_without_events']:.3f} "
         f"without; target ≤ 4 with Events), {api['reads_per_execution']:.2f} reads, "
         f"**{api['lists_per_execution']:.3f} lists** (target: no per-run list); watches are the operator's "
         f"long-running ones ({api['watch_requests']} began in these windows).",
