@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from schedexec.api.access import Gate
+from schedexec.api.access import Gate, executions
 from schedexec.api.errors import ApiError
 from schedexec.api.limits import Buckets, ExpiringLru, RateLimited
 from schedexec.settings import ApiSettings
@@ -89,3 +89,46 @@ def test_reviews_past_a_clients_burst_are_429_and_cached_answers_cost_nothing() 
         asyncio.run(reviews.caller("Bearer junk-2", "10.0.0.1"))
     assert limited.value.status == 429 and limited.value.headers == {"Retry-After": "1"}
     assert kube.token_reviews == ["good", "junk-1"]
+
+
+def test_requests_that_miss_the_cache_together_share_one_review_and_spend_one_token() -> None:
+    """50 connections of one client poll with one token; its cached answers expire: the 50 requests that
+    miss at once cost one TokenReview and one SubjectAccessReview, and none is refused 429 (burst 2)."""
+    kube, clock = FakeKube(), Clock()
+    kube.user("good", "alice")
+    kube.grant("alice", "get", "ns")
+    reviews = gate(kube, clock, review_burst_per_client=2, reviews_per_second_per_client=0.001)
+    access = executions("get", "ns")
+
+    async def poll() -> bool:
+        return await reviews.may(await reviews.caller("Bearer good", "10.0.0.1"), access)
+
+    async def together() -> list[bool]:
+        return await asyncio.gather(*(poll() for _ in range(50)))
+
+    assert asyncio.run(together()) == [True] * 50
+    assert kube.token_reviews == ["good"] and len(kube.access_reviews) == 1
+    assert not reviews._under_way, "nothing is left waiting"
+
+
+def test_a_shared_review_that_fails_fails_every_request_waiting_for_it_and_is_asked_anew_next_time() -> None:
+    kube, clock = FakeKube(), Clock()
+    kube.user("good", "alice")
+    reviews = gate(kube, clock, review_burst_per_client=10)
+    calls: list[str] = []
+
+    def broken(token: str, audiences: list[str]) -> None:
+        calls.append(token)
+        raise ConnectionError("the API server is away")
+
+    kube.review_token = broken  # type: ignore[method-assign,assignment]
+
+    async def together() -> list[object]:
+        return await asyncio.gather(
+            *(reviews.caller("Bearer good", "10.0.0.1") for _ in range(5)), return_exceptions=True
+        )
+
+    assert all(isinstance(answer, ConnectionError) for answer in asyncio.run(together()))
+    assert calls == ["good"]
+    asyncio.run(together())
+    assert calls == ["good", "good"], "a failed review is not cached"
