@@ -8,8 +8,9 @@ workers at once). Workers are coroutines: each takes a key, lets the
 wake-up on the `Timers` heap. Failures are retried with exponential
 backoff; a conflicting status write re-reads the execution instead.
 Workers start once the watch streams have listed, as a controller waits
-for its informers' caches to sync: a reconcile never decides on a store
-that lacks an execution, a run's Job or its pod. After a watch gap, each
+for its informers' caches to sync: no reconcile decides before the store
+has every execution, run Job and pod of the first lists (later, a watch may
+lag: the reconciler asks the API server where that matters). After a watch gap, each
 relist says what it listed, and what the store holds beyond that is handled
 as deleted (`relisted`).
 
@@ -130,7 +131,10 @@ class Controller:
 
     def forget(self, key: str) -> None:
         """The execution is gone: drop everything kept about it; its run slot is freed once its pods are gone
-        (a deleted execution's run may still be running while its pod terminates)."""
+        (a deleted execution's run may still be running while its pod terminates). Forgetting it again
+        (its DELETED event after a 404 already told) changes nothing: its slot still waits for those pods."""
+        if key in self._draining:
+            return
         jobs = self.store.run_jobs_of(key)
         self.store.execution_deleted(key)
         self.timers.cancel(key)
@@ -184,6 +188,8 @@ class Controller:
                 self.queue.done(key)
             if key in self.store.executions:
                 self.timers.set(key, delay)
+            elif key not in self._draining:
+                self._release(key)  # forgotten while this reconcile awaited the API: nothing may hold its slot
             self._export_gauges()
 
     async def _reconcile(self, key: str) -> float | None:

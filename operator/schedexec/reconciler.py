@@ -93,11 +93,11 @@ class Reconciler:
             return None
         if execution.metadata.deletion_timestamp is not None:
             return None
+        if self.store.run_in_progress(body):  # before any await: a deletion seen meanwhile frees what it holds
+            self.slots.hold(key)  # its pod runs already: it holds a slot, even past the limit
         now = datetime.now(UTC)
         run = await self.observe(execution)
         log.debug("reconcile %s: phase %s, run %s", key, execution.status.phase, run.state)
-        if self.store.run_in_progress(body):
-            self.slots.hold(key)  # its pod runs already: it holds a slot, even past the limit
         decision = decisions.decide(execution, run, now, self.slots.free_for(key), self.policy)
         if _overdue(decision):  # the watchdog acts on what the API server says now, not on the cache
             run = await self.observe(execution, fresh=True)

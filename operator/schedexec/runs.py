@@ -547,6 +547,10 @@ def parse_time(stamp: str | None) -> datetime | None:
         return None
 
 
+JOB_NAME_LABELS = ("batch.kubernetes.io/job-name", "job-name")
+"""The Job controller's labels naming a pod's Job (the older one still set for compatibility)."""
+
+
 def pod_job(pod: Mapping[str, Any]) -> str | None:
     """The name of the Job that owns `pod`, if a Job does."""
     meta = pod.get("metadata") or {}
@@ -554,7 +558,7 @@ def pod_job(pod: Mapping[str, Any]) -> str | None:
         if owner.get("kind") == "Job" and owner.get("apiVersion") == "batch/v1":
             return owner.get("name")  # type: ignore[no-any-return]
     labels = meta.get("labels") or {}
-    return labels.get("batch.kubernetes.io/job-name") or labels.get("job-name")
+    return next((labels[label] for label in JOB_NAME_LABELS if labels.get(label)), None)
 
 
 def pod_job_uid(pod: Mapping[str, Any]) -> str | None:
@@ -563,6 +567,11 @@ def pod_job_uid(pod: Mapping[str, Any]) -> str | None:
         if owner.get("kind") == "Job" and owner.get("apiVersion") == "batch/v1":
             return owner.get("uid")  # type: ignore[no-any-return]
     return None
+
+
+KEPT_POD_LABELS = (EXECUTION_LABEL, RUN_LABEL, *JOB_NAME_LABELS)
+"""What `observe` and `pod_job` read of a run pod's labels (a pod deleted while the watch was away is handed
+on as the store kept it: Controller.relisted)."""
 
 
 def slim_pod(pod: Mapping[str, Any]) -> dict[str, Any]:
@@ -574,7 +583,7 @@ def slim_pod(pod: Mapping[str, Any]) -> dict[str, Any]:
     return {
         "metadata": {
             **{key: meta[key] for key in kept_meta if key in meta},
-            "labels": {k: v for k, v in (meta.get("labels") or {}).items() if k in (EXECUTION_LABEL, RUN_LABEL)},
+            "labels": {k: v for k, v in (meta.get("labels") or {}).items() if k in KEPT_POD_LABELS},
             "ownerReferences": meta.get("ownerReferences") or [],
         },
         "spec": {

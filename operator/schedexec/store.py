@@ -125,16 +125,18 @@ class Store:
 
     def pod_changed(self, event_type: str | None, body: Mapping[str, Any]) -> str | None:
         """Keep or drop a run pod; returns its execution's key if anything a decision reads changed."""
-        meta = body["metadata"]
+        meta, pod_key = body["metadata"], key_of(body)
+        if event_type == "DELETED":
+            before = self.pods.pop(pod_key, None)
+            job = runs.pod_job(before or body)  # as it was indexed
+            if job is not None:
+                _unindex(self._pods_of, f"{meta['namespace']}/{job}", pod_key)
+            return None  # the Job's own events tell what its pods' deletion means
         job = runs.pod_job(body)
         if job is None:
             return None
-        pod_key, job_key = key_of(body), f"{meta['namespace']}/{job}"
+        job_key = f"{meta['namespace']}/{job}"
         before = self.pods.get(pod_key)
-        if event_type == "DELETED":
-            self.pods.pop(pod_key, None)
-            _unindex(self._pods_of, job_key, pod_key)
-            return None  # the Job's own events tell what its pods' deletion means
         slimmed = runs.slim_pod(body)
         self.pods[pod_key] = slimmed
         self._pods_of.setdefault(job_key, set()).add(pod_key)

@@ -27,6 +27,7 @@ cache holds and the list did not show (Controller.relisted), as an informer's Re
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Collection, Coroutine, Mapping
 from typing import Any
 
@@ -36,6 +37,8 @@ from kopf._cogs.structs import credentials, references
 
 from schedexec import models
 from schedexec.objects import key_of
+
+log = logging.getLogger("schedexec")
 
 Handle = Callable[[str | None, Mapping[str, Any]], None]
 """controller.execution_event, job_event or pod_event: (event type, None for the initial list; the object)."""
@@ -57,8 +60,9 @@ def handle_event(event: object, handle: Handle, listed: Listed, listing: set[str
     `listing` collects the keys of the list in progress (items of type None); the marker hands them to
     `listed` and starts afresh."""
     if event is watching.Bookmark.LISTED:
-        listed(frozenset(listing))
+        keys = frozenset(listing)
         listing.clear()
+        listed(keys)
     elif isinstance(event, Mapping) and event.get("type") != "BOOKMARK":
         if event.get("type") is None:
             listing.add(key_of(event["object"]))
@@ -79,7 +83,18 @@ async def stream(
     where = references.NamespaceName(namespace) if namespace is not None else None
     listing: set[str] = set()
     async for event in watching.infinite_watch(settings=settings, resource=resource, namespace=where):
-        handle_event(event, handle, listed, listing)
+        try:
+            handle_event(event, handle, listed, listing)
+        except Exception:  # one object the controller cannot take must not stop the stream for all others
+            log.exception("a %s watch event could not be handled: %s", resource.plural, _about(event))
+
+
+def _about(event: object) -> str:
+    """Which object a watch event is about, for a log line (never its content: it may hold credentials)."""
+    if isinstance(event, Mapping):
+        meta = (event.get("object") or {}).get("metadata") or {}
+        return f"{event.get('type')} {meta.get('namespace')}/{meta.get('name')}"
+    return repr(event)
 
 
 def streams(
@@ -101,11 +116,13 @@ def streams(
 
     def listed_one(resource: references.Resource, namespace: str | None) -> Listed:
         def done(keys: frozenset[str]) -> None:
-            relisted(resource.plural, namespace, keys)
-            if unlisted:
-                unlisted.discard((resource.plural, namespace))
-                if not unlisted:
-                    listed()
+            try:
+                relisted(resource.plural, namespace, keys)
+            finally:  # the workers start even if handling what vanished failed (stream() logs it)
+                if unlisted:
+                    unlisted.discard((resource.plural, namespace))
+                    if not unlisted:
+                        listed()
 
         return done
 

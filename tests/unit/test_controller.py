@@ -457,6 +457,61 @@ def test_what_a_relist_no_longer_shows_is_handled_as_deleted_and_frees_its_slot(
     assert ("create_job", "b-r1") in cluster.calls, "the vanished pod's slot went to b"
 
 
+class SlowJobReads(FakeCluster):
+    """Reading a Job takes a while, during which other events are handled (as on the event loop)."""
+
+    async def get_job(self, namespace: str, name: str) -> dict[str, Any] | None:  # type: ignore[override]
+        await asyncio.sleep(0.1)
+        return job(name, "a") | {"status": {"active": 1}}
+
+
+def test_an_execution_deleted_while_its_reconcile_awaits_the_api_keeps_no_slot() -> None:
+    """a's run is named in its status, its Job not yet in the cache: the next reconcile reads the Job; a's
+    deletion arrives meanwhile. Nothing may hold a's slot afterwards (it would be held for good)."""
+    cluster = SlowJobReads()
+    c = controller(cluster, max_running=1)
+
+    async def scenario() -> None:
+        c.execution_event(None, body("a"))
+        await settle(c, 0.3)  # a-r1 created and named: Running
+        c.queue.add("ns/a")
+        task = asyncio.create_task(c.run())
+        await asyncio.sleep(0.05)  # the reconcile is reading a-r1
+        c.execution_event("DELETED", cluster.latest["a"])
+        await asyncio.sleep(0.3)
+        task.cancel()
+
+    asyncio.run(scenario())
+    assert [phase for call, phase in cluster.calls if call == "write_status"] == ["Running"]
+    assert not c.slots.holders
+
+
+def test_forgetting_a_draining_execution_again_keeps_its_slot_until_its_pod_is_gone() -> None:
+    """a is deleted while its pod runs (its slot drains); a 404 forgets it again: b still waits for the pod.
+    Its pod then vanishes during a watch gap, with no Job owner left on it: the relist frees the slot."""
+    cluster = FakeCluster()
+    c = controller(cluster, max_running=1)
+    orphan = run_pod("a-r1-x", "a-r1", "a", phase="Running")
+    orphan["metadata"]["ownerReferences"] = []  # the pod names its Job by label only
+
+    async def scenario() -> None:
+        c.execution_event(None, body("a"))
+        await settle(c, 0.2)
+        c.job_event("ADDED", job("a-r1", "a"))
+        c.pod_event("ADDED", orphan)
+        c.execution_event(None, body("b"))
+        c.execution_event("DELETED", body("a"))
+        c.forget("ns/a")
+        await settle(c, 0.2)
+        assert ("create_job", "b-r1") not in cluster.calls, "a's pod still runs: its slot is not free"
+        c.relisted("pods", "ns", frozenset())
+        await settle(c, 0.2)
+
+    asyncio.run(scenario())
+    assert not c.store.pods and not c.store.pods_left({"ns/a-r1"})
+    assert ("create_job", "b-r1") in cluster.calls
+
+
 def test_a_watch_event_is_kept_unless_it_echoes_the_operators_own_write() -> None:
     c = controller(FakeCluster())
     written = body("a") | {"status": {"phase": "Running"}}

@@ -355,7 +355,7 @@ def test_the_pod_cache_keeps_little_and_knows_when_a_pod_changed() -> None:
     body = pod(waiting=("ErrImagePull", PULL_ERROR))
     slim = runs.slim_pod(body)
     assert "managedFields" not in slim["metadata"] and "env" not in slim["spec"]["containers"][0]
-    assert slim["metadata"]["labels"] == {}
+    assert slim["metadata"]["labels"] == {"batch.kubernetes.io/job-name": "sx1-r1"}, "only the labels pod_job reads"
     assert runs.pod_job(slim) == "sx1-r1" and runs.pod_job_uid(slim) == "job-1"
     assert runs.pod_signature(slim) == runs.pod_signature(body)
     assert runs.pod_signature(body) != runs.pod_signature(pod(waiting=("ImagePullBackOff", PULL_ERROR)))

@@ -148,3 +148,25 @@ def test_listed_is_told_once_every_stream_has_listed_and_never_again(monkeypatch
     assert relists.count(("jobs", "a")) == 3 and relists.count(("pods", "b")) == 2, relists
     assert log.count("told") == 1, log
     assert log.index("told") == log.index("pods/b") + 1, log
+
+
+def test_an_event_the_controller_cannot_take_is_logged_and_the_stream_goes_on(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    broken = {"metadata": {"namespace": "ns", "name": "bad", "uid": "x"}}
+
+    async def infinite_watch(*, settings: Any, resource: Any, namespace: str | None) -> AsyncIterator[Any]:
+        for event in [{"type": None, "object": broken}, {"type": None, "object": JOB}, watching.Bookmark.LISTED]:
+            yield event
+
+    def handle(kind: str | None, body: Mapping[str, Any]) -> None:
+        if body is broken:
+            raise ValueError("'Dancing' is not a valid Phase")
+        seen.append(body)
+
+    monkeypatch.setattr(watching, "infinite_watch", infinite_watch)
+    seen: list[Mapping[str, Any]] = []
+    listed: list[frozenset[str]] = []
+    asyncio.run(watches.stream(kopf.OperatorSettings(), watches.Vault(), watches.JOBS, "ns", handle, listed.append))
+    assert seen == [JOB] and listed == [frozenset({"ns/bad", "ns/e-r1"})]
+    assert "could not be handled: None ns/bad" in caplog.text
