@@ -131,11 +131,10 @@ class Controller:
 
     def forget(self, key: str) -> None:
         """The execution is gone: drop everything kept about it; its run slot is freed once its pods are gone
-        (a deleted execution's run may still be running while its pod terminates). Forgetting it again
-        (its DELETED event after a 404 already told) changes nothing: its slot still waits for those pods."""
-        if key in self._draining:
-            return
-        jobs = self.store.run_jobs_of(key)
+        (a deleted execution's run may still be running while its pod terminates). Forgetting it again (its
+        DELETED event after a 404 already told), or forgetting a new execution of the same name, keeps waiting
+        for the pods it waited for before."""
+        jobs = self.store.run_jobs_of(key) | self._draining.pop(key, set())
         self.store.execution_deleted(key)
         self.timers.cancel(key)
         self._failures.pop(key, None)

@@ -405,15 +405,20 @@ def test_a_job_refused_for_good_fails_the_execution_at_once_instead_of_retrying(
     assert c._failures == {}, "no backoff: nothing is retried"
 
 
+async def run_a(c: Controller, pod: dict[str, Any] | None = None) -> None:
+    """Execution a's run 1 starts, and its Job and running pod reach the caches."""
+    c.execution_event(None, body("a"))
+    await settle(c, 0.2)
+    c.job_event("ADDED", job("a-r1", "a"))
+    c.pod_event("ADDED", pod or run_pod("a-r1-x", "a-r1", "a", phase="Running"))
+
+
 def test_a_deleted_execution_keeps_its_run_slot_until_its_pod_is_gone() -> None:
     cluster = FakeCluster()
     c = controller(cluster, max_running=1)
 
     async def scenario() -> None:
-        c.execution_event(None, body("a"))
-        await settle(c, 0.2)
-        c.job_event("ADDED", job("a-r1", "a"))
-        c.pod_event("ADDED", run_pod("a-r1-x", "a-r1", "a", phase="Running"))
+        await run_a(c)
         c.execution_event(None, body("b"))
         await settle(c, 0.2)
         c.execution_event("DELETED", body("a"))
@@ -495,10 +500,7 @@ def test_forgetting_a_draining_execution_again_keeps_its_slot_until_its_pod_is_g
     orphan["metadata"]["ownerReferences"] = []  # the pod names its Job by label only
 
     async def scenario() -> None:
-        c.execution_event(None, body("a"))
-        await settle(c, 0.2)
-        c.job_event("ADDED", job("a-r1", "a"))
-        c.pod_event("ADDED", orphan)
+        await run_a(c, orphan)
         c.execution_event(None, body("b"))
         c.execution_event("DELETED", body("a"))
         c.forget("ns/a")
@@ -510,6 +512,24 @@ def test_forgetting_a_draining_execution_again_keeps_its_slot_until_its_pod_is_g
     asyncio.run(scenario())
     assert not c.store.pods and not c.store.pods_left({"ns/a-r1"})
     assert ("create_job", "b-r1") in cluster.calls
+
+
+def test_an_execution_made_again_and_deleted_while_the_first_ones_pod_drains_is_forgotten_too() -> None:
+    cluster = FakeCluster()
+    c = controller(cluster, max_running=1)
+
+    async def scenario() -> None:
+        await run_a(c)
+        c.execution_event("DELETED", body("a"))
+        again = body("a") | {"metadata": {**body("a")["metadata"], "uid": "uid-a2", "resourceVersion": "5"}}
+        c.execution_event("ADDED", again)
+        c.execution_event("DELETED", again)
+
+    asyncio.run(scenario())
+    assert "ns/a" not in c.store.executions, "the second a is gone too"
+    assert c.slots.holders == {"ns/a"}, "the first a's pod still runs"
+    c.pod_event("DELETED", run_pod("a-r1-x", "a-r1", "a", rv=2, phase="Running"))
+    assert not c.slots.holders
 
 
 def test_a_watch_event_is_kept_unless_it_echoes_the_operators_own_write() -> None:
