@@ -1,0 +1,109 @@
+"""Bounds on JSON values that cross a trust boundary: what a user puts in spec.args, what a component writes
+in its outcome.
+
+The Kubernetes API server accepts JSON nested up to 10,000 levels and strings that are not valid Unicode
+(a lone surrogate escape such as "\\ud800"); Python's json module stops at about 1,000 levels with a
+RecursionError, pydantic's serialiser at a few hundred, and a lone surrogate cannot be encoded as UTF-8.
+Any of these, met deep inside the operator, used to crash a watch stream or a reconcile. Every value that
+enters from outside is checked here first, iteratively (no recursion, whatever the depth), and refused
+with a reason that names the limit.
+
+Zero dependencies: shared by the operator, the REST API and the runner.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+MAX_JSON_DEPTH = 64
+"""The deepest nesting of objects and arrays accepted in args, results, partial results and scheduled args
+(`{"a": 1}` is 1 deep). Well above what a model, a metamodel or a command's arguments need, far below
+where Python's json module (about 1,000) or pydantic's serialiser (about 250) give up."""
+
+API_SERVER_MAX_DEPTH = 10_000
+"""The deepest JSON the Kubernetes API server accepts (sigs.k8s.io/json): objects the operator reads
+from the API server never nest deeper."""
+
+
+class BoundsError(ValueError):
+    """A JSON value is too deep or holds a string that is not valid Unicode."""
+
+
+def depth(value: Any) -> int:
+    """How deeply objects and arrays nest in `value` (0 for a scalar); iterative, for any depth."""
+    deepest = 0
+    stack: list[tuple[Any, int]] = [(value, 0)]
+    while stack:
+        item, level = stack.pop()
+        if isinstance(item, dict):
+            children: Any = item.values()
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        level += 1
+        deepest = max(deepest, level)
+        stack.extend((child, level) for child in children)
+    return deepest
+
+
+def problem(value: Any, what: str, max_depth: int = MAX_JSON_DEPTH) -> str | None:
+    """Why `value` (named `what` in the message) may not cross the boundary, or None if it may: nested
+    deeper than `max_depth`, or a string (or key) that is not valid Unicode (a lone surrogate)."""
+    stack: list[tuple[Any, int]] = [(value, 0)]
+    while stack:
+        item, level = stack.pop()
+        if isinstance(item, str):
+            if not _encodable(item):
+                return f"{what} holds a string that is not valid Unicode (a lone surrogate such as \\ud800)"
+            continue
+        if isinstance(item, dict):
+            level += 1
+            for key, child in item.items():
+                if isinstance(key, str) and not _encodable(key):
+                    return f"{what} holds a key that is not valid Unicode (a lone surrogate such as \\ud800)"
+                stack.append((child, level))
+        elif isinstance(item, list):
+            level += 1
+            stack.extend((child, level) for child in item)
+        else:
+            continue
+        if level > max_depth:
+            return f"{what} nests deeper than {max_depth} levels of objects and arrays"
+    return None
+
+
+def check(value: Any, what: str, max_depth: int = MAX_JSON_DEPTH) -> None:
+    """Raise BoundsError with `problem`'s reason if `value` may not cross the boundary."""
+    reason = problem(value, what, max_depth)
+    if reason is not None:
+        raise BoundsError(reason)
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def loads(text: str | bytes) -> Any:
+    """json.loads for text that may nest as deep as the API server allows (API_SERVER_MAX_DEPTH): the
+    interpreter's recursion limit is raised for this one call when the first try hits it, so a deep
+    object is read (and can then be refused by `problem`) instead of raising RecursionError. Raises
+    ValueError (json.JSONDecodeError) for text that is not JSON, BoundsError past API_SERVER_MAX_DEPTH."""
+    try:
+        return json.loads(text)
+    except RecursionError:
+        pass
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(max(limit, API_SERVER_MAX_DEPTH * 2 + 1000))
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise BoundsError(f"the JSON nests deeper than {API_SERVER_MAX_DEPTH} levels") from None
+    finally:
+        sys.setrecursionlimit(limit)
