@@ -39,7 +39,7 @@ def by_name(kind: Callable[..., T], settings: OperatorSettings) -> T:
 
 async def run_operator(settings: OperatorSettings) -> None:
     kopf_settings = configure(kopf.OperatorSettings())
-    vault = watches.Vault()  # Kopf's login fills it; the Job and pod streams and the operator's calls use it too
+    vault = kube.Vault()  # Kopf's login fills it; the watch streams and the operator's calls use it
     api = kube.Api(kopf_settings, vault)
     # Given, not detected: Kopf's detection asks the password database for the user name, and the
     # image's uid 65532 has no entry there (found on the first real kubelet: KeyError, CrashLoopBackOff).
@@ -55,6 +55,7 @@ async def run_operator(settings: OperatorSettings) -> None:
         max_running=settings.max_running,
         workers=settings.workers,
         elector=elector,
+        quarantine_after=settings.quarantine_after_failures,
     )
     if settings.metrics_port:
         prometheus_client.start_http_server(settings.metrics_port)
@@ -71,8 +72,7 @@ async def run_operator(settings: OperatorSettings) -> None:
         )
     )
     streams = watches.streams(
-        kopf_settings,
-        vault,
+        api,
         settings.namespaces,
         controller.execution_event,
         controller.job_event,

@@ -24,15 +24,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import traceback
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from typing import Any
 
-import pydantic
-
-from schedexec import decisions, metrics, models, runs
-from schedexec.kube import TRANSIENT, Cluster, Conflict, Gone, JobNameTaken
+from schedexec import decisions, kube, metrics, models, runs
+from schedexec.kube import TRANSIENT, Cluster, Conflict, Gone
 from schedexec.leader import LeaderElector
-from schedexec.objects import key_of, split_key
+from schedexec.objects import finished, key_of, split_key
 from schedexec.reconciler import NotLeading, Reconciler
 from schedexec.scheduling import Timers, WorkQueue
 from schedexec.slots import RunSlots
@@ -41,6 +41,15 @@ from schedexec.store import Seen, Store
 log = logging.getLogger("schedexec")
 
 MAX_BACKOFF_SECONDS = 60.0
+
+
+def deadline_passed(body: Mapping[str, Any], now: datetime) -> bool:
+    """Whether execution `body`'s status.deadline (as stored: it may not parse) is before `now`."""
+    try:
+        deadline = datetime.fromisoformat(str((body.get("status") or {})["deadline"]))
+    except (KeyError, ValueError, TypeError):
+        return False
+    return deadline.tzinfo is not None and deadline <= now
 
 
 class Controller:
@@ -52,9 +61,11 @@ class Controller:
         max_running: int,
         workers: int = 4,
         elector: LeaderElector | None = None,
+        quarantine_after: int = 5,
     ) -> None:
         self.cluster = cluster
         self.workers = workers
+        self.quarantine_after = quarantine_after
         self.elector = elector
         self.store = Store()
         self.slots = RunSlots(max_running)
@@ -138,7 +149,8 @@ class Controller:
         self.store.execution_deleted(key)
         self.timers.cancel(key)
         self._failures.pop(key, None)
-        self.slots.stop_waiting(key)
+        for waiting in self.slots.stop_waiting(key):
+            self.queue.add(waiting)
         if self.store.pods_left(jobs):
             self._draining[key] = jobs
         else:
@@ -203,18 +215,55 @@ class Controller:
         except NotLeading:
             log.warning("not leading any more: %s waits for the next leader", key)
             return self._backoff(key)
-        except (*TRANSIENT, JobNameTaken, pydantic.ValidationError, OSError) as exc:
-            delay = self._backoff(key)
+        except Exception as exc:
             metrics.RECONCILE_ERRORS.inc()
-            log.warning("reconcile of %s failed, retrying in %.0fs: %s", key, delay, exc)
-            return delay
-        except Exception:
-            delay = self._backoff(key)
-            metrics.RECONCILE_ERRORS.inc()
-            log.exception("reconcile of %s failed unexpectedly, retrying in %.0fs", key, delay)
-            return delay
+            if kube.transient(exc):
+                delay = self._backoff(key)
+                log.warning("reconcile of %s failed, retrying in %.0fs: %s", key, delay, type(exc).__name__)
+                return delay
+            return await self._failed(key, exc)
         self._failures.pop(key, None)
         return delay
+
+    async def _failed(self, key: str, exc: Exception) -> float | None:
+        """A reconcile failed in a way that does not heal by itself (the operator's own code raised, or the API
+        server refused what it was sent). Retried with backoff `quarantine_after` times in all; then, or at
+        once if the sequence's deadline has passed, the execution is ended (Reconciler.refuse): Failed with
+        reason InternalError, or TimedOut past its deadline, so it holds no run slot and is not retried
+        forever. Logged with the exception's type and where it was raised, never its message (it may quote
+        the object)."""
+        delay = self._backoff(key)
+        failures = self._failures[key]
+        where = "".join(traceback.format_tb(exc.__traceback__, limit=-3)).strip()
+        log.error(
+            "reconcile of %s failed (%d of %d): %s at\n%s",
+            key,
+            failures,
+            self.quarantine_after,
+            type(exc).__name__,
+            where,
+        )
+        body = self.store.executions.get(key)
+        if body is None:
+            return delay
+        if finished(body):
+            return None  # ended already: nothing holds a slot, nothing to retry
+        past_deadline = deadline_passed(body, datetime.now(UTC))
+        if failures < self.quarantine_after and not past_deadline:
+            return delay
+        what = f"{failures} reconciles of this execution failed ({type(exc).__name__})"
+        try:
+            if past_deadline:
+                message = f"the sequence passed its deadline while the operator could not reconcile it: {what}"
+                await self.reconciler.refuse(body, models.Reason.TIMEOUT, message, models.Phase.TIMED_OUT)
+            else:
+                message = f"{what}; it was stopped rather than retried forever (a bug of schedexec: please report it)"
+                await self.reconciler.refuse(body, models.Reason.INTERNAL_ERROR, message)
+        except Exception as again:
+            log.error("%s could not be stopped (%s); retrying in %.0fs", key, type(again).__name__, delay)
+            return delay
+        self._failures.pop(key, None)
+        return None
 
     async def _refresh(self, key: str) -> float:
         """After a conflict: read the execution again rather than retry on a stale copy."""

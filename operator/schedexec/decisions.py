@@ -91,6 +91,32 @@ class Event:
 PROGRESS = frozenset({Reason.RUN_STARTED, Reason.RUN_SCHEDULED, Reason.SUCCEEDED})
 """Normal events of a healthy sequence; failures, waits (Queued) and PollIntervalRaised are always posted."""
 
+EVENT_MESSAGE_LIMIT = 1024
+"""The longest Event (and log line) message: a Kubernetes Event's message is meant for one line of
+`kubectl describe`."""
+PARTIAL_RESULT_LIMIT = 64 * 1024
+"""The largest partial result (its compact JSON, in bytes) the status keeps; a larger one is replaced by
+a marker saying how large it was (partial results are shown while polling, the final result may be
+larger: it goes to a ConfigMap)."""
+OMITTED = "schedexec.io/omitted"
+
+
+def clip(message: str, limit: int = models.MESSAGE_LIMIT) -> str:
+    """`message` cut to `limit` characters, with a marker saying how long it was."""
+    if len(message) <= limit:
+        return message
+    marker = f"... [cut: {len(message)} characters in all]"
+    return message[: limit - len(marker)] + marker
+
+
+def bounded_partial(value: Any) -> Any:
+    """A partial result as the status keeps it: itself if its JSON fits PARTIAL_RESULT_LIMIT, else a marker
+    object {"schedexec.io/omitted": "<why>"}."""
+    size = len(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode("utf-8"))
+    if size <= PARTIAL_RESULT_LIMIT:
+        return value
+    return {OMITTED: f"the partial result is {size} bytes as JSON; the status keeps at most {PARTIAL_RESULT_LIMIT}"}
+
 
 @dataclass(frozen=True)
 class StartRun:
@@ -173,27 +199,26 @@ def retained_job(name: str, status: models.ScheduledExecutionStatus, policy: Pol
     return runs.job_name(name, last.index), status.completed_at + timedelta(seconds=policy.failed_run_retention_seconds)
 
 
-def invalid_spec(generation: int, now: datetime, message: str) -> models.ScheduledExecutionStatus:
-    """The status of an execution whose stored object the models refuse: failed at once, never retried."""
-    status = models.ScheduledExecutionStatus(
-        phase=Phase.FAILED,
-        error=ExecutionError(reason=Reason.INVALID_SPEC, message=message),
-        started_at=now,
-        completed_at=now,
-        observed_generation=generation,
-    )
-    failed = (ConditionStatus.FALSE, Reason.INVALID_SPEC, message)
-    values = {
-        ConditionType.SUCCEEDED: failed,
-        ConditionType.FINISHED: (ConditionStatus.TRUE, Phase.FAILED.value, "the execution ended Failed"),
-        ConditionType.TIMED_OUT: (ConditionStatus.FALSE, Reason.WITHIN_DEADLINE, "no deadline"),
-        ConditionType.READY: failed,
-        ConditionType.RECONCILING: (ConditionStatus.FALSE, Reason.ENDED, "the execution ended Failed"),
-        ConditionType.STALLED: (ConditionStatus.TRUE, Reason.INVALID_SPEC, message),
-    }
-    for type_, (state, reason, detail) in values.items():
-        status.conditions = set_condition(status.conditions, type_, state, reason, detail, now, generation)
-    return status
+def failed_outright(
+    metadata: models.ObjectMeta,
+    prior: models.ScheduledExecutionStatus,
+    now: datetime,
+    reason: str,
+    message: str,
+    phase: Phase = Phase.FAILED,
+) -> Decision:
+    """End an execution that cannot be decided on (the stored object breaks a bound or the models, or its
+    reconcile keeps failing) from its metadata and last status alone: `phase` with `reason` and `message`,
+    the run in progress (if any) stopped and its Job deleted. Reads no spec: the spec may be what broke."""
+    execution = models.ScheduledExecution.model_construct(metadata=metadata, spec=None, status=prior)  # type: ignore[arg-type]
+    status = _copy(prior)
+    step = _DecisionBuilder(execution, status, now, Policy())
+    status.started_at = status.started_at or now
+    step._close_run(RunOutcome.STOPPED, None, reason)
+    step.fail_with(phase, reason, message)
+    step._set_conditions()
+    status.observed_generation = metadata.generation
+    return Decision(status=status, delete_job=step.delete_job, events=step.events)
 
 
 def kept_job(name: str, status: models.ScheduledExecutionStatus, policy: Policy) -> str | None:
@@ -315,13 +340,7 @@ class _DecisionBuilder:
             return False
         index = self.status.runs + 1
         what = "spec.args are" if index == 1 else f"the args run {index - 1} scheduled for run {index} are"
-        self.fail(
-            RunOutcome.STOPPED,
-            Reason.ARGS_TOO_LARGE,
-            f"{what} {size} bytes as JSON; the limit is {contract.MAX_ARGS_BYTES} bytes "
-            f"({contract.MAX_ARGS_BYTES // 1024} KiB): args reach the run in a pod annotation, "
-            "and Kubernetes limits a pod's annotations to 256 KiB",
-        )
+        self.fail(RunOutcome.STOPPED, Reason.ARGS_TOO_LARGE, runs.args_too_large(what, size))
         return True
 
     def watch_start(self, run: runs.RunObservation) -> None:
@@ -379,11 +398,12 @@ class _DecisionBuilder:
             self._event(EventType.NORMAL, Reason.SUCCEEDED, f"run {current.index} returned the result")
         elif kind == envelopes.ERROR:
             self._close_run(RunOutcome.ERROR, run, outcome["reason"])
-            self._finish(Phase.FAILED, ExecutionError(reason=outcome["reason"], message=outcome["message"]))
+            self._finish(Phase.FAILED, ExecutionError(reason=outcome["reason"], message=clip(outcome["message"])))
             self._event(EventType.WARNING, outcome["reason"], f"run {current.index} failed: {outcome['message']}")
         elif self.status.runs + 1 >= self.execution.spec.max_runs:
             self._close_run(RunOutcome.SCHEDULED, run, Reason.MAX_RUNS_EXCEEDED)
-            self.status.partial_result = outcome.get("partialResult", self.status.partial_result)
+            if "partialResult" in outcome:
+                self.status.partial_result = bounded_partial(outcome["partialResult"])
             message = f"run {current.index} scheduled another run, but spec.maxRuns is {self.execution.spec.max_runs}"
             self._finish(Phase.FAILED, ExecutionError(reason=Reason.MAX_RUNS_EXCEEDED, message=message))
             self._event(EventType.WARNING, Reason.MAX_RUNS_EXCEEDED, message)
@@ -410,7 +430,7 @@ class _DecisionBuilder:
             status.deadline = status.started_at + timedelta(seconds=seconds)
         status.items_remaining = outcome.get("itemsRemaining")
         if "partialResult" in outcome:
-            status.partial_result = outcome["partialResult"]
+            status.partial_result = bounded_partial(outcome["partialResult"])
         if delay > requested:
             self._event(
                 EventType.NORMAL,
@@ -487,14 +507,17 @@ class _DecisionBuilder:
 
     def fail(self, outcome: RunOutcome, reason: str, message: str, run: runs.RunObservation | None = None) -> None:
         self._close_run(outcome, run, reason)
-        self._finish(Phase.FAILED, ExecutionError(reason=reason, message=message))
-        self._event(EventType.WARNING, reason, message)
+        self.fail_with(Phase.FAILED, reason, message)
 
     def stop(self, phase: Phase, reason: str, message: str) -> None:
         """End a sequence that is still going: stop its running run, keep the partial result."""
         if self.status.current_run is not None:
             self._close_run(RunOutcome.STOPPED, None, reason)
-        self._finish(phase, ExecutionError(reason=reason, message=message))
+        self.fail_with(phase, reason, message)
+
+    def fail_with(self, phase: Phase, reason: str, message: str) -> None:
+        """End in `phase` (not Succeeded) with the error `reason`: `message` clipped for the status."""
+        self._finish(phase, ExecutionError(reason=reason, message=clip(message)))
         self._event(EventType.WARNING, reason, message)
 
     def after_finish(self, run: runs.RunObservation) -> Decision:
@@ -545,7 +568,8 @@ class _DecisionBuilder:
         ttl = self.execution.spec.ttl_seconds_after_finished
         if ttl is None or self.status.completed_at is None:
             return None
-        return self.status.completed_at + timedelta(seconds=ttl)
+        # bounded by the CRD; an object stored before that bound may hold any integer
+        return self.status.completed_at + timedelta(seconds=min(ttl, models.MAX_TTL_SECONDS))
 
     def _was_queued(self) -> bool:
         return any(
@@ -554,7 +578,7 @@ class _DecisionBuilder:
 
     def _event(self, type_: EventType, reason: str, message: str) -> None:
         posted = self.policy.progress_events or reason not in PROGRESS
-        self.events.append(Event(type_, reason, message, posted))
+        self.events.append(Event(type_, reason, clip(message, EVENT_MESSAGE_LIMIT), posted))
 
     def _set_conditions(self) -> None:
         phase = self.status.phase
@@ -651,7 +675,7 @@ def set_condition(
         type=type_,
         status=status,
         reason=reason,
-        message=message,
+        message=clip(message),
         last_transition_time=transition,
         observed_generation=generation,
     )

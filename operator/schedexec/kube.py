@@ -45,8 +45,11 @@ from kopf._cogs.structs import credentials
 
 from schedexec import models
 from schedexec.objects import owner_uids
+from schedexec_runner import bounds
 
 JOBS = "batch/v1"
+Vault = credentials.Vault
+"""The credentials of Kopf's login: filled by Kopf, read by every call here."""
 APIError = errors.APIError
 """An error status from the API server (its `status`, and the API server's `message`)."""
 TRANSIENT = (
@@ -57,6 +60,20 @@ TRANSIENT = (
     pykube.exceptions.HTTPError,
 )
 """Errors worth retrying: the network, or an API answer other than the ones handled here (of either client)."""
+
+
+def transient(exc: BaseException) -> bool:
+    """Whether a failure may heal by itself, so retrying the same request is right: the network, a timeout,
+    or the API server overloaded, restarting, throttling or (during an upgrade or a token renewal) refusing
+    for a moment (429, 5xx, 401, 403). Anything else (a 4xx refusal of what was sent, an exception of the
+    operator's own code) fails the same way again."""
+    if isinstance(exc, APIError):
+        return exc.status in (401, 403, 429) or exc.status >= 500
+    if isinstance(exc, pykube.exceptions.HTTPError):
+        return exc.code in (401, 403, 429) or exc.code >= 500
+    return isinstance(exc, aiohttp.ClientError | TimeoutError | requests.RequestException | ConnectionError)
+
+
 REQUEST_TIMEOUT_SECONDS = 60.0
 """Longest wait for one answer (a run's log of a large result included)."""
 
@@ -135,27 +152,40 @@ class Api:
         text: bool = False,
     ) -> Answer:
         """One request, no retries (the controller backs off); an error status in `tolerate` is answered,
-        any other raises (errors.APIError, or the network's error)."""
-        auth.vault_var.set(self.vault)  # this task's context: waits until Kopf's login has filled the vault
-        if params:
-            url = f"{url}?{urllib.parse.urlencode(params)}"
+        any other raises (errors.APIError, or the network's error). The answer is decoded with
+        `bounds.loads` (an object nested as deep as the API server allows is read, never a RecursionError);
+        `text=True` decodes bytes that are not UTF-8 as U+FFFD (a pod's log may hold anything)."""
         try:
-            response = await kopf_api.request(
-                method,
-                url,
-                payload=payload,
-                settings=self.settings,
-                timeout=self.timeout,
-                backoffs=(),
-                logger=quiet,
-            )
+            response = await self.open(method, url, payload, params, self.timeout)
         except errors.APIError as exc:
             if exc.status in tolerate:
                 return Answer(exc.status, exc.args[-1] if exc.args else None)  # a Status, or its text
             raise
         async with response:
-            body = await (response.text() if text else response.json())
-        return Answer(response.status, body)
+            raw = await response.read()
+        return Answer(response.status, raw.decode("utf-8", errors="replace") if text else bounds.loads(raw))
+
+    async def open(
+        self,
+        method: str,
+        url: str,
+        payload: object | None = None,
+        params: Mapping[str, str] | None = None,
+        timeout: aiohttp.ClientTimeout | None = None,
+    ) -> aiohttp.ClientResponse:
+        """The response of one request, its body unread (a watch streams it); raises on an error status."""
+        auth.vault_var.set(self.vault)  # this task's context: waits until Kopf's login has filled the vault
+        if params:
+            url = f"{url}?{urllib.parse.urlencode(params)}"
+        return await kopf_api.request(
+            method,
+            url,
+            payload=payload,
+            settings=self.settings,
+            timeout=timeout or self.timeout,
+            backoffs=(),
+            logger=quiet,
+        )
 
 
 class Cluster:

@@ -33,6 +33,12 @@ SELECT_MODEL = contract.SELECT_MODEL
 GET_META_MODEL = contract.GET_META_MODEL
 VERIFY_CREDENTIALS = contract.VERIFY_CREDENTIALS
 
+MAX_TTL_SECONDS = 3650 * 24 * 3600
+"""The longest spec.ttlSecondsAfterFinished: ten years (a larger one overflowed the operator's date arithmetic)."""
+MESSAGE_LIMIT = 4096
+"""The longest message the status keeps (status.error.message, each condition's message); longer ones are cut
+with a marker (decisions.clip), so a component's 256 KiB error message cannot bloat the status."""
+
 HISTORY_LIMIT = 10
 """How many runs `status.history` keeps: enough to debug, bounded for etcd."""
 WAITING_MESSAGE_LIMIT = 1024
@@ -162,7 +168,9 @@ class ScheduledExecutionSpec(Model):
     ttl_seconds_after_finished: int | None = Field(
         None,
         ge=0,
-        description="Delete the execution this long after it finished; unset keeps it.",
+        le=MAX_TTL_SECONDS,
+        description=f"Delete the execution this long after it finished (at most {MAX_TTL_SECONDS // 86400} days); "
+        "unset keeps it.",
     )
     cancel: bool = Field(
         False,
@@ -377,6 +385,9 @@ class Reason(enum.StrEnum):
     """The API server refused a run's Job for good (invalid, forbidden, over a ResourceQuota)."""
     JOB_NAME_TAKEN = "JobNameTaken"
     """A Job with the run's name exists and belongs to something else."""
+    INTERNAL_ERROR = "InternalError"
+    """The operator failed to reconcile the execution the same way again and again (or past its deadline):
+    the execution was stopped instead of being retried forever; the message names the exception's type."""
 
 
 class Condition(Model):

@@ -52,3 +52,10 @@ def slim(body: Mapping[str, Any]) -> dict[str, Any]:
     if "managedFields" not in meta:
         return dict(body)
     return {**body, "metadata": {k: v for k, v in meta.items() if k != "managedFields"}}
+
+
+def finished(execution: Mapping[str, Any]) -> bool:
+    """Whether the stored status of an execution body is in a final phase (read without the models: the body
+    may be one they refuse)."""
+    status = execution.get("status")
+    return isinstance(status, Mapping) and status.get("phase") in {phase.value for phase in models.FINISHED_PHASES}

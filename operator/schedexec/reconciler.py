@@ -27,10 +27,10 @@ from typing import Any
 
 import pydantic
 
-from schedexec import decisions, kube, metrics, models, runs
+from schedexec import decisions, kube, metrics, models, runs, screening
 from schedexec.kube import PERMANENT, TRANSIENT, Cluster, JobNameTaken, JobRejected
 from schedexec.models import EventType
-from schedexec.objects import owner_uids
+from schedexec.objects import finished, owner_uids, split_key
 from schedexec.slots import RunSlots
 from schedexec.store import Store
 from schedexec_runner import envelope as envelopes
@@ -57,6 +57,12 @@ def _refusal(exc: Exception) -> tuple[str, str]:
         return models.Reason.JOB_REJECTED, exc.message
     assert isinstance(exc, JobNameTaken)
     return models.Reason.JOB_NAME_TAKEN, str(exc)
+
+
+def _invalid(exc: pydantic.ValidationError) -> str:
+    """What the models refuse in a stored object: where and why, never the value."""
+    problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()[:5])
+    return f"the object is not a valid ScheduledExecution: {problems}"
 
 
 def _overdue(decision: decisions.Decision) -> bool:
@@ -86,10 +92,15 @@ class Reconciler:
         body = self.store.executions.get(key)
         if body is None:
             return None
+        refused = screening.refusal(body)
+        if refused is not None and not finished(body):
+            await self.refuse(body, *refused)
+            return None
         try:
             execution = models.ScheduledExecution.model_validate(body)
         except pydantic.ValidationError as exc:
-            await self._refuse_invalid(body, exc)
+            if not finished(body):  # failed already (this is the watch showing it)
+                await self.refuse(body, models.Reason.INVALID_SPEC, _invalid(exc))
             return None
         if execution.metadata.deletion_timestamp is not None:
             return None
@@ -111,19 +122,32 @@ class Reconciler:
             return None
         return max((decision.wake_at - datetime.now(UTC)).total_seconds(), 0.0)
 
-    async def _refuse_invalid(self, body: Mapping[str, Any], exc: pydantic.ValidationError) -> None:
-        """Fail an execution whose stored object the models refuse, once: retrying cannot make it valid."""
+    async def refuse(
+        self, body: Mapping[str, Any], reason: str, message: str, phase: models.Phase = models.Phase.FAILED
+    ) -> None:
+        """End an execution that cannot be decided on, from its metadata and last status alone
+        (decisions.failed_outright): the status says why, an Event too, every Job of it is deleted and its
+        run slot freed. Retrying cannot make it valid; a later look finds it finished."""
         meta = models.ObjectMeta.model_validate(body["metadata"])
-        if (body.get("status") or {}).get("phase") == models.Phase.FAILED:
-            return  # failed already (this is the watch showing it)
-        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()[:5])
-        message = f"the object is not a valid ScheduledExecution: {problems}"
+        try:
+            prior = models.ScheduledExecutionStatus.model_validate(body.get("status") or {})
+        except pydantic.ValidationError:
+            prior = models.ScheduledExecutionStatus()
+        now = datetime.now(UTC)
+        decision = decisions.failed_outright(meta, prior, now, reason, message, phase)
         # writing its status and posting an Event read only the metadata, which parsed
-        execution = models.ScheduledExecution.model_construct(metadata=meta, spec=None)  # type: ignore[arg-type]
-        status = decisions.invalid_spec(meta.generation, datetime.now(UTC), message)
-        log.warning("%s %s: %s", execution.key, models.Reason.INVALID_SPEC, message)
-        self.store.execution_read(await self.cluster.write_status(execution, status_document(status)))
-        await self.cluster.post_event(execution, EventType.WARNING, models.Reason.INVALID_SPEC, message)
+        execution = models.ScheduledExecution.model_construct(metadata=meta, spec=None, status=prior)  # type: ignore[arg-type]
+        log.warning("%s %s: %s", execution.key, reason, decisions.clip(message, decisions.EVENT_MESSAGE_LIMIT))
+        self.store.execution_read(await self.cluster.write_status(execution, status_document(decision.status)))
+        for event in decision.events:
+            await self.cluster.post_event(execution, event.type, event.reason, event.message)
+        jobs = {split_key(job)[1] for job in self.store.run_jobs_of(execution.key)}
+        for job in sorted(jobs | ({decision.delete_job} if decision.delete_job else set())):
+            self._ensure_leading(execution.key)
+            await self.cluster.delete_job(meta.namespace, job, self.store.job_uid(meta.namespace, job))
+            self.store.deleting(meta.namespace, job)
+        for waiting in self.slots.release(execution.key) + self.slots.stop_waiting(execution.key):
+            self.wake(waiting)
 
     async def _current(self, body: Mapping[str, Any]) -> bool:
         """Whether `body` is the execution as the API server has it now; if not, the cache gets the fresh one.
@@ -237,7 +261,8 @@ class Reconciler:
             if self.slots.wait(key):
                 self.wake(key)
         else:
-            self.slots.stop_waiting(key)
+            for waiting in self.slots.stop_waiting(key):
+                self.wake(waiting)
         if decision.result_config_map is not None:  # before the status that names it
             await self.cluster.create_config_map(decision.result_config_map)
         document = status_document(decision.status)

@@ -85,6 +85,15 @@ def args_size(args: Mapping[str, Any]) -> int:
     return len(args_json(args).encode())
 
 
+def args_too_large(what: str, size: int) -> str:
+    """The message of args that cannot reach a run (`what` names them: "spec.args are", ...)."""
+    return (
+        f"{what} {size} bytes as JSON; the limit is {contract.MAX_ARGS_BYTES} bytes "
+        f"({contract.MAX_ARGS_BYTES // 1024} KiB): args reach the run in a pod annotation, "
+        "and Kubernetes limits a pod's annotations to 256 KiB"
+    )
+
+
 DISRUPTION_FAILS_THE_RUN = {"action": "FailJob", "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}]}
 """A run whose pod was disrupted (evicted, preempted, its node lost or drained) is not started again
 behind the component's back: it may have done part of its work. The Job fails with reason

@@ -34,6 +34,14 @@ class OperatorSettings(BaseSettings):
         120, ge=0, description="A run whose pod the scheduler keeps refusing this long fails (Unschedulable)."
     )
     workers: int = Field(4, ge=1, le=64, description="Executions reconciled concurrently.")
+    quarantine_after_failures: int = Field(
+        5,
+        ge=1,
+        le=100,
+        description="A reconcile that fails this many times in a row for a reason that does not heal by itself "
+        "(not a network or API-server outage) ends the execution Failed with reason InternalError, deleting its "
+        "run Job and freeing its slot; past the sequence deadline it ends TimedOut at the first such failure.",
+    )
     run_as_user: int = Field(65532, ge=1, description="UID of every run's container (non-root).")
     job_ttl_seconds: int = Field(
         86400,

@@ -18,6 +18,7 @@ from typing import Any
 
 from schedexec import models, runs
 from schedexec.objects import key_of, owner_keys, owner_uids, slim
+from schedexec.screening import screen
 
 
 class Seen(enum.Enum):
@@ -88,14 +89,14 @@ class Store:
         key = key_of(body)
         if self._awaited.pop(key, None) == body["metadata"].get("resourceVersion"):
             return Seen.OWN  # what this operator wrote (and decided on) itself
-        self.executions[key] = slim(body)
+        self.executions[key] = screen(slim(body))
         return Seen.NEW
 
     def execution_read(self, body: Mapping[str, Any]) -> None:
         """An execution as the API server answered a write or a read: the newest version this operator knows;
         its watch event, when it comes, only echoes it."""
         key = key_of(body)
-        self.executions[key] = slim(body)
+        self.executions[key] = screen(slim(body))
         self._awaited[key] = body["metadata"].get("resourceVersion", "")
 
     def execution_deleted(self, key: str) -> None:

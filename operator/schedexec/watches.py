@@ -1,105 +1,237 @@
-"""The watch streams of the three kinds the operator reads, handed to the controller without Kopf's handler
-machinery.
+"""The list/watch streams of the three kinds the operator reads: executions, their Jobs and the Jobs' pods.
 
-Executions, their Jobs and the Jobs' pods only feed the store (store.py); every decision is the controller's.
-Through Kopf's handlers every event paid for its full processing: a per-object worker task, cause detection,
-handler matching, progress bookkeeping. A single-run execution brings about a dozen Job and pod events; in
-the `make bench` profile that processing was about a third of the operator's CPU per execution (issue 17;
-quick throughput bench, same machine and commit: 44.8 ms before, 27.7 ms after).
+Every object of these kinds only feeds the store (store.py); every decision is the controller's. A stream
+is what an informer's reflector is: list in pages, watch from the list's resourceVersion with bookmarks,
+list again after 410 Gone, reconnect with backoff after any failure. It is written here, on the API
+server's public HTTP protocol, rather than taken from Kopf's internal watch stream, because what comes in
+is untrusted: one execution that the API server accepts (args nested 1,000 deep, say) made Kopf's
+decoder raise RecursionError, which ended the stream and crash-looped the operator for every tenant
+(issue 24). Here:
 
-What is kept is Kopf's stream itself, `infinite_watch`: the initial list (in pages), the watch from the
-list's resourceVersion, the relist after 410 Gone, reconnects with backoff, server-side label selectors from
-`settings.watching.label_selectors`, and the credentials of Kopf's login (the operator's Vault, shared with
-Kopf). That is Kopf's internal API: pyproject.toml pins Kopf to the minor version this module was tested
-with, and tests/unit/test_watches.py breaks on import and on event handling if it moves.
+- bodies are decoded with `bounds.loads` (any depth the API server allows) one at a time, and an event
+  that cannot be decoded or handled is logged (which object, never its content) and skipped;
+- no failure of the API server ends a stream: 5xx, 429, network errors and timeouts are retried with
+  capped exponential backoff, forever (a minute of 5xx during a list used to stop the operator). Only a
+  403 (the operator's RBAC lacks list or watch) ends it, so a misconfigured install fails visibly;
+- the end of a list is told only for a list that completed: the keys of a list aborted midway are never
+  reported, so nothing is taken as deleted because a page was missing.
 
 The end of the first lists is told to the controller, as an informer's "synced": its workers start only
-once every execution, Job and pod is in the store. Before, executions came through Kopf's event handler,
-whose per-object workers handed the listed executions over one by one with no end marker; a restarted
-operator started runs for the first executions before it had seen one whose Job a stopped operator had
-created but never named, and gave that run's slot away (tests/chaos/test_faults.py, the operator killed
-between a run's Job and its status, caught it).
-
-Every list, the first and each relist after a watch gap, also reports the keys it listed: an object deleted
-while the watch was not looking gets no DELETED event from Kopf's stream, so the controller drops what its
-cache holds and the list did not show (Controller.relisted), as an informer's Replace does.
+once every execution, Job and pod is in the store (a restarted operator must count the runs its
+predecessor started before it hands out a slot). Every completed list, the first and each relist after a
+watch gap, also reports the keys it listed: an object deleted while the watch was not looking gets no
+DELETED event, so the controller drops what its cache holds and the list did not show
+(Controller.relisted), as an informer's Replace does.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Callable, Collection, Coroutine, Mapping
+import random
+from collections.abc import AsyncIterator, Callable, Collection, Coroutine, Mapping
+from dataclasses import dataclass
 from typing import Any
 
-import kopf
-from kopf._cogs.clients import auth, watching
-from kopf._cogs.structs import credentials, references
+import aiohttp
 
-from schedexec import models
+from schedexec import kube, models, runs
 from schedexec.objects import key_of
+from schedexec_runner import bounds
 
 log = logging.getLogger("schedexec")
 
 Handle = Callable[[str | None, Mapping[str, Any]], None]
-"""controller.execution_event, job_event or pod_event: (event type, None for the initial list; the object)."""
+"""controller.execution_event, job_event or pod_event: (event type, None for a listed object; the object)."""
 Listed = Callable[[frozenset[str]], None]
-"""Called when a stream's list is over (the first one, and again after each relist), with the keys
-(namespace/name) of the objects it listed."""
+"""Called when a list is over (the first one, and again after each relist), with the keys (namespace/name)
+of the objects it listed; never for a list that failed midway."""
 Relisted = Callable[[str, str | None, frozenset[str]], None]
 """controller.relisted: (the resource's plural, the namespace or None for cluster-wide, the keys listed)."""
 
-EXECUTIONS = references.Resource(models.GROUP, models.VERSION, models.PLURAL, namespaced=True)
-JOBS = references.Resource("batch", "v1", "jobs", namespaced=True)
-PODS = references.Resource("", "v1", "pods", namespaced=True)
+LIST_PAGE = 500
+"""Objects per page of a list: at most one page is decoded at a time (memory at 10,000 executions)."""
+WATCH_SECONDS = 300
+"""How long the API server keeps one watch request open before it is renewed (timeoutSeconds)."""
+BACKOFF_SECONDS = (0.5, 30.0)
+"""First and longest wait before a stream tries again after a failure (doubling, with jitter)."""
+MANAGED = f"app.kubernetes.io/managed-by={runs.MANAGED_BY}"
+"""Only the Jobs and pods schedexec made are watched, filtered by the API server."""
 
-Vault = credentials.Vault
+
+@dataclass(frozen=True)
+class Resource:
+    """A kind the operator streams: its API version, plural and server-side label selector."""
+
+    version: str
+    plural: str
+    selector: str | None = None
+
+    def url(self, namespace: str | None) -> str:
+        if namespace is not None:
+            return kube.path(self.version, namespace, self.plural)
+        root = "/api/v1" if self.version == "v1" else f"/apis/{self.version}"
+        return f"{root}/{self.plural}"
 
 
-def handle_event(event: object, handle: Handle, listed: Listed, listing: set[str]) -> None:
-    """One item of Kopf's stream: objects are handed on, the list-end marker is told; BOOKMARKs carry nothing.
-    `listing` collects the keys of the list in progress (items of type None); the marker hands them to
-    `listed` and starts afresh."""
-    if event is watching.Bookmark.LISTED:
-        keys = frozenset(listing)
-        listing.clear()
-        listed(keys)
-    elif isinstance(event, Mapping) and event.get("type") != "BOOKMARK":
-        if event.get("type") is None:
-            listing.add(key_of(event["object"]))
-        handle(event.get("type"), event["object"])
+EXECUTIONS = Resource(models.API_VERSION, models.PLURAL)
+JOBS = Resource(kube.JOBS, "jobs", MANAGED)
+PODS = Resource("v1", "pods", MANAGED)
+
+
+class Expired(Exception):
+    """The watch's resourceVersion is too old (410 Gone): list again."""
+
+
+class Fatal(Exception):
+    """The API server refuses this stream for good (403: the operator may not list or watch the kind)."""
+
+
+class Backoff:
+    """Capped exponential backoff with jitter; `reset` after a success."""
+
+    def __init__(self, first: float = BACKOFF_SECONDS[0], longest: float = BACKOFF_SECONDS[1]) -> None:
+        self.first, self.longest, self.failures = first, longest, 0
+
+    def next(self) -> float:
+        delay = min(self.longest, self.first * 2**self.failures)
+        self.failures += 1
+        return float(delay * random.uniform(0.8, 1.0))
+
+    def reset(self) -> None:
+        self.failures = 0
+
+
+def deliver(event_type: str | None, body: Any, handle: Handle, resource: Resource) -> None:
+    """Hand one object to the controller; a failure to handle it is logged and the stream goes on (one object
+    the controller cannot take must not stop the stream for every other)."""
+    try:
+        handle(event_type, body)
+    except Exception:
+        log.exception("a %s watch event could not be handled: %s", resource.plural, about(event_type, body))
+
+
+def about(event_type: str | None, body: Any) -> str:
+    """Which object an event is about, for a log line (never its content: it may hold credentials)."""
+    meta = body.get("metadata") if isinstance(body, Mapping) else None
+    if not isinstance(meta, Mapping):
+        return f"{event_type} (an object without metadata)"
+    return f"{event_type} {meta.get('namespace')}/{meta.get('name')}"
+
+
+async def list_once(
+    api: kube.Api, resource: Resource, namespace: str | None, handle: Handle
+) -> tuple[str, frozenset[str]]:
+    """List every object in pages, handing each to `handle` (event type None); returns the list's
+    resourceVersion and the keys listed. Raises if any page fails: then nothing is reported as listed."""
+    keys: set[str] = set()
+    params = {"limit": str(LIST_PAGE)}
+    if resource.selector:
+        params["labelSelector"] = resource.selector
+    while True:
+        answer = await api.call("get", resource.url(namespace), params=params)
+        page = answer.body if isinstance(answer.body, Mapping) else {}
+        for item in page.get("items") or []:
+            if isinstance(item, Mapping) and isinstance(item.get("metadata"), Mapping):
+                keys.add(key_of(item))
+                deliver(None, item, handle, resource)
+        meta = page.get("metadata") or {}
+        if not meta.get("continue"):
+            return str(meta.get("resourceVersion") or ""), frozenset(keys)
+        params = {**params, "continue": str(meta["continue"])}
+
+
+async def watch_once(api: kube.Api, resource: Resource, namespace: str | None, version: str, handle: Handle) -> str:
+    """One watch request from `version` until the API server ends it; returns the last resourceVersion seen
+    (bookmarks included). Raises Expired on 410 Gone."""
+    params = {"watch": "true", "allowWatchBookmarks": "true", "resourceVersion": version}
+    params["timeoutSeconds"] = str(WATCH_SECONDS)
+    if resource.selector:
+        params["labelSelector"] = resource.selector
+    timeout = aiohttp.ClientTimeout(total=WATCH_SECONDS + 60, sock_connect=10.0, sock_read=WATCH_SECONDS + 30)
+    response = await api.open("get", resource.url(namespace), params=params, timeout=timeout)
+    async with response:
+        async for line in lines(response.content):
+            version = take(line, version, handle, resource)
+    return version
+
+
+def take(line: bytes, version: str, handle: Handle, resource: Resource) -> str:
+    """One line of a watch: decoded, handed on, and the resourceVersion to resume from returned."""
+    try:
+        event = bounds.loads(line)
+    except ValueError as exc:  # not JSON, or deeper than the API server allows: nothing to act on
+        log.error("a %s watch event could not be decoded (%s); skipped", resource.plural, type(exc).__name__)
+        return version
+    if not isinstance(event, Mapping) or not isinstance(event.get("object"), Mapping):
+        return version
+    kind, body = event.get("type"), event["object"]
+    if kind == "ERROR":
+        if body.get("code") == 410:
+            raise Expired(str(body.get("message", "")))
+        raise aiohttp.ClientPayloadError(f"the watch ended with an error: {body.get('code')} {body.get('reason')}")
+    meta = body.get("metadata")
+    if isinstance(meta, Mapping) and meta.get("resourceVersion"):
+        version = str(meta["resourceVersion"])
+    if kind in ("ADDED", "MODIFIED", "DELETED") and isinstance(meta, Mapping):
+        deliver(str(kind), body, handle, resource)
+    return version
+
+
+async def lines(content: aiohttp.StreamReader) -> AsyncIterator[bytes]:
+    """The lines of a watch response, whatever their length (aiohttp's own line reader refuses lines over
+    128 KiB, and an execution may be 1.5 MiB)."""
+    buffer = bytearray()
+    async for chunk in content.iter_any():
+        start = len(buffer)
+        buffer += chunk
+        end = buffer.find(b"\n", start)
+        while end >= 0:
+            line = bytes(buffer[:end])
+            del buffer[: end + 1]
+            if line.strip():
+                yield line
+            end = buffer.find(b"\n")
+    if buffer.strip():
+        yield bytes(buffer)
 
 
 async def stream(
-    settings: kopf.OperatorSettings,
-    vault: credentials.Vault,
-    resource: references.Resource,
+    api: kube.Api,
+    resource: Resource,
     namespace: str | None,
     handle: Handle,
     listed: Listed,
+    backoff: Backoff | None = None,
 ) -> None:
-    """Every event of one kind in one namespace (None: cluster-wide), forever; it only ends by raising
-    (for example a 403: the operator's RBAC lacks the watch), which stops the operator (cli.run_operator)."""
-    auth.vault_var.set(vault)  # this task's own context: requests wait until Kopf's login has filled the vault
-    where = references.NamespaceName(namespace) if namespace is not None else None
-    listing: set[str] = set()
-    async for event in watching.infinite_watch(settings=settings, resource=resource, namespace=where):
+    """Every event of one kind in one namespace (None: cluster-wide), forever. Ends only by raising Fatal
+    (a 403: the operator's RBAC lacks list or watch), which stops the operator (cli.run_operator)."""
+    backoff = backoff or Backoff()
+    where = namespace or "all namespaces"
+    while True:
         try:
-            handle_event(event, handle, listed, listing)
-        except Exception:  # one object the controller cannot take must not stop the stream for all others
-            log.exception("a %s watch event could not be handled: %s", resource.plural, _about(event))
-
-
-def _about(event: object) -> str:
-    """Which object a watch event is about, for a log line (never its content: it may hold credentials)."""
-    if isinstance(event, Mapping):
-        meta = (event.get("object") or {}).get("metadata") or {}
-        return f"{event.get('type')} {meta.get('namespace')}/{meta.get('name')}"
-    return repr(event)
+            version, keys = await list_once(api, resource, namespace, handle)
+            backoff.reset()
+            listed(keys)
+            while True:
+                version = await watch_once(api, resource, namespace, version, handle)
+                backoff.reset()
+        except Expired:
+            log.debug("the %s watch in %s expired; listing again", resource.plural, where)
+            continue
+        except kube.APIError as exc:
+            if exc.status == 403:
+                raise Fatal(f"the operator may not list or watch {resource.plural} in {where}: {exc}") from exc
+            problem = f"HTTP {exc.status}"
+        except Exception as exc:  # the network, a timeout, a body that is not JSON, Kopf's login: try again
+            problem = type(exc).__name__
+        delay = backoff.next()
+        log.warning("the %s stream in %s failed (%s); trying again in %.1fs", resource.plural, where, problem, delay)
+        await asyncio.sleep(delay)
 
 
 def streams(
-    settings: kopf.OperatorSettings,
-    vault: credentials.Vault,
+    api: kube.Api,
     namespaces: Collection[str],
     executions: Handle,
     jobs: Handle,
@@ -108,17 +240,19 @@ def streams(
     listed: Callable[[], None],
 ) -> list[Coroutine[Any, Any, None]]:
     """The execution, Job and pod streams of every watched namespace (none given: one cluster-wide stream
-    each). `relisted` is told the keys of every list of each; `listed` is called once every stream has
-    finished its first list, and never again."""
+    each). `relisted` is told the keys of every completed list of each; `listed` is called once every
+    stream has finished its first list, and never again."""
     where: list[str | None] = list(namespaces) or [None]
     kinds = [(EXECUTIONS, executions), (JOBS, jobs), (PODS, pods)]
     unlisted = {(resource.plural, ns) for resource, _ in kinds for ns in where}
 
-    def listed_one(resource: references.Resource, namespace: str | None) -> Listed:
+    def listed_one(resource: Resource, namespace: str | None) -> Listed:
         def done(keys: frozenset[str]) -> None:
             try:
                 relisted(resource.plural, namespace, keys)
-            finally:  # the workers start even if handling what vanished failed (stream() logs it)
+            except Exception:  # the workers start even if handling what vanished failed
+                log.exception("handling what vanished from the %s list failed", resource.plural)
+            finally:
                 if unlisted:
                     unlisted.discard((resource.plural, namespace))
                     if not unlisted:
@@ -126,8 +260,4 @@ def streams(
 
         return done
 
-    return [
-        stream(settings, vault, resource, ns, handle, listed_one(resource, ns))
-        for resource, handle in kinds
-        for ns in where
-    ]
+    return [stream(api, resource, ns, handle, listed_one(resource, ns)) for resource, handle in kinds for ns in where]
