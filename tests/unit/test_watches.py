@@ -135,7 +135,9 @@ def test_a_list_that_fails_midway_reports_nothing_and_the_next_complete_list_doe
 def test_a_minute_of_api_server_errors_never_ends_a_stream() -> None:
     """Issue 24: 5xx for about a minute during a list escaped Kopf's watch loop and stopped the operator."""
     errors: list[Any] = [Failure(503), Failure(500), Failure(429), TimeoutError(), ConnectionResetError()] * 20
-    api = ScriptedApi([*errors, page([JOB]), page([JOB])], [[event("ADDED", OTHER)], Failure(502), [event("MODIFIED", OTHER)]])
+    api = ScriptedApi(
+        [*errors, page([JOB]), page([JOB])], [[event("ADDED", OTHER)], Failure(502), [event("MODIFIED", OTHER)]]
+    )
     seen: list[str | None] = []
     listed: list[frozenset[str]] = []
     run(api, lambda kind, _: seen.append(kind), listed.append, watches.JOBS)
