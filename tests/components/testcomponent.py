@@ -13,8 +13,9 @@ import random
 import string
 import sys
 import time
+import zlib
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from schedexec_runner import Component, RunContext, RunError, Schedule, contract
 from schedexec_runner.xsoar import CommandResults, PollResult, ScheduledCommand, arg_to_number, polling_function
@@ -226,3 +227,59 @@ def xsoar_poll_command(args: dict[str, Any], ctx: RunContext) -> PollResult:
             readable_output=f"Job {job_id}: benign",
         )
     )
+
+
+# Poison outcomes (issue 24): each writes its own termination message, raw, past the runner's encoding and
+# checks, and exits 0 as a run that reported, so the operator meets what a broken or hostile component in
+# another language could write.
+
+
+def _write_raw(message: str) -> NoReturn:
+    target = os.environ.get(contract.TERMINATION_LOG) or contract.DEFAULT_TERMINATION_LOG
+    Path(target).write_text(message, encoding="utf-8")
+    os._exit(contract.EXIT_REPORTED)
+
+
+@component.command("surrogate")
+def surrogate(args: dict[str, Any], ctx: RunContext) -> Any:
+    """A `done` envelope whose result is a lone surrogate: the JSON escape \\ud800, valid JSON text that
+    decodes to a string no UTF-8 encoder takes."""
+    _write_raw('{"v":1,"outcome":"done","result":"\\ud800"}')
+
+
+@component.command("deep-result")
+def deep_result(args: dict[str, Any], ctx: RunContext) -> Any:
+    """A `done` envelope whose result nests `depth` (default 300) arrays: small text, deeper than
+    pydantic's serialiser goes."""
+    depth = int(args.get("depth", 300))
+    _write_raw('{"v":1,"outcome":"done","result":' + "[" * depth + "]" * depth + "}")
+
+
+@component.command("false-pointer")
+def false_pointer(args: dict[str, Any], ctx: RunContext) -> Any:
+    """A logged-outcome pointer (schedexec_runner.frame) that claims `lines` (default 30,000,000) frame lines
+    for a 100-byte outcome, and no frame in the log at all."""
+    pointer = {"nonce": "0" * 32, "bytes": 100, "sha256": "0" * 64, "lines": int(args.get("lines", 30_000_000))}
+    _write_raw("schedexec-logged:" + json.dumps(pointer, separators=(",", ":")))
+
+
+def long_error_message(size: int) -> str:
+    """`size` characters (ASCII, nothing JSON escapes) of an upstream's error page, as a careless component
+    passes it on whole; deterministic, so a test can rebuild it."""
+    line = "upstream 503: <html><body><h1>Service Unavailable</h1><p>try again later</p></body></html> "
+    return (line * (size // len(line) + 1))[:size]
+
+
+def long_error_envelope(size: int) -> str:
+    """An `error` envelope (compact JSON) of exactly `size` bytes, nearly all of it its message."""
+    shell = {"v": 1, "outcome": "error", "reason": "ShopUnavailable", "message": ""}
+    overhead = len(json.dumps(shell, separators=(",", ":")))
+    return json.dumps({**shell, "message": long_error_message(size - overhead)}, separators=(",", ":"))
+
+
+@component.command("long-error")
+def long_error(args: dict[str, Any], ctx: RunContext) -> Any:
+    """An `error` envelope of `bytes` (default 256 KiB) bytes of JSON, its message nearly all of it,
+    compressed as the runner compresses (schedexec_runner.envelope) so that it fits the termination message."""
+    text = long_error_envelope(int(args.get("bytes", 256 * 1024)))
+    _write_raw("schedexec-zlib:" + base64.b64encode(zlib.compress(text.encode("utf-8"), 9)).decode("ascii"))
