@@ -227,9 +227,14 @@ class Cluster:
         """The pods of the Job `job_uid` (by the controller's uid label: not those of another Job of its name)."""
         return await self._list(namespace, "pods", {"labelSelector": f"batch.kubernetes.io/controller-uid={job_uid}"})
 
-    async def pod_log(self, namespace: str, pod: str, container: str, limit_bytes: int) -> str | None:
-        """The log of `container` in `pod`, at most `limit_bytes` of it (None if the pod is gone)."""
+    async def pod_log(
+        self, namespace: str, pod: str, container: str, limit_bytes: int, tail_lines: int | None = None
+    ) -> str | None:
+        """The log of `container` in `pod` (None if the pod is gone): its last `tail_lines` lines if given, at
+        most `limit_bytes` of them; bytes that are not UTF-8 read as U+FFFD."""
         params = {"container": container, "limitBytes": str(limit_bytes)}
+        if tail_lines is not None:
+            params["tailLines"] = str(tail_lines)
         url = path("v1", namespace, f"pods/{pod}/log")
         answer = await self.api.call("get", url, params=params, tolerate=(404,), text=True)
         return None if answer.status == 404 else str(answer.body)

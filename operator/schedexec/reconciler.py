@@ -206,11 +206,11 @@ class Reconciler:
         if pointer["bytes"] > limit:
             message = f"run reported a {pointer['bytes']}-byte outcome; the limit is {limit} bytes"
             return replace(observed, logged=None, envelope=envelopes.error(models.Reason.RESULT_TOO_LARGE, message))
-        # base64 of zlib grows incompressible data by a third; the frame's markers and the component's own
-        # output come on top
-        budget = limit * 4 // 3 + 64 * 1024 + 8 * 1024 * 1024
+        # the frame is the end of the log: only its lines are read, however much the component printed before
+        # (or however often the kubelet rotated the log), and never more than the pointer's lines can hold
+        pod, lines, budget = observed.logged.pod, frame.tail_lines(pointer), frame.log_bytes(pointer)
         try:
-            log_text = await self.cluster.pod_log(namespace, observed.logged.pod, runs.CONTAINER, budget)
+            log_text = await self.cluster.pod_log(namespace, pod, runs.CONTAINER, budget, lines)
         except kube.APIError as exc:
             if exc.status not in (401, 403):
                 raise  # transient: look again

@@ -69,9 +69,15 @@ class FakeCluster:
         self.calls.append(("run_pods", job))
         return []
 
-    async def pod_log(self, namespace: str, pod: str, container: str, limit_bytes: int) -> str | None:
+    async def pod_log(
+        self, namespace: str, pod: str, container: str, limit_bytes: int, tail_lines: int | None = None
+    ) -> str | None:
+        """As the kubelet answers: the last `tail_lines` lines, then at most `limit_bytes` of them."""
         self.calls.append(("pod_log", pod))
-        return self.log
+        if self.log is None or tail_lines is None:
+            return self.log
+        tail = "".join(self.log.splitlines(keepends=True)[-tail_lines:])
+        return tail.encode("utf-8", "surrogateescape")[:limit_bytes].decode("utf-8", errors="replace")
 
     async def create_config_map(self, manifest: dict[str, Any]) -> None:
         self.calls.append(("create_config_map", manifest["metadata"]["name"]))
@@ -624,6 +630,15 @@ def test_a_truncated_or_missing_frame_is_an_invalid_outcome_never_a_partial_resu
     ex = models.ScheduledExecution.model_validate(body("a") | {"status": RUNNING_A1})
     d = decisions.decide(ex, observed, datetime.now(UTC), True)
     assert d.status.error is not None and d.status.error.reason == "InvalidEnvelope"
+
+
+def test_a_framed_outcome_after_megabytes_of_output_is_read_from_the_logs_tail() -> None:
+    """Issue 24: the log was read from its start, at most limit + 8 MiB: a frame after more output than that
+    was dropped as InvalidEnvelope. Non-UTF-8 bytes before the frame do not matter either."""
+    cluster = FakeCluster()
+    noise = "\udcff" + "x" * 4095  # a byte that is not UTF-8 (0xff), then a long line
+    observed = logged_run(cluster, {"schema": "y" * 300_000}, lambda log: (noise + "\n") * 3000 + log)
+    assert observed.envelope is not None and observed.envelope["result"] == {"schema": "y" * 300_000}
 
 
 def test_an_outcome_over_the_limit_fails_result_too_large_naming_the_limit() -> None:
