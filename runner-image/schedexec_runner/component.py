@@ -34,7 +34,12 @@ Function = Callable[[dict[str, Any], "RunContext"], Any]
 
 @dataclass(frozen=True)
 class RunContext:
-    """What a run knows besides its args."""
+    """What a run knows besides its args.
+
+    `credentials` holds the mounted Secret's keys whose values are UTF-8 text, exactly as stored (nothing
+    stripped: a trailing space or newline is part of the value); `binary_credentials` the keys whose values
+    are not (a keystore, a DER certificate), as bytes.
+    """
 
     method: str
     module: str | None = None
@@ -42,6 +47,7 @@ class RunContext:
     run_index: int = 1
     execution: str = ""
     credentials: Mapping[str, str] = field(default_factory=dict, repr=False)
+    binary_credentials: Mapping[str, bytes] = field(default_factory=dict, repr=False)
 
 
 @runtime_checkable

@@ -22,18 +22,24 @@ before them refuses an envelope that uses them (unknown keys are an
 `InvalidEnvelope`), so components should use them only with an operator that
 knows them.
     {"v": 1, "outcome": "error", "reason": "<CamelCase>", "message": "<text>"}
+
+What a component writes is untrusted input to the operator, so `validate` also bounds what the operator
+would otherwise choke on later: a result, partial result, schedule args or error message nested deeper
+than bounds.MAX_JSON_DEPTH or holding a string that is not valid Unicode (a lone surrogate), NaN or
+Infinity (JSON has neither; the API server refuses them), and a reason longer than MAX_REASON_LENGTH.
+Its messages never quote more than a short, escaped piece of what it refuses.
 """
 
 from __future__ import annotations
 
 import base64
-import binascii
 import json
+import math
 import re
 import zlib
 from typing import Any
 
-from schedexec_runner import contract
+from schedexec_runner import bounds, contract
 
 VERSION = 1
 MAX_BYTES = 4096
@@ -56,6 +62,9 @@ it reach beyond spec.timeoutSeconds anyway."""
 MAX_ITEMS_REMAINING = 2**31 - 1
 """The largest `itemsRemaining`: an int32, as the execution's status keeps it."""
 
+MAX_REASON_LENGTH = 128
+"""The longest error reason: a CamelCase word that becomes a condition's reason and a metric's label."""
+
 DONE = "done"
 SCHEDULE = "schedule"
 ERROR = "error"
@@ -63,6 +72,10 @@ ERROR = "error"
 _REASON = re.compile(r"^[A-Z][A-Za-z0-9]*$")
 _METHOD = re.compile(contract.METHOD_PATTERN)
 _SCHEDULE_OPTIONAL = {"partialResult", "command", "timeoutInSeconds", "itemsRemaining"}
+_PAYLOAD = {DONE: ("result",), SCHEDULE: ("args", "partialResult"), ERROR: ("message",)}
+"""The keys of each outcome that hold a component's own JSON, bounded by bounds.problem."""
+_SHOWN_KEYS = 5
+"""How many unknown keys an error message names."""
 
 
 class EnvelopeError(ValueError):
@@ -107,7 +120,10 @@ def schedule(
 
 
 def error(reason: str, message: str) -> dict[str, Any]:
-    """The run failed; `reason` is CamelCase, `message` is for humans."""
+    """The run failed; `reason` is CamelCase, `message` is for humans. A lone surrogate in `message` (text
+    an exception took from undecodable bytes) is written as its escape, `\\ud800`, so the reason survives."""
+    if isinstance(message, str):
+        message = message.encode("utf-8", "backslashreplace").decode("utf-8")
     return {"v": VERSION, "outcome": ERROR, "reason": reason, "message": message}
 
 
@@ -127,7 +143,7 @@ def encode(envelope: dict[str, Any], limit: int = MAX_BYTES) -> str:
 def fit(envelope: dict[str, Any], limit: int = MAX_BYTES) -> str | None:
     """`envelope` as at most `limit` bytes of plain or compressed JSON, or None if it does not fit."""
     validate(envelope)
-    plain = json.dumps(envelope, separators=(",", ":"), ensure_ascii=False)
+    plain = json.dumps(envelope, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
     raw = plain.encode("utf-8")
     if len(raw) <= limit:
         return plain
@@ -150,11 +166,20 @@ def decode(text: str) -> dict[str, Any]:
     if text.startswith(COMPRESSED_PREFIX):
         text = _decompress(text[len(COMPRESSED_PREFIX) :])
     try:
-        envelope = json.loads(text)
-    except (ValueError, RecursionError) as exc:
+        envelope = json.loads(text, parse_constant=_refuse_constant)
+    except RecursionError:
+        raise EnvelopeError(
+            f"the termination message is not JSON this operator reads: it nests far deeper than the limit of "
+            f"{bounds.MAX_JSON_DEPTH} levels"
+        ) from None
+    except ValueError as exc:
         raise EnvelopeError(f"the termination message is not JSON: {type(exc).__name__}: {exc}") from None
     validate(envelope)
     return envelope  # type: ignore[no-any-return]
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON (nor a number the API server stores)")
 
 
 def _decompress(payload: str) -> str:
@@ -162,19 +187,22 @@ def _decompress(payload: str) -> str:
         compressed = base64.b64decode(payload, validate=True)
         inflater = zlib.decompressobj()
         raw = inflater.decompress(compressed, MAX_DECOMPRESSED_BYTES)
-        if inflater.unconsumed_tail:
-            raise EnvelopeError(f"the compressed envelope inflates past {MAX_DECOMPRESSED_BYTES} bytes")
+    except (ValueError, zlib.error) as exc:  # binascii.Error, and base64 that is not even ASCII
+        raise EnvelopeError(f"the compressed envelope is corrupt: {exc}") from None
+    if inflater.unconsumed_tail:
+        raise EnvelopeError(f"the compressed envelope inflates past {MAX_DECOMPRESSED_BYTES} bytes")
+    try:
         return raw.decode("utf-8")
-    except (binascii.Error, zlib.error, UnicodeDecodeError) as exc:
+    except UnicodeDecodeError as exc:
         raise EnvelopeError(f"the compressed envelope is corrupt: {exc}") from None
 
 
 def validate(envelope: Any) -> None:
-    """Raise `EnvelopeError` unless `envelope` has one of the three shapes."""
+    """Raise `EnvelopeError` unless `envelope` has one of the three shapes, within the bounds."""
     if not isinstance(envelope, dict):
         raise EnvelopeError("the envelope is not a JSON object")
     if envelope.get("v") != VERSION:
-        raise EnvelopeError(f"unsupported envelope version {envelope.get('v')!r}; expected {VERSION}")
+        raise EnvelopeError(f"unsupported envelope version {_show(envelope.get('v'))}; expected {VERSION}")
     outcome = envelope.get("outcome")
     if outcome == DONE:
         _require_keys(envelope, {"result"}, set())
@@ -185,11 +213,11 @@ def validate(envelope: Any) -> None:
             raise EnvelopeError("schedule.args must be a JSON object")
         command = envelope.get("command")
         if "command" in envelope and (
-            not isinstance(command, str) or len(command) > contract.METHOD_MAX_LENGTH or not _METHOD.match(command)
+            not isinstance(command, str) or len(command) > contract.METHOD_MAX_LENGTH or not _METHOD.fullmatch(command)
         ):
             raise EnvelopeError(
                 f"schedule.command must be a method name: a letter, then letters, digits, _ . : or -, "
-                f"at most {contract.METHOD_MAX_LENGTH} characters (got {command!r:.80})"
+                f"at most {contract.METHOD_MAX_LENGTH} characters (got {_show(command)})"
             )
         if "timeoutInSeconds" in envelope:
             _require_integer(envelope, "timeoutInSeconds", 1, MAX_TIMEOUT_SECONDS)
@@ -197,12 +225,47 @@ def validate(envelope: Any) -> None:
             _require_integer(envelope, "itemsRemaining", 0, MAX_ITEMS_REMAINING)
     elif outcome == ERROR:
         _require_keys(envelope, {"reason", "message"}, set())
-        if not isinstance(envelope["reason"], str) or not _REASON.match(envelope["reason"]):
-            raise EnvelopeError("error.reason must be a CamelCase word")
+        reason = envelope["reason"]
+        if not isinstance(reason, str) or len(reason) > MAX_REASON_LENGTH or not _REASON.fullmatch(reason):
+            raise EnvelopeError(
+                f"error.reason must be a CamelCase word of at most {MAX_REASON_LENGTH} characters (got {_show(reason)})"
+            )
         if not isinstance(envelope["message"], str):
             raise EnvelopeError("error.message must be a string")
     else:
-        raise EnvelopeError(f"unknown outcome {outcome!r}; expected done, schedule or error")
+        raise EnvelopeError(f"unknown outcome {_show(outcome)}; expected done, schedule or error")
+    for key in _PAYLOAD[outcome]:
+        if key in envelope and (problem := _payload_problem(envelope[key], f"{outcome}.{key}")) is not None:
+            raise EnvelopeError(problem)
+
+
+def _payload_problem(value: Any, what: str) -> str | None:
+    """Why a component's own JSON may not reach the operator's status: too deep, not valid Unicode, or a
+    float JSON has no text for."""
+    problem = bounds.problem(value, what)
+    if problem is not None:
+        return problem
+    stack = [value]
+    while stack:  # depth is bounded now, but stay iterative like bounds
+        item = stack.pop()
+        if isinstance(item, float) and not math.isfinite(item):
+            return f"{what} holds {item}, which JSON cannot express"
+        if isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return None
+
+
+def _show(value: Any) -> str:
+    """A short, escaped rendering of a value the envelope holds, for an error message: never a container's
+    repr (a deep one would recurse, a large one would bloat the status), never a lone surrogate as is."""
+    if isinstance(value, dict | list):
+        return "a JSON object" if isinstance(value, dict) else "a JSON array"
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 64:
+        return "an integer beyond 64 bits"
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def _require_integer(envelope: dict[str, Any], key: str, low: int, high: int) -> None:
@@ -218,4 +281,6 @@ def _require_keys(envelope: dict[str, Any], required: set[str], optional: set[st
         raise EnvelopeError(f"{envelope['outcome']} envelope lacks {', '.join(sorted(missing))}")
     unknown = keys - required - optional
     if unknown:
-        raise EnvelopeError(f"{envelope['outcome']} envelope has unknown keys {', '.join(sorted(unknown))}")
+        named = ", ".join(_show(key) for key in sorted(unknown, key=str)[:_SHOWN_KEYS])
+        more = f" and {len(unknown) - _SHOWN_KEYS} more" if len(unknown) > _SHOWN_KEYS else ""
+        raise EnvelopeError(f"{envelope['outcome']} envelope has unknown keys {named}{more}")

@@ -4,9 +4,20 @@ Reads the contract's environment variables and args file, loads the
 component named by `SCHEDEXEC_COMPONENT`, calls it, and writes exactly one outcome envelope to
 the termination log. Bad input (unknown method, args that are not a JSON
 object, a component that cannot be imported) is itself reported as an error
-envelope, so the operator always learns why a run failed. Credential values
-are redacted from everything the runner writes or logs: a run's result is
-stored in the execution's status, where credentials must never appear.
+envelope, so the operator always learns why a run failed. So is an outcome the
+operator could not take (`reportable`): a result that is not JSON, nests deeper
+than bounds.MAX_JSON_DEPTH or holds a lone surrogate is an `InvalidResult` error,
+never a crash of the runner or a termination message that cannot be written.
+Credential values are redacted from everything the runner writes or logs: a
+run's result is stored in the execution's status, where credentials must never
+appear.
+
+Credentials are given byte for byte: a password may end in a space or a
+newline, so nothing is stripped. A Secret key whose value is not UTF-8 (a
+PKCS#12 keystore, a DER certificate) is given as bytes in
+`ctx.binary_credentials`, not in `ctx.credentials`, whose values stay `str` as
+elastic.io's cfg and XSOAR's params are; the runner says so on stderr, naming
+the key, never its value.
 """
 
 from __future__ import annotations
@@ -19,7 +30,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, TextIO
 
-from schedexec_runner import contract, envelope, frame
+from schedexec_runner import bounds, contract, envelope, frame
 from schedexec_runner.component import Component, RunContext
 
 
@@ -46,26 +57,41 @@ def read_args(environ: Mapping[str, str]) -> dict[str, Any]:
         raise InputError("InvalidArgs", f"cannot read the args file {path}: {exc}") from None
     try:
         args = json.loads(raw or "{}")
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:
         raise InputError("InvalidArgs", f"the args file {path} is not JSON: {exc}") from None
     if not isinstance(args, dict):
         raise InputError("InvalidArgs", f"the args must be a JSON object, not {type(args).__name__}")
     return args
 
 
-def read_credentials(environ: Mapping[str, str]) -> dict[str, str]:
-    """One entry per file of the mounted Secret; nothing if none is mounted."""
+def read_credentials(
+    environ: Mapping[str, str], diagnostics: TextIO | None = None
+) -> tuple[dict[str, str], dict[str, bytes]]:
+    """The mounted Secret, one entry per file, as given (never stripped): keys whose value is UTF-8 text,
+    and keys whose value is not, as bytes (each named on `diagnostics`, stderr by default). Nothing if no
+    Secret is mounted."""
     configured = environ.get(contract.CREDENTIALS_DIR)
     if not configured:
-        return {}
+        return {}, {}
     directory = Path(configured)
     if not directory.is_dir():
         raise InputError("CredentialsUnavailable", f"credentials directory {configured} is not mounted")
-    return {
-        entry.name: entry.read_text(encoding="utf-8").strip()
-        for entry in sorted(directory.iterdir())
-        if entry.is_file() and not entry.name.startswith(".")
-    }
+    text: dict[str, str] = {}
+    binary: dict[str, bytes] = {}
+    for entry in sorted(directory.iterdir()):
+        if not entry.is_file() or entry.name.startswith("."):
+            continue
+        value = entry.read_bytes()
+        try:
+            text[entry.name] = value.decode("utf-8")
+        except UnicodeDecodeError:
+            binary[entry.name] = value
+            print(
+                f"schedexec-runner: the credential {entry.name!r} is not UTF-8 text; "
+                "it is given as bytes in ctx.binary_credentials, not in ctx.credentials",
+                file=diagnostics or sys.stderr,
+            )
+    return text, binary
 
 
 def load_component(environ: Mapping[str, str]) -> Component:
@@ -82,14 +108,27 @@ def load_component(environ: Mapping[str, str]) -> Component:
     return component
 
 
-def redact(outcome: dict[str, Any], secrets: Mapping[str, str]) -> dict[str, Any]:
-    """`outcome` with every credential value replaced by *** in the strings of its payload
-    (result, args, partialResult, message), never in the envelope's own fields."""
+def reportable(outcome: Any) -> dict[str, Any]:
+    """`outcome` as plain JSON that `envelope.validate` accepts, or an `InvalidResult` error that says why
+    not: a value JSON cannot hold (an object, NaN), nesting deeper than bounds.MAX_JSON_DEPTH (or than
+    Python can serialise), a lone surrogate, a reason or a schedule key out of range."""
     try:
-        json.dumps(outcome)
-    except (TypeError, ValueError) as exc:
-        return envelope.error("InvalidResult", f"the outcome cannot be serialised as JSON: {exc}")
-    values = sorted((v for v in secrets.values() if len(v) >= 3), key=len, reverse=True)
+        plain = json.loads(json.dumps(outcome, allow_nan=False))
+        envelope.validate(plain)
+    except RecursionError:
+        message = f"the outcome nests far deeper than the limit of {bounds.MAX_JSON_DEPTH} levels"
+        return envelope.error("InvalidResult", message)
+    except (TypeError, ValueError) as exc:  # envelope.EnvelopeError is a ValueError
+        return envelope.error("InvalidResult", f"the outcome cannot be reported: {exc}")
+    return plain  # type: ignore[no-any-return]
+
+
+def redact(outcome: dict[str, Any], secrets: Mapping[str, str]) -> dict[str, Any]:
+    """`outcome` (plain JSON, see `reportable`) with every credential value replaced by *** in the strings
+    of its payload (result, args, partialResult, message), never in the envelope's own fields. A value is
+    also redacted without the whitespace around it, which a component may well have stripped."""
+    candidates = {form for value in secrets.values() for form in (value, value.strip())}
+    values = sorted((v for v in candidates if len(v) >= 3), key=len, reverse=True)
 
     def clean(value: Any) -> Any:
         if isinstance(value, str):
@@ -106,11 +145,12 @@ def redact(outcome: dict[str, Any], secrets: Mapping[str, str]) -> dict[str, Any
     return {k: clean(v) if k in payload else v for k, v in outcome.items()} if values else outcome
 
 
-def run(environ: Mapping[str, str]) -> dict[str, Any]:
-    """The envelope for the run `environ` describes; never raises."""
+def run(environ: Mapping[str, str], diagnostics: TextIO | None = None) -> dict[str, Any]:
+    """The envelope for the run `environ` describes; never raises. Notes for the run's log (not its
+    outcome) go to `diagnostics`, stderr by default."""
     credentials: dict[str, str] = {}
     try:
-        credentials = read_credentials(environ)
+        credentials, binary_credentials = read_credentials(environ, diagnostics)
         args = read_args(environ)
         component = load_component(environ)
         method = environ.get(contract.METHOD, "")
@@ -123,13 +163,14 @@ def run(environ: Mapping[str, str]) -> dict[str, Any]:
             run_index=int(environ.get(contract.RUN_INDEX, "1") or 1),
             execution=environ.get(contract.EXECUTION, ""),
             credentials=credentials,
+            binary_credentials=binary_credentials,
         )
-        outcome = component.run(args, ctx)
+        outcome: Any = component.run(args, ctx)
     except InputError as exc:
         outcome = envelope.error(exc.reason, str(exc))
     except Exception as exc:
         outcome = envelope.error("RunnerError", f"{type(exc).__name__}: {exc}")
-    return redact(outcome, credentials)
+    return redact(reportable(outcome), credentials)
 
 
 def termination_message(outcome: dict[str, Any], environ: Mapping[str, str], log: TextIO) -> str:
@@ -149,11 +190,13 @@ def termination_message(outcome: dict[str, Any], environ: Mapping[str, str], log
 
 
 def max_result_bytes(environ: Mapping[str, str]) -> int:
-    """The largest result the operator accepts through the log ($SCHEDEXEC_MAX_RESULT_BYTES; 0: none)."""
+    """The largest result the operator accepts through the log ($SCHEDEXEC_MAX_RESULT_BYTES; 0: none), never
+    more than a frame may hold (frame.MAX_FRAME_BYTES)."""
     try:
-        return max(int(environ.get(contract.MAX_RESULT_BYTES) or frame.DEFAULT_MAX_RESULT_BYTES), 0)
+        configured = int(environ.get(contract.MAX_RESULT_BYTES) or frame.DEFAULT_MAX_RESULT_BYTES)
     except ValueError:
         return frame.DEFAULT_MAX_RESULT_BYTES
+    return min(max(configured, 0), frame.MAX_FRAME_BYTES)
 
 
 def main() -> int:
@@ -161,7 +204,7 @@ def main() -> int:
     outcome = run(environ)
     try:
         text = termination_message(outcome, environ, sys.stdout)
-    except (TypeError, ValueError, envelope.EnvelopeError) as exc:
+    except (TypeError, ValueError, RecursionError) as exc:  # reportable() checked it: a bug in the runner
         text = envelope.encode(envelope.error("InvalidResult", f"the outcome cannot be serialised as JSON: {exc}"))
     target = Path(environ.get(contract.TERMINATION_LOG) or contract.DEFAULT_TERMINATION_LOG)
     try:

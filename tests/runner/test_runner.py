@@ -247,3 +247,106 @@ def test_redaction_never_breaks_the_envelope(tmp_path: Path, secret: str) -> Non
     )
     envelope.validate(outcome)
     assert outcome["outcome"] == "done"
+
+
+def deep(levels: int) -> Any:
+    value: Any = "leaf"
+    for _ in range(levels):
+        value = [value]
+    return value
+
+
+@pytest.mark.parametrize(
+    ("result", "complaint"),
+    [
+        ({"name": "caf\udce9"}, "done.result holds a string that is not valid Unicode"),
+        ({"caf\udce9": 1}, "done.result holds a key that is not valid Unicode"),
+        (deep(300), "done.result nests deeper than 64 levels"),
+        (deep(5000), "nests far deeper than the limit of 64 levels"),  # past what json.dumps can recurse
+        ({"ratio": float("nan")}, "Out of range float values are not JSON compliant"),
+        (Schedule(30, {"cursor": deep(100)}), "schedule.args nests deeper than 64 levels"),
+    ],
+)
+def test_a_result_the_operator_could_not_store_is_an_invalid_result_not_a_crash(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, result: Any, complaint: str
+) -> None:
+    import testcomponent
+
+    monkeypatch.setitem(testcomponent.component.commands, "poison", lambda args, run: result)
+    outcome = run(env(tmp_path, **{contract.METHOD: "poison"}))
+    assert outcome["outcome"] == "error" and outcome["reason"] == "InvalidResult"
+    assert complaint in outcome["message"]
+    assert envelope.decode(envelope.encode(outcome)) == outcome
+
+
+@pytest.fixture
+def poisoned_component(tmp_path: Path) -> Path:
+    """A component module, importable by the runner process, whose `digest` returns a lone surrogate."""
+    (tmp_path / "poisoned.py").write_text(
+        "from schedexec_runner import Component\n"
+        "component = Component('poisoned')\n"
+        "component.command('digest')(lambda args, ctx: {'name': b'caf\\xe9'.decode('utf-8', 'surrogateescape')})\n"
+    )
+    return tmp_path
+
+
+def test_a_poisoned_result_still_ends_the_process_with_a_readable_envelope(
+    tmp_path: Path, poisoned_component: Path
+) -> None:
+    """The real entrypoint: a lone surrogate in the result (the component decoded bytes with
+    surrogateescape) is reported, exit 0, the termination message valid UTF-8."""
+    path = os.pathsep.join([str(poisoned_component), str(COMPONENTS), *sys.path])
+    code, text = run_process(tmp_path, "digest", {}, **{contract.COMPONENT: "poisoned:component", "PYTHONPATH": path})
+    assert code == contract.EXIT_REPORTED, text
+    reported = envelope.decode(text)
+    assert reported["reason"] == "InvalidResult" and "not valid Unicode" in reported["message"]
+
+
+def test_credentials_are_given_byte_for_byte_never_stripped(tmp_path: Path) -> None:
+    """A password may end in a space or a newline: the component gets exactly what the Secret holds."""
+    secret = " pass word \n"
+    verified = run(
+        env(
+            tmp_path,
+            json.dumps({"expectedSha256": sha256(secret.encode()).hexdigest()}),
+            **mounted(tmp_path, secret),
+            **{contract.METHOD: "verifyCredentials"},
+        )
+    )
+    assert verified == envelope.done({"verified": True})
+
+
+def test_a_credential_is_redacted_with_and_without_its_surrounding_whitespace(tmp_path: Path) -> None:
+    leaked = run(env(tmp_path, **mounted(tmp_path, "canary-9f8e7d\n"), **{contract.METHOD: "leak"}))
+    assert "canary-9f8e7d" not in json.dumps(leaked) and "***" in leaked["message"]
+
+
+def test_a_binary_credential_is_given_as_bytes_and_named_never_shown(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A keystore in the Secret no longer fails every run: the text keys stay str in ctx.credentials, the
+    binary one is bytes in ctx.binary_credentials, and stderr names the key, not its value."""
+    import testcomponent
+
+    values = mounted(tmp_path, "canary-9f8e7d")
+    keystore = b"\x30\x82\xff\xfe keystore \x00\x9c"
+    (Path(values[contract.CREDENTIALS_DIR]) / "client.p12").write_bytes(keystore)
+
+    def show(args: dict[str, Any], ctx: RunContext) -> Any:
+        return {
+            "text": sorted(ctx.credentials),
+            "binary": {key: sha256(value).hexdigest() for key, value in ctx.binary_credentials.items()},
+        }
+
+    monkeypatch.setitem(testcomponent.component.commands, "show", show)
+    outcome = run(env(tmp_path, **values, **{contract.METHOD: "show"}))
+    assert outcome == envelope.done({"text": ["apiKey"], "binary": {"client.p12": sha256(keystore).hexdigest()}})
+    stderr = capsys.readouterr().err
+    assert "'client.p12' is not UTF-8 text" in stderr and "keystore" not in stderr
+
+
+def test_the_log_path_never_promises_more_than_a_frame_may_hold(tmp_path: Path) -> None:
+    from schedexec_runner.main import max_result_bytes
+
+    assert max_result_bytes({contract.MAX_RESULT_BYTES: str(1 << 40)}) == frame.MAX_FRAME_BYTES
+    assert max_result_bytes({contract.MAX_RESULT_BYTES: "-5"}) == 0
