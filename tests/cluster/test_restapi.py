@@ -20,6 +20,7 @@ from kubernetes import client
 
 from schedexec import models, runs
 from schedexec_devcluster.controlplane import SERVICE_ACCOUNT_ISSUER
+from schedexec_runner import bounds
 from tests.support import (
     API_AUDIENCE,
     Api,
@@ -541,3 +542,68 @@ def test_a_result_kept_in_a_config_map_is_answered_whole_and_a_changed_one_is_50
         cluster.core.create_namespaced_config_map(namespace, forged)
         refused = http.get(f"/v2/exec/result/{uid}")
     assert refused.status_code == 502 and "does not match its record" in refused.json()["errors"][0]["detail"]
+
+
+# --- issue 24 [poison]: bodies past the JSON bounds, executions nested as deep as the API server stores -------
+
+EXECUTIONS = f"/apis/{models.API_VERSION}/namespaces/{{namespace}}/{models.PLURAL}"
+
+
+def nested_text(levels: int) -> str:
+    """The JSON text of an object `levels` deep, written as text: json.dumps recurses and stops near 1,000."""
+    return '{"a":' * (levels - 1) + "{}" + "}" * (levels - 1)
+
+
+@pytest.mark.parametrize(
+    ("args", "detail", "pointer"),
+    [
+        (nested_text(300), f"nests deeper than {bounds.MAX_JSON_DEPTH} levels", "/data/attributes/args"),
+        (nested_text(5000), f"nests deeper than {bounds.MAX_JSON_DEPTH} levels", "/data/attributes/args"),
+        ('{"note": "\\ud800"}', "not valid Unicode", "/data/attributes/args"),
+        ('{"n": 1' + "0" * 4000 + "}", "the Kubernetes API server refused the execution: ", None),
+    ],
+    ids=["300-deep", "5000-deep", "lone-surrogate", "number-too-large-for-the-api-server"],
+)
+def test_args_past_the_bounds_are_422_naming_the_attribute(
+    api: Api, namespace: str, token: str, args: str, detail: str, pointer: str | None
+) -> None:
+    text = '{"data": {"type": "execution", "attributes": {"component": "test", "method": "countdown", "args": %s}}}'
+    with api.client(token) as http:
+        response = http.post(
+            "/v2/executions",
+            content=(text % args).encode(),
+            params={"namespace": namespace},
+            headers={"Content-Type": "application/json"},
+        )
+    assert response.status_code == 422, response.text
+    (error,) = response.json()["errors"]
+    assert error.get("source", {}).get("pointer") == pointer and detail in error["detail"]
+    assert "Traceback" not in api.log.read_text() and "0" * 1000 not in api.log.read_text()
+
+
+def test_an_execution_with_args_nested_as_deep_as_the_api_server_stores_stops_no_cache(
+    cluster: LocalCluster, api: Api, namespace: str, token: str, tmp_path: Path
+) -> None:
+    """Created with kubectl (the REST API refuses such args): the running API's watch and a new API's list
+    read it, both stay ready and serve every other execution, and neither logs the args."""
+    deep = tmp_path / "deep.json"
+    deep.write_text(
+        f'{{"apiVersion": "{models.API_VERSION}", "kind": "{models.KIND}", "metadata": {{"name": "deep-args"}}, '
+        '"spec": {"component": {"image": "ghcr.io/schedexec/test-component:dev"}, "method": "countdown", '
+        f'"args": {{"canary": "{CANARY}", "deep": {nested_text(bounds.API_SERVER_MAX_DEPTH - 10)}}}}}}}'
+    )
+    cluster.kubectl("create", "--raw", EXECUTIONS.format(namespace=namespace), "-f", str(deep))
+    with api.client(token) as http:
+        location = schedule(http, "/v2/executions", elastic({"component": "test", "method": "countdown"}), namespace)
+        assert http.get(location).status_code in (200, 303)
+    (tmp_path / "fresh").mkdir()
+    with serving_api(cluster, tmp_path / "fresh", {"SCHEDEXEC_API_COMPONENTS": json.dumps(COMPONENTS)}) as fresh:
+        with fresh.client(token) as http:
+            assert http.get("/readyz").status_code == 200
+            assert http.get(location).status_code in (200, 303), "the new API listed the deep execution and the rest"
+        fresh_log = fresh.log.read_text()
+    with api.client(token) as http:
+        assert http.get("/readyz").status_code == 200
+        assert http.get(location).status_code in (200, 303)
+    for log in (api.log.read_text(), fresh_log):
+        assert "Traceback" not in log and CANARY not in log

@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from schedexec.api.cache import ExecutionCache
+from schedexec.api.kubeclient import Keep, Refused
 
 Watcher = Callable[[str, dict[str, Any]], None]
 
@@ -33,6 +34,10 @@ class FakeKube:
         self.reviewed_audiences: list[list[str]] = []
         self.access_reviews: list[dict[str, str]] = []
         self.watchers: list[Watcher] = []
+        self.names_taken = 0
+        """How many of the next creates with a generateName draw a name already taken (409, as None)."""
+        self.refusal: str | None = None
+        """The API server's message if it refuses (400, 422) to store what is created next."""
         self._versions = itertools.count(1)
 
     # --- set-up -------------------------------------------------------------------------------
@@ -72,6 +77,11 @@ class FakeKube:
     def create_execution(self, namespace: str, body: dict[str, Any]) -> dict[str, Any] | None:
         self.created.append(copy.deepcopy(body))
         meta = copy.deepcopy(body["metadata"])
+        if self.refusal is not None:
+            raise Refused(self.refusal)
+        if "generateName" in meta and self.names_taken > 0:
+            self.names_taken -= 1
+            return None
         version = next(self._versions)
         name = meta.pop("name", None) or f"{meta.pop('generateName')}{version:05d}"
         if (namespace, name) in self.executions:
@@ -85,8 +95,9 @@ class FakeKube:
         stored = self.executions.get((namespace, name))
         return None if stored is None else copy.deepcopy(stored)
 
-    def list_executions(self) -> tuple[list[dict[str, Any]], str]:
-        return [copy.deepcopy(b) for b in self.executions.values()], str(next(self._versions))
+    def list_executions(self, keep: Keep) -> tuple[list[dict[str, Any]], str]:
+        kept = (keep(copy.deepcopy(b)) for b in self.executions.values())
+        return [b for b in kept if b is not None], str(next(self._versions))
 
     def watch_executions(self, since: str, timeout_seconds: int = 300) -> Iterator[tuple[str, dict[str, Any]]]:
         return iter(())

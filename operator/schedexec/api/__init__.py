@@ -17,7 +17,8 @@ Polls are served from a watch-fed cache. The API serves TLS, plain HTTP
 only when told it is a development setup.
 
 One module a concern: `app` wires the routers (`elastic`, `generic`,
-`polling`) and serves them; `bodies` and `params` describe requests, `specs`
+`polling`) and serves them; `bodies` and `params` describe requests,
+`jsonbody` reads a body's JSON within the bounds of `bounds`, `specs`
 turns them into `models.ScheduledExecutionSpec` (pure), `submit` creates the
 execution, `documents` and `errors` shape the answers, `guard` checks
 access before any route runs, `access` reviews callers within the budgets of

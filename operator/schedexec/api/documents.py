@@ -26,6 +26,8 @@ DIALECT = "schedexec.io/api-dialect"
 """Label of executions created through elastic.io's endpoints (value ELASTIC_IO): their result is answered
 as elastic.io documents it, `{"data": <the method's return value>}` (the runtime's success envelope)."""
 ELASTIC_IO = "elastic.io"
+IDEMPOTENCY = "schedexec.io/idempotency"
+"""Annotation of executions created with an Idempotency-Key: sha256(caller, key):sha256(request) (`submit`)."""
 
 
 def poll_link(uid: str) -> str:

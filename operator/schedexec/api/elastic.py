@@ -32,6 +32,7 @@ from schedexec.api.access import CallerDep
 from schedexec.api.bodies import ComponentRequest
 from schedexec.api.documents import DIALECT, ELASTIC_IO
 from schedexec.api.errors import ApiError, unprocessable
+from schedexec.api.jsonbody import BoundedRoute
 from schedexec.api.params import Component, IdempotencyKey, RequestedNamespace, Revision
 from schedexec.api.submit import Submitter
 from schedexec.settings import ApiSettings
@@ -75,7 +76,7 @@ PREFIX = "/v2/components/"
 
 def router(settings: ApiSettings, submitter: Submitter) -> APIRouter:
     """The three endpoints; where each request creates, `target_namespace` decides."""
-    routes = APIRouter()
+    routes = APIRouter(route_class=BoundedRoute)
     for method in METHODS:
         routes.add_api_route(
             f"{PREFIX}{{component}}/versions/{{revision}}/{method.path}",

@@ -14,6 +14,7 @@ from schedexec.api import specs
 from schedexec.api.access import CallerDep
 from schedexec.api.bodies import ExecutionRequest
 from schedexec.api.elastic import ACCEPTED
+from schedexec.api.jsonbody import BoundedRoute
 from schedexec.api.params import IdempotencyKey, Namespace
 from schedexec.api.submit import Submitter
 from schedexec.settings import ApiSettings
@@ -21,7 +22,7 @@ from schedexec.settings import ApiSettings
 
 def router(settings: ApiSettings, submitter: Submitter) -> APIRouter:
     """The endpoint; requests without `?namespace=` create in `settings.namespace`."""
-    routes = APIRouter()
+    routes = APIRouter(route_class=BoundedRoute)
 
     @routes.post("/v2/executions", status_code=202, responses=ACCEPTED, tags=["generic"])
     async def execute(

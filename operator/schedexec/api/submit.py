@@ -8,7 +8,13 @@ execution's name derives from (caller, key) and an annotation records the
 request's hash, so a retry finds the same execution and a different request
 under the same key is refused. The caller is its username and uid, never
 the token's `extra` (a ServiceAccount token carries its own credential id
-there): a retry with a refreshed token is the same caller.
+there): a retry with a refreshed token is the same caller. Without a key the
+API server generates the name (five random characters after `generateName`)
+and answers 409 AlreadyExists when the one it drew is taken: the create is
+sent again, up to GENERATED_NAME_TRIES times, then answered 503 with
+Retry-After (nothing was created: the client may simply retry). What the
+API server refuses to store (400, 422: a number too large for it, say) is
+the request's own fault and answered 422 with the API server's reason.
 """
 
 from __future__ import annotations
@@ -25,12 +31,12 @@ from schedexec import models
 from schedexec.api import access
 from schedexec.api.access import Caller, Gate
 from schedexec.api.cache import ExecutionCache
-from schedexec.api.documents import execution_response, poll_link
-from schedexec.api.errors import ApiError
-from schedexec.api.kubeclient import Client
+from schedexec.api.documents import IDEMPOTENCY, execution_response, poll_link
+from schedexec.api.errors import ApiError, unprocessable
+from schedexec.api.kubeclient import Client, Refused
 
-IDEMPOTENCY = "schedexec.io/idempotency"
-"""Annotation of executions created with an Idempotency-Key: sha256(caller, key):sha256(request)."""
+GENERATED_NAME_TRIES = 3
+"""Creates sent for one request without an Idempotency-Key while the API server's generated name is taken."""
 
 
 def wire(spec: models.ScheduledExecutionSpec) -> dict[str, Any]:
@@ -74,12 +80,32 @@ class Submitter:
         meta = metadata(caller, document, component, key)
         meta["labels"].update(labels or {})
         body = {"apiVersion": models.API_VERSION, "kind": models.KIND, "metadata": meta, "spec": document}
-        created = await asyncio.to_thread(self.client.create_execution, namespace, body)
-        if created is None:  # a retry with the same Idempotency-Key: the same execution, if it is that one
-            created = await self._same_request(namespace, meta)
-        else:
-            self.cache.remember(created)
+        try:
+            if key is None:
+                created = await self._create_generated(namespace, body)
+            else:
+                found = await asyncio.to_thread(self.client.create_execution, namespace, body)
+                # None: a retry with the same Idempotency-Key: the same execution, if it is that one
+                created = await self._same_request(namespace, meta) if found is None else found
+        except Refused as refusal:
+            raise unprocessable(f"the Kubernetes API server refused the execution: {refusal}") from None
+        self.cache.remember(created)  # kept only if its watch events did not come first
         return execution_response(created, 202, location=poll_link(created["metadata"]["uid"]))
+
+    async def _create_generated(self, namespace: str, body: dict[str, Any]) -> dict[str, Any]:
+        """The execution `body` (with a generateName) created, or 503 if every generated name was taken."""
+        for _ in range(GENERATED_NAME_TRIES):
+            created = await asyncio.to_thread(self.client.create_execution, namespace, body)
+            if created is not None:
+                return created
+        prefix = body["metadata"]["generateName"]
+        raise ApiError(
+            503,
+            "Service Unavailable",
+            f"the names the Kubernetes API server generated for the new execution ({prefix}...) were taken "
+            f"{GENERATED_NAME_TRIES} times in a row in namespace {namespace}; nothing was created: retry the request",
+            headers={"Retry-After": "1"},
+        )
 
     async def _authorize(self, caller: Caller, namespace: str, spec: models.ScheduledExecutionSpec) -> None:
         if not await self.gate.may(caller, access.executions("create", namespace)):
