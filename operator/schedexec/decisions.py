@@ -46,7 +46,7 @@ from schedexec.models import (
     RunOutcome,
     RunRecord,
 )
-from schedexec_runner import contract
+from schedexec_runner import bounds, contract
 from schedexec_runner import envelope as envelopes
 
 
@@ -102,7 +102,9 @@ OMITTED = "schedexec.io/omitted"
 
 
 def clip(message: str, limit: int = models.MESSAGE_LIMIT) -> str:
-    """`message` cut to `limit` characters, with a marker saying how long it was."""
+    """`message` cut to `limit` characters, with a marker saying how long it was; a lone surrogate (which no
+    status, Event or log line can encode) shown as its escape."""
+    message = message.encode("utf-8", "backslashreplace").decode("utf-8")
     if len(message) <= limit:
         return message
     marker = f"... [cut: {len(message)} characters in all]"
@@ -335,12 +337,18 @@ class _DecisionBuilder:
 
     def _args_too_large(self) -> bool:
         """Fail, before any Job exists, when the next run's args cannot reach it (see contract.MAX_ARGS_BYTES)."""
+        index = self.status.runs + 1
+        named = "spec.args" if index == 1 else f"the args run {index - 1} scheduled for run {index}"
+        # screened before the store keeps them (screening.py); checked here too, so decide is safe on its own
+        problem = bounds.problem(self.status.next_args or {}, named)
+        if problem is not None:
+            message = f"{problem}; the limit is {bounds.MAX_JSON_DEPTH} levels, in valid Unicode"
+            self.fail(RunOutcome.STOPPED, Reason.INVALID_SPEC if index == 1 else Reason.INVALID_ENVELOPE, message)
+            return True
         size = runs.args_size(self.status.next_args or {})
         if size <= contract.MAX_ARGS_BYTES:
             return False
-        index = self.status.runs + 1
-        what = "spec.args are" if index == 1 else f"the args run {index - 1} scheduled for run {index} are"
-        self.fail(RunOutcome.STOPPED, Reason.ARGS_TOO_LARGE, runs.args_too_large(what, size))
+        self.fail(RunOutcome.STOPPED, Reason.ARGS_TOO_LARGE, runs.args_too_large(f"{named} are", size))
         return True
 
     def watch_start(self, run: runs.RunObservation) -> None:
