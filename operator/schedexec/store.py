@@ -21,6 +21,10 @@ from schedexec.objects import key_of, owner_keys, owner_uids, slim
 from schedexec.screening import screen
 
 
+AWAITED_VERSIONS = 16
+"""How many of its own writes' echoes the store awaits per execution (a relist may skip them all)."""
+
+
 class Seen(enum.Enum):
     """What a watch event of an execution tells the operator."""
 
@@ -72,22 +76,35 @@ class Store:
         """Run pods by namespace/name, slimmed (runs.slim_pod)."""
         self._pods_of: dict[str, set[str]] = {}
         """Pod keys by the namespace/name of the Job that owns them."""
-        self._awaited: dict[str, str] = {}
-        """By execution key: the resourceVersion this operator last wrote or read, until a watch event comes
-        (resourceVersions are opaque: compared for equality only)."""
+        self._awaited: dict[str, list[str]] = {}
+        """By execution key: the resourceVersions this operator wrote or read whose watch events have not come
+        yet, oldest first (resourceVersions are opaque: compared for equality only)."""
 
     # --- watch events ----------------------------------------------------------------------------
 
     def execution_changed(self, body: Mapping[str, Any]) -> Seen:
-        """A watch event: kept, unless it only echoes this operator's own last write or read.
+        """A watch event: kept, unless it only echoes one of this operator's own writes or reads.
+
+        The watch delivers versions in order, and the echoes of several writes may follow each other (Running,
+        then Succeeded): an echo of an earlier write is dropped without touching the cache, which holds the
+        newer version already; the echo of the newest is kept (a stale event that came between may have
+        replaced it). Before, only the newest write was awaited, so the echo of an earlier one was taken as
+        news: the cache went back to Running and the execution held a run slot again (issue 26).
 
         No watch event is ever held back as "older": a restarted watch lists instead of replaying, so the
         version this operator wrote may never show up, and what shows up instead is newer. A watch that lags
         behind a write can put an older version in the cache; that is harmless, because every status write is
         guarded by the resourceVersion it was decided on, and a Job is created or deleted only after a fresh
         read confirmed the cached execution (reconciler.Reconciler._current)."""
-        key = key_of(body)
-        if self._awaited.pop(key, None) == body["metadata"].get("resourceVersion"):
+        key, version = key_of(body), body["metadata"].get("resourceVersion")
+        awaited = self._awaited.get(key, [])
+        if version in awaited:
+            newest = version == awaited[-1]
+            del awaited[: awaited.index(version) + 1]
+            if not awaited:
+                self._awaited.pop(key, None)
+            if newest:
+                self.executions[key] = screen(slim(body))
             return Seen.OWN  # what this operator wrote (and decided on) itself
         self.executions[key] = screen(slim(body))
         return Seen.NEW
@@ -97,7 +114,9 @@ class Store:
         its watch event, when it comes, only echoes it."""
         key = key_of(body)
         self.executions[key] = screen(slim(body))
-        self._awaited[key] = body["metadata"].get("resourceVersion", "")
+        awaited = self._awaited.setdefault(key, [])
+        awaited.append(body["metadata"].get("resourceVersion", ""))
+        del awaited[:-AWAITED_VERSIONS]
 
     def execution_deleted(self, key: str) -> None:
         self.executions.pop(key, None)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import time
 from hashlib import sha256
 from typing import Any
 
@@ -307,16 +308,23 @@ def test_runs_beyond_the_concurrency_limit_are_queued_then_run(
     for name in names:
         create(cluster, namespace, execution(name, "sleep", args={"seconds": 2}))
     most_running, saw_queued = 0, False
-    while True:
-        bodies = [cluster.execution(namespace, n) for n in names]
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        # one LIST: every execution as of one resourceVersion, as a user's `kubectl get sx` sees them (reading
+        # them one by one counted a run that had just ended and the one that took its slot: 4 of a limit of 3)
+        listed = cluster.custom.list_namespaced_custom_object(models.GROUP, models.VERSION, namespace, models.PLURAL)
+        bodies = [b for b in listed["items"] if b["metadata"]["name"] in names]
         phases = [(b.get("status") or {}).get("phase") for b in bodies]
         most_running = max(most_running, phases.count("Running"))
         saw_queued = saw_queued or any(
             c.get("reason") == "Queued" for b in bodies for c in (b.get("status") or {}).get("conditions", [])
         )
-        if all(p == "Succeeded" for p in phases):
+        if len(phases) == len(names) and all(p == "Succeeded" for p in phases):
             break
         assert not any(p in ("Failed", "TimedOut") for p in phases), phases
+        time.sleep(0.05)
+    else:
+        pytest.fail(f"not every execution succeeded within 120 s: {phases}")
     assert most_running <= MAX_RUNNING
     assert saw_queued
     queued_events = [e for e in cluster.events(namespace) if e.reason == "Queued"]

@@ -21,11 +21,11 @@ import pytest
 
 from schedexec import models
 from schedexec_runner import bounds, envelope
+from tests.cluster.test_operator import execution
 from tests.support import LocalCluster, Operator, wait_for
 
 pytestmark = pytest.mark.cluster
 
-IMAGE = "ghcr.io/schedexec/test-component:dev"
 NORMAL = 3
 """Normal executions created next to each poison one (the test operator has MAX_RUNNING = 3 run slots)."""
 NORMAL_SECONDS = 45.0
@@ -40,15 +40,6 @@ RSS_GROWTH_LIMIT = 100 * 1024 * 1024
 """How much the operator's resident memory may grow while it meets a 30M-line frame pointer."""
 STATUS_LIMIT = 64 * 1024
 """The largest an execution may be (as JSON) after a 256 KiB error message; etcd's limit is 1.5 MiB."""
-
-
-def execution(name: str, method: str, **spec: Any) -> dict[str, Any]:
-    return {
-        "apiVersion": models.API_VERSION,
-        "kind": models.KIND,
-        "metadata": {"name": name},
-        "spec": {"component": {"image": IMAGE}, "method": method, **spec},
-    }
 
 
 def poison(name: str, method: str, **spec: Any) -> dict[str, Any]:

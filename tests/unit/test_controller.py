@@ -552,6 +552,26 @@ def test_a_watch_event_is_kept_unless_it_echoes_the_operators_own_write() -> Non
     assert c.store.executions["ns/a"]["metadata"]["resourceVersion"] == "19"
 
 
+def test_the_echo_of_an_earlier_own_write_neither_rewinds_the_cache_nor_takes_a_slot_again() -> None:
+    """A run ends: the operator wrote Running (rv 17), then Succeeded (rv 18) and freed the slot. The watch
+    then delivers rv 17: it was taken as news, the cache went back to Running and the execution held a slot
+    again (found while reviewing the concurrency limit; issue 26)."""
+    c = controller(FakeCluster())
+    running = body("a") | {"status": RUNNING_A1}
+    running["metadata"] = {**running["metadata"], "resourceVersion": "17"}
+    succeeded = body("a") | {"status": {"phase": "Succeeded", "runs": 1}}
+    succeeded["metadata"] = {**succeeded["metadata"], "resourceVersion": "18"}
+    c.store.execution_read(running)
+    c.store.execution_read(succeeded)
+    c.execution_event("MODIFIED", running)
+    assert c.store.executions["ns/a"]["status"]["phase"] == "Succeeded" and "ns/a" not in c.slots.holders
+    foreign = succeeded | {"metadata": {**succeeded["metadata"], "resourceVersion": "16"}, "status": RUNNING_A1}
+    c.execution_event("MODIFIED", foreign)  # a lagging event of someone else's: kept, as before
+    c.execution_event("MODIFIED", succeeded)  # the echo of the newest write puts it back
+    assert c.store.executions["ns/a"]["status"]["phase"] == "Succeeded"
+    assert c.store.execution_changed(succeeded) is Seen.NEW, "nothing more awaited"
+
+
 def test_a_lagging_cache_creates_no_job_it_reads_the_execution_afresh_first() -> None:
     """The cache still shows run 1 due, but the API server has it recorded and run 2 waiting: creating a-r1
     again would run run 1 twice."""
