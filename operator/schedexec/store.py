@@ -20,7 +20,6 @@ from schedexec import models, runs
 from schedexec.objects import key_of, owner_keys, owner_uids, slim
 from schedexec.screening import screen
 
-
 AWAITED_VERSIONS = 16
 """How many of its own writes' echoes the store awaits per execution (a relist may skip them all)."""
 
