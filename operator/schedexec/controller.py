@@ -24,13 +24,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import traceback
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from schedexec import decisions, kube, metrics, models, runs
-from schedexec.kube import TRANSIENT, Cluster, Conflict, Gone
+from schedexec import decisions, kube, logsafe, metrics, models, runs
+from schedexec.kube import Cluster, Conflict, Gone
 from schedexec.leader import LeaderElector
 from schedexec.objects import finished, key_of, split_key
 from schedexec.reconciler import NotLeading, Reconciler
@@ -81,6 +80,9 @@ class Controller:
             may_act=elector.may_act if elector is not None else lambda: True,
         )
         self._failures: dict[str, int] = {}
+        """Consecutive failed reconciles by key, of any kind: the backoff."""
+        self._poisoned: dict[str, int] = {}
+        """Consecutive reconciles by key that failed for a reason that does not heal by itself: the quarantine."""
         self._draining: dict[str, set[str]] = {}
         """Deleted executions whose run pods are still there, with the keys of their Jobs: they keep their slot."""
         self.listed = asyncio.Event()
@@ -149,6 +151,7 @@ class Controller:
         self.store.execution_deleted(key)
         self.timers.cancel(key)
         self._failures.pop(key, None)
+        self._poisoned.pop(key, None)
         for waiting in self.slots.stop_waiting(key):
             self.queue.add(waiting)
         if self.store.pods_left(jobs):
@@ -223,6 +226,7 @@ class Controller:
                 return delay
             return await self._failed(key, exc)
         self._failures.pop(key, None)
+        self._poisoned.pop(key, None)
         return delay
 
     async def _failed(self, key: str, exc: Exception) -> float | None:
@@ -230,26 +234,17 @@ class Controller:
         server refused what it was sent). Retried with backoff `quarantine_after` times in all; then, or at
         once if the sequence's deadline has passed, the execution is ended (Reconciler.refuse): Failed with
         reason InternalError, or TimedOut past its deadline, so it holds no run slot and is not retried
-        forever. Logged with the exception's type and where it was raised, never its message (it may quote
-        the object)."""
+        forever; one that has finished already is only let go (its Jobs deleted, its slot freed). Transient
+        failures (kube.transient) are not counted. Logged with the exception's type and where it was raised,
+        never its message (it may quote the object)."""
         delay = self._backoff(key)
-        failures = self._failures[key]
-        where = "".join(traceback.format_tb(exc.__traceback__, limit=-3)).strip()
-        log.error(
-            "reconcile of %s failed (%d of %d): %s at\n%s",
-            key,
-            failures,
-            self.quarantine_after,
-            type(exc).__name__,
-            where,
-        )
+        failures = self._poisoned[key] = self._poisoned.get(key, 0) + 1
+        log.error("reconcile of %s failed (%d of %d): %s", key, failures, self.quarantine_after, logsafe.described(exc))
         body = self.store.executions.get(key)
         if body is None:
             return delay
-        if finished(body):
-            return None  # ended already: nothing holds a slot, nothing to retry
         past_deadline = deadline_passed(body, datetime.now(UTC))
-        if failures < self.quarantine_after and not past_deadline:
+        if failures < self.quarantine_after and not past_deadline and not finished(body):
             return delay
         what = f"{failures} reconciles of this execution failed ({type(exc).__name__})"
         try:
@@ -263,13 +258,15 @@ class Controller:
             log.error("%s could not be stopped (%s); retrying in %.0fs", key, type(again).__name__, delay)
             return delay
         self._failures.pop(key, None)
+        self._poisoned.pop(key, None)
         return None
 
     async def _refresh(self, key: str) -> float:
         """After a conflict: read the execution again rather than retry on a stale copy."""
         try:
             fresh = await self.cluster.get_execution(*split_key(key))
-        except TRANSIENT:
+        except Exception as exc:  # whatever it is, the worker goes on: the next look retries
+            log.warning("reading %s after a conflict failed: %s", key, type(exc).__name__)
             return self._backoff(key)
         if fresh is None:
             self.forget(key)

@@ -342,8 +342,7 @@ class _DecisionBuilder:
         # screened before the store keeps them (screening.py); checked here too, so decide is safe on its own
         problem = bounds.problem(self.status.next_args or {}, named)
         if problem is not None:
-            message = f"{problem}; the limit is {bounds.MAX_JSON_DEPTH} levels, in valid Unicode"
-            self.fail(RunOutcome.STOPPED, Reason.INVALID_SPEC if index == 1 else Reason.INVALID_ENVELOPE, message)
+            self.fail(RunOutcome.STOPPED, Reason.INVALID_SPEC if index == 1 else Reason.INVALID_ENVELOPE, problem)
             return True
         size = runs.args_size(self.status.next_args or {})
         if size <= contract.MAX_ARGS_BYTES:
@@ -576,8 +575,7 @@ class _DecisionBuilder:
         ttl = self.execution.spec.ttl_seconds_after_finished
         if ttl is None or self.status.completed_at is None:
             return None
-        # bounded by the CRD; an object stored before that bound may hold any integer
-        return self.status.completed_at + timedelta(seconds=min(ttl, models.MAX_TTL_SECONDS))
+        return self.status.completed_at + timedelta(seconds=ttl)  # at most MAX_TTL_SECONDS: the model says so
 
     def _was_queued(self) -> bool:
         return any(

@@ -12,8 +12,9 @@ issue 17).
 list its pods (when the watch cache may lag), read a stuck pod's FailedMount
 events or a run's log, keep a large result, write an execution's status,
 post an Event, delete an expired execution. This reaches into Kopf's
-internal client, as watches.py does: pyproject.toml pins Kopf's minor
-version and tests/unit/test_kube.py breaks if its shape moves.
+internal client (the watch streams of watches.py use it too, for their
+requests only): pyproject.toml pins Kopf's minor version and
+tests/unit/test_kube.py breaks if its shape moves.
 
 The REST sidecar is synchronous and has a narrower client of its own
 (`schedexec.api.kubeclient`) through pykube-ng; it shares `connect` and
@@ -27,6 +28,7 @@ with backoff).
 
 from __future__ import annotations
 
+import json
 import logging
 import socket
 import urllib.parse
@@ -71,7 +73,10 @@ def transient(exc: BaseException) -> bool:
         return exc.status in (401, 403, 429) or exc.status >= 500
     if isinstance(exc, pykube.exceptions.HTTPError):
         return exc.code in (401, 403, 429) or exc.code >= 500
-    return isinstance(exc, aiohttp.ClientError | TimeoutError | requests.RequestException | ConnectionError)
+    # kopf.LoginError: the credentials ran out for a moment (a token being renewed); a JSONDecodeError: an
+    # answer cut short or garbled on the way (a proxy), never one the API server meant
+    transport = (aiohttp.ClientError, TimeoutError, requests.RequestException, ConnectionError, kopf.LoginError)
+    return isinstance(exc, transport) or type(exc) is json.JSONDecodeError
 
 
 REQUEST_TIMEOUT_SECONDS = 60.0

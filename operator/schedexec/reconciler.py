@@ -30,7 +30,7 @@ import pydantic
 from schedexec import decisions, kube, metrics, models, runs, screening
 from schedexec.kube import PERMANENT, TRANSIENT, Cluster, JobNameTaken, JobRejected
 from schedexec.models import EventType
-from schedexec.objects import finished, owner_uids, split_key
+from schedexec.objects import finished, owner_uids
 from schedexec.slots import RunSlots
 from schedexec.store import Store
 from schedexec_runner import envelope as envelopes
@@ -93,16 +93,16 @@ class Reconciler:
         if body is None:
             return None
         refused = screening.refusal(body)
-        if refused is not None and not finished(body):
+        if refused is not None:
             await self.refuse(body, *refused)
             return None
         try:
             execution = models.ScheduledExecution.model_validate(body)
         except pydantic.ValidationError as exc:
-            if not finished(body):  # failed already (this is the watch showing it)
-                await self.refuse(body, models.Reason.INVALID_SPEC, _invalid(exc))
+            await self.refuse(body, models.Reason.INVALID_SPEC, _invalid(exc))
             return None
         if execution.metadata.deletion_timestamp is not None:
+            self._wake(self.slots.stop_waiting(key))  # a slot offered to it goes to the next waiter
             return None
         if self.store.run_in_progress(body):  # before any await: a deletion seen meanwhile frees what it holds
             self.slots.hold(key)  # its pod runs already: it holds a slot, even past the limit
@@ -126,28 +126,43 @@ class Reconciler:
         self, body: Mapping[str, Any], reason: str, message: str, phase: models.Phase = models.Phase.FAILED
     ) -> None:
         """End an execution that cannot be decided on, from its metadata and last status alone
-        (decisions.failed_outright): the status says why, an Event too, every Job of it is deleted and its
-        run slot freed. Retrying cannot make it valid; a later look finds it finished."""
+        (decisions.failed_outright): the status says why, an Event too; then let it go (`let_go`). Once it is
+        finished (this is the watch showing it, or a retry after a failed Job deletion) only `let_go` runs:
+        retrying cannot make it valid."""
         meta = models.ObjectMeta.model_validate(body["metadata"])
         try:
             prior = models.ScheduledExecutionStatus.model_validate(body.get("status") or {})
         except pydantic.ValidationError:
             prior = models.ScheduledExecutionStatus()
-        now = datetime.now(UTC)
-        decision = decisions.failed_outright(meta, prior, now, reason, message, phase)
-        # writing its status and posting an Event read only the metadata, which parsed
+        # writing its status, posting an Event and deleting its Jobs read only the metadata, which parsed
         execution = models.ScheduledExecution.model_construct(metadata=meta, spec=None, status=prior)  # type: ignore[arg-type]
-        log.warning("%s %s: %s", execution.key, reason, decisions.clip(message, decisions.EVENT_MESSAGE_LIMIT))
-        self.store.execution_read(await self.cluster.write_status(execution, status_document(decision.status)))
-        for event in decision.events:
-            await self.cluster.post_event(execution, event.type, event.reason, event.message)
-        jobs = {split_key(job)[1] for job in self.store.run_jobs_of(execution.key)}
-        for job in sorted(jobs | ({decision.delete_job} if decision.delete_job else set())):
+        stopped = None
+        if not finished(body):
+            decision = decisions.failed_outright(meta, prior, datetime.now(UTC), reason, message, phase)
+            log.warning("%s %s: %s", execution.key, reason, decisions.clip(message, decisions.EVENT_MESSAGE_LIMIT))
+            self.store.execution_read(await self.cluster.write_status(execution, status_document(decision.status)))
+            for event in decision.events:
+                await self.cluster.post_event(execution, event.type, event.reason, event.message)
+            stopped = decision.delete_job
+        await self.let_go(execution, stopped)
+
+    async def let_go(self, execution: models.ScheduledExecution, stopped: str | None = None) -> None:
+        """An execution that will run no more (refused, or ended by the controller): its run's Job `stopped`
+        (named by its status, perhaps not in the cache yet) and every other Job of it not being deleted yet are
+        deleted, its run slot freed, a slot offered to it passed on."""
+        namespace = execution.metadata.namespace
+        jobs = set(self.store.stray_jobs(execution, keep=None))
+        if stopped is not None:
+            jobs.add(stopped)
+        for job in sorted(jobs):
             self._ensure_leading(execution.key)
-            await self.cluster.delete_job(meta.namespace, job, self.store.job_uid(meta.namespace, job))
-            self.store.deleting(meta.namespace, job)
-        for waiting in self.slots.release(execution.key) + self.slots.stop_waiting(execution.key):
-            self.wake(waiting)
+            await self.cluster.delete_job(namespace, job, self.store.job_uid(namespace, job))
+            self.store.deleting(namespace, job)
+        self._wake(self.slots.release(execution.key) + self.slots.stop_waiting(execution.key))
+
+    def _wake(self, keys: list[str]) -> None:
+        for key in keys:
+            self.wake(key)
 
     async def _current(self, body: Mapping[str, Any]) -> bool:
         """Whether `body` is the execution as the API server has it now; if not, the cache gets the fresh one.
@@ -261,8 +276,7 @@ class Reconciler:
             if self.slots.wait(key):
                 self.wake(key)
         else:
-            for waiting in self.slots.stop_waiting(key):
-                self.wake(waiting)
+            self._wake(self.slots.stop_waiting(key))
         if decision.result_config_map is not None:  # before the status that names it
             await self.cluster.create_config_map(decision.result_config_map)
         document = status_document(decision.status)
@@ -281,8 +295,7 @@ class Reconciler:
         self._ensure_leading(key)
         await self._delete_jobs(execution, decision)
         if decision.status.current_run is None:
-            for waiting in self.slots.release(key):
-                self.wake(waiting)
+            self._wake(self.slots.release(key))
         if decision.delete_execution:
             self._ensure_leading(key)
             await self.cluster.delete_execution(execution)

@@ -29,13 +29,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import time
 from collections.abc import AsyncIterator, Callable, Collection, Coroutine, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
 
-from schedexec import kube, models, runs
+from schedexec import kube, logsafe, models, runs
 from schedexec.objects import key_of
 from schedexec_runner import bounds
 
@@ -50,9 +51,15 @@ Relisted = Callable[[str, str | None, frozenset[str]], None]
 """controller.relisted: (the resource's plural, the namespace or None for cluster-wide, the keys listed)."""
 
 LIST_PAGE = 500
-"""Objects per page of a list: at most one page is decoded at a time (memory at 10,000 executions)."""
+"""Jobs and pods per page of a list: at most one page is read and decoded at a time."""
+EXECUTION_PAGE = 50
+"""Executions per page: an execution may be up to 1.5 MiB (etcd's limit; args of any size are accepted by
+the API server), so a page is read whole before the store screens each item (screening.py): 50 of them
+are at most 75 MiB, 500 could be 750 MiB, past the chart's memory limit."""
 WATCH_SECONDS = 300
 """How long the API server keeps one watch request open before it is renewed (timeoutSeconds)."""
+QUICK_WATCH_SECONDS = 1.0
+"""A watch that ends this soon having brought nothing (a proxy closing it, say) is retried after a backoff."""
 BACKOFF_SECONDS = (0.5, 30.0)
 """First and longest wait before a stream tries again after a failure (doubling, with jitter)."""
 MANAGED = f"app.kubernetes.io/managed-by={runs.MANAGED_BY}"
@@ -66,6 +73,8 @@ class Resource:
     version: str
     plural: str
     selector: str | None = None
+    page: int = LIST_PAGE
+    """Objects per page of a list: at most one page is read and decoded at a time."""
 
     def url(self, namespace: str | None) -> str:
         if namespace is not None:
@@ -74,7 +83,7 @@ class Resource:
         return f"{root}/{self.plural}"
 
 
-EXECUTIONS = Resource(models.API_VERSION, models.PLURAL)
+EXECUTIONS = Resource(models.API_VERSION, models.PLURAL, page=EXECUTION_PAGE)
 JOBS = Resource(kube.JOBS, "jobs", MANAGED)
 PODS = Resource("v1", "pods", MANAGED)
 
@@ -107,8 +116,9 @@ def deliver(event_type: str | None, body: Any, handle: Handle, resource: Resourc
     the controller cannot take must not stop the stream for every other)."""
     try:
         handle(event_type, body)
-    except Exception:
-        log.exception("a %s watch event could not be handled: %s", resource.plural, about(event_type, body))
+    except Exception as exc:
+        what = about(event_type, body)
+        log.error("a %s watch event could not be handled: %s: %s", resource.plural, what, logsafe.described(exc))
 
 
 def about(event_type: str | None, body: Any) -> str:
@@ -125,7 +135,7 @@ async def list_once(
     """List every object in pages, handing each to `handle` (event type None); returns the list's
     resourceVersion and the keys listed. Raises if any page fails: then nothing is reported as listed."""
     keys: set[str] = set()
-    params = {"limit": str(LIST_PAGE)}
+    params = {"limit": str(resource.page)}
     if resource.selector:
         params["labelSelector"] = resource.selector
     while True:
@@ -214,8 +224,12 @@ async def stream(
             backoff.reset()
             listed(keys)
             while True:
+                started, before = time.monotonic(), version
                 version = await watch_once(api, resource, namespace, version, handle)
-                backoff.reset()
+                if version == before and time.monotonic() - started < QUICK_WATCH_SECONDS:
+                    await asyncio.sleep(backoff.next())  # closed at once with nothing: never a tight loop
+                else:
+                    backoff.reset()
         except Expired:
             log.debug("the %s watch in %s expired; listing again", resource.plural, where)
             continue
@@ -250,8 +264,8 @@ def streams(
         def done(keys: frozenset[str]) -> None:
             try:
                 relisted(resource.plural, namespace, keys)
-            except Exception:  # the workers start even if handling what vanished failed
-                log.exception("handling what vanished from the %s list failed", resource.plural)
+            except Exception as exc:  # the workers start even if handling what vanished failed
+                log.error("handling what vanished from the %s list failed: %s", resource.plural, logsafe.described(exc))
             finally:
                 if unlisted:
                     unlisted.discard((resource.plural, namespace))

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import sys
+import threading
 from typing import Any
 
 MAX_JSON_DEPTH = 64
@@ -99,11 +100,15 @@ def loads(text: str | bytes) -> Any:
         return json.loads(text)
     except RecursionError:
         pass
-    limit = sys.getrecursionlimit()
-    sys.setrecursionlimit(max(limit, API_SERVER_MAX_DEPTH * 2 + 1000))
-    try:
-        return json.loads(text)
-    except RecursionError:
-        raise BoundsError(f"the JSON nests deeper than {API_SERVER_MAX_DEPTH} levels") from None
-    finally:
-        sys.setrecursionlimit(limit)
+    with _RAISED:  # the limit is the process's: one thread raises and restores it at a time
+        limit = sys.getrecursionlimit()
+        sys.setrecursionlimit(max(limit, API_SERVER_MAX_DEPTH * 2 + 1000))
+        try:
+            return json.loads(text)
+        except RecursionError:
+            raise BoundsError(f"the JSON nests deeper than {API_SERVER_MAX_DEPTH} levels") from None
+        finally:
+            sys.setrecursionlimit(limit)
+
+
+_RAISED = threading.Lock()

@@ -149,8 +149,11 @@ def run(environ: Mapping[str, str], diagnostics: TextIO | None = None) -> dict[s
     """The envelope for the run `environ` describes; never raises. Notes for the run's log (not its
     outcome) go to `diagnostics`, stderr by default."""
     credentials: dict[str, str] = {}
+    secrets: dict[str, str] = {}
     try:
         credentials, binary_credentials = read_credentials(environ, diagnostics)
+        # a binary value a component echoes (decoded some way) is redacted too: as Latin-1, every byte a character
+        secrets = {**credentials, **{key: value.decode("latin-1") for key, value in binary_credentials.items()}}
         args = read_args(environ)
         component = load_component(environ)
         method = environ.get(contract.METHOD, "")
@@ -170,7 +173,7 @@ def run(environ: Mapping[str, str], diagnostics: TextIO | None = None) -> dict[s
         outcome = envelope.error(exc.reason, str(exc))
     except Exception as exc:
         outcome = envelope.error("RunnerError", f"{type(exc).__name__}: {exc}")
-    return redact(reportable(outcome), credentials)
+    return redact(reportable(outcome), secrets)
 
 
 def termination_message(outcome: dict[str, Any], environ: Mapping[str, str], log: TextIO) -> str:

@@ -345,6 +345,25 @@ def test_a_binary_credential_is_given_as_bytes_and_named_never_shown(
     assert "'client.p12' is not UTF-8 text" in stderr and "keystore" not in stderr
 
 
+def test_a_binary_credential_a_component_echoes_is_redacted_too(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A Latin-1 password is not UTF-8, so it went to binary_credentials, and a component that decoded and
+    echoed it leaked it into the status (found in review)."""
+    import testcomponent
+
+    values = mounted(tmp_path, "canary-9f8e7d")
+    password = "pässwörd-7c1e".encode("latin-1")
+    (Path(values[contract.CREDENTIALS_DIR]) / "password").write_bytes(password)
+
+    def echo(args: dict[str, Any], ctx: RunContext) -> Any:
+        return {"echo": ctx.binary_credentials["password"].decode("latin-1")}
+
+    monkeypatch.setitem(testcomponent.component.commands, "echo", echo)
+    outcome = run(env(tmp_path, **values, **{contract.METHOD: "echo"}))
+    assert "pässwörd" not in json.dumps(outcome, ensure_ascii=False)
+
+
 def test_the_log_path_never_promises_more_than_a_frame_may_hold(tmp_path: Path) -> None:
     from schedexec_runner.main import max_result_bytes
 

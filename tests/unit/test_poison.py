@@ -13,13 +13,15 @@ import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import aiohttp
+import kopf
 import pytest
 
 from schedexec import controller as controller_module
-from schedexec import decisions, kube, models
+from schedexec import decisions, kube, models, screening
 from schedexec.controller import Controller
 from schedexec_runner import bounds, contract
-from tests.unit.test_controller import RUNNING_A1, FakeCluster, body, controller, settle
+from tests.unit.test_controller import RUNNING_A1, FakeCluster, body, controller, job, settle
 
 
 @pytest.fixture(autouse=True)
@@ -88,12 +90,12 @@ def test_a_ttl_past_what_dates_can_hold_fails_the_execution_instead_of_an_overfl
     assert ("create_job", "b-r1") in cluster.calls
 
 
-def test_a_status_field_nobody_can_serialise_fails_the_run_stops_it_and_frees_its_slot() -> None:
-    """A status result nested 300 deep (written by an older operator, or anyone who may write the status):
-    pydantic refused to serialise it on every reconcile, and the run's slot stayed held."""
+def test_scheduled_args_nobody_can_serialise_fail_the_sequence_stop_its_run_and_free_its_slot() -> None:
+    """status.nextArgs nested 300 deep (written by an older operator, or anyone who may write the status):
+    pydantic refused to serialise the status on every reconcile, and the run's slot stayed held."""
     cluster = FakeCluster()
     c = controller(cluster, max_running=1)
-    poisoned = body("a") | {"status": {**RUNNING_A1, "partialResult": deep_args(300)}}
+    poisoned = body("a") | {"status": {**RUNNING_A1, "nextArgs": deep_args(300)}}
 
     async def scenario() -> None:
         c.execution_event(None, poisoned)
@@ -102,10 +104,81 @@ def test_a_status_field_nobody_can_serialise_fails_the_run_stops_it_and_frees_it
 
     asyncio.run(scenario())
     kept = c.store.executions["ns/a"]["status"]
-    assert kept["phase"] == "Failed" and kept["error"]["reason"] == models.Reason.INTERNAL_ERROR
+    assert kept["phase"] == "Failed" and kept["error"]["reason"] == models.Reason.INVALID_ENVELOPE
     assert kept["history"][-1]["outcome"] == "Stopped"
     assert ("delete_job", "a-r1") in cluster.calls, "the run in progress is stopped"
     assert ("create_job", "b-r1") in cluster.calls, "its slot went to the next execution"
+
+
+def test_a_partial_result_nobody_can_serialise_is_dropped_and_the_sequence_goes_on() -> None:
+    """Only shown while polling: an unstorable one is not a reason to stop a run that is fine."""
+    cluster = FakeCluster()
+    c = controller(cluster)
+    c.execution_event(None, body("a") | {"status": {**RUNNING_A1, "partialResult": deep_args(300)}})
+    kept = c.store.executions["ns/a"]
+    assert kept["status"]["partialResult"] is None and screening.refusal(kept) is None
+
+
+def test_the_store_keeps_no_args_once_the_sequence_started() -> None:
+    """Memory for a waiting or finished execution does not grow with its args (they are in status.nextArgs
+    while needed): 10,000 executions with 200 KiB args would otherwise be 2 GB."""
+    c = controller(FakeCluster())
+    c.execution_event(None, with_spec("a", args={"blob": "x" * 150_000}) | {"status": {"phase": "Succeeded"}})
+    assert c.store.executions["ns/a"]["spec"]["args"] == {}
+    c.execution_event(None, with_spec("b", args={"blob": "x" * 150_000}))
+    assert c.store.executions["ns/b"]["spec"]["args"] == {"blob": "x" * 150_000}, "not started: kept"
+
+
+class FailingOnce(FakeCluster):
+    """The first Job deletion fails on the network."""
+
+    async def delete_job(self, namespace: str, name: str, uid: str | None = None) -> None:
+        if not any(call == ("delete_job", name) for call in self.calls):
+            self.calls.append(("delete_job", name))
+            raise aiohttp.ClientConnectionError("reset by peer")
+        await super().delete_job(namespace, name, uid)
+
+
+def test_a_refusal_interrupted_after_its_status_write_still_deletes_the_job_and_frees_the_slot() -> None:
+    """refuse() wrote Failed, then one Job deletion failed: the retry saw a finished, invalid object and
+    returned at once, so the Job ran on and the slot was held for good (found in review)."""
+    cluster = FailingOnce()
+    c = controller(cluster, max_running=1)
+    broken = body("a") | {"status": RUNNING_A1}
+    broken["spec"] = {"component": {"image": "img"}, "method": "has spaces"}
+
+    async def scenario() -> None:
+        c.job_event("ADDED", job("a-r1", "a"))
+        c.execution_event(None, broken)
+        c.execution_event(None, body("b"))
+        await settle(c, 1.0)
+
+    asyncio.run(scenario())
+    assert cluster.calls.count(("delete_job", "a-r1")) == 2, "tried again"
+    assert ("create_job", "b-r1") in cluster.calls and "ns/a" not in c.slots.holders
+
+
+def test_an_execution_being_deleted_passes_on_the_slot_offered_to_it() -> None:
+    """A queued execution with a finalizer is deleted; offered the next free slot, its reconcile returned
+    early and the offer stayed with it: every other waiter waited until its deadline (found in review)."""
+    cluster = FakeCluster()
+    c = controller(cluster, max_running=1)
+
+    async def scenario() -> None:
+        c.execution_event(None, body("a"))
+        await settle(c, 0.2)
+        for name in ("b", "c"):
+            c.execution_event(None, body(name))
+        await settle(c, 0.2)
+        deleting = body("b")
+        deleting["metadata"] = {**deleting["metadata"], "deletionTimestamp": "2026-01-01T00:00:00Z"}
+        cluster.latest.pop("b", None)
+        c.execution_event("MODIFIED", deleting)
+        c.execution_event("MODIFIED", body("a") | {"status": {"phase": "Succeeded", "runs": 1}})
+        await settle(c, 0.4)
+
+    asyncio.run(scenario())
+    assert ("create_job", "c-r1") in cluster.calls, "b could not take the slot; c got it"
 
 
 class Poisoned(FakeCluster):
@@ -156,6 +229,28 @@ def test_past_its_deadline_a_failing_execution_times_out_at_the_first_failure(mo
     assert "passed its deadline while the operator could not reconcile it" in kept["error"]["message"]
     assert ("delete_job", "a-r1") in cluster.calls
     assert [call for call in cluster.calls if call == ("write_status", "TimedOut")] == [("write_status", "TimedOut")]
+
+
+def test_network_failures_before_a_poisoned_reconcile_do_not_count_toward_its_quarantine() -> None:
+    """The backoff counted every failure: four network errors and one bug ended an execution at once."""
+    cluster = FakeCluster()
+    c = controller(cluster)
+    script: list[Exception] = [aiohttp.ClientConnectionError("refused") for _ in range(4)] + [ValueError("bug")]
+
+    async def reconcile(key: str) -> float | None:
+        raise script.pop(0)
+
+    c.reconciler.reconcile = reconcile  # type: ignore[method-assign]
+
+    async def scenario() -> None:
+        c.execution_event(None, body("a"))
+        for _ in range(5):
+            await c._reconcile("ns/a")
+
+    asyncio.run(scenario())
+    assert c._poisoned == {"ns/a": 1} and c._failures == {"ns/a": 5}, "backoff counts all, quarantine one"
+    assert ("write_status", "Failed") not in cluster.calls
+    assert kube.transient(kopf.LoginError("the token is being renewed"))
 
 
 def test_transient_api_errors_keep_their_backoff_and_never_end_an_execution() -> None:

@@ -235,3 +235,24 @@ def test_listed_is_told_once_every_stream_has_listed_and_never_again() -> None:
     assert log.count("told") == 1, log
     assert log.index("told") == 6, log
     assert len(relists) == 12
+
+
+def test_executions_are_listed_in_small_pages_so_one_page_of_large_objects_fits_in_memory() -> None:
+    """An execution may be 1.5 MiB: 500 of them in one page would be 750 MiB read whole (found in review)."""
+    api = ScriptedApi([page([])], [])
+    run(api, lambda *_: None, lambda _: None, watches.EXECUTIONS)
+    assert api.asked[0][1]["limit"] == "50" and watches.JOBS.page == 500
+
+
+def test_a_watch_that_ends_at_once_with_nothing_is_retried_after_a_backoff_not_in_a_tight_loop() -> None:
+    api = ScriptedApi([page([])], [[], [], [event("ADDED", JOB)], []])
+    backoff = watches.Backoff(first=0.001, longest=0.001)
+    seen: list[str | None] = []
+    with pytest.raises(Over):
+        asyncio.run(
+            watches.stream(
+                cast(kube.Api, api), watches.JOBS, "ns", lambda k, _: seen.append(k), lambda _: None, backoff
+            )
+        )
+    assert seen == ["ADDED"]
+    assert backoff.failures == 1, "two empty watches backed off, the one with an event reset it, one more"

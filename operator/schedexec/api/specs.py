@@ -121,12 +121,7 @@ def deliverable(args: dict[str, Any], at: str) -> None:
     """Refuse args a run could not receive (the operator would fail the execution with ArgsTooLarge)."""
     size = runs.args_size(args)
     if size > contract.MAX_ARGS_BYTES:
-        raise unprocessable(
-            f"the args are {size} bytes as compact JSON; the limit is {contract.MAX_ARGS_BYTES} bytes "
-            f"({contract.MAX_ARGS_BYTES // 1024} KiB): args reach the run in a pod annotation, "
-            "and Kubernetes limits a pod's annotations to 256 KiB",
-            at,
-        )
+        raise unprocessable(runs.args_too_large("the args are", size), at)
 
 
 def refused(error: ValidationError, names: Names) -> ApiError:
