@@ -10,18 +10,20 @@ from schedexec.runs import RunObservation, RunState
 
 T0 = datetime(2026, 11, 23, 12, 0, 0, tzinfo=UTC)
 POLICY = decisions.Policy(min_interval_seconds=10)
+METADATA = {
+    "name": "sx1",
+    "namespace": "ns",
+    "uid": "u1",
+    "generation": 1,
+    "resourceVersion": "5",
+    "creationTimestamp": T0.isoformat(),
+}
+"""The metadata of every built (and generated) execution: the decisions read little else of it."""
 
 
 def execution(status: dict[str, Any] | None = None, **spec: Any) -> models.ScheduledExecution:
     body = {
-        "metadata": {
-            "name": "sx1",
-            "namespace": "ns",
-            "uid": "u1",
-            "generation": 1,
-            "resourceVersion": "5",
-            "creationTimestamp": T0.isoformat(),
-        },
+        "metadata": dict(METADATA),
         "spec": {"component": {"image": "img"}, "method": "poll", "args": {"a": 1}, **spec},
         "status": status or {},
     }
