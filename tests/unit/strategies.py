@@ -23,7 +23,7 @@ What a component can write when its run ends (`component_outputs`): a terminatio
 each shape around generated JSON, plain or `schedexec-zlib:` compressed, near-miss envelopes, invalid or
 deeply nested JSON, corrupt or oversized compressed payloads, `schedexec-logged:` frame pointers with real
 frames in the log or arbitrary ints such as lines=30000000, random bytes and text) and its exit code.
-This module imports no operator code, so the runner's tests use it too.
+The executions' metadata is builders.METADATA, the same fixed metadata as the table-driven tests' executions.
 """
 
 from __future__ import annotations
@@ -516,10 +516,13 @@ def component_outputs() -> st.SearchStrategy[Output]:
 
 @functools.cache
 def run_outputs() -> st.SearchStrategy[Output]:
-    """`component_outputs`, half of them replaced by a reported schedule, so that simulated sequences poll on
-    for several runs instead of mostly ending at the first."""
+    """`component_outputs`, and as often a reported schedule (so that simulated sequences poll on for several
+    runs instead of mostly ending at the first) or a reported error (whose reason and message end up in status)."""
     scheduled = st.one_of(schedule_envelopes().map(plain), schedule_envelopes().map(compressed))
-    return st.one_of(st.builds(Output, scheduled, st.just(0)), component_outputs())
+    failed = st.one_of(error_envelopes().map(plain), error_envelopes().map(compressed))
+    return st.one_of(
+        st.builds(Output, scheduled, st.just(0)), st.builds(Output, failed, st.just(0)), component_outputs()
+    )
 
 
 # --- Jobs and pods, as the API server reports them ------------------------------------------------------
