@@ -39,8 +39,7 @@ def by_name(kind: Callable[..., T], settings: OperatorSettings) -> T:
 
 async def run_operator(settings: OperatorSettings) -> None:
     kopf_settings = configure(kopf.OperatorSettings())
-    vault = kube.Vault()  # Kopf's login fills it; the watch streams and the operator's calls use it
-    api = kube.Api(kopf_settings, vault)
+    api = kube.Api.from_environment()  # the watch streams' and the operator's calls: one session
     # Given, not detected: Kopf's detection asks the password database for the user name, and the
     # image's uid 65532 has no entry there (found on the first real kubelet: KeyError, CrashLoopBackOff).
     identity = f"{socket.gethostname()}-{os.getpid()}"
@@ -63,7 +62,6 @@ async def run_operator(settings: OperatorSettings) -> None:
         kopf.operator(
             registry=registry_for(controller),
             settings=kopf_settings,
-            vault=vault,
             clusterwide=not settings.namespaces,
             namespaces=settings.namespaces,
             standalone=True,  # replicas coordinate through the leader Lease, not Kopf peering
@@ -81,9 +79,13 @@ async def run_operator(settings: OperatorSettings) -> None:
         controller.caches_listed,
     )
     others = [asyncio.create_task(controller.run())] + [asyncio.create_task(s) for s in streams]
-    done, _ = await asyncio.wait([kopf_task, *others], return_when=asyncio.FIRST_COMPLETED)
-    for task in others:
-        task.cancel()
+    try:
+        done, _ = await asyncio.wait([kopf_task, *others], return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in others:
+            task.cancel()
+        await asyncio.gather(*others, return_exceptions=True)
+        await api.close()
     if kopf_task in done:  # Kopf stopped (a signal): everything stops with it
         await kopf_task
         return

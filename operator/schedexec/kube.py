@@ -1,24 +1,21 @@
-"""schedexec's doors to the Kubernetes API.
+"""schedexec's one door to the Kubernetes API: every request of the operator and of the REST API.
 
-The operator's calls (`Api`, and `Cluster` on top of it) run on the event
-loop through Kopf's aiohttp client, with the credentials of Kopf's login
-(the operator's `Vault`, which the watch streams share): one connection
-pool, no thread per call, and a token that is renewed when the API server
-answers 401. They were pykube-ng calls in a thread pool: requests' per-call
-set-up and the hand-offs between threads made the operator's CPU per
-execution 16.9 ms against 11.8 ms now (quick throughput bench, same machine,
-issue 17).
-`Cluster` is everything the operator *does*: create and delete a run's Job,
-list its pods (when the watch cache may lag), read a stuck pod's FailedMount
-events or a run's log, keep a large result, write an execution's status,
-post an Event, delete an expired execution. This reaches into Kopf's
-internal client (the watch streams of watches.py use it too, for their
-requests only): pyproject.toml pins Kopf's minor version and
-tests/unit/test_kube.py breaks if its shape moves.
+`Api` is one aiohttp session on the event loop (one connection pool, no
+thread per call), authenticated with the credentials of Kopf's public
+login function `kopf.login_via_pykube` (in-cluster service account, else
+$KUBECONFIG or ~/.kube/config): the same credentials Kopf's own login
+handler finds. A 401 logs in again once and repeats the request (a
+rotated service-account token is read afresh); an expired login is
+renewed before the request. Only public APIs: the operator used to send
+its requests through the internal client and vault of Kopf (private modules),
+which pinned Kopf to one minor version (issue 26).
 
-The REST sidecar is synchronous and has a narrower client of its own
-(`schedexec.api.kubeclient`) through pykube-ng; it shares `connect` and
-`get_object` from here.
+`Cluster` is everything the operator *does*: create and delete a run's
+Job, list its pods (when the watch cache may lag), read a stuck pod's
+FailedMount events or a run's log, keep a large result, write an
+execution's status, post an Event, delete an expired execution. The REST
+API asks through its own narrow protocol (`schedexec.api.kubeclient`) on
+the same `Api`; list and watch go through watches.py for both.
 
 Errors come out as what the controller cares about: done, `Conflict` or
 `Gone` (reconcile again on a fresh read), a permanent refusal of a Job
@@ -28,40 +25,49 @@ with backoff).
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import socket
-import urllib.parse
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 import aiohttp
 import kopf
-import pykube
-import requests
-from kopf._cogs.clients import api as kopf_api
-from kopf._cogs.clients import auth, errors
-from kopf._cogs.structs import credentials
+import pykube  # TRANSITION
+import requests  # TRANSITION
 
 from schedexec import models
 from schedexec.objects import owner_uids
 from schedexec_runner import bounds
 
 JOBS = "batch/v1"
-Vault = credentials.Vault
-"""The credentials of Kopf's login: filled by Kopf, read by every call here."""
-APIError = errors.APIError
-"""An error status from the API server (its `status`, and the API server's `message`)."""
+ERROR_BODY_BYTES = 64 * 1024
+"""How much of an error answer is read: the API server's Status is small; anything larger is not one."""
+
+
+class APIError(Exception):
+    """An error status from the API server: its `status`, the Status `body` it answered (or its text) and
+    the Status's `message`."""
+
+    def __init__(self, body: Any, *, status: int, headers: Mapping[str, str] | None = None) -> None:
+        message = body.get("message") if isinstance(body, Mapping) else body
+        self.status, self.body, self.headers = status, body, dict(headers or {})
+        self.message = message if isinstance(message, str) else ""
+        super().__init__(f"HTTP {status}: {self.message}"[:1024])
+
+
 TRANSIENT = (
     aiohttp.ClientError,
     TimeoutError,
     APIError,
+    kopf.LoginError,
     requests.RequestException,
     pykube.exceptions.HTTPError,
-)
-"""Errors worth retrying: the network, or an API answer other than the ones handled here (of either client)."""
+)  # TRANSITION
+"""Errors worth retrying: the network, the login, or an API answer other than the ones handled here."""
 
 
 def transient(exc: BaseException) -> bool:
@@ -71,11 +77,11 @@ def transient(exc: BaseException) -> bool:
     operator's own code) fails the same way again."""
     if isinstance(exc, APIError):
         return exc.status in (401, 403, 429) or exc.status >= 500
-    if isinstance(exc, pykube.exceptions.HTTPError):
+    if isinstance(exc, pykube.exceptions.HTTPError):  # TRANSITION
         return exc.code in (401, 403, 429) or exc.code >= 500
     # kopf.LoginError: the credentials ran out for a moment (a token being renewed); a JSONDecodeError: an
     # answer cut short or garbled on the way (a proxy), never one the API server meant
-    transport = (aiohttp.ClientError, TimeoutError, requests.RequestException, ConnectionError, kopf.LoginError)
+    transport = (aiohttp.ClientError, TimeoutError, ConnectionError, kopf.LoginError)
     return isinstance(exc, transport) or type(exc) is json.JSONDecodeError
 
 
@@ -83,9 +89,6 @@ REQUEST_TIMEOUT_SECONDS = 60.0
 """Longest wait for one answer (a run's log of a large result included)."""
 
 log = logging.getLogger("schedexec")
-quiet = logging.getLogger("schedexec.kube")
-"""Kopf's client logs each failed attempt at ERROR; those failures are the caller's to report."""
-quiet.setLevel(logging.CRITICAL)
 
 
 class Conflict(Exception):
@@ -113,13 +116,11 @@ PERMANENT = (JobNameTaken, JobRejected)
 """Errors of a Job creation that end the execution instead of being retried."""
 
 
-def connect() -> pykube.HTTPClient:
-    """In-cluster service account, else $KUBECONFIG or ~/.kube/config (the REST API's client)."""
+def connect() -> pykube.HTTPClient:  # TRANSITION
     return pykube.HTTPClient(pykube.KubeConfig.from_env())
 
 
-def get_object(api: pykube.HTTPClient, version: str, url: str, namespace: str) -> dict[str, Any] | None:
-    """The object at `url` in `namespace`, or None if it does not exist."""
+def get_object(api: pykube.HTTPClient, version: str, url: str, namespace: str) -> dict[str, Any] | None:  # TRANSITION
     response = api.get(version=version, namespace=namespace, url=url)
     if response.status_code == 404:
         return None
@@ -129,8 +130,12 @@ def get_object(api: pykube.HTTPClient, version: str, url: str, namespace: str) -
 
 def path(version: str, namespace: str, resource: str) -> str:
     """The URL path of `resource` (e.g. "jobs/NAME/status") of API `version` in `namespace`."""
-    root = "/api/v1" if version == "v1" else f"/apis/{version}"
-    return f"{root}/namespaces/{namespace}/{resource}"
+    return f"{root(version)}/namespaces/{namespace}/{resource}"
+
+
+def root(version: str) -> str:
+    """The URL path of API `version` ("v1" is the core group)."""
+    return "/api/v1" if version == "v1" else f"/apis/{version}"
 
 
 @dataclass(frozen=True)
@@ -140,12 +145,49 @@ class Answer:
     """The parsed JSON (text for `text=True`), or the API server's Status (or its text) for a tolerated error."""
 
 
-class Api:
-    """HTTP calls to the API server on the event loop, authenticated from the operator's vault."""
+Login = Callable[[], kopf.ConnectionInfo]
+"""Where the credentials come from (called again after a 401 or once they expire)."""
 
-    def __init__(self, settings: kopf.OperatorSettings, vault: credentials.Vault) -> None:
-        self.settings, self.vault = settings, vault
-        self.timeout = aiohttp.ClientTimeout(total=REQUEST_TIMEOUT_SECONDS, sock_connect=10.0)
+
+def login_from_environment() -> kopf.ConnectionInfo:
+    """In-cluster service account, else $KUBECONFIG or ~/.kube/config, through Kopf's public login function
+    (the one Kopf's own login handler uses: handlers.py). Raises kopf.LoginError if there is neither."""
+    info = kopf.login_via_pykube(logger=log, settings=kopf.OperatorSettings())
+    if info is None:
+        raise kopf.LoginError("cannot log in: pykube-ng is not installed")
+    return info
+
+
+@dataclass
+class _Session:
+    """One login's connection: its aiohttp session, headers and server."""
+
+    info: kopf.ConnectionInfo
+    http: aiohttp.ClientSession
+    headers: dict[str, str]
+
+    def expired(self) -> bool:
+        expiry = self.info.expiration
+        if expiry is None:
+            return False
+        expiry = expiry if expiry.tzinfo is not None else expiry.replace(tzinfo=UTC)
+        return expiry <= datetime.now(UTC)
+
+
+class Api:
+    """HTTP calls to the API server on the event loop."""
+
+    def __init__(self, login: Login = login_from_environment, timeout: float = REQUEST_TIMEOUT_SECONDS) -> None:
+        self.login = login
+        self.timeout = aiohttp.ClientTimeout(total=timeout, sock_connect=10.0)
+        self._session: _Session | None = None
+        self._lock: asyncio.Lock | None = None
+
+    @classmethod
+    def from_environment(cls) -> Api:
+        """An Api with the environment's credentials (`login_from_environment`); safe to make before the event
+        loop runs: the session is made on the first request."""
+        return cls(login_from_environment)
 
     async def call(
         self,
@@ -157,14 +199,14 @@ class Api:
         text: bool = False,
     ) -> Answer:
         """One request, no retries (the controller backs off); an error status in `tolerate` is answered,
-        any other raises (errors.APIError, or the network's error). The answer is decoded with
-        `bounds.loads` (an object nested as deep as the API server allows is read, never a RecursionError);
-        `text=True` decodes bytes that are not UTF-8 as U+FFFD (a pod's log may hold anything)."""
+        any other raises (APIError, or the network's error). The answer is decoded with `bounds.loads` (an
+        object nested as deep as the API server allows is read, never a RecursionError); `text=True` decodes
+        bytes that are not UTF-8 as U+FFFD (a pod's log may hold anything)."""
         try:
             response = await self.open(method, url, payload, params, self.timeout)
-        except errors.APIError as exc:
+        except APIError as exc:
             if exc.status in tolerate:
-                return Answer(exc.status, exc.args[-1] if exc.args else None)  # a Status, or its text
+                return Answer(exc.status, exc.body)
             raise
         async with response:
             raw = await response.read()
@@ -178,19 +220,55 @@ class Api:
         params: Mapping[str, str] | None = None,
         timeout: aiohttp.ClientTimeout | None = None,
     ) -> aiohttp.ClientResponse:
-        """The response of one request, its body unread (a watch streams it); raises on an error status."""
-        auth.vault_var.set(self.vault)  # this task's context: waits until Kopf's login has filled the vault
-        if params:
-            url = f"{url}?{urllib.parse.urlencode(params)}"
-        return await kopf_api.request(
-            method,
-            url,
-            payload=payload,
-            settings=self.settings,
-            timeout=timeout or self.timeout,
-            backoffs=(),
-            logger=quiet,
-        )
+        """The response of one request, its body unread (a watch streams it); raises APIError on an error
+        status. A 401 logs in again and repeats the request once."""
+        for attempt in (1, 2):
+            session = await self._connected(renew=attempt == 2)
+            response = await session.http.request(
+                method.upper(),
+                session.info.server.rstrip("/") + url,
+                params=params,
+                json=payload,
+                headers=session.headers,
+                timeout=timeout or self.timeout,
+            )
+            if response.status < 400:
+                return response
+            async with response:
+                raw = await response.content.read(ERROR_BODY_BYTES)
+            if response.status == 401 and attempt == 1:
+                continue
+            raise APIError(_status_of(raw), status=response.status, headers=dict(response.headers))
+        raise AssertionError("unreachable")
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.http.close()
+            self._session = None
+
+    async def _connected(self, renew: bool = False) -> _Session:
+        """The current login's session; a new one after a 401 (`renew`) or once the login expired."""
+        self._lock = self._lock or asyncio.Lock()
+        async with self._lock:
+            session = self._session
+            if session is not None and not renew and not session.expired():
+                return session
+            info = await asyncio.to_thread(self.login)
+            ssl = info.as_ssl_context() if info.server.startswith("https:") else False
+            connector = aiohttp.TCPConnector(ssl=ssl, limit=0)
+            http = aiohttp.ClientSession(connector=connector, trust_env=info.trust_env)
+            self._session = _Session(info, http, info.as_http_headers())
+            if session is not None:
+                await session.http.close()
+            return self._session
+
+
+def _status_of(raw: bytes) -> Any:
+    """The API server's Status in an error answer, or its text if it is none."""
+    try:
+        return bounds.loads(raw)
+    except ValueError:
+        return raw.decode("utf-8", errors="replace")
 
 
 class Cluster:
@@ -209,8 +287,8 @@ class Cluster:
         meta = manifest["metadata"]
         try:
             answer = await self.api.call("post", path(JOBS, meta["namespace"], "jobs"), manifest, tolerate=(409,))
-        except errors.APIClientError as exc:
-            if exc.status in (401, 404, 429):  # not logged in yet, no namespace yet, throttled: try again
+        except APIError as exc:
+            if exc.status in (401, 404, 429) or exc.status >= 500:  # not logged in, no namespace yet, throttled
                 raise
             raise JobRejected(exc.status, exc.message or str(exc)) from exc
         if answer.status != 409:

@@ -1,9 +1,8 @@
-"""The operator's API calls over Kopf's client: URLs, bodies, and each answer turned into what the controller
+"""The operator's API calls: URLs, bodies, credentials, and each answer turned into what the controller
 handles (done, Conflict, Gone, a permanent refusal, or a transient error to retry).
 
-kube.py uses Kopf's internal request function and its vault; these tests serve the API server's answers
-from a loopback aiohttp server and break on import or on behaviour if a Kopf release moves either. Every
-cluster, chaos and node test runs the same calls against a real API server.
+These tests serve the API server's answers from a loopback aiohttp server; every cluster, chaos and node
+test runs the same calls against a real API server.
 """
 
 from __future__ import annotations
@@ -17,7 +16,6 @@ from typing import Any
 import kopf
 import pytest
 from aiohttp import web
-from kopf._cogs.structs import credentials
 
 from schedexec import kube, models
 
@@ -66,13 +64,12 @@ async def served(answers: Answers, seen: list[tuple[str, str, Any]]) -> AsyncIte
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    vault = credentials.Vault()
-    await vault.populate({"test": credentials.ConnectionInfo(server=f"http://127.0.0.1:{port}")})
+    port = runner.addresses[0][1]
+    api = kube.Api(lambda: kopf.ConnectionInfo(server=f"http://127.0.0.1:{port}", token="t0"))
     try:
-        yield kube.Cluster(kube.Api(kopf.OperatorSettings(), vault))
+        yield kube.Cluster(api)
     finally:
-        await vault.close()
+        await api.close()
         await runner.cleanup()
 
 
@@ -180,3 +177,69 @@ def test_a_forbidden_log_read_says_so() -> None:
     with pytest.raises(kube.APIError) as refused:
         run({("GET", url): (403, status(403, "forbidden"))}, lambda c: c.pod_log("ns", "p", "run", 100))
     assert refused.value.status == 403
+
+
+def logged_in(tokens: list[str], accepted: set[str]) -> tuple[Any, list[str | None]]:
+    """A get through an Api whose login hands out `tokens` in turn, against a server that accepts `accepted`:
+    (the answer or the error raised, the Authorization header of each request)."""
+    headers: list[str | None] = []
+
+    async def handle(request: web.Request) -> web.StreamResponse:
+        headers.append(request.headers.get("Authorization"))
+        if request.headers.get("Authorization", "").removeprefix("Bearer ") in accepted:
+            return web.json_response({"metadata": {"name": "a"}})
+        return web.json_response(status(401, "Unauthorized"), status=401)
+
+    async def scenario() -> Any:
+        app = web.Application()
+        app.router.add_route("*", "/{tail:.*}", handle)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", 0).start()
+        given = iter(tokens)
+        port = runner.addresses[0][1]
+        api = kube.Api(lambda: kopf.ConnectionInfo(server=f"http://127.0.0.1:{port}", token=next(given)))
+        try:
+            return (await api.call("get", "/api/v1/namespaces/ns/configmaps/a")).body
+        except kube.APIError as exc:
+            return exc
+        finally:
+            await api.close()
+            await runner.cleanup()
+
+    return asyncio.run(scenario()), headers
+
+
+def test_requests_carry_the_logins_token() -> None:
+    answer, headers = logged_in(["t1"], {"t1"})
+    assert answer == {"metadata": {"name": "a"}}
+    assert headers == ["Bearer t1"]
+
+
+def test_a_401_logs_in_again_once_and_repeats_the_request() -> None:
+    answer, headers = logged_in(["old", "rotated"], {"rotated"})
+    assert answer == {"metadata": {"name": "a"}}
+    assert headers == ["Bearer old", "Bearer rotated"]
+
+
+def test_a_second_401_is_the_callers_to_handle() -> None:
+    answer, headers = logged_in(["old", "still-wrong"], {"other"})
+    assert isinstance(answer, kube.APIError) and answer.status == 401
+    assert answer.message == "Unauthorized" and kube.transient(answer)
+    assert headers == ["Bearer old", "Bearer still-wrong"]
+
+
+def test_the_operator_reaches_kubernetes_through_public_apis_only() -> None:
+    """Issue 26: no module of the operator, the REST API or the runner imports a dependency's private module."""
+    import pathlib
+    import re
+
+    root = pathlib.Path(__file__).resolve().parents[2]
+    private = re.compile(r"^\s*(from|import)\s+[\w.]*\._|\bkopf\._", re.MULTILINE)
+    offenders = [
+        str(path.relative_to(root))
+        for folder in ("operator", "runner-image")
+        for path in (root / folder).rglob("*.py")
+        if private.search(path.read_text())
+    ]
+    assert offenders == []
