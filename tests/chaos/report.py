@@ -71,7 +71,11 @@ class Report:
             "hangs past its run timeout, writes garbage or an oversized envelope, exits non-zero without one "
             "(tests/cluster/test_operator.py) —, runner pods without a service-account token and with the "
             "restricted security context, a canary credential absent from status, events and logs, 401/403 "
-            "answers, and the operator working with exactly the chart's RBAC (tests/cluster/test_chart.py).",
+            "answers, and the operator working with exactly the chart's RBAC (tests/cluster/test_chart.py). "
+            "Hostile objects the API server accepts (args nested 1,000 deep or 1.2 MiB, huge messages and results "
+            "written by a component, a pointer to 30 million log lines) run next to normal executions, which must "
+            "all finish while the operator stays the same process (tests/cluster/test_poison.py); generated specs "
+            "and outputs are driven through the whole decision (tests/unit/test_poison_properties.py).",
             "",
         ]
         return "\n".join(lines)
