@@ -62,7 +62,7 @@ import yaml
 from kubernetes import client, config, watch
 from kubernetes.client.exceptions import ApiException
 
-from schedexec import decisions, models, runs
+from schedexec import decisions, manifests, models, runs
 from schedexec.reconciler import status_document
 from schedexec_devcluster import binaries
 from schedexec_devcluster.__main__ import apply_crds, node_agent_process
@@ -241,12 +241,12 @@ class Bench:
             },
         }
 
-    def raw_job(self, name: str, defaults: runs.PodDefaults) -> dict[str, Any]:
+    def raw_job(self, name: str, defaults: manifests.PodDefaults) -> dict[str, Any]:
         """The Job the operator creates for a single-run execution `name`, without its owner and without the
         operator's labels (so that the operator's label-selected watches do not see it)."""
         body = self.execution(name, DONE_SCRIPT)
         body["metadata"].update(namespace=NAMESPACE, uid="00000000-0000-0000-0000-000000000000")
-        manifest = runs.job_manifest(models.ScheduledExecution.model_validate(body), 1, {}, defaults)
+        manifest = manifests.job_manifest(models.ScheduledExecution.model_validate(body), 1, {}, defaults)
         manifest["metadata"].pop("ownerReferences", None)
         manifest["metadata"]["labels"] = body["metadata"]["labels"]
         manifest["spec"]["template"]["metadata"]["labels"] = body["metadata"]["labels"]
@@ -396,9 +396,9 @@ def summary(values: list[float]) -> dict[str, float]:
     }
 
 
-def pod_defaults(settings: dict[str, Any]) -> runs.PodDefaults:
+def pod_defaults(settings: dict[str, Any]) -> manifests.PodDefaults:
     """The operator's PodDefaults from its settings (each field is the setting of the same name)."""
-    return runs.PodDefaults(**{f.name: settings[f.name] for f in dataclasses.fields(runs.PodDefaults)})
+    return manifests.PodDefaults(**{f.name: settings[f.name] for f in dataclasses.fields(manifests.PodDefaults)})
 
 
 # --- scenarios -------------------------------------------------------------------------------------
@@ -450,7 +450,7 @@ def throughput(bench: Bench, n: int, repeats: int, settings: dict[str, Any]) -> 
     }
 
 
-def raw_jobs(bench: Bench, n: int, prefix: str, defaults: runs.PodDefaults) -> dict[str, Any]:
+def raw_jobs(bench: Bench, n: int, prefix: str, defaults: manifests.PodDefaults) -> dict[str, Any]:
     log(f"throughput: {n} raw Jobs ({prefix})")
     bodies = [bench.raw_job(f"{prefix}-{i}", defaults) for i in range(n)]
     start, cpu_before, busy_before = CLOCK(), bench.cpu_by_process(), provenance.cpu_times()
@@ -1127,7 +1127,7 @@ def report(results: dict[str, Any], plots: list[str], node: dict[str, Any] | Non
         "",
         "Every operator setting as the operator read it (its own `OperatorSettings` in its environment); the "
         "bench set the ones in bold, the rest are defaults. Raw Jobs and runs had the same Job manifest "
-        "(`runs.job_manifest` with these settings).",
+        "(`manifests.job_manifest` with these settings).",
         "",
         "| setting | value |",
         "| --- | --- |",

@@ -22,7 +22,7 @@ from typing import Any, TypeVar, cast
 import kopf
 import prometheus_client
 
-from schedexec import crd, decisions, kube, runs, watches
+from schedexec import crd, decisions, kube, manifests, watches
 from schedexec.api import app as api
 from schedexec.controller import Controller
 from schedexec.handlers import configure, registry_for
@@ -51,7 +51,7 @@ async def run_operator(settings: OperatorSettings) -> None:
     controller = Controller(
         cluster=kube.Cluster(api),
         policy=by_name(decisions.Policy, settings),
-        pod_defaults=by_name(runs.PodDefaults, settings),
+        pod_defaults=by_name(manifests.PodDefaults, settings),
         max_running=settings.max_running,
         workers=settings.workers,
         elector=elector,

@@ -11,7 +11,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from schedexec import decisions, kube, models, runs
+from schedexec import decisions, kube, manifests, models, runs
 from schedexec.controller import Controller
 from schedexec.kube import Conflict, JobNameTaken, JobRejected
 from schedexec.reconciler import NotLeading, status_document
@@ -95,7 +95,7 @@ def body(name: str = "a") -> dict[str, Any]:
 
 
 def controller(cluster: FakeCluster, max_running: int = 10) -> Controller:
-    return Controller(cluster, decisions.Policy(), runs.PodDefaults(), max_running=max_running, workers=2)  # type: ignore[arg-type]
+    return Controller(cluster, decisions.Policy(), manifests.PodDefaults(), max_running=max_running, workers=2)  # type: ignore[arg-type]
 
 
 def observe(c: Controller, execution: models.ScheduledExecution) -> runs.RunObservation:
@@ -278,10 +278,10 @@ def run_pod(name: str, job_name: str, owner: str, **status: Any) -> dict[str, An
             "uid": f"pod-{name}",
             "resourceVersion": str(status.pop("rv", 1)),
             "creationTimestamp": "2026-01-01T00:00:00Z",
-            "labels": {runs.EXECUTION_LABEL: owner, "batch.kubernetes.io/job-name": job_name},
+            "labels": {manifests.EXECUTION_LABEL: owner, "batch.kubernetes.io/job-name": job_name},
             "ownerReferences": [{"apiVersion": "batch/v1", "kind": "Job", "name": job_name, "uid": f"job-{job_name}"}],
         },
-        "spec": {"nodeName": "n", "containers": [{"name": runs.CONTAINER, "image": "img"}]},
+        "spec": {"nodeName": "n", "containers": [{"name": manifests.CONTAINER, "image": "img"}]},
         "status": status,
     }
 
@@ -614,13 +614,13 @@ RUNNING_A1 = {"phase": "Running", "currentRun": {"index": 1, "job": "a-r1", "sta
 
 
 def logged_run(
-    cluster: FakeCluster, result: Any, damage: Any = None, defaults: runs.PodDefaults | None = None
+    cluster: FakeCluster, result: Any, damage: Any = None, defaults: manifests.PodDefaults | None = None
 ) -> runs.RunObservation:
     """Observe a finished run whose outcome is framed in its pod's log (as the runner writes it)."""
     log = io.StringIO()
     pointer = frame.write(json.dumps(envelope.done(result)).encode(), log)
     cluster.log = log.getvalue() if damage is None else damage(log.getvalue())
-    c = Controller(cluster, decisions.Policy(), defaults or runs.PodDefaults(), 10, workers=2)  # type: ignore[arg-type]
+    c = Controller(cluster, decisions.Policy(), defaults or manifests.PodDefaults(), 10, workers=2)  # type: ignore[arg-type]
     done = job("a-r1", "a") | {"status": {"succeeded": 1, "conditions": [{"type": "Complete", "status": "True"}]}}
     c.job_event("ADDED", done)
     statuses = [{"name": "run", "state": {"terminated": {"exitCode": 0, "message": pointer}}}]
@@ -663,7 +663,7 @@ def test_a_framed_outcome_after_megabytes_of_output_is_read_from_the_logs_tail()
 
 def test_an_outcome_over_the_limit_fails_result_too_large_naming_the_limit() -> None:
     cluster = FakeCluster()
-    observed = logged_run(cluster, "z" * 200_000, defaults=runs.PodDefaults(max_result_bytes=100_000))
+    observed = logged_run(cluster, "z" * 200_000, defaults=manifests.PodDefaults(max_result_bytes=100_000))
     assert observed.envelope is not None and observed.envelope["reason"] == "ResultTooLarge"
     assert "the limit is 100000 bytes" in observed.envelope["message"]
     assert ("pod_log", "a-r1-x") not in cluster.calls, "nothing over the limit is read"

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from schedexec import decisions, models, runs
+from schedexec import decisions, manifests, models, runs
 from schedexec.decisions import decide
 from schedexec.models import Phase
 from schedexec.runs import RunObservation, RunState
@@ -243,7 +243,7 @@ def test_a_schedule_naming_another_command_runs_that_command_next_and_says_so() 
     started = decide(execution(d.status.model_dump(mode="json", by_alias=True)), runs.MISSING, at(35), True, POLICY)
     assert started.start_run == decisions.StartRun(index=2, args={"job": "j-1"}, method="fetch-report")
     assert started.status.current_run is not None and started.status.current_run.method == "fetch-report"
-    manifest = runs.job_manifest(execution(), 2, {}, runs.PodDefaults(), method="fetch-report")
+    manifest = manifests.job_manifest(execution(), 2, {}, manifests.PodDefaults(), method="fetch-report")
     env = {e["name"]: e.get("value") for e in manifest["spec"]["template"]["spec"]["containers"][0]["env"]}
     assert env["SCHEDEXEC_METHOD"] == "fetch-report"
     back = envelope.schedule(30, {}, command="poll")  # naming spec.method again returns to it
@@ -293,13 +293,15 @@ def test_the_minimum_interval_is_applied_and_recorded_when_a_run_asks_for_less(
 
 
 def test_a_disrupted_run_fails_with_run_disrupted_and_is_not_started_again() -> None:
-    disrupted = RunObservation(RunState.FAILED, failure_reason=runs.JOB_FAILED_BY_POLICY, failure_message="evicted")
+    disrupted = RunObservation(
+        RunState.FAILED, failure_reason=manifests.JOB_FAILED_BY_POLICY, failure_message="evicted"
+    )
     d = decide(execution(running(), retries=3), disrupted, at(5), True, POLICY)
     assert d.status.phase is Phase.FAILED and d.start_run is None
     assert d.status.error is not None and d.status.error.reason == "RunDisrupted"
-    manifest = runs.job_manifest(execution(), 1, {}, runs.PodDefaults())
+    manifest = manifests.job_manifest(execution(), 1, {}, manifests.PodDefaults())
     assert manifest["spec"]["podReplacementPolicy"] == "Failed"
-    assert manifest["spec"]["podFailurePolicy"]["rules"] == [runs.DISRUPTION_FAILS_THE_RUN]
+    assert manifest["spec"]["podFailurePolicy"]["rules"] == [manifests.DISRUPTION_FAILS_THE_RUN]
 
 
 def test_a_refused_job_fails_the_execution_without_a_run() -> None:

@@ -7,18 +7,18 @@ from typing import Any
 
 import pytest
 
-from schedexec import models, runs
+from schedexec import manifests, models, runs
 from schedexec.runs import RunState
 from schedexec_runner import contract, envelope
 from tests.unit.test_decisions import execution
 
 
 def test_job_names_are_deterministic_and_fit_label_values() -> None:
-    assert runs.job_name("verify", 3) == "verify-r3"
+    assert manifests.job_name("verify", 3) == "verify-r3"
     long = "x" * 200
-    assert runs.job_name(long, 12) == runs.job_name(long, 12)
-    assert len(runs.job_name(long, 12)) <= 63 and runs.job_name(long, 12).endswith("-r12")
-    assert runs.job_name(long, 1) != runs.job_name("x" * 199 + "y", 1)
+    assert manifests.job_name(long, 12) == manifests.job_name(long, 12)
+    assert len(manifests.job_name(long, 12)) <= 63 and manifests.job_name(long, 12).endswith("-r12")
+    assert manifests.job_name(long, 1) != manifests.job_name("x" * 199 + "y", 1)
 
 
 def test_the_job_runs_restricted_with_the_contract_and_no_credentials_in_it() -> None:
@@ -29,7 +29,7 @@ def test_the_job_runs_restricted_with_the_contract_and_no_credentials_in_it() ->
         retries=2,
         runTimeoutSeconds=30,
     )
-    job = runs.job_manifest(ex, 2, {"cursor": 7}, runs.PodDefaults(run_as_user=1234))
+    job = manifests.job_manifest(ex, 2, {"cursor": 7}, manifests.PodDefaults(run_as_user=1234))
     pod = job["spec"]["template"]["spec"]
     (container,) = pod["containers"]
     env = {e["name"]: e["value"] for e in container["env"]}
@@ -49,7 +49,7 @@ def test_the_job_runs_restricted_with_the_contract_and_no_credentials_in_it() ->
         "capabilities": {"drop": ["ALL"]},
     }
     annotations = job["spec"]["template"]["metadata"]["annotations"]
-    assert annotations[runs.ARGS_ANNOTATION] == json.dumps({"cursor": 7}, separators=(",", ":"))
+    assert annotations[manifests.ARGS_ANNOTATION] == json.dumps({"cursor": 7}, separators=(",", ":"))
     assert env[contract.ARGS_FILE] == contract.DEFAULT_ARGS_FILE and env["HOME"] == "/tmp"
     assert env[contract.RUN_INDEX] == "2" and env[contract.MODULE] == "products"
     assert env[contract.FUNCTION] == "getCategories" and env[contract.METHOD] == "poll"
@@ -76,7 +76,7 @@ def pod(exit_code: int, message: str, finished: str = "2026-01-01T00:00:01Z") ->
         "status": {
             "containerStatuses": [
                 {
-                    "name": runs.CONTAINER,
+                    "name": manifests.CONTAINER,
                     "state": {
                         "terminated": {
                             "exitCode": exit_code,
@@ -116,6 +116,6 @@ def test_a_failed_job_reports_the_newest_pods_message() -> None:
 def test_labels_stay_valid(name: str) -> None:
     ex = execution()
     ex.metadata.name = name
-    labels = runs.job_manifest(ex, 1, {}, runs.PodDefaults())["metadata"]["labels"]
+    labels = manifests.job_manifest(ex, 1, {}, manifests.PodDefaults())["metadata"]["labels"]
     assert all(len(v) <= 63 for v in labels.values())
     assert labels["app.kubernetes.io/managed-by"] == "schedexec" and models.KIND

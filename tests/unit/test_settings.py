@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from schedexec import decisions, runs
+from schedexec import decisions, manifests
 from schedexec.settings import OperatorSettings
 
 
@@ -17,5 +17,5 @@ def test_every_policy_field_is_a_setting_with_the_same_default() -> None:
 
 def test_the_pod_defaults_match_the_settings_defaults() -> None:
     settings = OperatorSettings()
-    for field in dataclasses.fields(runs.PodDefaults):
+    for field in dataclasses.fields(manifests.PodDefaults):
         assert getattr(settings, field.name) == field.default, field.name
