@@ -49,6 +49,7 @@ import provenance
 from kubernetes import client, config
 
 from schedexec import manifests, models
+from schedexec.settings import OperatorSettings
 from schedexec_devcluster import binaries
 from schedexec_devcluster.__main__ import CHART_NAMESPACE, install_chart
 from schedexec_devcluster.binaries import REPO_ROOT, ensure_node_binaries
@@ -99,7 +100,7 @@ def raw_job(namespace: str, index: int) -> dict[str, Any]:
             "spec": SPEC,
         }
     )
-    manifest = manifests.job_manifest(execution, 1, SPEC["args"], manifests.PodDefaults())
+    manifest = manifests.job_manifest(execution, 1, SPEC["args"], OperatorSettings().pod_defaults())
     manifest["metadata"].pop("ownerReferences", None)
     manifest["metadata"]["labels"] = {"bench": "raw"}
     manifest["spec"]["template"]["metadata"]["labels"] = {"bench": "raw"}

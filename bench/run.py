@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures
-import dataclasses
 import datetime as dt
 import itertools
 import json
@@ -64,6 +63,7 @@ from kubernetes.client.exceptions import ApiException
 
 from schedexec import decisions, manifests, models, runs
 from schedexec.reconciler import status_document
+from schedexec.settings import OperatorSettings
 from schedexec_devcluster import binaries
 from schedexec_devcluster.__main__ import apply_crds, node_agent_process
 from schedexec_devcluster.controlplane import ControlPlane, pick_free_ports
@@ -397,8 +397,8 @@ def summary(values: list[float]) -> dict[str, float]:
 
 
 def pod_defaults(settings: dict[str, Any]) -> manifests.PodDefaults:
-    """The operator's PodDefaults from its settings (each field is the setting of the same name)."""
-    return manifests.PodDefaults(**{f.name: settings[f.name] for f in dataclasses.fields(manifests.PodDefaults)})
+    """The operator's PodDefaults from its effective settings, built as the operator builds them."""
+    return OperatorSettings.model_validate(settings).pod_defaults()
 
 
 # --- scenarios -------------------------------------------------------------------------------------
@@ -763,18 +763,20 @@ def latency(bench: Bench, rate: float, seconds: int, polling: int, timeouts: int
     }
 
 
-def waiting_status(body: dict[str, Any], now: dt.datetime, next_run_in: int) -> dict[str, Any]:
+def waiting_status(
+    body: dict[str, Any], now: dt.datetime, next_run_in: int, policy: decisions.Policy
+) -> dict[str, Any]:
     """The status the operator writes once run 1 scheduled the next run in `next_run_in` s, made by the
-    operator's own decisions (run 1 started, then its schedule outcome recorded)."""
+    operator's own decisions with its `policy` (run 1 started, then its schedule outcome recorded)."""
     execution = models.ScheduledExecution.model_validate(body)
-    first = decisions.decide(execution, runs.MISSING, now, slot_free=True)
+    first = decisions.decide(execution, runs.MISSING, now, slot_free=True, policy=policy)
     started = execution.model_copy(update={"status": first.status})
     outcome = runs.RunObservation(runs.RunState.SUCCEEDED, envelope=envelope.schedule(next_run_in, {}), exit_code=0)
-    waiting = decisions.decide(started, outcome, now + dt.timedelta(seconds=1), slot_free=True)
+    waiting = decisions.decide(started, outcome, now + dt.timedelta(seconds=1), slot_free=True, policy=policy)
     return status_document(waiting.status)
 
 
-def scale(bench: Bench, n: int, real: int, idle_seconds: int) -> dict[str, Any]:
+def scale(bench: Bench, n: int, real: int, idle_seconds: int, settings: dict[str, Any]) -> dict[str, Any]:
     """`n` executions waiting 2 h for their next run, `real` of them through real first runs; the operator
     measured while nothing is due.
 
@@ -790,9 +792,10 @@ def scale(bench: Bench, n: int, real: int, idle_seconds: int) -> dict[str, Any]:
         bench.create_execution,
     )
     now = dt.datetime.now(dt.UTC)
+    policy = OperatorSettings.model_validate(settings).policy()
 
     def seed(body: dict[str, Any]) -> None:
-        body["status"] = waiting_status(body, now, 7200)
+        body["status"] = waiting_status(body, now, 7200, policy)
         name = body["metadata"]["name"]
         bench.custom.replace_namespaced_custom_object_status(
             models.GROUP, models.VERSION, NAMESPACE, models.PLURAL, name, body
@@ -1456,7 +1459,7 @@ def main() -> int:
                 results.get("throughput", {}).get("schedexec_per_second_median", 5.0),
             ),
             "latency": lambda: latency(bench, sizes["rate"], sizes["seconds"], sizes["polling"], sizes["timeouts"]),
-            "scale": lambda: scale(bench, sizes["scale"], sizes["scale_real"], sizes["idle_seconds"]),
+            "scale": lambda: scale(bench, sizes["scale"], sizes["scale_real"], sizes["idle_seconds"], settings),
             "rest": lambda: rest_poll(bench, sizes["wrk_seconds"], sizes["scale"]),
         }
         for name, scenario in scenarios.items():

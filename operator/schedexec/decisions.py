@@ -52,27 +52,30 @@ from schedexec_runner import envelope as envelopes
 
 @dataclass(frozen=True)
 class Policy:
-    """Operator-wide settings the decisions depend on."""
+    """Operator-wide settings the decisions depend on.
 
-    min_interval_seconds: int = 10
+    No defaults here: each field is the operator setting of the same name, whose default, bounds and meaning
+    `settings.OperatorSettings` holds, and `OperatorSettings.policy()` builds it (tests: builders.POLICY)."""
+
+    min_interval_seconds: int
     """Floor for next_run_in_seconds, as in XSOAR."""
-    overdue_grace_seconds: int = 60
+    overdue_grace_seconds: int
     """Watchdog: a run still unfinished this long after its run timeout is stopped and failed (RunOverdue).
     The Job controller normally ends it at the timeout; this catches a run whose Job nobody ends
     (controller or node down, pod never scheduled), so no execution stays Running until its sequence deadline."""
-    start_failure_grace_seconds: int = 30
+    start_failure_grace_seconds: int
     """A run whose scheduled pod keeps failing to pull its image or to create its container (or to mount a
     volume) this long fails (ImagePullFailed, ConfigError); see starts.judge_start."""
-    unschedulable_grace_seconds: int = 120
+    unschedulable_grace_seconds: int
     """A run whose pod the scheduler keeps refusing this long fails (Unschedulable)."""
-    log_tail_in_status: bool = False
+    log_tail_in_status: bool
     """Copy the end of a crashed run's log into status.error and its Event (opt-in: component output may hold
     anything, credentials included, and status and Events are readable by anyone who may read executions)."""
-    failed_run_retention_seconds: int = 3600
+    failed_run_retention_seconds: int
     """How long the Job (and pod) of a run that died without an outcome is kept, so `kubectl logs` shows why."""
-    progress_events: bool = False
+    progress_events: bool
     """Post RunStarted, RunScheduled and Succeeded as Kubernetes Events too (they are always logged)."""
-    inline_result_bytes: int = 16 * 1024
+    inline_result_bytes: int
     """A result larger than this (its JSON) is kept in a ConfigMap owned by the execution (status.resultRef)."""
 
 
@@ -154,7 +157,7 @@ def decide(
     run: runs.RunObservation,
     now: datetime,
     slot_free: bool,
-    policy: Policy = Policy(),
+    policy: Policy,
 ) -> Decision:
     """The next step for `execution`, given its current `run` (MISSING if none)."""
     status = _copy(execution.status)
@@ -210,13 +213,15 @@ def failed_outright(
     reason: str,
     message: str,
     phase: Phase = Phase.FAILED,
+    *,
+    policy: Policy,
 ) -> Decision:
     """End an execution that cannot be decided on (the stored object breaks a bound or the models, or its
     reconcile keeps failing) from its metadata and last status alone: `phase` with `reason` and `message`,
     the run in progress (if any) stopped and its Job deleted. Reads no spec: the spec may be what broke."""
     execution = models.ScheduledExecution.model_construct(metadata=metadata, spec=None, status=prior)  # type: ignore[arg-type]
     status = _copy(prior)
-    step = _DecisionBuilder(execution, status, now, Policy())
+    step = _DecisionBuilder(execution, status, now, policy)
     status.started_at = status.started_at or now
     step._close_run(RunOutcome.STOPPED, None, reason)
     step.fail_with(phase, reason, message)

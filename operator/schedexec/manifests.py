@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from schedexec import models
-from schedexec_runner import contract, frame
+from schedexec_runner import contract
 
 MANAGED_BY = "schedexec"
 EXECUTION_LABEL = "schedexec.io/execution"
@@ -54,12 +54,16 @@ def _fit(name: str, limit: int) -> str:
 
 @dataclass(frozen=True)
 class PodDefaults:
-    """Operator-wide settings that shape every run's pod."""
+    """Operator-wide settings that shape every run's pod.
 
-    run_as_user: int = 65532
-    job_ttl_seconds: int = 86400
+    No defaults here: each field is the operator setting of the same name, whose default, bounds and meaning
+    `settings.OperatorSettings` holds, and `OperatorSettings.pod_defaults()` builds it."""
+
+    run_as_user: int
+    """UID (and GID) of the run's container."""
+    job_ttl_seconds: int
     """Safety net only: the operator deletes a run's Job once it recorded the outcome."""
-    max_result_bytes: int = frame.DEFAULT_MAX_RESULT_BYTES
+    max_result_bytes: int
     """Largest `done` envelope a run may report through its log (contract.MAX_RESULT_BYTES); 0: none."""
 
 

@@ -138,7 +138,9 @@ class Reconciler:
         execution = models.ScheduledExecution.model_construct(metadata=meta, spec=None, status=prior)  # type: ignore[arg-type]
         stopped = None
         if not finished(body):
-            decision = decisions.failed_outright(meta, prior, datetime.now(UTC), reason, message, phase)
+            decision = decisions.failed_outright(
+                meta, prior, datetime.now(UTC), reason, message, phase, policy=self.policy
+            )
             log.warning("%s %s: %s", execution.key, reason, decisions.clip(message, decisions.EVENT_MESSAGE_LIMIT))
             self.store.execution_read(await self.cluster.write_status(execution, status_document(decision.status)))
             for event in decision.events:

@@ -10,6 +10,7 @@ import pytest
 from schedexec import manifests, models, runs
 from schedexec.runs import RunState
 from schedexec_runner import contract, envelope
+from tests.unit.builders import POD_DEFAULTS, pod_defaults
 from tests.unit.test_decisions import execution
 
 
@@ -29,7 +30,7 @@ def test_the_job_runs_restricted_with_the_contract_and_no_credentials_in_it() ->
         retries=2,
         runTimeoutSeconds=30,
     )
-    job = manifests.job_manifest(ex, 2, {"cursor": 7}, manifests.PodDefaults(run_as_user=1234))
+    job = manifests.job_manifest(ex, 2, {"cursor": 7}, pod_defaults(run_as_user=1234))
     pod = job["spec"]["template"]["spec"]
     (container,) = pod["containers"]
     env = {e["name"]: e["value"] for e in container["env"]}
@@ -116,6 +117,6 @@ def test_a_failed_job_reports_the_newest_pods_message() -> None:
 def test_labels_stay_valid(name: str) -> None:
     ex = execution()
     ex.metadata.name = name
-    labels = manifests.job_manifest(ex, 1, {}, manifests.PodDefaults())["metadata"]["labels"]
+    labels = manifests.job_manifest(ex, 1, {}, POD_DEFAULTS)["metadata"]["labels"]
     assert all(len(v) <= 63 for v in labels.values())
     assert labels["app.kubernetes.io/managed-by"] == "schedexec" and models.KIND

@@ -7,15 +7,16 @@ from typing import Any
 
 import pytest
 
-from schedexec import decisions, manifests, models, runs, starts
+from schedexec import manifests, models, runs, starts
 from schedexec.decisions import decide
 from schedexec.models import Phase, RunOutcome
 from schedexec.runs import RunObservation, RunState
 from schedexec.starts import PodWaiting, StartFailure
 from schedexec_runner import contract, envelope
+from tests.unit.builders import POD_DEFAULTS, policy
 from tests.unit.test_decisions import T0, at, condition, execution, running
 
-POLICY = decisions.Policy(min_interval_seconds=10, start_failure_grace_seconds=30, unschedulable_grace_seconds=120)
+POLICY = policy(min_interval_seconds=10, start_failure_grace_seconds=30, unschedulable_grace_seconds=120)
 IMAGE = "ghcr.io/acme/does-not-exist:1.0"
 PULL_ERROR = (
     f'rpc error: code = NotFound desc = failed to pull and unpack image "{IMAGE}": '
@@ -338,7 +339,7 @@ def test_args_a_run_schedules_are_limited_too() -> None:
 
 def test_args_reach_the_run_as_a_file_from_an_annotation_not_an_environment_variable() -> None:
     args = {"blob": "z" * 150_000, "ü": 1}
-    job = manifests.job_manifest(execution(), 1, args, manifests.PodDefaults())
+    job = manifests.job_manifest(execution(), 1, args, POD_DEFAULTS)
     template = job["spec"]["template"]
     (container,) = template["spec"]["containers"]
     env = {e["name"]: e["value"] for e in container["env"]}
