@@ -6,7 +6,7 @@ real-node cluster with the chart's operator running as a pod:
 
 - throughput: N single-run executions created at once, creation → all
   Succeeded, against N Jobs created directly from the very manifests the
-  operator would create (runs.job_manifest, without the owner reference and
+  operator would create (manifests.job_manifest, without the owner reference and
   the operator's labels, so that its label-selected watches do not see them),
   so both sides run the same image with the same pod spec on the same node.
   Rounds alternate baseline and schedexec; both sides are awaited by the same
@@ -48,7 +48,8 @@ from typing import Any
 import provenance
 from kubernetes import client, config
 
-from schedexec import models, runs
+from schedexec import manifests, models
+from schedexec.settings import OperatorSettings
 from schedexec_devcluster import binaries
 from schedexec_devcluster.__main__ import CHART_NAMESPACE, install_chart
 from schedexec_devcluster.binaries import REPO_ROOT, ensure_node_binaries
@@ -99,7 +100,7 @@ def raw_job(namespace: str, index: int) -> dict[str, Any]:
             "spec": SPEC,
         }
     )
-    manifest = runs.job_manifest(execution, 1, SPEC["args"], runs.PodDefaults())
+    manifest = manifests.job_manifest(execution, 1, SPEC["args"], OperatorSettings().pod_defaults())
     manifest["metadata"].pop("ownerReferences", None)
     manifest["metadata"]["labels"] = {"bench": "raw"}
     manifest["spec"]["template"]["metadata"]["labels"] = {"bench": "raw"}

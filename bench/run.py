@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures
-import dataclasses
 import datetime as dt
 import itertools
 import json
@@ -62,8 +61,9 @@ import yaml
 from kubernetes import client, config, watch
 from kubernetes.client.exceptions import ApiException
 
-from schedexec import decisions, models, runs
+from schedexec import decisions, manifests, models, runs
 from schedexec.reconciler import status_document
+from schedexec.settings import OperatorSettings
 from schedexec_devcluster import binaries
 from schedexec_devcluster.__main__ import apply_crds, node_agent_process
 from schedexec_devcluster.controlplane import ControlPlane, pick_free_ports
@@ -241,12 +241,12 @@ class Bench:
             },
         }
 
-    def raw_job(self, name: str, defaults: runs.PodDefaults) -> dict[str, Any]:
+    def raw_job(self, name: str, defaults: manifests.PodDefaults) -> dict[str, Any]:
         """The Job the operator creates for a single-run execution `name`, without its owner and without the
         operator's labels (so that the operator's label-selected watches do not see it)."""
         body = self.execution(name, DONE_SCRIPT)
         body["metadata"].update(namespace=NAMESPACE, uid="00000000-0000-0000-0000-000000000000")
-        manifest = runs.job_manifest(models.ScheduledExecution.model_validate(body), 1, {}, defaults)
+        manifest = manifests.job_manifest(models.ScheduledExecution.model_validate(body), 1, {}, defaults)
         manifest["metadata"].pop("ownerReferences", None)
         manifest["metadata"]["labels"] = body["metadata"]["labels"]
         manifest["spec"]["template"]["metadata"]["labels"] = body["metadata"]["labels"]
@@ -396,9 +396,9 @@ def summary(values: list[float]) -> dict[str, float]:
     }
 
 
-def pod_defaults(settings: dict[str, Any]) -> runs.PodDefaults:
-    """The operator's PodDefaults from its settings (each field is the setting of the same name)."""
-    return runs.PodDefaults(**{f.name: settings[f.name] for f in dataclasses.fields(runs.PodDefaults)})
+def pod_defaults(settings: dict[str, Any]) -> manifests.PodDefaults:
+    """The operator's PodDefaults from its effective settings, built as the operator builds them."""
+    return OperatorSettings.model_validate(settings).pod_defaults()
 
 
 # --- scenarios -------------------------------------------------------------------------------------
@@ -450,7 +450,7 @@ def throughput(bench: Bench, n: int, repeats: int, settings: dict[str, Any]) -> 
     }
 
 
-def raw_jobs(bench: Bench, n: int, prefix: str, defaults: runs.PodDefaults) -> dict[str, Any]:
+def raw_jobs(bench: Bench, n: int, prefix: str, defaults: manifests.PodDefaults) -> dict[str, Any]:
     log(f"throughput: {n} raw Jobs ({prefix})")
     bodies = [bench.raw_job(f"{prefix}-{i}", defaults) for i in range(n)]
     start, cpu_before, busy_before = CLOCK(), bench.cpu_by_process(), provenance.cpu_times()
@@ -763,18 +763,20 @@ def latency(bench: Bench, rate: float, seconds: int, polling: int, timeouts: int
     }
 
 
-def waiting_status(body: dict[str, Any], now: dt.datetime, next_run_in: int) -> dict[str, Any]:
+def waiting_status(
+    body: dict[str, Any], now: dt.datetime, next_run_in: int, policy: decisions.Policy
+) -> dict[str, Any]:
     """The status the operator writes once run 1 scheduled the next run in `next_run_in` s, made by the
-    operator's own decisions (run 1 started, then its schedule outcome recorded)."""
+    operator's own decisions with its `policy` (run 1 started, then its schedule outcome recorded)."""
     execution = models.ScheduledExecution.model_validate(body)
-    first = decisions.decide(execution, runs.MISSING, now, slot_free=True)
+    first = decisions.decide(execution, runs.MISSING, now, slot_free=True, policy=policy)
     started = execution.model_copy(update={"status": first.status})
     outcome = runs.RunObservation(runs.RunState.SUCCEEDED, envelope=envelope.schedule(next_run_in, {}), exit_code=0)
-    waiting = decisions.decide(started, outcome, now + dt.timedelta(seconds=1), slot_free=True)
+    waiting = decisions.decide(started, outcome, now + dt.timedelta(seconds=1), slot_free=True, policy=policy)
     return status_document(waiting.status)
 
 
-def scale(bench: Bench, n: int, real: int, idle_seconds: int) -> dict[str, Any]:
+def scale(bench: Bench, n: int, real: int, idle_seconds: int, settings: dict[str, Any]) -> dict[str, Any]:
     """`n` executions waiting 2 h for their next run, `real` of them through real first runs; the operator
     measured while nothing is due.
 
@@ -790,9 +792,10 @@ def scale(bench: Bench, n: int, real: int, idle_seconds: int) -> dict[str, Any]:
         bench.create_execution,
     )
     now = dt.datetime.now(dt.UTC)
+    policy = OperatorSettings.model_validate(settings).policy()
 
     def seed(body: dict[str, Any]) -> None:
-        body["status"] = waiting_status(body, now, 7200)
+        body["status"] = waiting_status(body, now, 7200, policy)
         name = body["metadata"]["name"]
         bench.custom.replace_namespaced_custom_object_status(
             models.GROUP, models.VERSION, NAMESPACE, models.PLURAL, name, body
@@ -1127,7 +1130,7 @@ def report(results: dict[str, Any], plots: list[str], node: dict[str, Any] | Non
         "",
         "Every operator setting as the operator read it (its own `OperatorSettings` in its environment); the "
         "bench set the ones in bold, the rest are defaults. Raw Jobs and runs had the same Job manifest "
-        "(`runs.job_manifest` with these settings).",
+        "(`manifests.job_manifest` with these settings).",
         "",
         "| setting | value |",
         "| --- | --- |",
@@ -1456,7 +1459,7 @@ def main() -> int:
                 results.get("throughput", {}).get("schedexec_per_second_median", 5.0),
             ),
             "latency": lambda: latency(bench, sizes["rate"], sizes["seconds"], sizes["polling"], sizes["timeouts"]),
-            "scale": lambda: scale(bench, sizes["scale"], sizes["scale_real"], sizes["idle_seconds"]),
+            "scale": lambda: scale(bench, sizes["scale"], sizes["scale_real"], sizes["idle_seconds"], settings),
             "rest": lambda: rest_poll(bench, sizes["wrk_seconds"], sizes["scale"]),
         }
         for name, scenario in scenarios.items():

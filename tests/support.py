@@ -22,7 +22,7 @@ import yaml
 from kubernetes import client, config
 from kubernetes.client.rest import ApiException
 
-from schedexec import models, runs
+from schedexec import manifests, models
 from schedexec_devcluster.controlplane import ControlPlane, die_with_parent
 
 REPO = Path(__file__).resolve().parents[1]
@@ -272,7 +272,7 @@ def keep_large_result(cluster: LocalCluster, namespace: str, name: str, result: 
     )
     body = cluster.execution(namespace, name)
     text = json.dumps(result, separators=(",", ":"))
-    config_map, ref = runs.result_config_map(models.ScheduledExecution.model_validate(body), text)
+    config_map, ref = manifests.result_config_map(models.ScheduledExecution.model_validate(body), text)
     cluster.core.create_namespaced_config_map(namespace, config_map)
     status = {"phase": "Succeeded", "runs": 1, "resultRef": ref.model_dump(mode="json", by_alias=True)}
     cluster.kubectl(

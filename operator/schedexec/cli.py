@@ -11,30 +11,21 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import dataclasses
 import logging
 import os
 import socket
 import sys
-from collections.abc import Callable
-from typing import Any, TypeVar, cast
+from typing import Any, cast
 
 import kopf
 import prometheus_client
 
-from schedexec import crd, decisions, kube, runs, watches
+from schedexec import crd, kube, watches
 from schedexec.api import app as api
 from schedexec.controller import Controller
 from schedexec.handlers import configure, registry_for
 from schedexec.leader import LeaderElector, Leases
 from schedexec.settings import ApiSettings, OperatorSettings
-
-T = TypeVar("T")
-
-
-def by_name(kind: Callable[..., T], settings: OperatorSettings) -> T:
-    """A Policy or PodDefaults from the settings: each of their fields is a setting of the same name."""
-    return kind(**{f.name: getattr(settings, f.name) for f in dataclasses.fields(kind)})  # type: ignore[arg-type]
 
 
 async def run_operator(settings: OperatorSettings) -> None:
@@ -49,8 +40,8 @@ async def run_operator(settings: OperatorSettings) -> None:
         elector = LeaderElector(leases, identity)
     controller = Controller(
         cluster=kube.Cluster(api),
-        policy=by_name(decisions.Policy, settings),
-        pod_defaults=by_name(runs.PodDefaults, settings),
+        policy=settings.policy(),
+        pod_defaults=settings.pod_defaults(),
         max_running=settings.max_running,
         workers=settings.workers,
         elector=elector,

@@ -28,7 +28,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from schedexec import decisions, kube, logsafe, metrics, models, runs
+from schedexec import decisions, kube, logsafe, manifests, metrics, models
 from schedexec.kube import Cluster, Conflict, Gone
 from schedexec.leader import LeaderElector
 from schedexec.objects import finished, key_of, split_key
@@ -56,7 +56,7 @@ class Controller:
         self,
         cluster: Cluster,
         policy: decisions.Policy,
-        pod_defaults: runs.PodDefaults,
+        pod_defaults: manifests.PodDefaults,
         max_running: int,
         workers: int = 4,
         elector: LeaderElector | None = None,

@@ -9,7 +9,7 @@ The controller and the reconciler only carry these out, so every rule
 cancellation, TTL, runs whose pod cannot start, args too large to deliver)
 is unit-tested here without a cluster.
 
-A run whose pod cannot start (`runs.judge_start`: ImagePullFailed,
+A run whose pod cannot start (`starts.judge_start`: ImagePullFailed,
 ConfigError, Unschedulable) fails the execution and does not consume
 `spec.retries`: the kubelet (or scheduler) already retried during the grace,
 and a new pod of the same immutable spec would fail the same way. Retries
@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from schedexec import models, runs
+from schedexec import manifests, models, runs, starts
 from schedexec.models import (
     Condition,
     ConditionStatus,
@@ -52,27 +52,30 @@ from schedexec_runner import envelope as envelopes
 
 @dataclass(frozen=True)
 class Policy:
-    """Operator-wide settings the decisions depend on."""
+    """Operator-wide settings the decisions depend on.
 
-    min_interval_seconds: int = 10
+    No defaults here: each field is the operator setting of the same name, whose default, bounds and meaning
+    `settings.OperatorSettings` holds, and `OperatorSettings.policy()` builds it (tests: builders.POLICY)."""
+
+    min_interval_seconds: int
     """Floor for next_run_in_seconds, as in XSOAR."""
-    overdue_grace_seconds: int = 60
+    overdue_grace_seconds: int
     """Watchdog: a run still unfinished this long after its run timeout is stopped and failed (RunOverdue).
     The Job controller normally ends it at the timeout; this catches a run whose Job nobody ends
     (controller or node down, pod never scheduled), so no execution stays Running until its sequence deadline."""
-    start_failure_grace_seconds: int = 30
+    start_failure_grace_seconds: int
     """A run whose scheduled pod keeps failing to pull its image or to create its container (or to mount a
-    volume) this long fails (ImagePullFailed, ConfigError); see runs.judge_start."""
-    unschedulable_grace_seconds: int = 120
+    volume) this long fails (ImagePullFailed, ConfigError); see starts.judge_start."""
+    unschedulable_grace_seconds: int
     """A run whose pod the scheduler keeps refusing this long fails (Unschedulable)."""
-    log_tail_in_status: bool = False
+    log_tail_in_status: bool
     """Copy the end of a crashed run's log into status.error and its Event (opt-in: component output may hold
     anything, credentials included, and status and Events are readable by anyone who may read executions)."""
-    failed_run_retention_seconds: int = 3600
+    failed_run_retention_seconds: int
     """How long the Job (and pod) of a run that died without an outcome is kept, so `kubectl logs` shows why."""
-    progress_events: bool = False
+    progress_events: bool
     """Post RunStarted, RunScheduled and Succeeded as Kubernetes Events too (they are always logged)."""
-    inline_result_bytes: int = 16 * 1024
+    inline_result_bytes: int
     """A result larger than this (its JSON) is kept in a ConfigMap owned by the execution (status.resultRef)."""
 
 
@@ -154,7 +157,7 @@ def decide(
     run: runs.RunObservation,
     now: datetime,
     slot_free: bool,
-    policy: Policy = Policy(),
+    policy: Policy,
 ) -> Decision:
     """The next step for `execution`, given its current `run` (MISSING if none)."""
     status = _copy(execution.status)
@@ -198,7 +201,9 @@ def retained_job(name: str, status: models.ScheduledExecutionStatus, policy: Pol
         return None
     if not _retains_failed_runs(policy) or last.reason == Reason.RUN_LOST:
         return None
-    return runs.job_name(name, last.index), status.completed_at + timedelta(seconds=policy.failed_run_retention_seconds)
+    return manifests.job_name(name, last.index), status.completed_at + timedelta(
+        seconds=policy.failed_run_retention_seconds
+    )
 
 
 def failed_outright(
@@ -208,13 +213,15 @@ def failed_outright(
     reason: str,
     message: str,
     phase: Phase = Phase.FAILED,
+    *,
+    policy: Policy,
 ) -> Decision:
     """End an execution that cannot be decided on (the stored object breaks a bound or the models, or its
     reconcile keeps failing) from its metadata and last status alone: `phase` with `reason` and `message`,
     the run in progress (if any) stopped and its Job deleted. Reads no spec: the spec may be what broke."""
     execution = models.ScheduledExecution.model_construct(metadata=metadata, spec=None, status=prior)  # type: ignore[arg-type]
     status = _copy(prior)
-    step = _DecisionBuilder(execution, status, now, Policy())
+    step = _DecisionBuilder(execution, status, now, policy)
     status.started_at = status.started_at or now
     step._close_run(RunOutcome.STOPPED, None, reason)
     step.fail_with(phase, reason, message)
@@ -231,7 +238,7 @@ def kept_job(name: str, status: models.ScheduledExecutionStatus, policy: Policy)
     if status.current_run is not None:
         return status.current_run.job
     if status.phase is None or not status.phase.finished:
-        return runs.job_name(name, status.runs + 1)
+        return manifests.job_name(name, status.runs + 1)
     retained = retained_job(name, status, policy)
     return None if retained is None else retained[0]
 
@@ -327,7 +334,7 @@ class _DecisionBuilder:
         status.phase = Phase.RUNNING
         status.current_run = models.CurrentRun(
             index=index,
-            job=runs.job_name(self.execution.metadata.name, index),
+            job=manifests.job_name(self.execution.metadata.name, index),
             started_at=self.now,
             method=status.next_method,
         )
@@ -344,17 +351,17 @@ class _DecisionBuilder:
         if problem is not None:
             self.fail(RunOutcome.STOPPED, Reason.INVALID_SPEC if index == 1 else Reason.INVALID_ENVELOPE, problem)
             return True
-        size = runs.args_size(self.status.next_args or {})
+        size = manifests.args_size(self.status.next_args or {})
         if size <= contract.MAX_ARGS_BYTES:
             return False
-        self.fail(RunOutcome.STOPPED, Reason.ARGS_TOO_LARGE, runs.args_too_large(f"{named} are", size))
+        self.fail(RunOutcome.STOPPED, Reason.ARGS_TOO_LARGE, manifests.args_too_large(f"{named} are", size))
         return True
 
     def watch_start(self, run: runs.RunObservation) -> None:
-        """An active run: fail it if its pod cannot start (runs.judge_start), else show why it waits, if it does."""
+        """An active run: fail it if its pod cannot start (starts.judge_start), else show why it waits, if it does."""
         current = self.status.current_run
         assert current is not None
-        verdict = runs.judge_start(
+        verdict = starts.judge_start(
             run.waiting, self.now, self.policy.start_failure_grace_seconds, self.policy.unschedulable_grace_seconds
         )
         waiting = run.waiting
@@ -368,17 +375,17 @@ class _DecisionBuilder:
         )
         self.look_again_at = verdict.look_again_at
 
-    def _start_failure(self, failure: runs.StartFailure, waiting: runs.PodWaiting) -> str:
+    def _start_failure(self, failure: starts.StartFailure, waiting: starts.PodWaiting) -> str:
         current = self.status.current_run
         assert current is not None
         policy, spec = self.policy, self.execution.spec
         detail = waiting.message[: models.WAITING_MESSAGE_LIMIT]
         cause = f"{waiting.reason}: {detail}" if detail else waiting.reason
-        if failure is runs.StartFailure.IMAGE_PULL:
+        if failure is starts.StartFailure.IMAGE_PULL:
             what = f"its image {waiting.image!r} cannot be pulled"
-            if waiting.reason not in runs.FAILS_AT_ONCE:
+            if waiting.reason not in starts.FAILS_AT_ONCE:
                 what += f" (still failing {policy.start_failure_grace_seconds}s after the pod was scheduled)"
-        elif failure is runs.StartFailure.CONFIG:
+        elif failure is starts.StartFailure.CONFIG:
             what = (
                 "its container cannot be set up "
                 f"(still failing {policy.start_failure_grace_seconds}s after the pod was scheduled)"
@@ -457,14 +464,14 @@ class _DecisionBuilder:
         if len(text.encode("utf-8")) <= self.policy.inline_result_bytes:
             self.status.result = result
             return
-        self.result_config_map, self.status.result_ref = runs.result_config_map(self.execution, text)
+        self.result_config_map, self.status.result_ref = manifests.result_config_map(self.execution, text)
 
     def _record_failure(self, run: runs.RunObservation) -> None:
         """The run ended without a valid envelope: the pod died or wrote garbage."""
         reason: str
         if run.envelope_problem is not None and run.state is runs.RunState.SUCCEEDED:
             reason, what = Reason.INVALID_ENVELOPE, f"reported an invalid outcome: {run.envelope_problem}"
-        elif run.failure_reason == runs.JOB_FAILED_BY_POLICY:
+        elif run.failure_reason == manifests.JOB_FAILED_BY_POLICY:
             reason, what = Reason.RUN_DISRUPTED, "was disrupted (its pod was evicted, preempted or lost its node)"
         elif run.failure_reason == runs.JOB_DEADLINE_EXCEEDED:
             reason, what = (

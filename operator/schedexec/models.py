@@ -372,7 +372,7 @@ class Reason(enum.StrEnum):
     INVALID_ENVELOPE = "InvalidEnvelope"
     """A run exited 0 with a termination message that is not a valid outcome envelope."""
     IMAGE_PULL_FAILED = "ImagePullFailed"
-    """A run's image cannot be pulled (runs.judge_start)."""
+    """A run's image cannot be pulled (starts.judge_start)."""
     CONFIG_ERROR = "ConfigError"
     """A run's container cannot be set up: a missing Secret, an invalid command, a volume that cannot mount."""
     UNSCHEDULABLE = "Unschedulable"

@@ -27,7 +27,7 @@ from typing import Any
 
 import pydantic
 
-from schedexec import decisions, kube, metrics, models, runs, screening
+from schedexec import decisions, kube, manifests, metrics, models, runs, screening, starts
 from schedexec.kube import PERMANENT, TRANSIENT, Cluster, JobNameTaken, JobRejected
 from schedexec.models import EventType
 from schedexec.objects import finished, owner_uids
@@ -77,7 +77,7 @@ class Reconciler:
         store: Store,
         slots: RunSlots,
         policy: decisions.Policy,
-        pod_defaults: runs.PodDefaults,
+        pod_defaults: manifests.PodDefaults,
         wake: Callable[[str], None],
         may_act: Callable[[], bool] = lambda: True,
     ) -> None:
@@ -138,7 +138,9 @@ class Reconciler:
         execution = models.ScheduledExecution.model_construct(metadata=meta, spec=None, status=prior)  # type: ignore[arg-type]
         stopped = None
         if not finished(body):
-            decision = decisions.failed_outright(meta, prior, datetime.now(UTC), reason, message, phase)
+            decision = decisions.failed_outright(
+                meta, prior, datetime.now(UTC), reason, message, phase, policy=self.policy
+            )
             log.warning("%s %s: %s", execution.key, reason, decisions.clip(message, decisions.EVENT_MESSAGE_LIMIT))
             self.store.execution_read(await self.cluster.write_status(execution, status_document(decision.status)))
             for event in decision.events:
@@ -206,7 +208,7 @@ class Reconciler:
             # the pod watch may lag behind the Job's: ask the API server for the pods before concluding
             observed = runs.observe(job, await self.cluster.run_pods(namespace, job["metadata"]["uid"]))
         elif observed.state is runs.RunState.ACTIVE:
-            pod = runs.mount_check_due(pods, datetime.now(UTC), self.policy.start_failure_grace_seconds)
+            pod = starts.mount_check_due(pods, datetime.now(UTC), self.policy.start_failure_grace_seconds)
             if pod is not None:
                 observed = runs.observe(job, pods, await self._mount_failures(pod))
         if observed.logged is not None:
@@ -225,7 +227,7 @@ class Reconciler:
         # (or however often the kubelet rotated the log), and never more than the pointer's lines can hold
         pod, lines, budget = observed.logged.pod, frame.tail_lines(pointer), frame.log_bytes(pointer)
         try:
-            log_text = await self.cluster.pod_log(namespace, pod, runs.CONTAINER, budget, lines)
+            log_text = await self.cluster.pod_log(namespace, pod, manifests.CONTAINER, budget, lines)
         except kube.APIError as exc:
             if exc.status not in (401, 403):
                 raise  # transient: look again
@@ -246,7 +248,7 @@ class Reconciler:
         if checked is not None and time.monotonic() - checked[0] < MOUNT_CHECK_SECONDS:
             return checked[1]
         try:
-            events = await self.cluster.pod_events(meta["namespace"], meta["uid"], runs.FAILED_MOUNT)
+            events = await self.cluster.pod_events(meta["namespace"], meta["uid"], starts.FAILED_MOUNT)
         except TRANSIENT as exc:  # e.g. no `list events` under custom RBAC: judge from the pod's status alone
             log.warning("cannot read the events of pod %s/%s: %s", meta["namespace"], meta.get("name"), exc)
             events = [] if checked is None else checked[1]
@@ -263,7 +265,7 @@ class Reconciler:
         key, start = execution.key, decision.start_run
         if start is not None:
             self._ensure_leading(key)
-            manifest = runs.job_manifest(execution, start.index, start.args, self.pod_defaults, start.method)
+            manifest = manifests.job_manifest(execution, start.index, start.args, self.pod_defaults, start.method)
             try:
                 if not await self.cluster.create_job(manifest):
                     # adopted: its watch events may all have come before this status names it (it may even have

@@ -19,7 +19,7 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-from schedexec import runs
+from schedexec import manifests
 from schedexec.models import Reason
 from schedexec.objects import key_of
 from schedexec_runner import bounds, contract
@@ -80,7 +80,7 @@ def _args_problem(args: Any) -> tuple[str, str] | None:
     problem = bounds.problem(args, "spec.args")
     if problem is not None:
         return Reason.INVALID_SPEC, problem
-    size = runs.args_size(args) if isinstance(args, Mapping) else 0
+    size = manifests.args_size(args) if isinstance(args, Mapping) else 0
     if size > contract.MAX_ARGS_BYTES:
-        return Reason.ARGS_TOO_LARGE, runs.args_too_large("spec.args are", size)
+        return Reason.ARGS_TOO_LARGE, manifests.args_too_large("spec.args are", size)
     return None

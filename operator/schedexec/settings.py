@@ -1,7 +1,20 @@
 """Operator configuration, read once from the environment (SCHEDEXEC_*).
 
-One place for every knob, with its default and meaning, so the Helm chart,
-the README and the code cannot disagree about names.
+One place for every knob, with its default, bounds and meaning, so the Helm
+chart, the README, the bench's settings table and the code cannot disagree
+about names or values.
+
+The settings are also the only place a default is written. The pure code
+reads its knobs from small frozen dataclasses without defaults
+(`decisions.Policy`, `manifests.PodDefaults`), built here by `policy()` and
+`pod_defaults()`, field by field. Not the reverse (the dataclasses holding
+the defaults and the settings taking them from there): the settings must
+declare every knob anyway, with its environment variable, bounds and
+description, and most knobs (workers, max_running, metrics_port, ...) are
+no field of either dataclass; defaults split between three modules would be
+one place no more. So a test that needs a policy takes the operator's
+defaults from here too (tests/unit/builders.POLICY), and a value the
+operator would not have cannot hide behind a dataclass default.
 """
 
 from __future__ import annotations
@@ -11,6 +24,10 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field, StringConstraints
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from schedexec.decisions import Policy
+from schedexec.manifests import PodDefaults
+from schedexec_runner import frame
 
 
 class OperatorSettings(BaseSettings):
@@ -66,7 +83,7 @@ class OperatorSettings(BaseSettings):
         "shows why (0: deleted at once).",
     )
     max_result_bytes: int = Field(
-        1024 * 1024,
+        frame.DEFAULT_MAX_RESULT_BYTES,
         ge=0,
         le=1024 * 1024,
         description="Largest result (its outcome envelope's JSON) a run may report; above 4 KiB compressed it "
@@ -88,6 +105,27 @@ class OperatorSettings(BaseSettings):
         description="Namespace of the leader Lease when several replicas run; unset: this replica always acts.",
     )
     leader_election_lease: str = Field("schedexec-operator", description="Name of the leader Lease.")
+
+    def policy(self) -> Policy:
+        """What the decisions read of the settings."""
+        return Policy(
+            min_interval_seconds=self.min_interval_seconds,
+            overdue_grace_seconds=self.overdue_grace_seconds,
+            start_failure_grace_seconds=self.start_failure_grace_seconds,
+            unschedulable_grace_seconds=self.unschedulable_grace_seconds,
+            log_tail_in_status=self.log_tail_in_status,
+            failed_run_retention_seconds=self.failed_run_retention_seconds,
+            progress_events=self.progress_events,
+            inline_result_bytes=self.inline_result_bytes,
+        )
+
+    def pod_defaults(self) -> PodDefaults:
+        """What every run's Job and pod take from the settings."""
+        return PodDefaults(
+            run_as_user=self.run_as_user,
+            job_ttl_seconds=self.job_ttl_seconds,
+            max_result_bytes=self.max_result_bytes,
+        )
 
 
 class ComponentImage(BaseModel):

@@ -16,7 +16,7 @@ import json
 from collections.abc import Iterator, Mapping, MutableMapping
 from typing import Any
 
-from schedexec import models, runs
+from schedexec import manifests, models, runs
 from schedexec.objects import key_of, owner_keys, owner_uids, slim
 from schedexec.screening import screen
 
@@ -169,7 +169,7 @@ class Store:
         if owners:
             return owners[0]
         meta = pod["metadata"]
-        labelled = f"{meta['namespace']}/{(meta.get('labels') or {}).get(runs.EXECUTION_LABEL, '')}"
+        labelled = f"{meta['namespace']}/{(meta.get('labels') or {}).get(manifests.EXECUTION_LABEL, '')}"
         return labelled if labelled in self.executions else None
 
     # --- what a reconcile reads ------------------------------------------------------------------
@@ -190,7 +190,7 @@ class Store:
         if phase is not None and models.Phase(phase).finished:
             return False
         meta = body["metadata"]
-        job = self.jobs.get(f"{meta['namespace']}/{runs.job_name(meta['name'], status.get('runs', 0) + 1)}")
+        job = self.jobs.get(f"{meta['namespace']}/{manifests.job_name(meta['name'], status.get('runs', 0) + 1)}")
         return job is not None and meta.get("uid") in owner_uids(job)
 
     def pods_of(self, job: Mapping[str, Any]) -> list[dict[str, Any]]:

@@ -36,7 +36,7 @@ from typing import Any
 
 import aiohttp
 
-from schedexec import kube, logsafe, models, runs
+from schedexec import kube, logsafe, manifests, models
 from schedexec.objects import key_of
 from schedexec_runner import bounds
 
@@ -62,7 +62,7 @@ QUICK_WATCH_SECONDS = 1.0
 """A watch that ends this soon having brought nothing (a proxy closing it, say) is retried after a backoff."""
 BACKOFF_SECONDS = (0.5, 30.0)
 """First and longest wait before a stream tries again after a failure (doubling, with jitter)."""
-MANAGED = f"app.kubernetes.io/managed-by={runs.MANAGED_BY}"
+MANAGED = f"app.kubernetes.io/managed-by={manifests.MANAGED_BY}"
 """Only the Jobs and pods schedexec made are watched, filtered by the API server."""
 
 

@@ -26,7 +26,7 @@ from typing import Any
 
 from kubernetes.client.rest import ApiException
 
-from schedexec import runs
+from schedexec import manifests, runs
 
 NEVER_STARTED = frozenset({"ContainerStatusUnknown", "ContainerCannotRun", "StartError", "UnsupportedPodSpec"})
 """Reasons of a container terminated without having run (the kubelet's, and the node agent's)."""
@@ -72,8 +72,8 @@ def record_of(pod: Mapping[str, Any], earlier: PodRecord | None = None) -> PodRe
     meta = pod.get("metadata") or {}
     labels = meta.get("labels") or {}
     try:
-        index = int(labels[runs.RUN_LABEL])
-        execution = labels[runs.EXECUTION_LABEL]
+        index = int(labels[manifests.RUN_LABEL])
+        execution = labels[manifests.EXECUTION_LABEL]
     except (KeyError, ValueError):
         return None
     return PodRecord(
@@ -98,7 +98,7 @@ class RunLedger:
     def __init__(self, core: Any, namespace: str) -> None:
         self.core = core
         self.namespace = namespace
-        self.selector = f"app.kubernetes.io/managed-by={runs.MANAGED_BY}"
+        self.selector = f"app.kubernetes.io/managed-by={manifests.MANAGED_BY}"
         self.gaps = 0
         self.errors: list[str] = []
         self._pods: dict[str, PodRecord] = {}

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from schedexec import runs
+from schedexec import manifests
 from tests.chaos.ledger import PodRecord, RunLedger, container_started, record_of, tally
 
 JOB_UID = "job-uid-1"
@@ -44,13 +44,13 @@ def pod(uid: str, index: int = 1, state: dict[str, Any] | None = None, execution
             "resourceVersion": "1",
             "creationTimestamp": "2026-01-01T00:00:00Z",
             "labels": {
-                "app.kubernetes.io/managed-by": runs.MANAGED_BY,
-                runs.EXECUTION_LABEL: execution,
-                runs.RUN_LABEL: str(index),
+                "app.kubernetes.io/managed-by": manifests.MANAGED_BY,
+                manifests.EXECUTION_LABEL: execution,
+                manifests.RUN_LABEL: str(index),
             },
             "ownerReferences": [{"apiVersion": "batch/v1", "kind": "Job", "name": f"{execution}-r{index}", "uid": "j"}],
         },
-        "status": {"containerStatuses": [{"name": runs.CONTAINER, "state": state or {"waiting": {}}}]},
+        "status": {"containerStatuses": [{"name": manifests.CONTAINER, "state": state or {"waiting": {}}}]},
     }
 
 
@@ -83,7 +83,7 @@ def test_a_pod_stays_started_whatever_it_shows_later_and_pods_without_run_labels
     later = record_of(pod("u", 2, {"terminated": {"exitCode": 137, "reason": "ContainerStatusUnknown"}}), first)
     assert later is not None and later.started
     unlabelled = pod("v")
-    del unlabelled["metadata"]["labels"][runs.RUN_LABEL]
+    del unlabelled["metadata"]["labels"][manifests.RUN_LABEL]
     assert record_of(unlabelled) is None
 
 

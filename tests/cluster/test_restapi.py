@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from kubernetes import client
 
-from schedexec import models, runs
+from schedexec import manifests, models
 from schedexec_devcluster.controlplane import SERVICE_ACCOUNT_ISSUER
 from schedexec_runner import bounds
 from tests.support import (
@@ -522,7 +522,7 @@ def test_a_result_kept_in_a_config_map_is_answered_whole_and_a_changed_one_is_50
     by someone who may write ConfigMaps there (immutable ones cannot be edited) is refused, not passed on."""
     schema = {"type": "object", "properties": {f"field{i}": {"type": "string", "title": "ü" * 40} for i in range(3650)}}
     body, config_map = keep_large_result(cluster, namespace, "wide", schema)
-    assert body["status"]["resultRef"]["key"] == runs.RESULT_GZ_KEY
+    assert body["status"]["resultRef"]["key"] == manifests.RESULT_GZ_KEY
     uid = body["metadata"]["uid"]
     with api.client(token) as http:
         whole = wait_for("the result", lambda: (r := http.get(f"/v2/exec/result/{uid}")).status_code == 200 and r)
@@ -537,7 +537,7 @@ def test_a_result_kept_in_a_config_map_is_answered_whole_and_a_changed_one_is_50
                     {"apiVersion": models.API_VERSION, "kind": models.KIND, "name": "wide", "uid": uid}
                 ],
             },
-            "data": {runs.RESULT_KEY: json.dumps({"forged": True})},
+            "data": {manifests.RESULT_KEY: json.dumps({"forged": True})},
         }
         cluster.core.create_namespaced_config_map(namespace, forged)
         refused = http.get(f"/v2/exec/result/{uid}")

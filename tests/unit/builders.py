@@ -1,15 +1,55 @@
-"""Small builders of executions, statuses and run observations for the table-driven decision tests."""
+"""Small builders of executions, statuses, run observations and the operator's policy for the table-driven
+decision tests.
+
+The policy and pod defaults are the operator's own: built from `OperatorSettings` defaults (the one place a
+default is written, settings.py), never from the environment of the shell that runs the tests."""
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from schedexec import decisions, models
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource
+
+from schedexec import decisions, manifests, models
 from schedexec.runs import RunObservation, RunState
+from schedexec.settings import OperatorSettings
+
+
+class DefaultSettings(OperatorSettings):
+    """The operator's settings from their defaults and the values given alone: no SCHEDEXEC_* variable."""
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings,)
+
 
 T0 = datetime(2026, 11, 23, 12, 0, 0, tzinfo=UTC)
-POLICY = decisions.Policy(min_interval_seconds=10)
+POLICY = DefaultSettings().policy()
+"""The operator's default policy."""
+POD_DEFAULTS = DefaultSettings().pod_defaults()
+"""The operator's default pod defaults."""
+
+
+def policy(**changes: Any) -> decisions.Policy:
+    """The default policy with `changes`: the values a test depends on, written in the test (not validated, so
+    a test may probe a value the settings refuse, such as no overdue grace)."""
+    return dataclasses.replace(POLICY, **changes)
+
+
+def pod_defaults(**changes: Any) -> manifests.PodDefaults:
+    """The default pod defaults with `changes`."""
+    return dataclasses.replace(POD_DEFAULTS, **changes)
+
+
 METADATA = {
     "name": "sx1",
     "namespace": "ns",

@@ -51,7 +51,7 @@ CRD_DIR = Path(__file__).resolve().parents[2] / "crds"
 KIND, VERSION = "ScheduledExecution", "v1alpha1"
 """models.KIND and models.VERSION (a test checks)."""
 RUN_CONTAINER = "run"
-"""runs.CONTAINER, the run's container in its pod (a test checks)."""
+"""manifests.CONTAINER, the run's container in its pod (a test checks)."""
 INT64 = (-(2**63), 2**63 - 1)
 """What the API server stores for an `integer` without bounds of its own."""
 

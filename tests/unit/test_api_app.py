@@ -12,7 +12,7 @@ import pytest
 import requests
 from fastapi.testclient import TestClient
 
-from schedexec import models, runs
+from schedexec import manifests, models
 from schedexec.api import documents
 from schedexec.api.app import create_app
 from schedexec.api.cache import ExecutionCache
@@ -455,7 +455,7 @@ def test_garbage_tokens_cost_reviews_only_up_to_the_clients_budget_then_429(
 def keep_result(kube: FakeKube, uid: str, text: str) -> dict[str, Any]:
     """The operator's part for a large result: the ConfigMap (its own builder), then the status naming it."""
     stored = next(b for b in kube.executions.values() if b["metadata"]["uid"] == uid)
-    config_map, ref = runs.result_config_map(models.ScheduledExecution.model_validate(stored), text)
+    config_map, ref = manifests.result_config_map(models.ScheduledExecution.model_validate(stored), text)
     kube.config_maps[NS, ref.config_map] = config_map
     kube.set_status(uid, phase="Succeeded", runs=1, resultRef=ref.model_dump(mode="json", by_alias=True))
     return config_map
@@ -469,7 +469,7 @@ def test_a_result_kept_in_a_config_map_is_answered_whole_in_the_same_document(
     result = {"schema": "ü" * (size // 2), "n": [1, 2.5, None, True]}
     text = json.dumps(result, ensure_ascii=False, separators=(",", ":"))
     config_map = keep_result(kube, uid, text)
-    assert (runs.RESULT_KEY in config_map.get("data", {})) == (size < runs.PLAIN_RESULT_LIMIT)
+    assert (manifests.RESULT_KEY in config_map.get("data", {})) == (size < manifests.PLAIN_RESULT_LIMIT)
     answer = http.get(f"/v2/exec/result/{uid}")
     assert answer.status_code == 200 and answer.headers["content-type"] == "application/vnd.api+json"
     inline = copy.deepcopy(next(b for b in kube.executions.values() if b["metadata"]["uid"] == uid))
@@ -482,7 +482,10 @@ def test_a_result_kept_in_a_config_map_is_answered_whole_in_the_same_document(
 @pytest.mark.parametrize(
     ("damage", "detail"),
     [
-        (lambda cm: cm["data"].update({runs.RESULT_KEY: cm["data"][runs.RESULT_KEY].replace("x", "y", 1)}), "match"),
+        (
+            lambda cm: cm["data"].update({manifests.RESULT_KEY: cm["data"][manifests.RESULT_KEY].replace("x", "y", 1)}),
+            "match",
+        ),
         (lambda cm: cm["metadata"].update(ownerReferences=[{"uid": "someone-else"}]), "not owned by this execution"),
         (lambda cm: cm.clear(), "gone"),
     ],

@@ -11,12 +11,13 @@ from typing import Any
 import aiohttp
 import pytest
 
-from schedexec import decisions, kube, models, runs
+from schedexec import decisions, kube, manifests, models, runs
 from schedexec.controller import Controller
 from schedexec.kube import Conflict, JobNameTaken, JobRejected
 from schedexec.reconciler import NotLeading, status_document
 from schedexec.store import Seen
 from schedexec_runner import envelope, frame
+from tests.unit.builders import POD_DEFAULTS, POLICY, pod_defaults
 
 
 class FakeCluster:
@@ -95,7 +96,7 @@ def body(name: str = "a") -> dict[str, Any]:
 
 
 def controller(cluster: FakeCluster, max_running: int = 10) -> Controller:
-    return Controller(cluster, decisions.Policy(), runs.PodDefaults(), max_running=max_running, workers=2)  # type: ignore[arg-type]
+    return Controller(cluster, POLICY, POD_DEFAULTS, max_running=max_running, workers=2)  # type: ignore[arg-type]
 
 
 def observe(c: Controller, execution: models.ScheduledExecution) -> runs.RunObservation:
@@ -278,10 +279,10 @@ def run_pod(name: str, job_name: str, owner: str, **status: Any) -> dict[str, An
             "uid": f"pod-{name}",
             "resourceVersion": str(status.pop("rv", 1)),
             "creationTimestamp": "2026-01-01T00:00:00Z",
-            "labels": {runs.EXECUTION_LABEL: owner, "batch.kubernetes.io/job-name": job_name},
+            "labels": {manifests.EXECUTION_LABEL: owner, "batch.kubernetes.io/job-name": job_name},
             "ownerReferences": [{"apiVersion": "batch/v1", "kind": "Job", "name": job_name, "uid": f"job-{job_name}"}],
         },
-        "spec": {"nodeName": "n", "containers": [{"name": runs.CONTAINER, "image": "img"}]},
+        "spec": {"nodeName": "n", "containers": [{"name": manifests.CONTAINER, "image": "img"}]},
         "status": status,
     }
 
@@ -614,13 +615,13 @@ RUNNING_A1 = {"phase": "Running", "currentRun": {"index": 1, "job": "a-r1", "sta
 
 
 def logged_run(
-    cluster: FakeCluster, result: Any, damage: Any = None, defaults: runs.PodDefaults | None = None
+    cluster: FakeCluster, result: Any, damage: Any = None, defaults: manifests.PodDefaults | None = None
 ) -> runs.RunObservation:
     """Observe a finished run whose outcome is framed in its pod's log (as the runner writes it)."""
     log = io.StringIO()
     pointer = frame.write(json.dumps(envelope.done(result)).encode(), log)
     cluster.log = log.getvalue() if damage is None else damage(log.getvalue())
-    c = Controller(cluster, decisions.Policy(), defaults or runs.PodDefaults(), 10, workers=2)  # type: ignore[arg-type]
+    c = Controller(cluster, POLICY, defaults or POD_DEFAULTS, 10, workers=2)  # type: ignore[arg-type]
     done = job("a-r1", "a") | {"status": {"succeeded": 1, "conditions": [{"type": "Complete", "status": "True"}]}}
     c.job_event("ADDED", done)
     statuses = [{"name": "run", "state": {"terminated": {"exitCode": 0, "message": pointer}}}]
@@ -648,7 +649,7 @@ def test_a_truncated_or_missing_frame_is_an_invalid_outcome_never_a_partial_resu
     assert observed.envelope is None and observed.envelope_problem is not None
     assert problem in observed.envelope_problem
     ex = models.ScheduledExecution.model_validate(body("a") | {"status": RUNNING_A1})
-    d = decisions.decide(ex, observed, datetime.now(UTC), True)
+    d = decisions.decide(ex, observed, datetime.now(UTC), True, POLICY)
     assert d.status.error is not None and d.status.error.reason == "InvalidEnvelope"
 
 
@@ -663,7 +664,7 @@ def test_a_framed_outcome_after_megabytes_of_output_is_read_from_the_logs_tail()
 
 def test_an_outcome_over_the_limit_fails_result_too_large_naming_the_limit() -> None:
     cluster = FakeCluster()
-    observed = logged_run(cluster, "z" * 200_000, defaults=runs.PodDefaults(max_result_bytes=100_000))
+    observed = logged_run(cluster, "z" * 200_000, defaults=pod_defaults(max_result_bytes=100_000))
     assert observed.envelope is not None and observed.envelope["reason"] == "ResultTooLarge"
     assert "the limit is 100000 bytes" in observed.envelope["message"]
     assert ("pod_log", "a-r1-x") not in cluster.calls, "nothing over the limit is read"

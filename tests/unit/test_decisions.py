@@ -11,12 +11,12 @@ from typing import Any
 
 import pytest
 
-from schedexec import decisions, models, runs
+from schedexec import decisions, manifests, models, runs
 from schedexec.decisions import decide
 from schedexec.models import Phase
 from schedexec.runs import RunObservation, RunState
 from schedexec_runner import envelope
-from tests.unit.builders import POLICY, T0, at, execution, finished, running
+from tests.unit.builders import POD_DEFAULTS, POLICY, T0, at, execution, finished, policy, running
 
 
 def condition(status: models.ScheduledExecutionStatus, type_: str) -> models.Condition:
@@ -76,7 +76,7 @@ def test_a_run_nobody_ends_after_its_run_timeout_is_stopped_by_the_watchdog() ->
     assert d.status.partial_result == {"job": "j-1"}
     assert d.status.history[-1].outcome is models.RunOutcome.STOPPED
     assert [e.reason for e in d.events] == ["RunOverdue"]
-    patient = decisions.Policy(min_interval_seconds=10, overdue_grace_seconds=300)
+    patient = policy(min_interval_seconds=10, overdue_grace_seconds=300)
     assert decide(ex, RunObservation(RunState.ACTIVE), at(160), True, patient).status.phase is Phase.RUNNING
 
 
@@ -243,7 +243,7 @@ def test_a_schedule_naming_another_command_runs_that_command_next_and_says_so() 
     started = decide(execution(d.status.model_dump(mode="json", by_alias=True)), runs.MISSING, at(35), True, POLICY)
     assert started.start_run == decisions.StartRun(index=2, args={"job": "j-1"}, method="fetch-report")
     assert started.status.current_run is not None and started.status.current_run.method == "fetch-report"
-    manifest = runs.job_manifest(execution(), 2, {}, runs.PodDefaults(), method="fetch-report")
+    manifest = manifests.job_manifest(execution(), 2, {}, POD_DEFAULTS, method="fetch-report")
     env = {e["name"]: e.get("value") for e in manifest["spec"]["template"]["spec"]["containers"][0]["env"]}
     assert env["SCHEDEXEC_METHOD"] == "fetch-report"
     back = envelope.schedule(30, {}, command="poll")  # naming spec.method again returns to it
@@ -293,13 +293,15 @@ def test_the_minimum_interval_is_applied_and_recorded_when_a_run_asks_for_less(
 
 
 def test_a_disrupted_run_fails_with_run_disrupted_and_is_not_started_again() -> None:
-    disrupted = RunObservation(RunState.FAILED, failure_reason=runs.JOB_FAILED_BY_POLICY, failure_message="evicted")
+    disrupted = RunObservation(
+        RunState.FAILED, failure_reason=manifests.JOB_FAILED_BY_POLICY, failure_message="evicted"
+    )
     d = decide(execution(running(), retries=3), disrupted, at(5), True, POLICY)
     assert d.status.phase is Phase.FAILED and d.start_run is None
     assert d.status.error is not None and d.status.error.reason == "RunDisrupted"
-    manifest = runs.job_manifest(execution(), 1, {}, runs.PodDefaults())
+    manifest = manifests.job_manifest(execution(), 1, {}, POD_DEFAULTS)
     assert manifest["spec"]["podReplacementPolicy"] == "Failed"
-    assert manifest["spec"]["podFailurePolicy"]["rules"] == [runs.DISRUPTION_FAILS_THE_RUN]
+    assert manifest["spec"]["podFailurePolicy"]["rules"] == [manifests.DISRUPTION_FAILS_THE_RUN]
 
 
 def test_a_refused_job_fails_the_execution_without_a_run() -> None:
@@ -398,7 +400,7 @@ def test_a_crashed_runs_log_tail_stays_out_of_status_and_events_and_its_job_is_k
 
 
 def test_the_log_tail_in_status_is_an_explicit_opt_in() -> None:
-    opted = decisions.Policy(log_tail_in_status=True)
+    opted = policy(log_tail_in_status=True)
     d = decide(execution(running()), CRASHED, at(5), slot_free=True, policy=opted)
     assert d.status.error is not None and d.status.error.message.endswith("segfault")
     assert d.delete_job == "sx1-r1"
@@ -407,7 +409,9 @@ def test_the_log_tail_in_status_is_an_explicit_opt_in() -> None:
 def test_a_decision_changes_a_copy_never_the_execution_it_was_given() -> None:
     ex = execution(running(2, partialResult={"job": {"id": 1}}, nextArgs={"cursor": [1, 2]}))
     before = ex.status.model_dump()
-    d = decide(ex, finished(envelope.schedule(30, {"cursor": [3]}, partial_result={"job": {"id": 2}})), at(5), True)
+    d = decide(
+        ex, finished(envelope.schedule(30, {"cursor": [3]}, partial_result={"job": {"id": 2}})), at(5), True, POLICY
+    )
     assert d.status.phase is Phase.WAITING and d.status.next_args == {"cursor": [3]}
     assert ex.status.model_dump() == before
     d.status.history.clear()

@@ -21,6 +21,7 @@ from schedexec import controller as controller_module
 from schedexec import decisions, kube, models, screening
 from schedexec.controller import Controller
 from schedexec_runner import bounds, contract
+from tests.unit.builders import POLICY
 from tests.unit.test_controller import RUNNING_A1, FakeCluster, body, controller, job, settle
 
 
@@ -292,7 +293,7 @@ def test_an_error_message_of_256_kib_is_clipped_in_status_conditions_and_events(
 
     ex = models.ScheduledExecution.model_validate(body("a") | {"status": RUNNING_A1})
     outcome = runs.RunObservation(runs.RunState.SUCCEEDED, envelope=envelope.error("Broken", "m" * 256 * 1024))
-    d = decisions.decide(ex, outcome, datetime.now(UTC), True)
+    d = decisions.decide(ex, outcome, datetime.now(UTC), True, POLICY)
     assert d.status.error is not None and len(d.status.error.message) == models.MESSAGE_LIMIT
     assert d.status.error.message.endswith(f"[cut: {256 * 1024} characters in all]")
     assert all(len(c.message) <= models.MESSAGE_LIMIT for c in d.status.conditions)
@@ -307,7 +308,7 @@ def test_a_partial_result_over_the_limit_is_replaced_by_a_marker_saying_how_larg
     ex = models.ScheduledExecution.model_validate(body("a") | {"status": RUNNING_A1})
     big = {"rows": ["r" * 1000] * 100}
     outcome = runs.RunObservation(runs.RunState.SUCCEEDED, envelope=envelope.schedule(30, {}, partial_result=big))
-    d = decisions.decide(ex, outcome, datetime.now(UTC), True)
+    d = decisions.decide(ex, outcome, datetime.now(UTC), True, POLICY)
     size = len(json.dumps(big, separators=(",", ":")))
     assert d.status.partial_result == {
         decisions.OMITTED: f"the partial result is {size} bytes as JSON; the status keeps at most {64 * 1024}"

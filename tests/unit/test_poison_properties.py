@@ -30,10 +30,10 @@ import jsonschema  # type: ignore[import-untyped]  # no stubs; only its Draft4Va
 from hypothesis import HealthCheck, event, given, note, settings
 from hypothesis import strategies as st
 
-from schedexec import decisions, models, reconciler, runs
+from schedexec import decisions, manifests, models, reconciler, runs
 from schedexec.models import Phase
-from tests.unit import strategies
-from tests.unit.builders import POLICY, T0
+from tests.unit import builders, strategies
+from tests.unit.builders import POD_DEFAULTS, POLICY, T0
 
 MAX_STATUS_BYTES = 512 * 1024
 """The largest status (its UTF-8 JSON) an execution may write. etcd refuses an object over 1.5 MiB, and every
@@ -46,8 +46,8 @@ MAX_STEPS = 12
 
 POLICIES = (
     POLICY,
-    decisions.Policy(min_interval_seconds=1, log_tail_in_status=True, inline_result_bytes=1024),
-    decisions.Policy(min_interval_seconds=30, overdue_grace_seconds=0, failed_run_retention_seconds=0),
+    builders.policy(min_interval_seconds=1, log_tail_in_status=True, inline_result_bytes=1024),
+    builders.policy(min_interval_seconds=30, overdue_grace_seconds=0, failed_run_retention_seconds=0),
 )
 
 STATUS_SCHEMA = jsonschema.Draft4Validator(strategies.status_schema())
@@ -60,7 +60,7 @@ def test_the_generators_mirror_the_crd_and_the_operator() -> None:
     on_create = {rule["rule"] for rule in rules if "oldSelf" not in rule["rule"]}
     assert on_create == strategies.CEL_RULES_ON_CREATE, "a CEL rule changed: update strategies.admitted_by_cel"
     assert (strategies.KIND, strategies.VERSION) == (models.KIND, models.VERSION)
-    assert strategies.RUN_CONTAINER == runs.CONTAINER
+    assert strategies.RUN_CONTAINER == manifests.CONTAINER
 
 
 # --- (a) observing a finished run ------------------------------------------------------------------------
@@ -97,7 +97,7 @@ class _PodLog:
 def read_logged(observed: runs.RunObservation, log: str, policy: decisions.Policy) -> runs.RunObservation:
     """What the reconciler makes of a framed outcome: the real `_read_logged` on a pod whose log is `log`."""
     cluster, nothing = cast(Any, _PodLog(log)), cast(Any, None)
-    reading = reconciler.Reconciler(cluster, nothing, nothing, policy, runs.PodDefaults(), wake=lambda _: None)
+    reading = reconciler.Reconciler(cluster, nothing, nothing, policy, POD_DEFAULTS, wake=lambda _: None)
     return asyncio.run(reading._read_logged("ns", observed))
 
 

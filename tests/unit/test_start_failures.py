@@ -7,14 +7,16 @@ from typing import Any
 
 import pytest
 
-from schedexec import decisions, models, runs
+from schedexec import manifests, models, runs, starts
 from schedexec.decisions import decide
 from schedexec.models import Phase, RunOutcome
-from schedexec.runs import PodWaiting, RunObservation, RunState, StartFailure
+from schedexec.runs import RunObservation, RunState
+from schedexec.starts import PodWaiting, StartFailure
 from schedexec_runner import contract, envelope
+from tests.unit.builders import POD_DEFAULTS, policy
 from tests.unit.test_decisions import T0, at, condition, execution, running
 
-POLICY = decisions.Policy(min_interval_seconds=10, start_failure_grace_seconds=30, unschedulable_grace_seconds=120)
+POLICY = policy(min_interval_seconds=10, start_failure_grace_seconds=30, unschedulable_grace_seconds=120)
 IMAGE = "ghcr.io/acme/does-not-exist:1.0"
 PULL_ERROR = (
     f'rpc error: code = NotFound desc = failed to pull and unpack image "{IMAGE}": '
@@ -57,9 +59,11 @@ def pod(
         conditions.append({"type": "PodReadyToStartContainers", "status": str(sandbox), "lastTransitionTime": "x"})
     statuses = []
     if waiting is not None:
-        statuses.append({"name": runs.CONTAINER, "state": {"waiting": {"reason": waiting[0], "message": waiting[1]}}})
+        statuses.append(
+            {"name": manifests.CONTAINER, "state": {"waiting": {"reason": waiting[0], "message": waiting[1]}}}
+        )
     elif state is not None:
-        statuses.append({"name": runs.CONTAINER, "state": state})
+        statuses.append({"name": manifests.CONTAINER, "state": state})
     body: dict[str, Any] = {
         "metadata": {
             "name": f"sx1-r1-{uid}",
@@ -71,7 +75,7 @@ def pod(
             "managedFields": [{"manager": "kubelet"}],
         },
         "spec": {
-            "containers": [{"name": runs.CONTAINER, "image": IMAGE, "env": [{"name": "A", "value": "b"}]}],
+            "containers": [{"name": manifests.CONTAINER, "image": IMAGE, "env": [{"name": "A", "value": "b"}]}],
             "volumes": [{"name": "tmp", "emptyDir": {}}],
         },
         "status": {"phase": phase, "conditions": conditions, "containerStatuses": statuses},
@@ -105,7 +109,7 @@ MISSING_SECRET = 'MountVolume.SetUp failed for volume "credentials" : secret "sh
     [
         (pod(state={"running": {"startedAt": "x"}}, phase="Running"), [], None),
         (pod(phase="Succeeded"), [], None),
-        (pod(node=None), [], PodWaiting(runs.SCHEDULING, "the pod is not on a node yet", T0, IMAGE)),
+        (pod(node=None), [], PodWaiting(starts.SCHEDULING, "the pod is not on a node yet", T0, IMAGE)),
         (
             pod(node=None, unschedulable="0/3 nodes are available: 3 Insufficient cpu.", scheduled_at=at(4)),
             [],
@@ -152,16 +156,16 @@ MISSING_SECRET = 'MountVolume.SetUp failed for volume "credentials" : secret "sh
     ],
 )
 def test_why_a_pod_waits(body: dict[str, Any], events: list[dict[str, Any]], expected: PodWaiting | None) -> None:
-    assert runs.pod_waiting(body, events) == expected
-    assert runs.pod_waiting(runs.slim_pod(body), events) == expected, "the cache keeps all the observation needs"
+    assert starts.pod_waiting(body, events) == expected
+    assert starts.pod_waiting(runs.slim_pod(body), events) == expected, "the cache keeps all the observation needs"
 
 
 def test_the_current_pod_is_the_newest_live_one() -> None:
     old = pod(uid="a", created=T0, phase="Failed")
     new = pod(uid="b", created=at(5))
     gone = pod(uid="c", created=at(9), deleting=True)
-    assert runs.current_pod([old, new, gone]) is new
-    assert runs.current_pod([old]) is None
+    assert starts.current_pod([old, new, gone]) is new
+    assert starts.current_pod([old]) is None
 
 
 def test_an_active_job_is_observed_with_its_pods_waiting_reason() -> None:
@@ -206,18 +210,18 @@ def waiting(reason: str, message: str = "", volumes_pending: bool = False) -> Po
 def test_which_waiting_fails_the_run_and_when(
     reason: str, seconds: int, failure: StartFailure | None, shown: bool, look_again: int | None
 ) -> None:
-    verdict = runs.judge_start(waiting(reason), at(seconds), 30, 120)
-    assert verdict == runs.StartVerdict(failure, shown, None if look_again is None else at(look_again))
+    verdict = starts.judge_start(waiting(reason), at(seconds), 30, 120)
+    assert verdict == starts.StartVerdict(failure, shown, None if look_again is None else at(look_again))
 
 
 def test_a_pod_still_waiting_for_its_volumes_is_looked_at_again_for_failed_mounts() -> None:
-    verdict = runs.judge_start(waiting("ContainerCreating", volumes_pending=True), at(40), 30, 120)
-    assert verdict == runs.StartVerdict(None, True, at(70))
-    zero_grace = runs.judge_start(waiting("ContainerCreating", volumes_pending=True), at(40), 0, 120)
-    assert zero_grace.look_again_at == at(40 + runs.MOUNT_RECHECK_SECONDS), "never a busy loop"
-    assert runs.mount_check_due([pod(sandbox=False)], at(29), 30) is None
-    assert runs.mount_check_due([pod(sandbox=False)], at(30), 30) is not None
-    assert runs.mount_check_due([pod(sandbox=True)], at(300), 30) is None
+    verdict = starts.judge_start(waiting("ContainerCreating", volumes_pending=True), at(40), 30, 120)
+    assert verdict == starts.StartVerdict(None, True, at(70))
+    zero_grace = starts.judge_start(waiting("ContainerCreating", volumes_pending=True), at(40), 0, 120)
+    assert zero_grace.look_again_at == at(40 + starts.MOUNT_RECHECK_SECONDS), "never a busy loop"
+    assert starts.mount_check_due([pod(sandbox=False)], at(29), 30) is None
+    assert starts.mount_check_due([pod(sandbox=False)], at(30), 30) is not None
+    assert starts.mount_check_due([pod(sandbox=True)], at(300), 30) is None
 
 
 # --- decisions --------------------------------------------------------------------------------------
@@ -301,14 +305,16 @@ def test_a_long_kubelet_message_is_cut_to_the_status_limit() -> None:
 def test_args_too_large_fail_before_any_job_exists() -> None:
     limit = contract.MAX_ARGS_BYTES
     fits = {"blob": "x" * (limit - len('{"blob":""}'))}
-    assert runs.args_size(fits) == limit
+    assert manifests.args_size(fits) == limit
     ok = decide(execution(args=fits), runs.MISSING, at(1), True, POLICY)
     assert ok.start_run is not None and ok.start_run.args == fits
     big = {"blob": "é" * (limit // 2)}  # fewer characters than the limit, more bytes
     d = decide(execution(args=big), runs.MISSING, at(1), True, POLICY)
     assert d.start_run is None and d.status.phase is Phase.FAILED
     assert d.status.error is not None and d.status.error.reason == "ArgsTooLarge"
-    assert d.status.error.message.startswith(f"spec.args are {runs.args_size(big)} bytes as JSON; the limit is {limit}")
+    assert d.status.error.message.startswith(
+        f"spec.args are {manifests.args_size(big)} bytes as JSON; the limit is {limit}"
+    )
     assert d.status.next_args is None, "not kept in the status either"
 
 
@@ -333,17 +339,17 @@ def test_args_a_run_schedules_are_limited_too() -> None:
 
 def test_args_reach_the_run_as_a_file_from_an_annotation_not_an_environment_variable() -> None:
     args = {"blob": "z" * 150_000, "ü": 1}
-    job = runs.job_manifest(execution(), 1, args, runs.PodDefaults())
+    job = manifests.job_manifest(execution(), 1, args, POD_DEFAULTS)
     template = job["spec"]["template"]
     (container,) = template["spec"]["containers"]
     env = {e["name"]: e["value"] for e in container["env"]}
-    assert template["metadata"]["annotations"][runs.ARGS_ANNOTATION] == runs.args_json(args)
+    assert template["metadata"]["annotations"][manifests.ARGS_ANNOTATION] == manifests.args_json(args)
     assert "SCHEDEXEC_ARGS" not in env and env[contract.ARGS_FILE] == contract.DEFAULT_ARGS_FILE
     assert all(len(value) < 4096 for value in env.values())
-    volume = next(v for v in template["spec"]["volumes"] if v["name"] == runs.ARGS_VOLUME)
+    volume = next(v for v in template["spec"]["volumes"] if v["name"] == manifests.ARGS_VOLUME)
     (item,) = volume["downwardAPI"]["items"]
-    assert item["fieldRef"]["fieldPath"] == f"metadata.annotations['{runs.ARGS_ANNOTATION}']"
-    mount = next(m for m in container["volumeMounts"] if m["name"] == runs.ARGS_VOLUME)
+    assert item["fieldRef"]["fieldPath"] == f"metadata.annotations['{manifests.ARGS_ANNOTATION}']"
+    mount = next(m for m in container["volumeMounts"] if m["name"] == manifests.ARGS_VOLUME)
     assert f"{mount['mountPath']}/{item['path']}" == contract.DEFAULT_ARGS_FILE and mount["readOnly"] is True
     assert env["HOME"] == "/tmp" and {"name": "tmp", "mountPath": "/tmp"} in container["volumeMounts"]
 

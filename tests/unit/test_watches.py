@@ -15,7 +15,7 @@ from typing import Any, cast
 
 import pytest
 
-from schedexec import kube, runs, watches
+from schedexec import kube, manifests, watches
 from schedexec_runner import bounds
 
 JOB = {"metadata": {"namespace": "ns", "name": "e-r1", "uid": "j1", "resourceVersion": "5"}}
@@ -111,7 +111,7 @@ def test_listed_and_watched_objects_reach_the_handler_and_bookmarks_move_the_ver
     params = [asked for _, asked in api.asked]
     assert params[1]["continue"] == "next"
     assert params[2]["resourceVersion"] == "11" and params[3]["resourceVersion"] == "20"
-    selector = f"app.kubernetes.io/managed-by={runs.MANAGED_BY}"
+    selector = f"app.kubernetes.io/managed-by={manifests.MANAGED_BY}"
     assert all(asked["labelSelector"] == selector for asked in params)
 
 

@@ -1,7 +1,7 @@
 """Results kept outside the status: read the ConfigMap `status.resultRef` names, check it, hand back its text.
 
 The operator keeps a result over SCHEDEXEC_INLINE_RESULT_BYTES in a
-ConfigMap owned by the execution (`runs.result_config_map`): plain JSON
+ConfigMap owned by the execution (`manifests.result_config_map`): plain JSON
 under `result.json` in `.data`, or gzip under `result.json.gz` in
 `.binaryData`, with its size and sha256 in the reference. The API answers
 it only if it is exactly what the operator recorded: the ConfigMap must be
@@ -20,7 +20,7 @@ import hashlib
 import zlib
 from typing import Any
 
-from schedexec import models, runs
+from schedexec import manifests, models
 from schedexec.api.errors import ApiError
 from schedexec.api.kubeclient import Client
 
@@ -50,12 +50,12 @@ async def kept_result(client: Client, body: dict[str, Any], ref: models.ResultRe
 
 
 def _unpack(config_map: dict[str, Any], ref: models.ResultRef) -> bytes:
-    if ref.key == runs.RESULT_KEY:
+    if ref.key == manifests.RESULT_KEY:
         text = (config_map.get("data") or {}).get(ref.key)
         if not isinstance(text, str):
             raise _bad(f"the ConfigMap {ref.config_map} has no key {ref.key}")
         return text.encode("utf-8")
-    if ref.key == runs.RESULT_GZ_KEY:
+    if ref.key == manifests.RESULT_GZ_KEY:
         packed = (config_map.get("binaryData") or {}).get(ref.key)
         try:
             inflate = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)  # gzip

@@ -18,7 +18,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from schedexec import models, runs
+from schedexec import manifests, models
 from schedexec.api.bodies import ComponentRequest, ExecutionAttributes
 from schedexec.api.errors import ApiError, unprocessable
 from schedexec.settings import ApiSettings
@@ -119,9 +119,9 @@ def _spec(
 
 def deliverable(args: dict[str, Any], at: str) -> None:
     """Refuse args a run could not receive (the operator would fail the execution with ArgsTooLarge)."""
-    size = runs.args_size(args)
+    size = manifests.args_size(args)
     if size > contract.MAX_ARGS_BYTES:
-        raise unprocessable(runs.args_too_large("the args are", size), at)
+        raise unprocessable(manifests.args_too_large("the args are", size), at)
 
 
 def refused(error: ValidationError, names: Names) -> ApiError:
