@@ -47,6 +47,10 @@ Handle = Callable[[str | None, Mapping[str, Any]], None]
 Listed = Callable[[frozenset[str]], None]
 """Called when a list is over (the first one, and again after each relist), with the keys (namespace/name)
 of the objects it listed; never for a list that failed midway."""
+Failed = Callable[[int], None]
+"""Called each time a stream backs off (a failure, or a watch closed at once with nothing), with how many
+times in a row it has since its last completed list or watch: the REST API's cache stops calling itself
+synced after a few (api/cache.py)."""
 Relisted = Callable[[str, str | None, frozenset[str]], None]
 """controller.relisted: (the resource's plural, the namespace or None for cluster-wide, the keys listed)."""
 
@@ -213,11 +217,20 @@ async def stream(
     handle: Handle,
     listed: Listed,
     backoff: Backoff | None = None,
+    failed: Failed = lambda _: None,
 ) -> None:
     """Every event of one kind in one namespace (None: cluster-wide), forever. Ends only by raising Fatal
-    (a 403: the operator's RBAC lacks list or watch), which stops the operator (cli.run_operator)."""
+    (a 403: the operator's RBAC lacks list or watch), which stops the operator (cli.run_operator) and the
+    REST API's cache (api/cache.py)."""
     backoff = backoff or Backoff()
     where = namespace or "all namespaces"
+
+    def backing_off() -> float:
+        """The wait before the next try; `failed` is told how many in a row."""
+        delay = backoff.next()
+        failed(backoff.failures)
+        return delay
+
     while True:
         try:
             version, keys = await list_once(api, resource, namespace, handle)
@@ -227,7 +240,7 @@ async def stream(
                 started, before = time.monotonic(), version
                 version = await watch_once(api, resource, namespace, version, handle)
                 if version == before and time.monotonic() - started < QUICK_WATCH_SECONDS:
-                    await asyncio.sleep(backoff.next())  # closed at once with nothing: never a tight loop
+                    await asyncio.sleep(backing_off())  # closed at once with nothing: never a tight loop
                 else:
                     backoff.reset()
         except Expired:
@@ -239,7 +252,7 @@ async def stream(
             problem = f"HTTP {exc.status}"
         except Exception as exc:  # the network, a timeout, a body that is not JSON, Kopf's login: try again
             problem = type(exc).__name__
-        delay = backoff.next()
+        delay = backing_off()
         log.warning("the %s stream in %s failed (%s); trying again in %.1fs", resource.plural, where, problem, delay)
         await asyncio.sleep(delay)
 
