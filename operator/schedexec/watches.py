@@ -1,8 +1,13 @@
-"""The list/watch streams of the three kinds the operator reads: executions, their Jobs and the Jobs' pods.
+"""schedexec's one list/watch: the operator's streams of executions, their Jobs and the Jobs' pods, and the
+REST API's stream of executions.
 
-Every object of these kinds only feeds the store (store.py); every decision is the controller's. A stream
-is what an informer's reflector is: list in pages, watch from the list's resourceVersion with bookmarks,
-list again after 410 Gone, reconnect with backoff after any failure. It is written here, on the API
+In the operator every object of these kinds only feeds the store (store.py); every decision is the
+controller's. The REST API's execution cache (api/cache.py) is fed by the same `stream`, through
+`api.kubeclient.KubeClient.follow_executions`: one implementation of relist, bookmarks, 410 Gone, backoff
+and the synced barrier, not two.
+
+A stream is what an informer's reflector is: list in pages, watch from the list's resourceVersion with
+bookmarks, list again after 410 Gone, reconnect with backoff after any failure. It is written here, on the API
 server's public HTTP protocol, rather than taken from Kopf's internal watch stream, because what comes in
 is untrusted: one execution that the API server accepts (args nested 1,000 deep, say) made Kopf's
 decoder raise RecursionError, which ended the stream and crash-looped the operator for every tenant
@@ -12,7 +17,7 @@ decoder raise RecursionError, which ended the stream and crash-looped the operat
   that cannot be decoded or handled is logged (which object, never its content) and skipped;
 - no failure of the API server ends a stream: 5xx, 429, network errors and timeouts are retried with
   capped exponential backoff, forever (a minute of 5xx during a list used to stop the operator). Only a
-  403 (the operator's RBAC lacks list or watch) ends it, so a misconfigured install fails visibly;
+  403 (the RBAC lacks list or watch) ends it, so a misconfigured install fails visibly;
 - the end of a list is told only for a list that completed: the keys of a list aborted midway are never
   reported, so nothing is taken as deleted because a page was missing.
 
@@ -21,7 +26,9 @@ once every execution, Job and pod is in the store (a restarted operator must cou
 predecessor started before it hands out a slot). Every completed list, the first and each relist after a
 watch gap, also reports the keys it listed: an object deleted while the watch was not looking gets no
 DELETED event, so the controller drops what its cache holds and the list did not show
-(Controller.relisted), as an informer's Replace does.
+(Controller.relisted), as an informer's Replace does; the REST API's cache does the same
+(ExecutionCache.relisted). A stream tells an optional `failed` each time it backs off, so a cache whose
+stream keeps failing can stop calling itself synced.
 """
 
 from __future__ import annotations
