@@ -180,15 +180,8 @@ class FakeApi:
         return answer
 
 
-class Failure(kube.APIError):
-    """HTTP 500 (made without kube.APIError's constructor, which is changing: issue 26)."""
-
-    def __init__(self) -> None:
-        Exception.__init__(self, "HTTP 500")
-
-    @property
-    def status(self) -> int:  # type: ignore[override]
-        return 500
+def failure(status: int = 500) -> kube.APIError:
+    return kube.APIError({"message": f"HTTP {status}"}, status=status, headers={})
 
 
 def following(api: FakeApi) -> ExecutionCache:
@@ -255,8 +248,8 @@ def test_a_relist_drops_an_execution_deleted_while_the_watch_was_away() -> None:
 
 def test_the_cache_is_ready_once_listed_unready_while_its_stream_keeps_failing_and_ready_again_once_listed() -> None:
     """/readyz answers from `ready`: the chart's probe takes an API whose cache cannot be trusted out of service."""
-    failures = [Failure() for _ in range(UNSYNCED_AFTER - 1)]
-    api = FakeApi([[execution_text("sx0")], *failures, [execution_text("sx0")]], [Failure()])
+    failures = [failure() for _ in range(UNSYNCED_AFTER - 1)]
+    api = FakeApi([[execution_text("sx0")], *failures, [execution_text("sx0")]], [failure()])
     cache = following(api)
     readiness: list[bool] = []
     api.before_list.append(lambda: readiness.append(cache.ready.is_set()))
@@ -267,12 +260,7 @@ def test_the_cache_is_ready_once_listed_unready_while_its_stream_keeps_failing_a
 
 
 def test_a_cache_that_may_not_list_executions_stays_unready_and_says_why(caplog: pytest.LogCaptureFixture) -> None:
-    class Forbidden(Failure):
-        @property
-        def status(self) -> int:  # type: ignore[override]
-            return 403
-
-    cache = following(FakeApi([Forbidden()], []))
+    cache = following(FakeApi([failure(403)], []))
     asyncio.run(asyncio.wait_for(cache.follow(), 30))
     assert not cache.ready.is_set()
     assert "may not list or watch scheduledexecutions" in caplog.text
