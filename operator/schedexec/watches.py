@@ -1,8 +1,13 @@
-"""The list/watch streams of the three kinds the operator reads: executions, their Jobs and the Jobs' pods.
+"""schedexec's one list/watch: the operator's streams of executions, their Jobs and the Jobs' pods, and the
+REST API's stream of executions.
 
-Every object of these kinds only feeds the store (store.py); every decision is the controller's. A stream
-is what an informer's reflector is: list in pages, watch from the list's resourceVersion with bookmarks,
-list again after 410 Gone, reconnect with backoff after any failure. It is written here, on the API
+In the operator every object of these kinds only feeds the store (store.py); every decision is the
+controller's. The REST API's execution cache (api/cache.py) is fed by the same `stream`, through
+`api.kubeclient.KubeClient.follow_executions`: one implementation of relist, bookmarks, 410 Gone, backoff
+and the synced barrier, not two.
+
+A stream is what an informer's reflector is: list in pages, watch from the list's resourceVersion with
+bookmarks, list again after 410 Gone, reconnect with backoff after any failure. It is written here, on the API
 server's public HTTP protocol, rather than taken from Kopf's internal watch stream, because what comes in
 is untrusted: one execution that the API server accepts (args nested 1,000 deep, say) made Kopf's
 decoder raise RecursionError, which ended the stream and crash-looped the operator for every tenant
@@ -12,7 +17,7 @@ decoder raise RecursionError, which ended the stream and crash-looped the operat
   that cannot be decoded or handled is logged (which object, never its content) and skipped;
 - no failure of the API server ends a stream: 5xx, 429, network errors and timeouts are retried with
   capped exponential backoff, forever (a minute of 5xx during a list used to stop the operator). Only a
-  403 (the operator's RBAC lacks list or watch) ends it, so a misconfigured install fails visibly;
+  403 (the RBAC lacks list or watch) ends it, so a misconfigured install fails visibly;
 - the end of a list is told only for a list that completed: the keys of a list aborted midway are never
   reported, so nothing is taken as deleted because a page was missing.
 
@@ -21,7 +26,9 @@ once every execution, Job and pod is in the store (a restarted operator must cou
 predecessor started before it hands out a slot). Every completed list, the first and each relist after a
 watch gap, also reports the keys it listed: an object deleted while the watch was not looking gets no
 DELETED event, so the controller drops what its cache holds and the list did not show
-(Controller.relisted), as an informer's Replace does.
+(Controller.relisted), as an informer's Replace does; the REST API's cache does the same
+(ExecutionCache.relisted). A stream tells an optional `failed` each time it backs off, so a cache whose
+stream keeps failing can stop calling itself synced.
 """
 
 from __future__ import annotations
@@ -47,6 +54,10 @@ Handle = Callable[[str | None, Mapping[str, Any]], None]
 Listed = Callable[[frozenset[str]], None]
 """Called when a list is over (the first one, and again after each relist), with the keys (namespace/name)
 of the objects it listed; never for a list that failed midway."""
+Failed = Callable[[int], None]
+"""Called each time a stream backs off (a failure, or a watch closed at once with nothing), with how many
+times in a row it has since its last completed list or watch: the REST API's cache stops calling itself
+synced after a few (api/cache.py)."""
 Relisted = Callable[[str, str | None, frozenset[str]], None]
 """controller.relisted: (the resource's plural, the namespace or None for cluster-wide, the keys listed)."""
 
@@ -213,11 +224,20 @@ async def stream(
     handle: Handle,
     listed: Listed,
     backoff: Backoff | None = None,
+    failed: Failed = lambda _: None,
 ) -> None:
     """Every event of one kind in one namespace (None: cluster-wide), forever. Ends only by raising Fatal
-    (a 403: the operator's RBAC lacks list or watch), which stops the operator (cli.run_operator)."""
+    (a 403: the operator's RBAC lacks list or watch), which stops the operator (cli.run_operator) and the
+    REST API's cache (api/cache.py)."""
     backoff = backoff or Backoff()
     where = namespace or "all namespaces"
+
+    def backing_off() -> float:
+        """The wait before the next try; `failed` is told how many in a row."""
+        delay = backoff.next()
+        failed(backoff.failures)
+        return delay
+
     while True:
         try:
             version, keys = await list_once(api, resource, namespace, handle)
@@ -227,7 +247,7 @@ async def stream(
                 started, before = time.monotonic(), version
                 version = await watch_once(api, resource, namespace, version, handle)
                 if version == before and time.monotonic() - started < QUICK_WATCH_SECONDS:
-                    await asyncio.sleep(backoff.next())  # closed at once with nothing: never a tight loop
+                    await asyncio.sleep(backing_off())  # closed at once with nothing: never a tight loop
                 else:
                     backoff.reset()
         except Expired:
@@ -239,7 +259,7 @@ async def stream(
             problem = f"HTTP {exc.status}"
         except Exception as exc:  # the network, a timeout, a body that is not JSON, Kopf's login: try again
             problem = type(exc).__name__
-        delay = backoff.next()
+        delay = backing_off()
         log.warning("the %s stream in %s failed (%s); trying again in %.1fs", resource.plural, where, problem, delay)
         await asyncio.sleep(delay)
 

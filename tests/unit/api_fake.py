@@ -4,20 +4,21 @@ It implements `schedexec.api.kubeclient.Client` and nothing more, which is
 also what the real client may do. Tokens and grants are set by the test;
 created executions are stored by namespace/name with a UID and a
 resourceVersion as the API server would give them; `set_status` plays the
-operator and hands the new object to whoever watches (the ExecutionCache).
+operator and hands the new object to whoever follows the executions (the
+ExecutionCache, which the app's lifespan starts). The real list/watch
+behind `follow_executions` is watches.stream, tested in test_watches.py and
+test_api_cache.py.
 """
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import itertools
-from collections.abc import Callable, Iterator
 from typing import Any
 
-from schedexec.api.cache import ExecutionCache
-from schedexec.api.kubeclient import Keep, Refused
-
-Watcher = Callable[[str, dict[str, Any]], None]
+from schedexec import watches
+from schedexec.api.kubeclient import Refused
 
 
 class FakeKube:
@@ -33,7 +34,10 @@ class FakeKube:
         self.token_reviews: list[str] = []
         self.reviewed_audiences: list[list[str]] = []
         self.access_reviews: list[dict[str, str]] = []
-        self.watchers: list[Watcher] = []
+        self.watchers: list[watches.Handle] = []
+        """Those following the executions now."""
+        self.lists = True
+        """Whether the list of executions is answered (False: it never is, as by an API server away)."""
         self.names_taken = 0
         """How many of the next creates with a generateName draw a name already taken (409, as None)."""
         self.refusal: str | None = None
@@ -74,7 +78,7 @@ class FakeKube:
 
     # --- the Client protocol ------------------------------------------------------------------
 
-    def create_execution(self, namespace: str, body: dict[str, Any]) -> dict[str, Any] | None:
+    async def create_execution(self, namespace: str, body: dict[str, Any]) -> dict[str, Any] | None:
         self.created.append(copy.deepcopy(body))
         meta = copy.deepcopy(body["metadata"])
         if self.refusal is not None:
@@ -91,22 +95,28 @@ class FakeKube:
         self.executions[namespace, name] = stored
         return copy.deepcopy(stored)
 
-    def get_execution(self, namespace: str, name: str) -> dict[str, Any] | None:
+    async def get_execution(self, namespace: str, name: str) -> dict[str, Any] | None:
         stored = self.executions.get((namespace, name))
         return None if stored is None else copy.deepcopy(stored)
 
-    def list_executions(self, keep: Keep) -> tuple[list[dict[str, Any]], str]:
-        kept = (keep(copy.deepcopy(b)) for b in self.executions.values())
-        return [b for b in kept if b is not None], str(next(self._versions))
+    async def follow_executions(self, handle: watches.Handle, listed: watches.Listed, failed: watches.Failed) -> None:
+        """Lists once, then hands on every status `set_status` writes until cancelled."""
+        if not self.lists:
+            await asyncio.Event().wait()
+        for stored in list(self.executions.values()):
+            handle(None, copy.deepcopy(stored))
+        listed(frozenset(f"{namespace}/{name}" for namespace, name in self.executions))
+        self.watchers.append(handle)
+        try:
+            await asyncio.Event().wait()
+        finally:
+            self.watchers.remove(handle)
 
-    def watch_executions(self, since: str, timeout_seconds: int = 300) -> Iterator[tuple[str, dict[str, Any]]]:
-        return iter(())
-
-    def get_config_map(self, namespace: str, name: str) -> dict[str, Any] | None:
+    async def get_config_map(self, namespace: str, name: str) -> dict[str, Any] | None:
         stored = self.config_maps.get((namespace, name))
         return None if stored is None else copy.deepcopy(stored)
 
-    def review_token(self, token: str, audiences: list[str]) -> dict[str, Any] | None:
+    async def review_token(self, token: str, audiences: list[str]) -> dict[str, Any] | None:
         self.token_reviews.append(token)
         self.reviewed_audiences.append(list(audiences))
         found = self.users.get(token)
@@ -114,7 +124,7 @@ class FakeKube:
             return None
         return copy.deepcopy(found[0])
 
-    def may(self, user: dict[str, Any], access: dict[str, str]) -> bool:
+    async def may(self, user: dict[str, Any], access: dict[str, str]) -> bool:
         self.access_reviews.append(access)
         who, name = user.get("username", ""), access.get("name", "")
         return any(
@@ -122,9 +132,5 @@ class FakeKube:
             for namespace in (access["namespace"], "*")
         )
 
-
-def watching_cache(kube: FakeKube) -> ExecutionCache:
-    """The API's execution cache, fed by the fake's watch as the real one is by the API server's."""
-    cache = ExecutionCache(kube)
-    kube.watchers.append(cache.apply)
-    return cache
+    async def close(self) -> None:
+        """Nothing to let go of."""

@@ -117,7 +117,7 @@ def test_a_shared_review_that_fails_fails_every_request_waiting_for_it_and_is_as
     reviews = gate(kube, clock, review_burst_per_client=10)
     calls: list[str] = []
 
-    def broken(token: str, audiences: list[str]) -> None:
+    async def broken(token: str, audiences: list[str]) -> None:
         calls.append(token)
         raise ConnectionError("the API server is away")
 

@@ -7,9 +7,9 @@ import json
 from collections.abc import Iterator
 from typing import Any
 
+import aiohttp
 import httpx
 import pytest
-import requests
 from fastapi.testclient import TestClient
 
 from schedexec import manifests, models
@@ -18,7 +18,7 @@ from schedexec.api.app import create_app
 from schedexec.api.cache import ExecutionCache
 from schedexec.api.documents import PENDING
 from schedexec.settings import ApiSettings
-from tests.unit.api_fake import FakeKube, watching_cache
+from tests.unit.api_fake import FakeKube
 
 NS = "shop"
 TOKEN = {"Authorization": "Bearer alice-token"}
@@ -48,7 +48,7 @@ def kube() -> FakeKube:
 
 @pytest.fixture
 def cache(kube: FakeKube) -> ExecutionCache:
-    return watching_cache(kube)
+    return ExecutionCache(kube)
 
 
 @pytest.fixture
@@ -317,24 +317,33 @@ def test_a_body_over_the_limit_is_413_whether_or_not_it_declares_its_length(http
 def test_an_unreachable_kubernetes_api_is_503(
     http: TestClient, kube: FakeKube, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def unreachable(namespace: str, body: dict[str, Any]) -> None:
-        raise requests.ConnectionError("connection refused")
+    async def unreachable(namespace: str, body: dict[str, Any]) -> None:
+        raise aiohttp.ClientConnectionError("connection refused")
 
     monkeypatch.setattr(kube, "create_execution", unreachable)
     error(http.post("/v2/executions", json=execution(), params={"namespace": NS}), 503)
 
 
 def test_the_probes_answer_without_a_token_and_say_nothing_about_executions(
-    http: TestClient, cache: ExecutionCache
+    kube: FakeKube, cache: ExecutionCache
 ) -> None:
-    schedule(http, "/v2/executions", execution())
-    http.headers.pop("Authorization")
-    assert http.get("/livez").json() == {"live": True}
-    for path in ("/readyz", "/healthz"):
-        assert http.get(path).status_code == 503
-    cache.ready.set()
-    for path in ("/readyz", "/healthz"):
-        assert http.get(path).json() == {"ready": True}, "no execution count, nothing else"
+    kube.lists = False  # the cache has not listed the executions
+    with TestClient(create_app(SETTINGS, kube, cache), headers=TOKEN) as http:
+        schedule(http, "/v2/executions", execution())
+        http.headers.pop("Authorization")
+        assert http.get("/livez").json() == {"live": True}
+        for path in ("/readyz", "/healthz"):
+            assert http.get(path).status_code == 503
+        cache.ready.set()
+        for path in ("/readyz", "/healthz"):
+            assert http.get(path).json() == {"ready": True}, "no execution count, nothing else"
+
+
+def test_the_app_feeds_its_cache_while_it_serves_and_stops_at_shutdown(kube: FakeKube, cache: ExecutionCache) -> None:
+    with TestClient(create_app(SETTINGS, kube, cache), headers=TOKEN) as http:
+        assert http.get("/readyz").json() == {"ready": True}, "listed at start-up"
+        assert kube.watchers == [cache.apply]
+    assert kube.watchers == [], "no longer followed"
 
 
 def test_insecure_mode_asks_kubernetes_nothing(kube: FakeKube, cache: ExecutionCache) -> None:

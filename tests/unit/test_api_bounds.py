@@ -7,17 +7,20 @@ the limit, or a 503 that says to retry, and creates nothing.
 
 from __future__ import annotations
 
+import asyncio
 import json
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Collection, Iterator
+from typing import Any, cast
 
 import pytest
 from fastapi.testclient import TestClient
 
 from schedexec.api import jsonbody, kubeclient, submit
 from schedexec.api.app import create_app
+from schedexec.api.cache import ExecutionCache
+from schedexec.kube import Answer, Api
 from schedexec_runner import bounds
-from tests.unit.api_fake import FakeKube, watching_cache
+from tests.unit.api_fake import FakeKube
 from tests.unit.test_api_app import ELASTIC, NS, SETTINGS, TOKEN
 
 GENERIC = '{"data": {"type": "execution", "attributes": {"component": "test", "method": "countdown", "args": %s}}}'
@@ -35,7 +38,7 @@ def kube() -> FakeKube:
 
 @pytest.fixture
 def http(kube: FakeKube) -> Iterator[TestClient]:
-    with TestClient(create_app(SETTINGS, kube, watching_cache(kube)), headers=TOKEN) as client:
+    with TestClient(create_app(SETTINGS, kube, ExecutionCache(kube)), headers=TOKEN) as client:
         yield client
 
 
@@ -149,20 +152,23 @@ def test_what_the_api_server_refuses_to_store_is_422_with_its_reason(http: TestC
 
 
 class Refusing:
-    """An API server that answers every POST with `status` and a Status whose message is `message`."""
+    """kube.Api for an API server that answers every request with `status` and a Status whose message is
+    `message` (kube.Api answers a status the caller tolerates, and raises for any other)."""
 
     def __init__(self, status: int, message: str) -> None:
         self.status, self.message = status, message
 
-    def post(self, **_: Any) -> Any:
-        content = json.dumps({"kind": "Status", "code": self.status, "message": self.message}).encode()
-        return type("Answer", (), {"status_code": self.status, "content": content})()
+    async def call(
+        self, method: str, url: str, payload: object = None, tolerate: Collection[int] = (), **_: Any
+    ) -> Any:
+        assert self.status in tolerate, "a refusal is an answer, not an unreachable API server"
+        return Answer(self.status, {"kind": "Status", "code": self.status, "message": self.message})
 
 
 @pytest.mark.parametrize("status", [400, 422])
 def test_the_client_tells_a_refusal_to_store_from_an_unreachable_api_server(status: int) -> None:
     message = "json: cannot unmarshal number " + "9" * 4000 + " into Go value of type float64"
-    client = kubeclient.KubeClient(Refusing(status, message))  # type: ignore[arg-type]
+    client = kubeclient.KubeClient(cast(Api, Refusing(status, message)))
     with pytest.raises(kubeclient.Refused) as refusal:
-        client.create_execution("ns", {"metadata": {"generateName": "x-"}})
+        asyncio.run(client.create_execution("ns", {"metadata": {"generateName": "x-"}}))
     assert str(refusal.value) == message[: kubeclient.REFUSAL_CHARS]

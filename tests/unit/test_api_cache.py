@@ -1,18 +1,18 @@
-"""The REST API's execution cache: what a watch event does to what polls see."""
+"""The REST API's execution cache: what a watch event does to what polls see, and the cache fed by the
+operator's own list/watch (watches.stream) through KubeClient, on a scripted stand-in for kube.Api."""
 
 from __future__ import annotations
 
+import asyncio
 import json
-import threading
-import time
 import tracemalloc
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import AsyncIterator, Callable, Mapping
+from typing import Any, cast
 
 import pytest
 
-from schedexec.api import kubeclient
-from schedexec.api.cache import ExecutionCache
+from schedexec import kube, watches
+from schedexec.api.cache import UNSYNCED_AFTER, ExecutionCache
 from schedexec.api.documents import DIALECT, ELASTIC_IO, IDEMPOTENCY
 from schedexec.api.kubeclient import KubeClient
 from schedexec_runner import bounds
@@ -115,73 +115,109 @@ def test_an_execution_whose_status_cannot_be_answered_is_dropped_and_named_in_th
     assert "ns/sx1" in caplog.text and "secret" not in caplog.text
 
 
-class Answer:
-    """A pykube (requests) response, enough of it for KubeClient."""
+class Content:
+    def __init__(self, lines: list[bytes]) -> None:
+        self.lines = lines
 
-    def __init__(self, content: bytes, lines: Iterator[bytes] | None = None) -> None:
-        self.content, self.status_code, self.text = content, 200, content.decode()
-        self.lines = lines or iter(())
+    async def iter_any(self) -> AsyncIterator[bytes]:
+        for line in self.lines:
+            yield line + b"\n"
 
-    def iter_lines(self) -> Iterator[bytes]:
-        return self.lines
 
-    def __enter__(self) -> Answer:
+class Watch:
+    """An aiohttp response of a watch, enough of it for watches.watch_once."""
+
+    def __init__(self, lines: list[bytes]) -> None:
+        self.content = Content(lines)
+
+    async def __aenter__(self) -> Watch:
         return self
 
-    def __exit__(self, *_: object) -> None:
-        pass
+    async def __aexit__(self, *_: object) -> None:
+        return None
 
 
-class FakeHttp:
-    """The API server's answers to KubeClient's list and watch of executions: `items` (JSON texts) in pages of
-    `limit` with continue tokens, then one watch of `events` (lines), then a watch that never ends."""
+Script = list[Any]
+"""What the API server answers, in order: a list (the JSON texts of its items) or a watch (its lines), or an
+exception to raise."""
 
-    def __init__(self, items: list[str], events: list[bytes]) -> None:
-        self.items, self.events, self.pages = items, events, 0
-        self.watches = 0
 
-    def get(self, **request: Any) -> Answer:
-        params = request.get("params") or {}
-        if params.get("watch"):
-            self.watches += 1
-            if self.watches > 1:
-                threading.Event().wait()  # for good: the cache's thread is a daemon
-            return Answer(b"", lines=iter(self.events))
-        self.pages += 1
+class FakeApi:
+    """kube.Api as the API server answers the list and watch of executions: each of `lists` served in pages
+    of the `limit` asked, with continue tokens; then `watches` in order. Once a script is over, the request
+    never ends (a watch bringing nothing) and `waiting` is set."""
+
+    def __init__(self, lists: Script, watches_: Script) -> None:
+        self.lists, self.watches = lists, watches_
+        self.pages, self.waiting = 0, asyncio.Event()
+        self.listing: list[str] = []
+        self.before_list: list[Callable[[], None]] = []
+        """Called before each list is asked for."""
+
+    async def call(self, method: str, url: str, params: Mapping[str, str] | None = None, **_: Any) -> kube.Answer:
+        params = params or {}
         start, limit = int(params.get("continue") or 0), int(params["limit"])
-        more = str(start + limit) if start + limit < len(self.items) else ""
-        page = ",".join(self.items[start : start + limit])
-        return Answer(f'{{"metadata": {{"resourceVersion": "7", "continue": "{more}"}}, "items": [{page}]}}'.encode())
+        if not start:
+            for told in self.before_list:
+                told()
+            self.listing = await self._next(self.lists)
+        self.pages += 1
+        more = str(start + limit) if start + limit < len(self.listing) else ""
+        page = ",".join(self.listing[start : start + limit])
+        text = f'{{"metadata": {{"resourceVersion": "7", "continue": "{more}"}}, "items": [{page}]}}'
+        return kube.Answer(200, bounds.loads(text))
 
-    def raise_for_status(self, response: Answer) -> None:
-        assert response.status_code < 400
+    async def open(self, method: str, url: str, **_: Any) -> Watch:
+        return Watch(await self._next(self.watches))
+
+    async def _next(self, script: Script) -> Any:
+        if not script:
+            self.waiting.set()
+            await asyncio.Event().wait()
+        answer = script.pop(0)
+        if isinstance(answer, BaseException):
+            raise answer
+        return answer
 
 
-def started(http: FakeHttp) -> ExecutionCache:
-    """The cache, on KubeClient over `http`, running in its own thread (as in the API), once it is ready and
-    has taken the first watch."""
-    cache = ExecutionCache(KubeClient(http))  # type: ignore[arg-type]
-    cache.start()
-    assert cache.ready.wait(30), "the cache never became ready"
-    deadline = time.monotonic() + 30
-    while http.watches < 2 and time.monotonic() < deadline:
-        time.sleep(0.01)
-    return cache
+def failure(status: int = 500) -> kube.APIError:
+    return kube.APIError({"message": f"HTTP {status}"}, status=status, headers={})
+
+
+def following(api: FakeApi) -> ExecutionCache:
+    """The cache as the API runs it, on KubeClient over `api`, quick to back off."""
+    client = KubeClient(cast(kube.Api, api), watches.Backoff(first=0.001, longest=0.001))
+    return ExecutionCache(client)
+
+
+async def followed(api: FakeApi, cache: ExecutionCache) -> None:
+    """Run the cache's stream until `api` has answered everything scripted."""
+    task = asyncio.create_task(cache.follow())
+    try:
+        await asyncio.wait_for(api.waiting.wait(), 30)
+    finally:
+        task.cancel()
+        await asyncio.wait([task])
+
+
+def watched(kind: str, text: str) -> bytes:
+    return f'{{"type": "{kind}", "object": {text}}}'.encode()
 
 
 def test_the_cache_lists_and_watches_executions_nested_as_deep_as_the_api_server_stores(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    listed = [execution_text(f"sx{i}") for i in range(kubeclient.LIST_PAGE + 10)]
+    listed = [execution_text(f"sx{i}") for i in range(watches.EXECUTIONS.page + 10)]
     listed.insert(7, execution_text("deep-listed", deep_args()))
     events = [
-        f'{{"type": "ADDED", "object": {execution_text("deep-watched", deep_args())}}}'.encode(),
+        watched("ADDED", execution_text("deep-watched", deep_args())),
         b'{"type": "ADDED", "object": ' + b"[" * (DEEP * 3) + b"]" * (DEEP * 3) + b"}",  # no API server sends it
-        f'{{"type": "MODIFIED", "object": {execution_text("sx0", phase="Succeeded")}}}'.encode(),
+        watched("MODIFIED", execution_text("sx0", phase="Succeeded")),
     ]
-    http = FakeHttp(listed, events)
-    cache = started(http)
-    assert http.pages == 2, "listed in pages"
+    api = FakeApi([listed], [events])
+    cache = following(api)
+    asyncio.run(followed(api, cache))
+    assert api.pages == 2, "listed in pages"
     assert len(cache) == len(listed) + 1
     for name in ("deep-listed", "deep-watched"):
         kept = cache.by_name("ns", name)
@@ -192,13 +228,52 @@ def test_the_cache_lists_and_watches_executions_nested_as_deep_as_the_api_server
     assert "could not be decoded" in caplog.text
 
 
+def test_a_relist_drops_an_execution_deleted_while_the_watch_was_away() -> None:
+    """No DELETED event comes for it: the list that follows a 410 Gone is the only news (an informer's
+    Replace). One recreated under its name while away is the new one."""
+    gone = watched("ERROR", '{"code": 410, "message": "too old resource version"}')
+    renewed = execution_text("sx3").replace('"uid-sx3"', '"uid-sx3-again"')
+    api = FakeApi(
+        [[execution_text(f"sx{i}") for i in range(4)], [execution_text("sx1"), renewed]],
+        [[watched("MODIFIED", execution_text("sx2", phase="Succeeded")), gone]],
+    )
+    cache = following(api)
+    asyncio.run(followed(api, cache))
+    assert cache.by_name("ns", "sx1") is not None and cache.by_uid("uid-sx1") is not None
+    assert cache.by_name("ns", "sx0") is None and cache.by_uid("uid-sx0") is None
+    assert cache.by_name("ns", "sx2") is None and cache.by_uid("uid-sx2") is None
+    assert cache.by_uid("uid-sx3") is None and cache.by_name("ns", "sx3") == cache.by_uid("uid-sx3-again")
+    assert len(cache) == 2
+
+
+def test_the_cache_is_ready_once_listed_unready_while_its_stream_keeps_failing_and_ready_again_once_listed() -> None:
+    """/readyz answers from `ready`: the chart's probe takes an API whose cache cannot be trusted out of service."""
+    failures = [failure() for _ in range(UNSYNCED_AFTER - 1)]
+    api = FakeApi([[execution_text("sx0")], *failures, [execution_text("sx0")]], [failure()])
+    cache = following(api)
+    readiness: list[bool] = []
+    api.before_list.append(lambda: readiness.append(cache.ready.is_set()))
+    asyncio.run(followed(api, cache))
+    # the first list; after the watch failed and after each list that failed, until the last failure in a row
+    assert readiness == [False] + [True] * (UNSYNCED_AFTER - 1) + [False]
+    assert cache.ready.is_set() and cache.by_name("ns", "sx0") is not None
+
+
+def test_a_cache_that_may_not_list_executions_stays_unready_and_says_why(caplog: pytest.LogCaptureFixture) -> None:
+    cache = following(FakeApi([failure(403)], []))
+    asyncio.run(asyncio.wait_for(cache.follow(), 30))
+    assert not cache.ready.is_set()
+    assert "may not list or watch scheduledexecutions" in caplog.text
+
+
 def test_forty_executions_with_args_of_1_2_mib_cost_the_cache_little_memory() -> None:
     """The API's memory limit is 256 MiB; whole bodies kept 48 MiB of args alone (more as Python objects)."""
     args = '{"blob": "' + "x" * (1200 * 1024) + '"}'
-    http = FakeHttp([execution_text(f"big{i}", args) for i in range(40)], [])
+    api = FakeApi([[execution_text(f"big{i}", args) for i in range(40)]], [])
+    cache = following(api)
     tracemalloc.start()
     try:
-        cache = started(http)
+        asyncio.run(followed(api, cache))
         kept, _ = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()

@@ -20,7 +20,7 @@ from fastapi.testclient import TestClient
 from schedexec.api.app import create_app
 from schedexec.api.cache import ExecutionCache
 from schedexec.settings import ApiSettings
-from tests.unit.api_fake import FakeKube, watching_cache
+from tests.unit.api_fake import FakeKube
 
 WORKSPACE = "59d341e9037f7200184a408b"
 WS_NAMESPACE = "acme"
@@ -121,7 +121,7 @@ def kube() -> FakeKube:
 
 @pytest.fixture
 def cache(kube: FakeKube) -> ExecutionCache:
-    return watching_cache(kube)
+    return ExecutionCache(kube)
 
 
 def serve(kube: FakeKube, cache: ExecutionCache, settings: ApiSettings = SETTINGS) -> TestClient:

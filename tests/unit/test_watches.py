@@ -256,3 +256,18 @@ def test_a_watch_that_ends_at_once_with_nothing_is_retried_after_a_backoff_not_i
         )
     assert seen == ["ADDED"]
     assert backoff.failures == 1, "two empty watches backed off, the one with an event reset it, one more"
+
+
+def test_failed_is_told_how_many_times_in_a_row_the_stream_backed_off() -> None:
+    """The REST API's cache stops calling itself synced after a few (api/cache.py); a completed list or watch
+    starts the count again, and a watch closed at once with nothing counts as one."""
+    api = ScriptedApi([Failure(500), Failure(503), page([JOB]), page([JOB])], [Failure(502), []])
+    told: list[int] = []
+    backoff = watches.Backoff(first=0.001, longest=0.001)
+    with pytest.raises(Over):
+        asyncio.run(
+            watches.stream(
+                cast(kube.Api, api), watches.JOBS, "ns", lambda *_: None, lambda _: None, backoff, told.append
+            )
+        )
+    assert told == [1, 2, 1, 1]

@@ -23,5 +23,8 @@ turns them into `models.ScheduledExecutionSpec` (pure), `submit` creates the
 execution, `documents` and `errors` shape the answers, `guard` checks
 access before any route runs, `access` reviews callers within the budgets of
 `limits`, `results` reads results kept in ConfigMaps, `cache` and
-`kubeclient` are its only view of Kubernetes.
+`kubeclient` are its only view of Kubernetes. That view is the operator's
+own door, not a second client: `kubeclient` asks through `kube.Api` and
+`cache` is fed by `watches.stream`, the operator's list/watch, all on
+uvicorn's event loop (no thread per call).
 """

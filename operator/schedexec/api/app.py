@@ -1,16 +1,22 @@
 """`schedexec api`: the REST API assembled from its routers, and served.
 
 `create_app` only wires: the error handlers, the caller gate and the
-guard in front of everything, the three routers, the probes and the
-request-size limit. `run` connects to Kubernetes, starts the execution
-cache and serves the app with uvicorn, over TLS (`SCHEDEXEC_API_TLS_*`)
-or, only when `SCHEDEXEC_API_PLAIN_HTTP=true` says so, plain HTTP.
+guard in front of everything, the three routers, the probes, the
+request-size limit, and the lifespan that feeds the execution cache (a
+task on uvicorn's event loop, where the routes and the Kubernetes client
+run too) and lets go of the client's connections at shutdown. `run` makes
+the client from the environment and serves the app with uvicorn, over TLS
+(`SCHEDEXEC_API_TLS_*`) or, only when `SCHEDEXEC_API_PLAIN_HTTP=true` says
+so, plain HTTP.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import functools
 import logging
+from collections.abc import AsyncIterator
 
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse, Response
@@ -29,7 +35,18 @@ log = logging.getLogger("schedexec.api")
 
 
 def create_app(settings: ApiSettings, client: Client, cache: ExecutionCache) -> FastAPI:
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        following = asyncio.create_task(cache.follow(), name="execution-cache")
+        try:
+            yield
+        finally:
+            following.cancel()
+            await asyncio.wait([following])
+            await client.close()
+
     app = FastAPI(
+        lifespan=lifespan,
         title="schedexec",
         version="0.1.0",
         description="Asynchronous schedule / poll / result API for scheduled executions "
@@ -121,10 +138,8 @@ def run(settings: ApiSettings) -> None:
 
     cert, key = transport(settings) or (None, None)
     client = KubeClient.from_environment()
-    cache = ExecutionCache(client)
-    cache.start()
     uvicorn.run(
-        create_app(settings, client, cache),
+        create_app(settings, client, ExecutionCache(client)),
         host=settings.host,
         port=settings.port,
         log_level="info",

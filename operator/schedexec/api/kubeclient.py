@@ -1,5 +1,4 @@
-"""The REST API's door to the Kubernetes API: read, watch and create executions, read large results,
-review callers.
+"""What the REST API may ask of the Kubernetes API, and its implementation on schedexec's one door (`kube.Api`).
 
 The API runs with a credential of its own (the chart's `<release>-api`
 ServiceAccount), whose RBAC grants exactly what `Client` asks: create, get,
@@ -7,41 +6,28 @@ list and watch scheduledexecutions, get configmaps (results kept out of the
 status), create tokenreviews and subjectaccessreviews. It does not share the
 operator's `kube.Cluster` (which writes status, creates and deletes Jobs,
 deletes executions): `Client` is everything the API may ask of Kubernetes,
-`KubeClient` its pykube-ng implementation, and the unit tests' fake
+`KubeClient` implements it on `kube.Api` (the same aiohttp client, on the
+same event loop as the routes: no thread per call), and the unit tests' fake
 implements the same protocol in memory.
 
 Executions are untrusted input: anyone allowed to create one can give it
 spec.args nested 10,000 levels deep, which the json module cannot read
-(RecursionError) and which used to stop the cache for good. Every answer
-about executions is decoded with `bounds.loads`, which reads any depth the
-API server stores; a watch event that still cannot be read is logged and
-skipped. The list comes in pages of LIST_PAGE, each made small by the
-caller's `keep` before the next is asked, so that the whole objects of one
-page at most are in memory at a time (an execution may be 1.5 MiB).
+(RecursionError) and which once stopped the API's cache for good. Every
+answer is decoded with `bounds.loads` (by `kube.Api`), which reads any depth
+the API server stores. The list and watch of executions is the operator's
+own (`watches.stream`: pages, bookmarks, 410 then relist, backoff forever, a
+line that cannot be read skipped), so there is one list/watch to get right.
 """
 
 from __future__ import annotations
 
-import json
-import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Mapping
 from typing import Any, Protocol, Self
 
-import pykube
+from schedexec import kube, models, watches
 
-from schedexec import kube, models
-from schedexec_runner import bounds
-
-log = logging.getLogger("schedexec.api")
-
-LIST_PAGE = 50
-"""Executions per page of the list (`limit`): at 1.5 MiB an execution, one page is at most 75 MiB of JSON."""
-Keep = Callable[[dict[str, Any]], dict[str, Any] | None]
-"""What of a listed execution to keep (None: nothing), applied to each as its page arrives."""
-
-
-class WatchExpired(Exception):
-    """The watch's resourceVersion is too old (HTTP 410): list again."""
+TOKEN_REVIEWS = "/apis/authentication.k8s.io/v1/tokenreviews"
+ACCESS_REVIEWS = "/apis/authorization.k8s.io/v1/subjectaccessreviews"
 
 
 class Refused(Exception):
@@ -55,113 +41,76 @@ REFUSAL_CHARS = 300
 class Client(Protocol):
     """What the REST API may ask of Kubernetes."""
 
-    def create_execution(self, namespace: str, body: dict[str, Any]) -> dict[str, Any] | None:
+    async def create_execution(self, namespace: str, body: dict[str, Any]) -> dict[str, Any] | None:
         """The created execution, or None if one of that name exists already; raises Refused if the API
         server refuses what was sent (something the models do not check: a number too large for it)."""
 
-    def get_execution(self, namespace: str, name: str) -> dict[str, Any] | None:
+    async def get_execution(self, namespace: str, name: str) -> dict[str, Any] | None:
         """The execution, or None if it does not exist."""
 
-    def list_executions(self, keep: Keep) -> tuple[list[dict[str, Any]], str]:
-        """All executions (cluster-wide) as `keep` made them, those it kept, and the list's resourceVersion;
-        raises WatchExpired when the list's continue token expired midway."""
+    async def follow_executions(self, handle: watches.Handle, listed: watches.Listed, failed: watches.Failed) -> None:
+        """Every execution of the cluster, forever, as `watches.stream` tells them: each listed one and each
+        watch event to `handle`, the keys of each completed list to `listed`, each backoff to `failed`.
+        Ends only by raising watches.Fatal (the API may not list or watch executions)."""
 
-    def watch_executions(self, since: str, timeout_seconds: int = 300) -> Iterator[tuple[str, dict[str, Any]]]:
-        """(type, object) events after `since`; raises WatchExpired when it is too old."""
-
-    def get_config_map(self, namespace: str, name: str) -> dict[str, Any] | None:
+    async def get_config_map(self, namespace: str, name: str) -> dict[str, Any] | None:
         """The ConfigMap, or None if it does not exist."""
 
-    def review_token(self, token: str, audiences: list[str]) -> dict[str, Any] | None:
+    async def review_token(self, token: str, audiences: list[str]) -> dict[str, Any] | None:
         """The user info (username, uid, groups, extra) if the API server accepts the token for one of
         `audiences`, else None."""
 
-    def may(self, user: dict[str, Any], access: dict[str, str]) -> bool:
+    async def may(self, user: dict[str, Any], access: dict[str, str]) -> bool:
         """SubjectAccessReview: may `user` (as reviewed) do what `access` (resourceAttributes) says?"""
+
+    async def close(self) -> None:
+        """Let go of the connections (at shutdown)."""
 
 
 class KubeClient:
-    """`Client` through pykube-ng (synchronous: the API calls it from worker threads)."""
+    """`Client` on `kube.Api`."""
 
-    def __init__(self, api: pykube.HTTPClient) -> None:
+    def __init__(self, api: kube.Api, backoff: watches.Backoff | None = None) -> None:
         self.api = api
+        self.backoff = backoff
+        """The execution stream's backoff (None: the stream's default)."""
 
     @classmethod
     def from_environment(cls) -> Self:
-        """In-cluster service account, else $KUBECONFIG or ~/.kube/config."""
-        return cls(kube.connect())
+        """In-cluster service account, else $KUBECONFIG or ~/.kube/config; safe before the event loop runs."""
+        return cls(kube.Api.from_environment())  # type: ignore[attr-defined]  # kube.py of issue 26, on main
 
-    def create_execution(self, namespace: str, body: dict[str, Any]) -> dict[str, Any] | None:
-        response = self.api.post(
-            version=models.API_VERSION, namespace=namespace, url=models.PLURAL, data=json.dumps(body)
-        )
-        if response.status_code == 409:
+    async def create_execution(self, namespace: str, body: dict[str, Any]) -> dict[str, Any] | None:
+        answer = await self.api.call("post", _executions(namespace), body, tolerate=(400, 409, 422))
+        if answer.status == 409:
             return None
-        if response.status_code in (400, 422):
-            raise Refused(status_message(response.content)[:REFUSAL_CHARS])
-        self.api.raise_for_status(response)
-        return bounds.loads(response.content)  # type: ignore[no-any-return]
+        if answer.status in (400, 422):
+            raise Refused(status_message(answer.body)[:REFUSAL_CHARS])
+        return answer.body  # type: ignore[no-any-return]
 
-    def get_execution(self, namespace: str, name: str) -> dict[str, Any] | None:
-        response = self.api.get(version=models.API_VERSION, namespace=namespace, url=f"{models.PLURAL}/{name}")
-        if response.status_code == 404:
-            return None
-        self.api.raise_for_status(response)
-        return bounds.loads(response.content)  # type: ignore[no-any-return]
+    async def get_execution(self, namespace: str, name: str) -> dict[str, Any] | None:
+        return await self._get(f"{_executions(namespace)}/{name}")
 
-    def list_executions(self, keep: Keep) -> tuple[list[dict[str, Any]], str]:
-        kept: list[dict[str, Any]] = []
-        params = {"limit": str(LIST_PAGE)}
-        while True:
-            response = self.api.get(version=models.API_VERSION, url=models.PLURAL, params=params)
-            if response.status_code == 410:  # the continue token expired: list again from the start
-                raise WatchExpired(response.text[:200])
-            self.api.raise_for_status(response)
-            page, version, more = listed(response.content)
-            kept.extend(body for body in map(keep, page) if body is not None)
-            del page, response
-            if not more:
-                return kept, version
-            params["continue"] = more
+    async def follow_executions(self, handle: watches.Handle, listed: watches.Listed, failed: watches.Failed) -> None:
+        await watches.stream(self.api, watches.EXECUTIONS, None, handle, listed, self.backoff, failed)
 
-    def watch_executions(self, since: str, timeout_seconds: int = 300) -> Iterator[tuple[str, dict[str, Any]]]:
-        params = {"watch": "true", "resourceVersion": since, "timeoutSeconds": str(timeout_seconds)}
-        response = self.api.get(
-            version=models.API_VERSION, url=models.PLURAL, params=params, stream=True, timeout=timeout_seconds + 30
-        )
-        self.api.raise_for_status(response)
-        with response:
-            for line in response.iter_lines():
-                if not line:
-                    continue
-                event = watched(line)
-                if event is None:
-                    continue
-                kind, body = event
-                if kind == "ERROR":
-                    if body.get("code") == 410:
-                        raise WatchExpired(body.get("message", ""))
-                    raise pykube.exceptions.HTTPError(body.get("code", 500), str(body))
-                yield kind, body
+    async def get_config_map(self, namespace: str, name: str) -> dict[str, Any] | None:
+        return await self._get(kube.path("v1", namespace, f"configmaps/{name}"))
 
-    def get_config_map(self, namespace: str, name: str) -> dict[str, Any] | None:
-        return kube.get_object(self.api, "v1", f"configmaps/{name}", namespace)
-
-    def review_token(self, token: str, audiences: list[str]) -> dict[str, Any] | None:
+    async def review_token(self, token: str, audiences: list[str]) -> dict[str, Any] | None:
         review = {
             "apiVersion": "authentication.k8s.io/v1",
             "kind": "TokenReview",
             "spec": {"token": token, "audiences": audiences},
         }
-        response = self.api.post(version="authentication.k8s.io/v1", url="tokenreviews", data=json.dumps(review))
-        self.api.raise_for_status(response)
-        status = response.json().get("status", {})
+        status = _status(await self.api.call("post", TOKEN_REVIEWS, review))
         # an authenticator that ignores audiences may still say yes: then the answer names none of ours
         if not status.get("authenticated") or not set(status.get("audiences") or []) & set(audiences):
             return None
-        return status.get("user", {})  # type: ignore[no-any-return]
+        user = status.get("user")
+        return dict(user) if isinstance(user, Mapping) else {}
 
-    def may(self, user: dict[str, Any], access: dict[str, str]) -> bool:
+    async def may(self, user: dict[str, Any], access: dict[str, str]) -> bool:
         review = {
             "apiVersion": "authorization.k8s.io/v1",
             "kind": "SubjectAccessReview",
@@ -173,37 +122,28 @@ class KubeClient:
                 "resourceAttributes": access,
             },
         }
-        response = self.api.post(version="authorization.k8s.io/v1", url="subjectaccessreviews", data=json.dumps(review))
-        self.api.raise_for_status(response)
-        return bool(response.json().get("status", {}).get("allowed"))
+        return bool(_status(await self.api.call("post", ACCESS_REVIEWS, review)).get("allowed"))
+
+    async def close(self) -> None:
+        await self.api.close()  # type: ignore[attr-defined]  # kube.py of issue 26, on main
+
+    async def _get(self, url: str) -> dict[str, Any] | None:
+        """The object at `url`, or None if it does not exist."""
+        answer = await self.api.call("get", url, tolerate=(404,))
+        return None if answer.status == 404 else answer.body
 
 
-def status_message(raw: bytes) -> str:
-    """The message of the API server's Status answer `raw`, or its text if it is none."""
-    try:
-        status = bounds.loads(raw)
-    except ValueError:
-        status = None
-    message = status.get("message") if isinstance(status, dict) else None
-    return message if isinstance(message, str) else raw.decode("utf-8", errors="replace")
+def _executions(namespace: str) -> str:
+    return kube.path(models.API_VERSION, namespace, models.PLURAL)
 
 
-def listed(raw: bytes) -> tuple[list[dict[str, Any]], str, str]:
-    """(items, resourceVersion, continue token or "") of one page of a list, read at any depth."""
-    listing = bounds.loads(raw)
-    meta = listing.get("metadata") or {}
-    return listing.get("items") or [], str(meta.get("resourceVersion", "")), str(meta.get("continue") or "")
+def _status(answer: kube.Answer) -> Mapping[str, Any]:
+    """The `status` of a review the API server answered."""
+    status = answer.body.get("status") if isinstance(answer.body, Mapping) else None
+    return status if isinstance(status, Mapping) else {}
 
 
-def watched(line: bytes) -> tuple[str, dict[str, Any]] | None:
-    """(type, object) of one line of a watch, read at any depth; None, logged without its content, for a
-    line that is no event."""
-    try:
-        event = bounds.loads(line)
-    except ValueError as exc:  # not JSON, or deeper than the API server allows: nothing to act on
-        log.error("an execution watch event could not be decoded (%s); skipped", type(exc).__name__)
-        return None
-    if not isinstance(event, dict) or not isinstance(event.get("object"), dict):
-        log.error("an execution watch event had no object; skipped")
-        return None
-    return str(event.get("type")), event["object"]
+def status_message(status: Any) -> str:
+    """The message of the API server's Status answer `status` (as `kube.Answer` holds it), or its text."""
+    message = status.get("message") if isinstance(status, Mapping) else status
+    return message if isinstance(message, str) else str(status)

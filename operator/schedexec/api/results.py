@@ -13,7 +13,6 @@ is never parsed, only passed on.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import binascii
 import hashlib
@@ -34,7 +33,7 @@ def reference(body: dict[str, Any]) -> models.ResultRef | None:
 async def kept_result(client: Client, body: dict[str, Any], ref: models.ResultRef) -> bytes:
     """The result's JSON text as `ref` describes it, or 502."""
     namespace, uid = body["metadata"]["namespace"], body["metadata"]["uid"]
-    config_map = await asyncio.to_thread(client.get_config_map, namespace, ref.config_map)
+    config_map = await client.get_config_map(namespace, ref.config_map)
     if config_map is None:
         raise _bad(f"the ConfigMap {ref.config_map} that holds the result is gone")
     owners = {o.get("uid") for o in config_map.get("metadata", {}).get("ownerReferences") or []}

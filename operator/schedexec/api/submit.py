@@ -19,7 +19,6 @@ the request's own fault and answered 422 with the API server's reason.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
 from collections.abc import Mapping
@@ -84,7 +83,7 @@ class Submitter:
             if key is None:
                 created = await self._create_generated(namespace, body)
             else:
-                found = await asyncio.to_thread(self.client.create_execution, namespace, body)
+                found = await self.client.create_execution(namespace, body)
                 # None: a retry with the same Idempotency-Key: the same execution, if it is that one
                 created = await self._same_request(namespace, meta) if found is None else found
         except Refused as refusal:
@@ -95,7 +94,7 @@ class Submitter:
     async def _create_generated(self, namespace: str, body: dict[str, Any]) -> dict[str, Any]:
         """The execution `body` (with a generateName) created, or 503 if every generated name was taken."""
         for _ in range(GENERATED_NAME_TRIES):
-            created = await asyncio.to_thread(self.client.create_execution, namespace, body)
+            created = await self.client.create_execution(namespace, body)
             if created is not None:
                 return created
         prefix = body["metadata"]["generateName"]
@@ -117,8 +116,8 @@ class Submitter:
 
     async def _same_request(self, namespace: str, meta: dict[str, Any]) -> dict[str, Any]:
         """The execution of that name, if it was created for the same request; else 409."""
-        existing = self.cache.by_name(namespace, meta["name"]) or await asyncio.to_thread(
-            self.client.get_execution, namespace, meta["name"]
+        existing = self.cache.by_name(namespace, meta["name"]) or await self.client.get_execution(
+            namespace, meta["name"]
         )
         stored = ((existing or {}).get("metadata", {}).get("annotations") or {}).get(IDEMPOTENCY, "")
         if existing is None or stored != meta["annotations"][IDEMPOTENCY]:
