@@ -36,8 +36,6 @@ from typing import Any
 
 import aiohttp
 import kopf
-import pykube  # TRANSITION
-import requests  # TRANSITION
 
 from schedexec import models
 from schedexec.objects import owner_uids
@@ -59,14 +57,7 @@ class APIError(Exception):
         super().__init__(f"HTTP {status}: {self.message}"[:1024])
 
 
-TRANSIENT = (
-    aiohttp.ClientError,
-    TimeoutError,
-    APIError,
-    kopf.LoginError,
-    requests.RequestException,
-    pykube.exceptions.HTTPError,
-)  # TRANSITION
+TRANSIENT = (aiohttp.ClientError, TimeoutError, APIError, kopf.LoginError)
 """Errors worth retrying: the network, the login, or an API answer other than the ones handled here."""
 
 
@@ -77,8 +68,6 @@ def transient(exc: BaseException) -> bool:
     operator's own code) fails the same way again."""
     if isinstance(exc, APIError):
         return exc.status in (401, 403, 429) or exc.status >= 500
-    if isinstance(exc, pykube.exceptions.HTTPError):  # TRANSITION
-        return exc.code in (401, 403, 429) or exc.code >= 500
     # kopf.LoginError: the credentials ran out for a moment (a token being renewed); a JSONDecodeError: an
     # answer cut short or garbled on the way (a proxy), never one the API server meant
     transport = (aiohttp.ClientError, TimeoutError, ConnectionError, kopf.LoginError)
@@ -114,18 +103,6 @@ class JobRejected(Exception):
 
 PERMANENT = (JobNameTaken, JobRejected)
 """Errors of a Job creation that end the execution instead of being retried."""
-
-
-def connect() -> pykube.HTTPClient:  # TRANSITION
-    return pykube.HTTPClient(pykube.KubeConfig.from_env())
-
-
-def get_object(api: pykube.HTTPClient, version: str, url: str, namespace: str) -> dict[str, Any] | None:  # TRANSITION
-    response = api.get(version=version, namespace=namespace, url=url)
-    if response.status_code == 404:
-        return None
-    api.raise_for_status(response)
-    return response.json()  # type: ignore[no-any-return]
 
 
 def path(version: str, namespace: str, resource: str) -> str:

@@ -78,7 +78,7 @@ class KubeClient:
     @classmethod
     def from_environment(cls) -> Self:
         """In-cluster service account, else $KUBECONFIG or ~/.kube/config; safe before the event loop runs."""
-        return cls(kube.Api.from_environment())  # type: ignore[attr-defined]  # kube.py of issue 26, on main
+        return cls(kube.Api.from_environment())  # kube.py of issue 26, on main
 
     async def create_execution(self, namespace: str, body: dict[str, Any]) -> dict[str, Any] | None:
         answer = await self.api.call("post", _executions(namespace), body, tolerate=(400, 409, 422))
@@ -125,7 +125,7 @@ class KubeClient:
         return bool(_status(await self.api.call("post", ACCESS_REVIEWS, review)).get("allowed"))
 
     async def close(self) -> None:
-        await self.api.close()  # type: ignore[attr-defined]  # kube.py of issue 26, on main
+        await self.api.close()  # kube.py of issue 26, on main
 
     async def _get(self, url: str) -> dict[str, Any] | None:
         """The object at `url`, or None if it does not exist."""
