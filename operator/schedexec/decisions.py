@@ -396,48 +396,45 @@ class _DecisionBuilder:
         if outcome is None:
             self._record_failure(run)
             return
-        kind = outcome["outcome"]
-        if kind == envelopes.DONE:
+        if isinstance(outcome, envelopes.Done):
             self._close_run(RunOutcome.DONE, run)
-            self._keep_result(outcome["result"])
+            self._keep_result(outcome.result)
             self.status.partial_result = None
             self._finish(Phase.SUCCEEDED, None)
             self._event(EventType.NORMAL, Reason.SUCCEEDED, f"run {current.index} returned the result")
-        elif kind == envelopes.ERROR:
-            self._close_run(RunOutcome.ERROR, run, outcome["reason"])
-            self._finish(Phase.FAILED, ExecutionError(reason=outcome["reason"], message=clip(outcome["message"])))
-            self._event(EventType.WARNING, outcome["reason"], f"run {current.index} failed: {outcome['message']}")
+        elif isinstance(outcome, envelopes.Failure):
+            self._close_run(RunOutcome.ERROR, run, outcome.reason)
+            self._finish(Phase.FAILED, ExecutionError(reason=outcome.reason, message=clip(outcome.message)))
+            self._event(EventType.WARNING, outcome.reason, f"run {current.index} failed: {outcome.message}")
         elif self.status.runs + 1 >= self.execution.spec.max_runs:
             self._close_run(RunOutcome.SCHEDULED, run, Reason.MAX_RUNS_EXCEEDED)
-            if "partialResult" in outcome:
-                self.status.partial_result = bounded_partial(outcome["partialResult"])
+            self._show_partial(outcome)
             message = f"run {current.index} scheduled another run, but spec.maxRuns is {self.execution.spec.max_runs}"
             self._finish(Phase.FAILED, ExecutionError(reason=Reason.MAX_RUNS_EXCEEDED, message=message))
             self._event(EventType.WARNING, Reason.MAX_RUNS_EXCEEDED, message)
         else:
             self._schedule(outcome, run)
 
-    def _schedule(self, outcome: dict[str, Any], run: runs.RunObservation) -> None:
+    def _schedule(self, outcome: envelopes.Schedule, run: runs.RunObservation) -> None:
         """The run scheduled another (XSOAR's ScheduledCommand): when, with which args and command, and
         possibly a shorter sequence timeout; a wait below the minimum interval is raised to it, and says so."""
         current, status, spec = self.status.current_run, self.status, self.execution.spec
         assert current is not None
-        requested = outcome["nextRunInSeconds"]
+        requested = outcome.next_run_in_seconds
         delay = max(requested, self.policy.min_interval_seconds)
         self._close_run(
             RunOutcome.SCHEDULED, run, requested_next_run_in_seconds=requested if delay > requested else None
         )
         status.phase = Phase.WAITING
         status.next_run_at = self.now + timedelta(seconds=delay)
-        status.next_args = outcome["args"]
-        if "command" in outcome:
-            status.next_method = None if outcome["command"] == spec.method else outcome["command"]
-        if "timeoutInSeconds" in outcome and status.started_at is not None:
-            seconds = min(outcome["timeoutInSeconds"], spec.timeout_seconds)
+        status.next_args = outcome.args
+        if outcome.command is not None:
+            status.next_method = None if outcome.command == spec.method else outcome.command
+        if outcome.timeout_in_seconds is not None and status.started_at is not None:
+            seconds = min(outcome.timeout_in_seconds, spec.timeout_seconds)
             status.deadline = status.started_at + timedelta(seconds=seconds)
-        status.items_remaining = outcome.get("itemsRemaining")
-        if "partialResult" in outcome:
-            status.partial_result = bounded_partial(outcome["partialResult"])
+        status.items_remaining = outcome.items_remaining
+        self._show_partial(outcome)
         if delay > requested:
             self._event(
                 EventType.NORMAL,
@@ -449,6 +446,11 @@ class _DecisionBuilder:
         self._event(
             EventType.NORMAL, Reason.RUN_SCHEDULED, f"run {current.index} asked for another run{what} in {delay}s"
         )
+
+    def _show_partial(self, outcome: envelopes.Schedule) -> None:
+        """Show the partial result a schedule reported, if it reported one (else the one shown stays)."""
+        if outcome.partial_result is not envelopes.ABSENT:
+            self.status.partial_result = bounded_partial(outcome.partial_result)
 
     def _keep_result(self, result: Any) -> None:
         """In the status if small, else in a ConfigMap the status names (etcd objects are capped at 1.5 MiB,

@@ -220,7 +220,7 @@ class Reconciler:
         pointer, limit = observed.logged.pointer, self.pod_defaults.max_result_bytes
         if pointer["bytes"] > limit:
             message = f"run reported a {pointer['bytes']}-byte outcome; the limit is {limit} bytes"
-            return replace(observed, logged=None, envelope=envelopes.error(models.Reason.RESULT_TOO_LARGE, message))
+            return replace(observed, logged=None, envelope=envelopes.Failure(models.Reason.RESULT_TOO_LARGE, message))
         # the frame is the end of the log: only its lines are read, however much the component printed before
         # (or however often the kubelet rotated the log), and never more than the pointer's lines can hold
         pod, lines, budget = observed.logged.pod, frame.tail_lines(pointer), frame.log_bytes(pointer)
@@ -235,7 +235,7 @@ class Reconciler:
             return replace(observed, logged=None, envelope_problem=problem)
         try:
             raw = frame.read(log_text or "", pointer, limit)
-            return replace(observed, logged=None, envelope=envelopes.decode(raw.decode("utf-8")))
+            return replace(observed, logged=None, envelope=envelopes.read(raw.decode("utf-8")))
         except (frame.FrameError, envelopes.EnvelopeError, UnicodeDecodeError) as exc:
             return replace(observed, logged=None, envelope_problem=f"the outcome in the pod's log: {exc}")
 

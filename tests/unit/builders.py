@@ -7,6 +7,7 @@ from typing import Any
 
 from schedexec import decisions, models
 from schedexec.runs import RunObservation, RunState
+from schedexec_runner import envelope
 
 T0 = datetime(2026, 11, 23, 12, 0, 0, tzinfo=UTC)
 POLICY = decisions.Policy(min_interval_seconds=10)
@@ -47,4 +48,5 @@ def running(index: int = 1, **status: Any) -> dict[str, Any]:
 
 
 def finished(env: dict[str, Any], exit_code: int = 0) -> RunObservation:
-    return RunObservation(RunState.SUCCEEDED, envelope=env, exit_code=exit_code)
+    """A run that reported the envelope `env` (as the runner writes it: schedexec_runner.envelope.done, ...)."""
+    return RunObservation(RunState.SUCCEEDED, envelope=envelope.parse(env), exit_code=exit_code)
