@@ -2,8 +2,10 @@
 
 `decide` is the whole behaviour of the operator. It gets the execution as
 last read, what the cluster says about its current run, the time, and
-whether a run slot is free, and returns a `Decision`: the status to write,
-at most one Job to create or delete, events to post, and when to look again.
+whether a run slot is free, and the names of its Jobs, and returns a
+`Decision`: the status to write, at most one Job to create, every Job to
+delete (the run's, and any other that no run needs), events to post, and
+when to look again.
 The controller and the reconciler only carry these out, so every rule
 (polling, the minimum interval, the sequence deadline, retries, queueing,
 cancellation, TTL, runs whose pod cannot start, args too large to deliver)
@@ -30,6 +32,7 @@ no run index executes twice.
 from __future__ import annotations
 
 import json
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -133,7 +136,10 @@ class Decision:
     status: models.ScheduledExecutionStatus
     start_run: StartRun | None = None
     delete_job: str | None = None
-    """A Job to delete: the finished run's (cleanup) or the running one (timeout, cancel)."""
+    """The run's Job to delete: the finished run's (cleanup) or the running one (timeout, cancel)."""
+    strays: tuple[str, ...] = ()
+    """The execution's other Jobs that no run needs (one created just before a crash, say): deleted too, after
+    a read of the execution from the API server confirms the view they were decided on (reconciler)."""
     delete_execution: bool = False
     wake_at: datetime | None = None
     events: list[Event] = field(default_factory=list)
@@ -141,6 +147,11 @@ class Decision:
     """Due to start a run, but no run slot is free."""
     result_config_map: dict[str, Any] | None = None
     """A ConfigMap to create before the status that names it (a result too large for the status)."""
+
+    @property
+    def delete_jobs(self) -> tuple[str, ...]:
+        """Every Job to delete: the run's, then the strays."""
+        return self.strays if self.delete_job is None else (self.delete_job, *self.strays)
 
 
 def _copy(status: models.ScheduledExecutionStatus) -> models.ScheduledExecutionStatus:
@@ -155,10 +166,12 @@ def decide(
     now: datetime,
     slot_free: bool,
     policy: Policy = Policy(),
+    jobs: Collection[str] = (),
 ) -> Decision:
-    """The next step for `execution`, given its current `run` (MISSING if none)."""
+    """The next step for `execution`, given its current `run` (MISSING if none) and the names of its `jobs`
+    (those not being deleted already): the Decision deletes every one of them that no run needs."""
     status = _copy(execution.status)
-    step = _DecisionBuilder(execution, status, now, policy)
+    step = _DecisionBuilder(execution, status, now, policy, jobs)
     if status.phase is not None and status.phase.finished:
         return step.after_finish(run)
     if status.phase is None:
@@ -189,7 +202,7 @@ def _retains_failed_runs(policy: Policy) -> bool:
     return policy.failed_run_retention_seconds > 0 and not policy.log_tail_in_status
 
 
-def retained_job(name: str, status: models.ScheduledExecutionStatus, policy: Policy) -> tuple[str, datetime] | None:
+def _retained_job(name: str, status: models.ScheduledExecutionStatus, policy: Policy) -> tuple[str, datetime] | None:
     """The Job of execution `name`'s last run if it is kept for its logs (the execution finished because that
     run died without an outcome), and until when; None if there is none."""
     last = status.history[-1] if status.history else None
@@ -208,22 +221,24 @@ def failed_outright(
     reason: str,
     message: str,
     phase: Phase = Phase.FAILED,
+    jobs: Collection[str] = (),
 ) -> Decision:
     """End an execution that cannot be decided on (the stored object breaks a bound or the models, or its
     reconcile keeps failing) from its metadata and last status alone: `phase` with `reason` and `message`,
-    the run in progress (if any) stopped and its Job deleted. Reads no spec: the spec may be what broke."""
+    the run in progress (if any) stopped and every one of its `jobs` deleted. Reads no spec: the spec may be
+    what broke."""
     execution = models.ScheduledExecution.model_construct(metadata=metadata, spec=None, status=prior)  # type: ignore[arg-type]
     status = _copy(prior)
-    step = _DecisionBuilder(execution, status, now, Policy())
+    step = _DecisionBuilder(execution, status, now, Policy(), jobs)
     status.started_at = status.started_at or now
     step._close_run(RunOutcome.STOPPED, None, reason)
     step.fail_with(phase, reason, message)
     step._set_conditions()
     status.observed_generation = metadata.generation
-    return Decision(status=status, delete_job=step.delete_job, events=step.events)
+    return Decision(status=status, delete_job=step.delete_job, strays=step.strays(), events=step.events)
 
 
-def kept_job(name: str, status: models.ScheduledExecutionStatus, policy: Policy) -> str | None:
+def _kept_job(name: str, status: models.ScheduledExecutionStatus, policy: Policy) -> str | None:
     """The one Job of execution `name` that is no stray: the current run's; while the sequence goes on
     without one, the next run's (a previous operator, or leader, created it and stopped before the status
     named it: it is that run, adopted when it is due, never deleted and created again); once finished,
@@ -232,17 +247,23 @@ def kept_job(name: str, status: models.ScheduledExecutionStatus, policy: Policy)
         return status.current_run.job
     if status.phase is None or not status.phase.finished:
         return runs.job_name(name, status.runs + 1)
-    retained = retained_job(name, status, policy)
+    retained = _retained_job(name, status, policy)
     return None if retained is None else retained[0]
 
 
 def job_refused(
-    execution: models.ScheduledExecution, index: int, now: datetime, policy: Policy, refusal: tuple[str, str]
+    execution: models.ScheduledExecution,
+    index: int,
+    now: datetime,
+    policy: Policy,
+    refusal: tuple[str, str],
+    jobs: Collection[str] = (),
 ) -> Decision:
     """The execution fails because the API server refused the Job of run `index` for good (`refusal`:
-    reason and the API server's message); nothing was started, so nothing is retried."""
+    reason and the API server's message); nothing was started, so nothing is retried. Of its `jobs`, those no
+    run needs are deleted, as `decide` does."""
     status = _copy(execution.status)
-    step = _DecisionBuilder(execution, status, now, policy)
+    step = _DecisionBuilder(execution, status, now, policy, jobs)
     if status.phase is None:
         step.begin()
     reason, message = refusal
@@ -259,8 +280,10 @@ class _DecisionBuilder:
         status: models.ScheduledExecutionStatus,
         now: datetime,
         policy: Policy,
+        jobs: Collection[str] = (),
     ):
         self.execution = execution
+        self.jobs = jobs
         self.status = status
         self.now = now
         self.policy = policy
@@ -277,7 +300,7 @@ class _DecisionBuilder:
         phase = self.status.phase
         assert phase is not None
         if phase.finished:
-            kept = retained_job(self.execution.metadata.name, self.status, self.policy)
+            kept = _retained_job(self.execution.metadata.name, self.status, self.policy)
             ends = [t for t in (self._ttl_expiry(), kept and kept[1]) if t is not None and t > self.now]
             self.wake_at = min(ends, default=self._ttl_expiry())
         elif self.status.current_run is not None:
@@ -294,12 +317,18 @@ class _DecisionBuilder:
             status=self.status,
             start_run=self.start,
             delete_job=self.delete_job,
+            strays=self.strays(),
             delete_execution=self.delete_execution,
             wake_at=self.wake_at,
             events=self.events,
             queued=self.queued,
             result_config_map=self.result_config_map,
         )
+
+    def strays(self) -> tuple[str, ...]:
+        """The execution's Jobs that no run needs, once the status is decided: all but the one it keeps."""
+        keep = _kept_job(self.execution.metadata.name, self.status, self.policy)
+        return tuple(job for job in self.jobs if job not in (keep, self.delete_job))
 
     def begin(self) -> None:
         spec = self.execution.spec
@@ -532,7 +561,7 @@ class _DecisionBuilder:
     def after_finish(self, run: runs.RunObservation) -> Decision:
         if (expiry := self._ttl_expiry()) is not None and self.now >= expiry:
             self.delete_execution = True
-        kept = retained_job(self.execution.metadata.name, self.status, self.policy)
+        kept = _retained_job(self.execution.metadata.name, self.status, self.policy)
         if kept is not None and self.now >= kept[1] and run.state is not runs.RunState.MISSING:
             self.delete_job = kept[0]
         return self.build()
