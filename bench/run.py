@@ -771,7 +771,7 @@ def waiting_status(
     execution = models.ScheduledExecution.model_validate(body)
     first = decisions.decide(execution, runs.MISSING, now, slot_free=True, policy=policy)
     started = execution.model_copy(update={"status": first.status})
-    outcome = runs.RunObservation(runs.RunState.SUCCEEDED, envelope=envelope.schedule(next_run_in, {}), exit_code=0)
+    outcome = runs.RunObservation(runs.RunState.SUCCEEDED, envelope=envelope.Schedule(next_run_in, {}), exit_code=0)
     waiting = decisions.decide(started, outcome, now + dt.timedelta(seconds=1), slot_free=True, policy=policy)
     return status_document(waiting.status)
 

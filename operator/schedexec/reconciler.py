@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
@@ -109,14 +109,15 @@ class Reconciler:
         now = datetime.now(UTC)
         run = await self.observe(execution)
         log.debug("reconcile %s: phase %s, run %s", key, execution.status.phase, run.state)
-        decision = decisions.decide(execution, run, now, self.slots.free_for(key), self.policy)
+        jobs = self.store.stray_jobs(execution, keep=None)
+        decision = decisions.decide(execution, run, now, self.slots.free_for(key), self.policy, jobs)
         if _overdue(decision):  # the watchdog acts on what the API server says now, not on the cache
             run = await self.observe(execution, fresh=True)
-            decision = decisions.decide(execution, run, now, self.slots.free_for(key), self.policy)
-        if (decision.start_run is not None or self._strays(execution, decision)) and not await self._current(body):
+            decision = decisions.decide(execution, run, now, self.slots.free_for(key), self.policy, jobs)
+        if (decision.start_run is not None or decision.strays) and not await self._current(body):
             return 0.0  # the cache lagged: decide again on what the API server has now
         if decision.start_run is not None and not self.slots.take(key):  # another reconcile took the last slot
-            decision = decisions.decide(execution, run, now, False, self.policy)
+            decision = decisions.decide(execution, run, now, False, self.policy, jobs)
         await self.apply(execution, decision, now)
         if decision.wake_at is None:
             return None
@@ -136,27 +137,24 @@ class Reconciler:
             prior = models.ScheduledExecutionStatus()
         # writing its status, posting an Event and deleting its Jobs read only the metadata, which parsed
         execution = models.ScheduledExecution.model_construct(metadata=meta, spec=None, status=prior)  # type: ignore[arg-type]
-        stopped = None
+        jobs: Collection[str] = self.store.stray_jobs(execution, keep=None)
         if not finished(body):
             decision = decisions.failed_outright(
-                meta, prior, datetime.now(UTC), reason, message, phase, policy=self.policy
+                meta, prior, datetime.now(UTC), reason, message, phase, jobs, policy=self.policy
             )
             log.warning("%s %s: %s", execution.key, reason, decisions.clip(message, decisions.EVENT_MESSAGE_LIMIT))
             self.store.execution_read(await self.cluster.write_status(execution, status_document(decision.status)))
             for event in decision.events:
                 await self.cluster.post_event(execution, event.type, event.reason, event.message)
-            stopped = decision.delete_job
-        await self.let_go(execution, stopped)
+            jobs = decision.delete_jobs
+        await self.let_go(execution, jobs)
 
-    async def let_go(self, execution: models.ScheduledExecution, stopped: str | None = None) -> None:
-        """An execution that will run no more (refused, or ended by the controller): its run's Job `stopped`
-        (named by its status, perhaps not in the cache yet) and every other Job of it not being deleted yet are
-        deleted, its run slot freed, a slot offered to it passed on."""
+    async def let_go(self, execution: models.ScheduledExecution, jobs: Collection[str]) -> None:
+        """An execution that will run no more (refused, or ended by the controller): its `jobs` are deleted
+        (every Job of it not being deleted yet, and the Job its status names, perhaps not in the cache yet),
+        its run slot freed, a slot offered to it passed on."""
         namespace = execution.metadata.namespace
-        jobs = set(self.store.stray_jobs(execution, keep=None))
-        if stopped is not None:
-            jobs.add(stopped)
-        for job in sorted(jobs):
+        for job in sorted(set(jobs)):
             self._ensure_leading(execution.key)
             await self.cluster.delete_job(namespace, job, self.store.job_uid(namespace, job))
             self.store.deleting(namespace, job)
@@ -180,12 +178,6 @@ class Reconciler:
             return True
         self.store.execution_read(fresh)
         return False
-
-    def _strays(self, execution: models.ScheduledExecution, decision: decisions.Decision) -> list[str]:
-        """Jobs of `execution` that no run needs any more (one created just before a crash, say), besides the
-        one `decision` names."""
-        keep = decisions.kept_job(execution.metadata.name, decision.status, self.policy)
-        return [job for job in self.store.stray_jobs(execution, keep) if job != decision.delete_job]
 
     # --- observe ---------------------------------------------------------------------------------
 
@@ -222,7 +214,7 @@ class Reconciler:
         pointer, limit = observed.logged.pointer, self.pod_defaults.max_result_bytes
         if pointer["bytes"] > limit:
             message = f"run reported a {pointer['bytes']}-byte outcome; the limit is {limit} bytes"
-            return replace(observed, logged=None, envelope=envelopes.error(models.Reason.RESULT_TOO_LARGE, message))
+            return replace(observed, logged=None, envelope=envelopes.Failure(models.Reason.RESULT_TOO_LARGE, message))
         # the frame is the end of the log: only its lines are read, however much the component printed before
         # (or however often the kubelet rotated the log), and never more than the pointer's lines can hold
         pod, lines, budget = observed.logged.pod, frame.tail_lines(pointer), frame.log_bytes(pointer)
@@ -237,7 +229,7 @@ class Reconciler:
             return replace(observed, logged=None, envelope_problem=problem)
         try:
             raw = frame.read(log_text or "", pointer, limit)
-            return replace(observed, logged=None, envelope=envelopes.decode(raw.decode("utf-8")))
+            return replace(observed, logged=None, envelope=envelopes.read(raw.decode("utf-8")))
         except (frame.FrameError, envelopes.EnvelopeError, UnicodeDecodeError) as exc:
             return replace(observed, logged=None, envelope_problem=f"the outcome in the pod's log: {exc}")
 
@@ -273,7 +265,9 @@ class Reconciler:
                     self.wake(key)
             except PERMANENT as exc:
                 log.warning("%s: the Job of run %d was refused: %s", key, start.index, exc)
-                decision, start = decisions.job_refused(execution, start.index, now, self.policy, _refusal(exc)), None
+                jobs = self.store.stray_jobs(execution, keep=None)
+                refusal = _refusal(exc)
+                decision, start = decisions.job_refused(execution, start.index, now, self.policy, refusal, jobs), None
         if decision.queued:
             if self.slots.wait(key):
                 self.wake(key)
@@ -308,11 +302,9 @@ class Reconciler:
             raise NotLeading(key)
 
     async def _delete_jobs(self, execution: models.ScheduledExecution, decision: decisions.Decision) -> None:
-        """The Job the decision names, plus any other Job of this execution that no run needs any more."""
-        named = [decision.delete_job] if decision.delete_job is not None else []
-        strays = self._strays(execution, decision)
+        """The Jobs the decision deletes: the run's, and any other Job of this execution that no run needs."""
         namespace = execution.metadata.namespace
-        for job in named + strays:
+        for job in decision.delete_jobs:
             self._ensure_leading(execution.key)
             await self.cluster.delete_job(namespace, job, self.store.job_uid(namespace, job))
             self.store.deleting(namespace, job)

@@ -46,8 +46,8 @@ class RunObservation:
     """What the cluster says about one run's Job."""
 
     state: RunState
-    envelope: dict[str, Any] | None = None
-    """The decoded outcome envelope, if the run reported one."""
+    envelope: envelopes.Outcome | None = None
+    """The outcome the run reported in its envelope, if it reported one."""
     envelope_problem: str | None = None
     """Why the termination message is not a valid envelope, if it is not."""
     exit_code: int | None = None
@@ -96,7 +96,7 @@ def observe(
     pod, terminated = _latest_termination(pods) or (None, None)
     message = (terminated or {}).get("message") or ""
     exit_code = (terminated or {}).get("exitCode")
-    decoded: dict[str, Any] | None = None
+    decoded: envelopes.Outcome | None = None
     problem: str | None = None
     logged: LoggedOutcome | None = None
     if exit_code == contract.EXIT_REPORTED or (message and state is RunState.SUCCEEDED):
@@ -104,7 +104,7 @@ def observe(
             if (pointer := frame.pointer(message)) is not None and pod is not None:
                 logged = LoggedOutcome(pod, pointer)
             else:
-                decoded = envelopes.decode(message)
+                decoded = envelopes.read(message)
         except (envelopes.EnvelopeError, frame.FrameError) as exc:
             problem = str(exc)
     failed = conditions.get("Failed", {})

@@ -28,6 +28,10 @@ would otherwise choke on later: a result, partial result, schedule args or error
 than bounds.MAX_JSON_DEPTH or holding a string that is not valid Unicode (a lone surrogate), NaN or
 Infinity (JSON has neither; the API server refuses them), and a reason longer than MAX_REASON_LENGTH.
 Its messages never quote more than a short, escaped piece of what it refuses.
+
+The operator reads an envelope once, here, into a typed outcome (`read`, `parse`): `Done`, `Schedule` or
+`Failure`, frozen values with named fields, so that nothing past this module spells the wire's keys. The
+runner writes the wire's dicts (`done`, `schedule`, `error`), which stay as they are.
 """
 
 from __future__ import annotations
@@ -37,7 +41,9 @@ import json
 import math
 import re
 import zlib
-from typing import Any
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any, Final
 
 from schedexec_runner import bounds, contract
 
@@ -80,6 +86,49 @@ _SHOWN_KEYS = 5
 
 class EnvelopeError(ValueError):
     """The termination message is not a valid envelope."""
+
+
+class Absent(Enum):
+    """A key an envelope leaves out, where JSON null would be a value of its own."""
+
+    ABSENT = "absent"
+
+
+ABSENT: Final = Absent.ABSENT
+
+
+@dataclass(frozen=True)
+class Done:
+    """The run finished (outcome `done`); `result` is the execution's result."""
+
+    result: Any
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """The run asked for another (outcome `schedule`, XSOAR's ScheduledCommand)."""
+
+    next_run_in_seconds: int
+    args: dict[str, Any]
+    partial_result: Any = ABSENT
+    """What to show meanwhile; ABSENT when the envelope has none (then what was shown stays; a null clears it)."""
+    command: str | None = None
+    """The method the next run runs; None: the same as this run's."""
+    timeout_in_seconds: int | None = None
+    """The sequence's timeout, counted from its start; None: unchanged."""
+    items_remaining: int | None = None
+
+
+@dataclass(frozen=True)
+class Failure:
+    """The run failed (outcome `error`); `reason` is a CamelCase word, `message` is for humans."""
+
+    reason: str
+    message: str
+
+
+Outcome = Done | Schedule | Failure
+"""What a run reported, typed: what the operator decides on."""
 
 
 def done(result: Any) -> dict[str, Any]:
@@ -176,6 +225,33 @@ def decode(text: str) -> dict[str, Any]:
         raise EnvelopeError(f"the termination message is not JSON: {type(exc).__name__}: {exc}") from None
     validate(envelope)
     return envelope  # type: ignore[no-any-return]
+
+
+def read(text: str) -> Outcome:
+    """A termination message as the typed outcome it reports; raise `EnvelopeError` if invalid."""
+    return _typed(decode(text))
+
+
+def parse(envelope: Any) -> Outcome:
+    """A decoded envelope (a JSON value) as the typed outcome it reports; raise `EnvelopeError` if invalid."""
+    validate(envelope)
+    return _typed(envelope)
+
+
+def _typed(envelope: dict[str, Any]) -> Outcome:
+    """The typed outcome of an envelope `validate` accepted."""
+    if envelope["outcome"] == DONE:
+        return Done(envelope["result"])
+    if envelope["outcome"] == ERROR:
+        return Failure(envelope["reason"], envelope["message"])
+    return Schedule(
+        next_run_in_seconds=envelope["nextRunInSeconds"],
+        args=envelope["args"],
+        partial_result=envelope.get("partialResult", ABSENT),
+        command=envelope.get("command"),
+        timeout_in_seconds=envelope.get("timeoutInSeconds"),
+        items_remaining=envelope.get("itemsRemaining"),
+    )
 
 
 def _refuse_constant(name: str) -> Any:

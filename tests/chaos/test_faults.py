@@ -221,7 +221,7 @@ class GapKills:
     """Those whose execution the restarted operator queued for a run slot, the Job already there."""
     adopted_crowded: list[str] = field(default_factory=list)
     """Those the restarted operator adopted at once though every run slot was taken (by design: the held
-    run's pod runs already, so it holds a slot even past the limit: decisions.kept_job)."""
+    run's pod runs already, so it holds a slot even past the limit: stages.jobs.kept_job)."""
     sleepers: int = 0
     """Sleepers created to take the run slots before a restart."""
     jobless: list[str] = field(default_factory=list)

@@ -292,3 +292,42 @@ def test_a_compressed_envelope_that_is_not_even_ascii_is_refused_not_crashed() -
     tests/unit/test_poison_properties.py)."""
     with pytest.raises(EnvelopeError, match="corrupt"):
         envelope.decode(envelope.COMPRESSED_PREFIX + "\ud800é")
+
+
+@pytest.mark.parametrize(
+    ("written", "typed"),
+    [
+        (envelope.done({"verified": True}), envelope.Done({"verified": True})),
+        (envelope.done(None), envelope.Done(None)),
+        (envelope.schedule(0, {}), envelope.Schedule(0, {})),
+        (
+            envelope.schedule(30, {"cursor": "abc"}, partial_result={"jobId": "42"}),
+            envelope.Schedule(30, {"cursor": "abc"}, partial_result={"jobId": "42"}),
+        ),
+        (
+            envelope.schedule(30, {}, command="fetch-report", timeout_in_seconds=900, items_remaining=0),
+            envelope.Schedule(30, {}, command="fetch-report", timeout_in_seconds=900, items_remaining=0),
+        ),
+        (  # a null partial result is a value (it clears the one shown), unlike none at all
+            {**envelope.schedule(5, {}), "partialResult": None},
+            envelope.Schedule(5, {}, partial_result=None),
+        ),
+        (envelope.error("ShopUnavailable", "503 from shop"), envelope.Failure("ShopUnavailable", "503 from shop")),
+    ],
+)
+def test_an_envelope_is_read_into_its_typed_outcome(written: dict[str, Any], typed: envelope.Outcome) -> None:
+    assert envelope.parse(written) == typed
+    assert envelope.read(envelope.encode(written)) == typed
+
+
+def test_a_schedule_without_a_partial_result_says_it_has_none() -> None:
+    assert envelope.parse(envelope.schedule(5, {})).partial_result is envelope.ABSENT  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(
+    "written",
+    [{"v": 1, "outcome": "done"}, {"v": 1, "outcome": "schedule", "nextRunInSeconds": -1, "args": {}}, [1]],
+)
+def test_parse_refuses_what_validate_refuses(written: Any) -> None:
+    with pytest.raises(EnvelopeError):
+        envelope.parse(written)

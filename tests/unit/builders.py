@@ -15,6 +15,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource
 from schedexec import decisions, manifests, models
 from schedexec.runs import RunObservation, RunState
 from schedexec.settings import OperatorSettings
+from schedexec_runner import envelope
 
 
 class DefaultSettings(OperatorSettings):
@@ -87,4 +88,5 @@ def running(index: int = 1, **status: Any) -> dict[str, Any]:
 
 
 def finished(env: dict[str, Any], exit_code: int = 0) -> RunObservation:
-    return RunObservation(RunState.SUCCEEDED, envelope=env, exit_code=exit_code)
+    """A run that reported the envelope `env` (as the runner writes it: schedexec_runner.envelope.done, ...)."""
+    return RunObservation(RunState.SUCCEEDED, envelope=envelope.parse(env), exit_code=exit_code)

@@ -360,7 +360,7 @@ def test_observing_a_run_reads_its_pods_from_the_cache_and_lists_only_when_the_c
     terminated = {"terminated": {"exitCode": 0, "message": '{"v":1,"outcome":"done","result":1}'}}
     finished = {"phase": "Succeeded", "containerStatuses": [{"name": "run", "state": terminated}]}
     c.pod_event("MODIFIED", run_pod("a-r1-x", "a-r1", "a", rv=2, **finished))
-    assert observe(c, ex).envelope == {"v": 1, "outcome": "done", "result": 1}
+    assert observe(c, ex).envelope == envelope.Done(1)
     assert cluster.calls == [("run_pods", "job-a-r1")], "now the cache accounts for the Job"
 
 
@@ -632,7 +632,7 @@ def logged_run(
 def test_an_outcome_framed_in_the_pod_log_is_read_and_verified() -> None:
     cluster = FakeCluster()
     observed = logged_run(cluster, {"schema": "y" * 300_000})
-    assert observed.envelope is not None and observed.envelope["result"] == {"schema": "y" * 300_000}
+    assert observed.envelope == envelope.Done({"schema": "y" * 300_000})
     assert ("pod_log", "a-r1-x") in cluster.calls
 
 
@@ -659,14 +659,14 @@ def test_a_framed_outcome_after_megabytes_of_output_is_read_from_the_logs_tail()
     cluster = FakeCluster()
     noise = "\udcff" + "x" * 4095  # a byte that is not UTF-8 (0xff), then a long line
     observed = logged_run(cluster, {"schema": "y" * 300_000}, lambda log: (noise + "\n") * 3000 + log)
-    assert observed.envelope is not None and observed.envelope["result"] == {"schema": "y" * 300_000}
+    assert observed.envelope == envelope.Done({"schema": "y" * 300_000})
 
 
 def test_an_outcome_over_the_limit_fails_result_too_large_naming_the_limit() -> None:
     cluster = FakeCluster()
     observed = logged_run(cluster, "z" * 200_000, defaults=pod_defaults(max_result_bytes=100_000))
-    assert observed.envelope is not None and observed.envelope["reason"] == "ResultTooLarge"
-    assert "the limit is 100000 bytes" in observed.envelope["message"]
+    assert isinstance(observed.envelope, envelope.Failure) and observed.envelope.reason == "ResultTooLarge"
+    assert "the limit is 100000 bytes" in observed.envelope.message
     assert ("pod_log", "a-r1-x") not in cluster.calls, "nothing over the limit is read"
 
 

@@ -292,7 +292,7 @@ def test_an_error_message_of_256_kib_is_clipped_in_status_conditions_and_events(
     from schedexec_runner import envelope
 
     ex = models.ScheduledExecution.model_validate(body("a") | {"status": RUNNING_A1})
-    outcome = runs.RunObservation(runs.RunState.SUCCEEDED, envelope=envelope.error("Broken", "m" * 256 * 1024))
+    outcome = runs.RunObservation(runs.RunState.SUCCEEDED, envelope=envelope.Failure("Broken", "m" * 256 * 1024))
     d = decisions.decide(ex, outcome, datetime.now(UTC), True, POLICY)
     assert d.status.error is not None and len(d.status.error.message) == models.MESSAGE_LIMIT
     assert d.status.error.message.endswith(f"[cut: {256 * 1024} characters in all]")
@@ -307,7 +307,7 @@ def test_a_partial_result_over_the_limit_is_replaced_by_a_marker_saying_how_larg
 
     ex = models.ScheduledExecution.model_validate(body("a") | {"status": RUNNING_A1})
     big = {"rows": ["r" * 1000] * 100}
-    outcome = runs.RunObservation(runs.RunState.SUCCEEDED, envelope=envelope.schedule(30, {}, partial_result=big))
+    outcome = runs.RunObservation(runs.RunState.SUCCEEDED, envelope=envelope.Schedule(30, {}, partial_result=big))
     d = decisions.decide(ex, outcome, datetime.now(UTC), True, POLICY)
     size = len(json.dumps(big, separators=(",", ":")))
     assert d.status.partial_result == {

@@ -44,7 +44,7 @@ def test_observing_jobs() -> None:
     assert runs.observe(None, []) == runs.MISSING
     assert runs.observe(job(), []).state is RunState.ACTIVE
     done = runs.observe(job(("Complete", "")), [pod(0, envelope.encode(envelope.done(5)))])
-    assert done.state is RunState.SUCCEEDED and done.envelope == envelope.done(5) and done.exit_code == 0
+    assert done.state is RunState.SUCCEEDED and done.envelope == envelope.Done(5) and done.exit_code == 0
     garbage = runs.observe(job(("Complete", "")), [pod(0, "nope")])
     assert garbage.envelope is None and garbage.envelope_problem is not None
 

@@ -322,7 +322,7 @@ def test_args_a_run_schedules_are_limited_too() -> None:
     ex = execution(running())
     d = decide(
         ex,
-        RunObservation(RunState.SUCCEEDED, envelope=envelope.schedule(0, {"blob": "y" * 300_000})),
+        RunObservation(RunState.SUCCEEDED, envelope=envelope.Schedule(0, {"blob": "y" * 300_000})),
         at(5),
         True,
         POLICY,

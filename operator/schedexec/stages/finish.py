@@ -1,0 +1,63 @@
+"""Ending: the watchdog of an overdue run, the sequence's timeout message, what an ended execution still
+waits for (its TTL, a Job kept for its logs), and when a decision needs another look."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from schedexec import models, runs
+from schedexec.models import Reason, RunOutcome
+from schedexec.stages import jobs
+from schedexec.stages.step import Step
+
+
+def fail_if_overdue(step: Step, run: runs.RunObservation) -> None:
+    """The watchdog: stop a run that nothing ended well past its run timeout."""
+    current, spec = step.status.current_run, step.execution.spec
+    assert current is not None
+    if step.now < step.overdue_at():
+        return
+    step.fail(
+        RunOutcome.STOPPED,
+        Reason.RUN_OVERDUE,
+        f"run {current.index} did not finish within spec.runTimeoutSeconds ({spec.run_timeout_seconds}s) "
+        f"and {step.policy.overdue_grace_seconds}s of grace; its Job was stopped "
+        "(is the Job controller running, and a node for its pod?)",
+        run,
+    )
+
+
+def after_finish(step: Step, run: runs.RunObservation) -> None:
+    """An execution that ended: deleted once its TTL is over; the Job kept for its logs, once its retention is."""
+    if (expiry := step.ttl_expiry()) is not None and step.now >= expiry:
+        step.delete_execution = True
+    kept = jobs.retained_job(step.execution.metadata.name, step.status, step.policy)
+    if kept is not None and step.now >= kept[1] and run.state is not runs.RunState.MISSING:
+        step.delete_job = kept[0]
+
+
+def wake_at(step: Step) -> datetime | None:
+    """When the decided execution needs another look: an ended one at its TTL or when its kept Job goes, a run
+    at its watchdog, deadline or next look at its pod, a queued one at its deadline (a free slot wakes it),
+    a waiting one at its next run."""
+    phase = step.status.phase
+    assert phase is not None
+    if phase.finished:
+        kept = jobs.retained_job(step.execution.metadata.name, step.status, step.policy)
+        ends = [t for t in (step.ttl_expiry(), kept and kept[1]) if t is not None and t > step.now]
+        return min(ends, default=step.ttl_expiry())
+    if step.status.current_run is not None:
+        return min(t for t in (step.overdue_at(), step.status.deadline, step.look_again_at) if t is not None)
+    if step.queued:
+        return step.status.deadline
+    return min(t for t in (step.status.next_run_at, step.status.deadline) if t is not None)
+
+
+def timeout_message(execution: models.ScheduledExecution, status: models.ScheduledExecutionStatus) -> str:
+    spec_timeout = execution.spec.timeout_seconds
+    if status.deadline is None or status.started_at is None:
+        return f"the sequence exceeded its timeout of {spec_timeout}s"
+    seconds = round((status.deadline - status.started_at).total_seconds())
+    if seconds < spec_timeout:
+        return f"the sequence exceeded the timeout of {seconds}s that a run set (timeoutInSeconds)"
+    return f"the sequence exceeded its timeout of {spec_timeout}s"
