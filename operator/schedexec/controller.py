@@ -32,7 +32,7 @@ from schedexec import decisions, kube, logsafe, manifests, metrics, models
 from schedexec.kube import Cluster, Conflict, Gone
 from schedexec.leader import LeaderElector
 from schedexec.objects import finished, key_of, split_key
-from schedexec.reconciler import NotLeading, Reconciler
+from schedexec.reconciler import Deleted, NotLeading, Reconciler
 from schedexec.scheduling import Timers, WorkQueue
 from schedexec.slots import RunSlots
 from schedexec.store import Seen, Store
@@ -67,8 +67,8 @@ class Controller:
         self.quarantine_after = quarantine_after
         self.elector = elector
         self.store = Store()
-        self.slots = RunSlots(max_running)
         self.queue = WorkQueue()
+        self.slots = RunSlots(max_running, wake=self.queue.add, pods_left=self.store.pods_left)
         self.timers = Timers(self.queue.add)
         self.reconciler = Reconciler(
             cluster,
@@ -83,22 +83,21 @@ class Controller:
         """Consecutive failed reconciles by key, of any kind: the backoff."""
         self._poisoned: dict[str, int] = {}
         """Consecutive reconciles by key that failed for a reason that does not heal by itself: the quarantine."""
-        self._draining: dict[str, set[str]] = {}
-        """Deleted executions whose run pods are still there, with the keys of their Jobs: they keep their slot."""
         self.listed = asyncio.Event()
         """Set once the watch streams have all listed: no reconcile runs before (caches_listed)."""
 
     # --- inputs (the watch streams' events, on the event loop) -----------------------------------
 
     def execution_event(self, event_type: str | None, body: Mapping[str, Any]) -> None:
-        key = key_of(body)
+        key, uid = key_of(body), body["metadata"].get("uid", "")
         if event_type == "DELETED":
-            self.forget(key)
+            self.forget(key, uid)
             return
+        if self.slots.deleted(uid):
+            return  # a lagging event of an execution found deleted already (a read answered 404): not kept again
         if self.store.execution_changed(body) is not Seen.NEW:
             return
-        if self.store.run_in_progress(body):
-            self.slots.hold(key)  # a run in progress (e.g. seen after a restart) holds a slot, even past the limit
+        self.slots.seen(key, uid, self.store.run_in_progress(body))
         self.queue.add(key)
 
     def caches_listed(self) -> None:
@@ -108,8 +107,7 @@ class Controller:
         if self.listed.is_set():
             return
         for key, body in self.store.executions.items():
-            if self.store.run_in_progress(body):
-                self.slots.hold(key)
+            self.slots.seen(key, body["metadata"].get("uid", ""), self.store.run_in_progress(body))
         self.listed.set()
 
     def relisted(self, plural: str, namespace: str | None, keys: frozenset[str]) -> None:
@@ -126,6 +124,11 @@ class Controller:
         for key in [key for key in cached if key.startswith(prefix) and key not in keys]:
             log.info("%s %s was deleted while the watch was away", plural, key)
             handle("DELETED", cached[key])
+        if plural == models.PLURAL:  # one deleted and made again under its name: the list shows only the new one
+            listed = {self.store.executions[key]["metadata"].get("uid", "") for key in keys if key in cached}
+            for uid, key in self.slots.held_in(prefix).items():
+                if uid not in listed:
+                    self.forget(key, uid)
 
     def job_event(self, event_type: str | None, body: Mapping[str, Any]) -> None:
         for owner in self.store.job_changed(event_type, body):
@@ -138,30 +141,24 @@ class Controller:
             self.queue.add(owner)
         if event_type == "DELETED":
             self.reconciler.pod_gone(body["metadata"].get("uid", ""))
-            for key in [key for key, jobs in self._draining.items() if not self.store.pods_left(jobs)]:
-                del self._draining[key]
-                self._release(key)
+            self.slots.pods_deleted()
 
-    def forget(self, key: str) -> None:
-        """The execution is gone: drop everything kept about it; its run slot is freed once its pods are gone
-        (a deleted execution's run may still be running while its pod terminates). Forgetting it again (its
-        DELETED event after a 404 already told), or forgetting a new execution of the same name, keeps waiting
-        for the pods it waited for before."""
-        jobs = self.store.run_jobs_of(key) | self._draining.pop(key, set())
-        self.store.execution_deleted(key)
-        self.timers.cancel(key)
-        self._failures.pop(key, None)
-        self._poisoned.pop(key, None)
-        for waiting in self.slots.stop_waiting(key):
-            self.queue.add(waiting)
-        if self.store.pods_left(jobs):
-            self._draining[key] = jobs
-        else:
-            self._release(key)
-
-    def _release(self, key: str) -> None:
-        for waiting in self.slots.release(key):
-            self.queue.add(waiting)
+    def forget(self, key: str, uid: str | None = None) -> None:
+        """Execution `uid` (None: the one kept under `key`) is gone: drop everything kept about it; its run slot
+        is freed once its pods are gone (a deleted execution's run may still be running while its pod
+        terminates: RunSlots.forgotten). The late deletion of an earlier execution of the same name (the store
+        read the new one afresh before the watch told) leaves the new one alone."""
+        kept = self.store.executions.get(key)
+        kept_uid = None if kept is None else kept["metadata"].get("uid", "")
+        uid = kept_uid if uid is None else uid
+        if uid == kept_uid:
+            self.store.execution_deleted(key)
+            self.timers.cancel(key)
+            self._failures.pop(key, None)
+            self._poisoned.pop(key, None)
+            self.slots.not_queued(key)
+        if uid is not None:
+            self.slots.forgotten(uid, self.store.run_jobs(uid))
 
     # --- the loop --------------------------------------------------------------------------------
 
@@ -202,8 +199,8 @@ class Controller:
                 self.queue.done(key)
             if key in self.store.executions:
                 self.timers.set(key, delay)
-            elif key not in self._draining:
-                self._release(key)  # forgotten while this reconcile awaited the API: nothing may hold its slot
+            else:  # forgotten while this reconcile awaited the API: a slot offered to it goes to the next waiter
+                self.slots.not_queued(key)
             self._export_gauges()
 
     async def _reconcile(self, key: str) -> float | None:
@@ -212,6 +209,9 @@ class Controller:
             delay = await self.reconciler.reconcile(key)
         except Conflict:
             return await self._refresh(key)
+        except Deleted as exc:
+            self.forget(key, exc.uid)
+            return None
         except Gone:
             self.forget(key)
             return None
@@ -263,13 +263,16 @@ class Controller:
 
     async def _refresh(self, key: str) -> float:
         """After a conflict: read the execution again rather than retry on a stale copy."""
+        kept = self.store.executions.get(key)
+        uid = None if kept is None else kept["metadata"].get("uid", "")
         try:
             fresh = await self.cluster.get_execution(*split_key(key))
         except Exception as exc:  # whatever it is, the worker goes on: the next look retries
             log.warning("reading %s after a conflict failed: %s", key, type(exc).__name__)
             return self._backoff(key)
         if fresh is None:
-            self.forget(key)
+            if uid is not None:
+                self.forget(key, uid)  # the one read about (a new one may be kept by now)
         else:
             self.store.execution_read(fresh)
         return 0.0
@@ -280,5 +283,5 @@ class Controller:
 
     def _export_gauges(self) -> None:
         metrics.QUEUE_DEPTH.set(len(self.slots.waiting))
-        metrics.RUNNING.set(len(self.slots.holders))
+        metrics.RUNNING.set(self.slots.held)
         metrics.WAITING.set(len(self.timers))

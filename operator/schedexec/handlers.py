@@ -38,7 +38,7 @@ def registry_for(controller: Controller) -> kopf.OperatorRegistry:
         return {
             "executions": len(controller.store.executions),
             "pods": len(controller.store.pods),
-            "running": len(controller.slots.holders),
+            "running": controller.slots.held,
             "queued": len(controller.slots.waiting),
             "timers": len(controller.timers),
         }

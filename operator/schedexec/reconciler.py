@@ -46,6 +46,15 @@ class NotLeading(Exception):
     """This replica may not act now (it lost, or could not renew, the leader lease)."""
 
 
+class Deleted(kube.Gone):
+    """The execution a reconcile was about (`uid`) is deleted: the API server answered 404. Named by uid: by the
+    time the controller hears of it, the store may hold a new execution of the same name."""
+
+    def __init__(self, key: str, uid: str) -> None:
+        super().__init__(key)
+        self.uid = uid
+
+
 def status_document(status: models.ScheduledExecutionStatus) -> dict[str, Any]:
     """The status as written to the API (and compared, to skip writes that change nothing)."""
     return status.model_dump(mode="json", by_alias=True, exclude_none=True)
@@ -88,10 +97,17 @@ class Reconciler:
         """By pod uid: when its FailedMount events were last read (monotonic), and what they were."""
 
     async def reconcile(self, key: str) -> float | None:
-        """Bring one execution one step forward; returns seconds until it needs another look."""
+        """Bring one execution one step forward; returns seconds until it needs another look. Raises `Deleted`
+        if the API server no longer has it."""
         body = self.store.executions.get(key)
         if body is None:
             return None
+        try:
+            return await self._reconcile(key, body)
+        except kube.Gone as exc:
+            raise Deleted(key, body["metadata"].get("uid", "")) from exc
+
+    async def _reconcile(self, key: str, body: dict[str, Any]) -> float | None:
         refused = screening.refusal(body)
         if refused is not None:
             await self.refuse(body, *refused)
@@ -101,22 +117,22 @@ class Reconciler:
         except pydantic.ValidationError as exc:
             await self.refuse(body, models.Reason.INVALID_SPEC, _invalid(exc))
             return None
+        uid = execution.metadata.uid
         if execution.metadata.deletion_timestamp is not None:
-            self._wake(self.slots.stop_waiting(key))  # a slot offered to it goes to the next waiter
+            self.slots.not_queued(key)  # a slot offered to it goes to the next waiter
             return None
-        if self.store.run_in_progress(body):  # before any await: a deletion seen meanwhile frees what it holds
-            self.slots.hold(key)  # its pod runs already: it holds a slot, even past the limit
+        self.slots.seen(key, uid, self.store.run_in_progress(body))  # before any await: its pod may run already
         now = datetime.now(UTC)
         run = await self.observe(execution)
         log.debug("reconcile %s: phase %s, run %s", key, execution.status.phase, run.state)
         jobs = self.store.stray_jobs(execution, keep=None)
-        decision = decisions.decide(execution, run, now, self.slots.free_for(key), self.policy, jobs)
+        decision = decisions.decide(execution, run, now, self.slots.may_start(uid), self.policy, jobs)
         if _overdue(decision):  # the watchdog acts on what the API server says now, not on the cache
             run = await self.observe(execution, fresh=True)
-            decision = decisions.decide(execution, run, now, self.slots.free_for(key), self.policy, jobs)
+            decision = decisions.decide(execution, run, now, self.slots.may_start(uid), self.policy, jobs)
         if (decision.start_run is not None or decision.strays) and not await self._current(body):
             return 0.0  # the cache lagged: decide again on what the API server has now
-        if decision.start_run is not None and not self.slots.take(key):  # another reconcile took the last slot
+        if decision.start_run is not None and not self.slots.try_start(key, uid):  # another took the last slot
             decision = decisions.decide(execution, run, now, False, self.policy, jobs)
         await self.apply(execution, decision, now)
         if decision.wake_at is None:
@@ -158,11 +174,8 @@ class Reconciler:
             self._ensure_leading(execution.key)
             await self.cluster.delete_job(namespace, job, self.store.job_uid(namespace, job))
             self.store.deleting(namespace, job)
-        self._wake(self.slots.release(execution.key) + self.slots.stop_waiting(execution.key))
-
-    def _wake(self, keys: list[str]) -> None:
-        for key in keys:
-            self.wake(key)
+        self.slots.ended(execution.metadata.uid)
+        self.slots.not_queued(execution.key)
 
     async def _current(self, body: Mapping[str, Any]) -> bool:
         """Whether `body` is the execution as the API server has it now; if not, the cache gets the fresh one.
@@ -269,10 +282,9 @@ class Reconciler:
                 refusal = _refusal(exc)
                 decision, start = decisions.job_refused(execution, start.index, now, self.policy, refusal, jobs), None
         if decision.queued:
-            if self.slots.wait(key):
-                self.wake(key)
+            self.slots.queued(key)
         else:
-            self._wake(self.slots.stop_waiting(key))
+            self.slots.not_queued(key)
         if decision.result_config_map is not None:  # before the status that names it
             await self.cluster.create_config_map(decision.result_config_map)
         document = status_document(decision.status)
@@ -291,7 +303,7 @@ class Reconciler:
         self._ensure_leading(key)
         await self._delete_jobs(execution, decision)
         if decision.status.current_run is None:
-            self._wake(self.slots.release(key))
+            self.slots.ended(execution.metadata.uid)
         if decision.delete_execution:
             self._ensure_leading(key)
             await self.cluster.delete_execution(execution)

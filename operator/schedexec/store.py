@@ -213,9 +213,8 @@ class Store:
                 strays.append(name)
         return strays
 
-    def run_jobs_of(self, key: str) -> set[str]:
-        """Keys of the Jobs of execution `key` (as kept: before the execution is forgotten)."""
-        uid = (self.executions.get(key) or {}).get("metadata", {}).get("uid", "")
+    def run_jobs(self, uid: str) -> set[str]:
+        """Keys of the Jobs of execution `uid`."""
         return set(self._jobs_of.get(uid, ()))
 
     def pods_left(self, job_keys: set[str]) -> bool:
