@@ -35,7 +35,8 @@ from schedexec.objects import finished, key_of, split_key
 from schedexec.reconciler import Deleted, NotLeading, Reconciler
 from schedexec.scheduling import Timers, WorkQueue
 from schedexec.slots import RunSlots
-from schedexec.store import Seen, Store
+from schedexec.store import Store
+from schedexec.writes import Seen
 
 log = logging.getLogger("schedexec")
 
@@ -95,7 +96,9 @@ class Controller:
             return
         if self.slots.deleted(uid):
             return  # a lagging event of an execution found deleted already (a read answered 404): not kept again
-        if self.store.execution_changed(body) is not Seen.NEW:
+        seen = self.reconciler.writes.echo(body)
+        self.store.execution_changed(body)
+        if seen is not Seen.NEW:
             return
         self.slots.seen(key, uid, self.store.run_in_progress(body))
         self.queue.add(key)
@@ -131,6 +134,8 @@ class Controller:
                     self.forget(key, uid)
 
     def job_event(self, event_type: str | None, body: Mapping[str, Any]) -> None:
+        if event_type == "DELETED":
+            self.reconciler.writes.job_deleted(key_of(body))
         for owner in self.store.job_changed(event_type, body):
             self.queue.add(owner)
 
@@ -148,11 +153,14 @@ class Controller:
         is freed once its pods are gone (a deleted execution's run may still be running while its pod
         terminates: RunSlots.forgotten). The late deletion of an earlier execution of the same name (the store
         read the new one afresh before the watch told) leaves the new one alone."""
-        kept = self.store.executions.get(key)
+        kept = self.reconciler.newest(key)
         kept_uid = None if kept is None else kept["metadata"].get("uid", "")
         uid = kept_uid if uid is None else uid
-        if uid == kept_uid:
+        stored = self.store.executions.get(key)
+        if stored is not None and stored["metadata"].get("uid", "") == uid:
             self.store.execution_deleted(key)
+        if uid == kept_uid:
+            self.reconciler.writes.forget(key)
             self.timers.cancel(key)
             self._failures.pop(key, None)
             self._poisoned.pop(key, None)
@@ -197,7 +205,7 @@ class Controller:
                 delay = await self._reconcile(key)
             finally:
                 self.queue.done(key)
-            if key in self.store.executions:
+            if self.reconciler.newest(key) is not None:
                 self.timers.set(key, delay)
             else:  # forgotten while this reconcile awaited the API: a slot offered to it goes to the next waiter
                 self.slots.not_queued(key)
@@ -240,7 +248,7 @@ class Controller:
         delay = self._backoff(key)
         failures = self._poisoned[key] = self._poisoned.get(key, 0) + 1
         log.error("reconcile of %s failed (%d of %d): %s", key, failures, self.quarantine_after, logsafe.described(exc))
-        body = self.store.executions.get(key)
+        body = self.reconciler.newest(key)
         if body is None:
             return delay
         past_deadline = deadline_passed(body, datetime.now(UTC))
@@ -263,7 +271,7 @@ class Controller:
 
     async def _refresh(self, key: str) -> float:
         """After a conflict: read the execution again rather than retry on a stale copy."""
-        kept = self.store.executions.get(key)
+        kept = self.reconciler.newest(key)
         uid = None if kept is None else kept["metadata"].get("uid", "")
         try:
             fresh = await self.cluster.get_execution(*split_key(key))
@@ -274,7 +282,7 @@ class Controller:
             if uid is not None:
                 self.forget(key, uid)  # the one read about (a new one may be kept by now)
         else:
-            self.store.execution_read(fresh)
+            self.reconciler.writes.recorded(fresh)
         return 0.0
 
     def _backoff(self, key: str) -> float:

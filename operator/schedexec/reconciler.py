@@ -33,6 +33,7 @@ from schedexec.models import EventType
 from schedexec.objects import finished, owner_uids
 from schedexec.slots import RunSlots
 from schedexec.store import Store
+from schedexec.writes import OwnWrites
 from schedexec_runner import envelope as envelopes
 from schedexec_runner import frame
 
@@ -91,15 +92,25 @@ class Reconciler:
         may_act: Callable[[], bool] = lambda: True,
     ) -> None:
         self.cluster, self.store, self.slots = cluster, store, slots
+        self.writes = OwnWrites()
+        """What this reconciler wrote or read that the watch has not shown yet (the store is the watch's)."""
         self.policy, self.pod_defaults = policy, pod_defaults
         self.wake, self.may_act = wake, may_act
         self._mount_checks: dict[str, tuple[float, list[dict[str, Any]]]] = {}
         """By pod uid: when its FailedMount events were last read (monotonic), and what they were."""
 
+    def newest(self, key: str) -> dict[str, Any] | None:
+        """Execution `key` as last known: written or read by a reconcile, else as the watch showed it."""
+        return self.writes.newest(key, self.store.executions)
+
+    def _jobs(self, execution: models.ScheduledExecution) -> list[str]:
+        """The names of `execution`'s Jobs that are there and not being deleted: what its decision plans for."""
+        return self.store.stray_jobs(execution, keep=None, deleting=self.writes.is_deleting)
+
     async def reconcile(self, key: str) -> float | None:
         """Bring one execution one step forward; returns seconds until it needs another look. Raises `Deleted`
         if the API server no longer has it."""
-        body = self.store.executions.get(key)
+        body = self.newest(key)
         if body is None:
             return None
         try:
@@ -125,7 +136,7 @@ class Reconciler:
         now = datetime.now(UTC)
         run = await self.observe(execution)
         log.debug("reconcile %s: phase %s, run %s", key, execution.status.phase, run.state)
-        jobs = self.store.stray_jobs(execution, keep=None)
+        jobs = self._jobs(execution)
         decision = decisions.decide(execution, run, now, self.slots.may_start(uid), self.policy, jobs)
         if _overdue(decision):  # the watchdog acts on what the API server says now, not on the cache
             run = await self.observe(execution, fresh=True)
@@ -153,13 +164,13 @@ class Reconciler:
             prior = models.ScheduledExecutionStatus()
         # writing its status, posting an Event and deleting its Jobs read only the metadata, which parsed
         execution = models.ScheduledExecution.model_construct(metadata=meta, spec=None, status=prior)  # type: ignore[arg-type]
-        jobs: Collection[str] = self.store.stray_jobs(execution, keep=None)
+        jobs: Collection[str] = self._jobs(execution)
         if not finished(body):
             decision = decisions.failed_outright(
                 meta, prior, datetime.now(UTC), reason, message, phase, jobs, policy=self.policy
             )
             log.warning("%s %s: %s", execution.key, reason, decisions.clip(message, decisions.EVENT_MESSAGE_LIMIT))
-            self.store.execution_read(await self.cluster.write_status(execution, status_document(decision.status)))
+            self.writes.recorded(await self.cluster.write_status(execution, status_document(decision.status)))
             for event in decision.events:
                 await self.cluster.post_event(execution, event.type, event.reason, event.message)
             jobs = decision.delete_jobs
@@ -173,7 +184,7 @@ class Reconciler:
         for job in sorted(set(jobs)):
             self._ensure_leading(execution.key)
             await self.cluster.delete_job(namespace, job, self.store.job_uid(namespace, job))
-            self.store.deleting(namespace, job)
+            self.writes.deleting(namespace, job)
         self.slots.ended(execution.metadata.uid)
         self.slots.not_queued(execution.key)
 
@@ -189,7 +200,7 @@ class Reconciler:
             raise kube.Gone(f"{namespace}/{name}")
         if fresh["metadata"].get("resourceVersion") == body["metadata"].get("resourceVersion"):
             return True
-        self.store.execution_read(fresh)
+        self.writes.recorded(fresh)
         return False
 
     # --- observe ---------------------------------------------------------------------------------
@@ -278,7 +289,7 @@ class Reconciler:
                     self.wake(key)
             except PERMANENT as exc:
                 log.warning("%s: the Job of run %d was refused: %s", key, start.index, exc)
-                jobs = self.store.stray_jobs(execution, keep=None)
+                jobs = self._jobs(execution)
                 refusal = _refusal(exc)
                 decision, start = decisions.job_refused(execution, start.index, now, self.policy, refusal, jobs), None
         if decision.queued:
@@ -290,7 +301,7 @@ class Reconciler:
         document = status_document(decision.status)
         if document != status_document(execution.status):
             updated = await self.cluster.write_status(execution, document)
-            self.store.execution_read(updated)
+            self.writes.recorded(updated)
             metrics.record_transition(execution.status, decision.status, now, start)
         for event in decision.events:
             level = logging.WARNING if event.type is EventType.WARNING else logging.INFO
@@ -319,4 +330,4 @@ class Reconciler:
         for job in decision.delete_jobs:
             self._ensure_leading(execution.key)
             await self.cluster.delete_job(namespace, job, self.store.job_uid(namespace, job))
-            self.store.deleting(namespace, job)
+            self.writes.deleting(namespace, job)

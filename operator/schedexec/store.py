@@ -1,7 +1,8 @@
 """The operator's view of the cluster: executions, their Jobs and the Jobs' pods, as the watches show them.
 
-The watch streams' events land here (on the event loop, the only place that
-touches the store). Each input returns the executions whose reconcile it
+The watch streams' events land here (on the event loop), and only they write
+the store: what the operator wrote or read itself and the watch has not shown
+yet is the reconciler's record (writes.py). Each input returns the executions whose reconcile it
 concerns, so the controller only queues keys. Bodies are kept slimmed
 (`objects.slim`, pods through `runs.slim_pod`) and indexed the way a
 reconcile reads them: an execution's Jobs by its uid, a Job's pods by the
@@ -11,26 +12,13 @@ asks the API server only where the watch may lag.
 
 from __future__ import annotations
 
-import enum
 import json
-from collections.abc import Iterator, Mapping, MutableMapping
+from collections.abc import Callable, Iterator, Mapping, MutableMapping
 from typing import Any
 
 from schedexec import manifests, models, runs
 from schedexec.objects import key_of, owner_keys, owner_uids, slim
 from schedexec.screening import screen
-
-AWAITED_VERSIONS = 16
-"""How many of its own writes' echoes the store awaits per execution (a relist may skip them all)."""
-
-
-class Seen(enum.Enum):
-    """What a watch event of an execution tells the operator."""
-
-    NEW = "new"
-    """A change it has not seen: reconcile."""
-    OWN = "own"
-    """The version it wrote (or read) itself: nothing to do, the reconcile that wrote it decided already."""
 
 
 class CompactBodies(MutableMapping[str, dict[str, Any]]):
@@ -69,64 +57,26 @@ class Store:
         self.jobs: dict[str, dict[str, Any]] = {}
         self._jobs_of: dict[str, set[str]] = {}
         """Job keys by the uid of the execution that owns them: a reconcile looks at its own Jobs only."""
-        self._deleting: set[str] = set()
-        """Jobs this operator asked to delete whose deletion the watch has not shown yet."""
         self.pods: dict[str, dict[str, Any]] = {}
         """Run pods by namespace/name, slimmed (runs.slim_pod)."""
         self._pods_of: dict[str, set[str]] = {}
         """Pod keys by the namespace/name of the Job that owns them."""
-        self._awaited: dict[str, list[str]] = {}
-        """By execution key: the resourceVersions this operator wrote or read whose watch events have not come
-        yet, oldest first (resourceVersions are opaque: compared for equality only)."""
 
     # --- watch events ----------------------------------------------------------------------------
 
-    def execution_changed(self, body: Mapping[str, Any]) -> Seen:
-        """A watch event: kept, unless it only echoes one of this operator's own writes or reads.
-
-        The watch delivers versions in order, and the echoes of several writes may follow each other (Running,
-        then Succeeded): an echo of an earlier write is dropped without touching the cache, which holds the
-        newer version already; the echo of the newest is kept (a stale event that came between may have
-        replaced it). Before, only the newest write was awaited, so the echo of an earlier one was taken as
-        news: the cache went back to Running and the execution held a run slot again (issue 26).
-
-        No watch event is ever held back as "older": a restarted watch lists instead of replaying, so the
-        version this operator wrote may never show up, and what shows up instead is newer. A watch that lags
-        behind a write can put an older version in the cache; that is harmless, because every status write is
-        guarded by the resourceVersion it was decided on, and a Job is created or deleted only after a fresh
-        read confirmed the cached execution (reconciler.Reconciler._current)."""
-        key, version = key_of(body), body["metadata"].get("resourceVersion")
-        awaited = self._awaited.get(key, [])
-        if version in awaited:
-            newest = version == awaited[-1]
-            del awaited[: awaited.index(version) + 1]
-            if not awaited:
-                self._awaited.pop(key, None)
-            if newest:
-                self.executions[key] = screen(slim(body))
-            return Seen.OWN  # what this operator wrote (and decided on) itself
-        self.executions[key] = screen(slim(body))
-        return Seen.NEW
-
-    def execution_read(self, body: Mapping[str, Any]) -> None:
-        """An execution as the API server answered a write or a read: the newest version this operator knows;
-        its watch event, when it comes, only echoes it."""
-        key = key_of(body)
-        self.executions[key] = screen(slim(body))
-        awaited = self._awaited.setdefault(key, [])
-        awaited.append(body["metadata"].get("resourceVersion", ""))
-        del awaited[:-AWAITED_VERSIONS]
+    def execution_changed(self, body: Mapping[str, Any]) -> None:
+        """A watch event of an execution: kept (slimmed and screened). Whether it is news or only echoes one of
+        this operator's own writes is the reconciler's record's to say (writes.OwnWrites.echo)."""
+        self.executions[key_of(body)] = screen(slim(body))
 
     def execution_deleted(self, key: str) -> None:
         self.executions.pop(key, None)
-        self._awaited.pop(key, None)
 
     def job_changed(self, event_type: str | None, body: Mapping[str, Any]) -> list[str]:
         """Keep or drop a run's Job; returns the keys of the executions owning it."""
         job_key = key_of(body)
         if event_type == "DELETED":
             self.jobs.pop(job_key, None)
-            self._deleting.discard(job_key)
             for uid in owner_uids(body):
                 _unindex(self._jobs_of, uid, job_key)
         else:
@@ -199,14 +149,17 @@ class Store:
         cached = (self.pods.get(key) for key in tuple(self._pods_of.get(key_of(job), ())))
         return [pod for pod in cached if pod is not None and runs.pod_job_uid(pod) == uid]
 
-    def stray_jobs(self, execution: models.ScheduledExecution, keep: str | None) -> list[str]:
-        """Names of `execution`'s Jobs other than `keep` that are neither deleted nor being deleted
-        (one created just before a crash or a conflicting status write)."""
+    def stray_jobs(
+        self, execution: models.ScheduledExecution, keep: str | None, deleting: Callable[[str], bool]
+    ) -> list[str]:
+        """Names of `execution`'s Jobs other than `keep` that are neither deleted nor being deleted (one created
+        just before a crash or a conflicting status write); `deleting`: whether the operator asked to delete
+        the Job of that key already (writes.OwnWrites.is_deleting)."""
         namespace, uid = execution.metadata.namespace, execution.metadata.uid
         strays = []
         for job_key in sorted(self._jobs_of.get(uid, ())):
             body = self.jobs.get(job_key)
-            if body is None or not job_key.startswith(f"{namespace}/") or job_key in self._deleting:
+            if body is None or not job_key.startswith(f"{namespace}/") or deleting(job_key):
                 continue
             name = body["metadata"]["name"]
             if name != keep and not body["metadata"].get("deletionTimestamp") and uid in owner_uids(body):
@@ -224,10 +177,6 @@ class Store:
     def job_uid(self, namespace: str, name: str) -> str | None:
         cached = self.jobs.get(f"{namespace}/{name}")
         return None if cached is None else cached["metadata"].get("uid")
-
-    def deleting(self, namespace: str, name: str) -> None:
-        """The operator asked to delete Job `name`: not a stray any more."""
-        self._deleting.add(f"{namespace}/{name}")
 
 
 def _unindex(index: dict[str, set[str]], key: str, value: str) -> None:

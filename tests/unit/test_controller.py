@@ -15,7 +15,7 @@ from schedexec import decisions, kube, manifests, models, runs
 from schedexec.controller import Controller
 from schedexec.kube import Conflict, JobNameTaken, JobRejected
 from schedexec.reconciler import NotLeading, status_document
-from schedexec.store import Seen
+from schedexec.writes import Seen
 from schedexec_runner import envelope, frame
 from tests.unit.builders import POD_DEFAULTS, POLICY, pod_defaults
 
@@ -182,7 +182,7 @@ def test_a_queued_execution_that_ends_leaves_the_queue_so_the_next_one_gets_the_
             c.execution_event(None, body(name))
             await settle(c, 0.1)
         assert list(c.slots.waiting) == ["ns/b", "ns/c"]
-        written = c.store.executions["ns/b"]
+        written = c.reconciler.newest("ns/b")
         meta = {**written["metadata"], "generation": 2, "resourceVersion": "100"}  # a spec change bumps both
         cancelled = written | {"metadata": meta, "spec": {**body("b")["spec"], "cancel": True}}
         c.execution_event(None, cancelled)
@@ -407,7 +407,7 @@ def test_a_job_refused_for_good_fails_the_execution_at_once_instead_of_retrying(
 
     asyncio.run(scenario())
     assert ("write_status", "Failed") in cluster.calls and ("event", reason) in cluster.calls
-    assert c.store.executions["ns/a"]["status"]["error"]["reason"] == reason
+    assert c.reconciler.newest("ns/a")["status"]["error"]["reason"] == reason
     assert ("create_job", "b-r1") in cluster.calls, "the refused run's slot went to the next execution"
     assert c._failures == {}, "no backoff: nothing is retried"
 
@@ -543,14 +543,16 @@ def test_a_watch_event_is_kept_unless_it_echoes_the_operators_own_write() -> Non
     c = controller(FakeCluster())
     written = body("a") | {"status": {"phase": "Running"}}
     written["metadata"] = {**written["metadata"], "resourceVersion": "17"}
-    c.store.execution_read(written)
-    assert c.store.execution_changed(written) is Seen.OWN, "its own write: nothing to reconcile"
-    c.store.execution_read(written)
+    c.reconciler.writes.recorded(written)
+    assert c.reconciler.writes.echo(written) is Seen.OWN, "its own write: nothing to reconcile"
+    c.reconciler.writes.recorded(written)
     squashed = written | {"metadata": {**written["metadata"], "resourceVersion": "19"}}
-    assert c.store.execution_changed(squashed) is Seen.NEW, (
-        "Kopf may squash the echo of our write with a later event: what comes is kept"
+    c.execution_event("MODIFIED", squashed)
+    assert c.reconciler.writes.echo(squashed) is Seen.NEW, (
+        "the watch may squash the echo of our write with a later event: what comes is kept"
     )
-    assert c.store.executions["ns/a"]["metadata"]["resourceVersion"] == "19"
+    newest = c.reconciler.newest("ns/a")
+    assert newest is not None and newest["metadata"]["resourceVersion"] == "19"
 
 
 def test_the_echo_of_an_earlier_own_write_neither_rewinds_the_cache_nor_takes_a_slot_again() -> None:
@@ -562,15 +564,18 @@ def test_the_echo_of_an_earlier_own_write_neither_rewinds_the_cache_nor_takes_a_
     running["metadata"] = {**running["metadata"], "resourceVersion": "17"}
     succeeded = body("a") | {"status": {"phase": "Succeeded", "runs": 1}}
     succeeded["metadata"] = {**succeeded["metadata"], "resourceVersion": "18"}
-    c.store.execution_read(running)
-    c.store.execution_read(succeeded)
+    c.reconciler.writes.recorded(running)
+    c.reconciler.writes.recorded(succeeded)
     c.execution_event("MODIFIED", running)
-    assert c.store.executions["ns/a"]["status"]["phase"] == "Succeeded" and "ns/a" not in c.slots.holders
+    newest = c.reconciler.newest("ns/a")
+    assert newest is not None and newest["status"]["phase"] == "Succeeded" and "ns/a" not in c.slots.holders
     foreign = succeeded | {"metadata": {**succeeded["metadata"], "resourceVersion": "16"}, "status": RUNNING_A1}
     c.execution_event("MODIFIED", foreign)  # a lagging event of someone else's: kept, as before
     c.execution_event("MODIFIED", succeeded)  # the echo of the newest write puts it back
-    assert c.store.executions["ns/a"]["status"]["phase"] == "Succeeded"
-    assert c.store.execution_changed(succeeded) is Seen.NEW, "nothing more awaited"
+    newest = c.reconciler.newest("ns/a")
+    assert newest is not None and newest["status"]["phase"] == "Succeeded"
+    assert c.store.executions["ns/a"]["status"]["phase"] == "Succeeded", "the watch wrote the store"
+    assert c.reconciler.writes.echo(succeeded) is Seen.NEW, "nothing more awaited"
 
 
 def test_a_lagging_cache_creates_no_job_it_reads_the_execution_afresh_first() -> None:
@@ -590,7 +595,7 @@ def test_a_lagging_cache_creates_no_job_it_reads_the_execution_afresh_first() ->
     asyncio.run(scenario())
     assert ("get_execution", "a") in cluster.calls
     assert not [call for call in cluster.calls if call[0] == "create_job"], cluster.calls
-    assert c.store.executions["ns/a"]["status"]["runs"] == 1, "it went on from what the API server had"
+    assert c.reconciler.newest("ns/a")["status"]["runs"] == 1, "it went on from what the API server had"
 
 
 def test_an_execution_deleted_behind_a_stale_cache_is_forgotten_once_not_read_again_and_again() -> None:

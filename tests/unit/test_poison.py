@@ -73,11 +73,13 @@ def test_args_the_operator_cannot_run_fail_the_execution_at_once_and_the_neighbo
     run_with_neighbour(c, with_spec("a", args=args))
     assert ("create_job", "a-r1") not in cluster.calls, "no run of what cannot be delivered"
     assert ("create_job", "b-r1") in cluster.calls
-    kept = c.store.executions["ns/a"]
+    kept = c.reconciler.newest("ns/a")
+    assert kept is not None
     assert kept["status"]["phase"] == "Failed" and kept["status"]["error"]["reason"] == reason
     assert named in kept["status"]["error"]["message"]
     assert reason in reasons(cluster)
     assert len(c.store.executions._text["ns/a"]) < 16_000, "the store keeps no oversized or deep args"
+    assert len(c.reconciler.writes.bodies._text["ns/a"]) < 16_000, "nor does the record of the operator's writes"
     assert c._failures == {}
 
 
@@ -87,7 +89,7 @@ def test_a_ttl_past_what_dates_can_hold_fails_the_execution_instead_of_an_overfl
     cluster = FakeCluster()
     c = controller(cluster)
     run_with_neighbour(c, with_spec("a", ttlSecondsAfterFinished=260_000_000_000))
-    assert c.store.executions["ns/a"]["status"]["error"]["reason"] == models.Reason.INVALID_SPEC
+    assert c.reconciler.newest("ns/a")["status"]["error"]["reason"] == models.Reason.INVALID_SPEC
     assert ("create_job", "b-r1") in cluster.calls
 
 
@@ -104,7 +106,7 @@ def test_scheduled_args_nobody_can_serialise_fail_the_sequence_stop_its_run_and_
         await settle(c, 0.5)
 
     asyncio.run(scenario())
-    kept = c.store.executions["ns/a"]["status"]
+    kept = c.reconciler.newest("ns/a")["status"]
     assert kept["phase"] == "Failed" and kept["error"]["reason"] == models.Reason.INVALID_ENVELOPE
     assert kept["history"][-1]["outcome"] == "Stopped"
     assert ("delete_job", "a-r1") in cluster.calls, "the run in progress is stopped"
@@ -199,7 +201,7 @@ def test_a_reconcile_that_keeps_failing_ends_internal_error_naming_the_type_neve
     cluster = Poisoned(UnicodeEncodeError("utf-8", "secret-value-\ud800", 13, 14, "surrogates not allowed"))
     c = controller(cluster, max_running=1)
     run_with_neighbour(c, body("a"), seconds=1.0)
-    kept = c.store.executions["ns/a"]["status"]
+    kept = c.reconciler.newest("ns/a")["status"]
     assert kept["phase"] == "Failed" and kept["error"]["reason"] == models.Reason.INTERNAL_ERROR
     assert "5 reconciles of this execution failed (UnicodeEncodeError)" in kept["error"]["message"]
     assert "secret-value" not in str(kept)
@@ -225,7 +227,7 @@ def test_past_its_deadline_a_failing_execution_times_out_at_the_first_failure(mo
         await settle(c, 0.3)
 
     asyncio.run(scenario())
-    kept = c.store.executions["ns/a"]["status"]
+    kept = c.reconciler.newest("ns/a")["status"]
     assert kept["phase"] == "TimedOut" and kept["error"]["reason"] == models.Reason.TIMEOUT
     assert "passed its deadline while the operator could not reconcile it" in kept["error"]["message"]
     assert ("delete_job", "a-r1") in cluster.calls
@@ -265,7 +267,7 @@ def test_transient_api_errors_keep_their_backoff_and_never_end_an_execution() ->
 
     asyncio.run(scenario())
     assert ("create_job", "a-r1") in cluster.calls
-    assert c.store.executions["ns/a"]["status"]["phase"] == "Running"
+    assert c.reconciler.newest("ns/a")["status"]["phase"] == "Running"
 
 
 def test_a_running_execution_rewritten_into_one_the_models_refuse_frees_its_slot_and_stops_its_job() -> None:
@@ -281,7 +283,7 @@ def test_a_running_execution_rewritten_into_one_the_models_refuse_frees_its_slot
         await settle(c, 0.4)
 
     asyncio.run(scenario())
-    assert c.store.executions["ns/a"]["status"]["error"]["reason"] == models.Reason.INVALID_SPEC
+    assert c.reconciler.newest("ns/a")["status"]["error"]["reason"] == models.Reason.INVALID_SPEC
     assert ("delete_job", "a-r1") in cluster.calls
     assert ("create_job", "b-r1") in cluster.calls
 
