@@ -90,8 +90,7 @@ class Resource:
     def url(self, namespace: str | None) -> str:
         if namespace is not None:
             return kube.path(self.version, namespace, self.plural)
-        root = "/api/v1" if self.version == "v1" else f"/apis/{self.version}"
-        return f"{root}/{self.plural}"
+        return f"{kube.root(self.version)}/{self.plural}"
 
 
 EXECUTIONS = Resource(models.API_VERSION, models.PLURAL, page=EXECUTION_PAGE)
