@@ -17,14 +17,20 @@ as deleted (`relisted`).
 Everything in memory (store, slots, queue, timers) is touched on the event
 loop only, and so are the API calls (kube.Cluster). With leader
 election, workers serve the queue only while the `LeaderElector` says this
-replica leads.
+replica leads, and a write its fence stopped (kube.NotLeading: the lease ran
+out between the decision and the send) puts the key back for later, never
+counted as a failure of the execution.
+
+Time: `now` is the wall clock every time in status is written and judged
+by; cli.py gives the API server's (clock.py), so two replicas whose own
+clocks differ judge a deadline the same way.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -62,8 +68,10 @@ class Controller:
         workers: int = 4,
         elector: LeaderElector | None = None,
         quarantine_after: int = 5,
+        now: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.cluster = cluster
+        self.now = now
         self.workers = workers
         self.quarantine_after = quarantine_after
         self.elector = elector
@@ -79,6 +87,7 @@ class Controller:
             pod_defaults,
             wake=self.queue.add,
             may_act=elector.may_act if elector is not None else lambda: True,
+            now=now,
         )
         self._failures: dict[str, int] = {}
         """Consecutive failed reconciles by key, of any kind: the backoff."""
@@ -223,7 +232,7 @@ class Controller:
         except Gone:
             self.forget(key)
             return None
-        except NotLeading:
+        except (NotLeading, kube.NotLeading):
             log.warning("not leading any more: %s waits for the next leader", key)
             return self._backoff(key)
         except Exception as exc:
@@ -251,7 +260,7 @@ class Controller:
         body = self.reconciler.newest(key)
         if body is None:
             return delay
-        past_deadline = deadline_passed(body, datetime.now(UTC))
+        past_deadline = deadline_passed(body, self.now())
         if failures < self.quarantine_after and not past_deadline and not finished(body):
             return delay
         what = f"{failures} reconciles of this execution failed ({type(exc).__name__})"

@@ -19,8 +19,24 @@ the same `Api`; list and watch go through watches.py for both.
 
 Errors come out as what the controller cares about: done, `Conflict` or
 `Gone` (reconcile again on a fresh read), a permanent refusal of a Job
-(`PERMANENT`: the execution fails), or an exception in `TRANSIENT` (retry
-with backoff).
+(`PERMANENT`: the execution fails), `NotLeading` (a fenced write was not
+sent: requeue), or an exception in `TRANSIENT` (retry with backoff).
+
+Fencing (issue 25): with several replicas, `Cluster` is given the leader
+elector's fence, and every write it makes checks it at the last moment
+before the request's bytes go out (aiohttp's public `on_request_headers_sent`
+trace signal, after the login is fresh and a connection is at hand: the
+awaits between a reconcile's decision and the send, during which the lease
+may run out, are all behind it). A refused write raises `NotLeading` and
+nothing reaches the API server. A fenced write is also bounded in time
+(FENCED_TIMEOUT_SECONDS, sent to the API server as its `timeout` parameter
+and kept by the client), so a write sent while the lease was valid is done
+or given up before another replica may take over (leader.py has the bound).
+The Lease requests themselves are not fenced.
+
+Every answer's `Date` header feeds `Api.clock`, the API server's clock as
+estimated here (clock.py): the wall clock the operator writes and judges
+times by, the same on every replica.
 """
 
 from __future__ import annotations
@@ -38,6 +54,7 @@ import aiohttp
 import kopf
 
 from schedexec import models
+from schedexec.clock import ServerClock
 from schedexec.objects import owner_uids
 from schedexec_runner import bounds
 
@@ -76,8 +93,20 @@ def transient(exc: BaseException) -> bool:
 
 REQUEST_TIMEOUT_SECONDS = 60.0
 """Longest wait for one answer (a run's log of a large result included)."""
+FENCED_TIMEOUT_SECONDS = 4
+"""Longest a fenced write may take, client and API server alike (leader.py: within LEASE_SECONDS less
+RENEW_DEADLINE_SECONDS, so a write sent under a valid lease is done before another replica may act)."""
 
 log = logging.getLogger("schedexec")
+
+
+class NotLeading(Exception):
+    """This replica may not act now: it lost, or could not renew in time, the leader lease. Raised by the fence
+    right before a write is sent, so the write never reached the API server; the controller requeues."""
+
+
+Fence = Callable[[], None]
+"""Checked right before a fenced write is sent; raises NotLeading if this replica may not act now."""
 
 
 class Conflict(Exception):
@@ -143,20 +172,43 @@ class _Session:
     http: aiohttp.ClientSession
     headers: dict[str, str]
 
-    def expired(self) -> bool:
+    def expired(self, now: datetime) -> bool:
         expiry = self.info.expiration
         if expiry is None:
             return False
         expiry = expiry if expiry.tzinfo is not None else expiry.replace(tzinfo=UTC)
-        return expiry <= datetime.now(UTC)
+        return expiry <= now
+
+
+async def _check_fence(
+    session: aiohttp.ClientSession, context: Any, params: aiohttp.TraceRequestHeadersSentParams
+) -> None:
+    """aiohttp's last signal before a request's bytes are written (the headers are buffered with the body):
+    a fenced request checks its fence here, and raising ends the request unsent."""
+    fence = context.trace_request_ctx
+    if fence is not None:
+        fence()
+
+
+def _fencing() -> aiohttp.TraceConfig:
+    trace = aiohttp.TraceConfig()
+    trace.on_request_headers_sent.append(_check_fence)
+    return trace
 
 
 class Api:
-    """HTTP calls to the API server on the event loop."""
+    """HTTP calls to the API server on the event loop; `clock` is the API server's clock (clock.py)."""
 
-    def __init__(self, login: Login = login_from_environment, timeout: float = REQUEST_TIMEOUT_SECONDS) -> None:
+    def __init__(
+        self,
+        login: Login = login_from_environment,
+        timeout: float = REQUEST_TIMEOUT_SECONDS,
+        clock: ServerClock | None = None,
+    ) -> None:
         self.login = login
         self.timeout = aiohttp.ClientTimeout(total=timeout, sock_connect=10.0)
+        self.fenced_timeout = aiohttp.ClientTimeout(total=min(timeout, FENCED_TIMEOUT_SECONDS))
+        self.clock = clock or ServerClock()
         self._session: _Session | None = None
         self._lock: asyncio.Lock | None = None
 
@@ -174,13 +226,18 @@ class Api:
         params: Mapping[str, str] | None = None,
         tolerate: Collection[int] = (),
         text: bool = False,
+        fence: Fence | None = None,
     ) -> Answer:
         """One request, no retries (the controller backs off); an error status in `tolerate` is answered,
         any other raises (APIError, or the network's error). The answer is decoded with `bounds.loads` (an
         object nested as deep as the API server allows is read, never a RecursionError); `text=True` decodes
-        bytes that are not UTF-8 as U+FFFD (a pod's log may hold anything)."""
+        bytes that are not UTF-8 as U+FFFD (a pod's log may hold anything). With a `fence`, the request is
+        checked right before it is sent (NotLeading: not sent) and bounded by FENCED_TIMEOUT_SECONDS."""
+        if fence is not None:
+            params = {**(params or {}), "timeout": f"{FENCED_TIMEOUT_SECONDS}s"}
+        timeout = self.timeout if fence is None else self.fenced_timeout
         try:
-            response = await self.open(method, url, payload, params, self.timeout)
+            response = await self.open(method, url, payload, params, timeout, fence)
         except APIError as exc:
             if exc.status in tolerate:
                 return Answer(exc.status, exc.body)
@@ -196,11 +253,14 @@ class Api:
         payload: object | None = None,
         params: Mapping[str, str] | None = None,
         timeout: aiohttp.ClientTimeout | None = None,
+        fence: Fence | None = None,
     ) -> aiohttp.ClientResponse:
         """The response of one request, its body unread (a watch streams it); raises APIError on an error
-        status. A 401 logs in again and repeats the request once."""
+        status. A 401 logs in again and repeats the request once. `fence`: checked right before the request is
+        sent (each time); raises NotLeading, unsent. Every answer's `Date` tells `clock` the server's time."""
         for attempt in (1, 2):
             session = await self._connected(renew=attempt == 2)
+            sent = self.clock.monotonic()
             response = await session.http.request(
                 method.upper(),
                 session.info.server.rstrip("/") + url,
@@ -208,7 +268,9 @@ class Api:
                 json=payload,
                 headers=session.headers,
                 timeout=timeout or self.timeout,
+                trace_request_ctx=fence,
             )
+            self.clock.observe(response.headers.get("Date"), sent, self.clock.monotonic())
             if response.status < 400:
                 return response
             async with response:
@@ -228,12 +290,12 @@ class Api:
         self._lock = self._lock or asyncio.Lock()
         async with self._lock:
             session = self._session
-            if session is not None and not renew and not session.expired():
+            if session is not None and not renew and not session.expired(self.clock.now()):
                 return session
             info = await asyncio.to_thread(self.login)
             ssl = info.as_ssl_context() if info.server.startswith("https:") else False
             connector = aiohttp.TCPConnector(ssl=ssl, limit=0)
-            http = aiohttp.ClientSession(connector=connector, trust_env=info.trust_env)
+            http = aiohttp.ClientSession(connector=connector, trust_env=info.trust_env, trace_configs=[_fencing()])
             self._session = _Session(info, http, info.as_http_headers())
             if session is not None:
                 await session.http.close()
@@ -249,10 +311,14 @@ def _status_of(raw: bytes) -> Any:
 
 
 class Cluster:
-    """What the operator does to the cluster."""
+    """What the operator does to the cluster; every write checks `fence` right before it is sent."""
 
-    def __init__(self, api: Api) -> None:
-        self.api = api
+    def __init__(self, api: Api, fence: Fence | None = None) -> None:
+        self.api, self.fence = api, fence
+
+    def now(self) -> datetime:
+        """The API server's clock (clock.py): what the operator writes and judges times by."""
+        return self.api.clock.now()
 
     async def get_job(self, namespace: str, name: str) -> dict[str, Any] | None:
         answer = await self.api.call("get", path(JOBS, namespace, f"jobs/{name}"), tolerate=(404,))
@@ -263,7 +329,8 @@ class Cluster:
         there already, created before a crash or a leader change)."""
         meta = manifest["metadata"]
         try:
-            answer = await self.api.call("post", path(JOBS, meta["namespace"], "jobs"), manifest, tolerate=(409,))
+            url = path(JOBS, meta["namespace"], "jobs")
+            answer = await self.api.call("post", url, manifest, tolerate=(409,), fence=self.fence)
         except APIError as exc:
             if exc.status in (401, 404, 429) or exc.status >= 500:  # not logged in, no namespace yet, throttled
                 raise
@@ -281,7 +348,8 @@ class Cluster:
         options: dict[str, Any] = {"propagationPolicy": "Background"}
         if uid is not None:
             options["preconditions"] = {"uid": uid}
-        await self.api.call("delete", path(JOBS, namespace, f"jobs/{name}"), options, tolerate=(404, 409))
+        url = path(JOBS, namespace, f"jobs/{name}")
+        await self.api.call("delete", url, options, tolerate=(404, 409), fence=self.fence)
 
     async def run_pods(self, namespace: str, job_uid: str) -> list[dict[str, Any]]:
         """The pods of the Job `job_uid` (by the controller's uid label: not those of another Job of its name)."""
@@ -301,9 +369,8 @@ class Cluster:
 
     async def create_config_map(self, manifest: dict[str, Any]) -> None:
         """Create a ConfigMap; one of that name that exists already (created before a crash) is kept."""
-        await self.api.call(
-            "post", path("v1", manifest["metadata"]["namespace"], "configmaps"), manifest, tolerate=(409,)
-        )
+        url = path("v1", manifest["metadata"]["namespace"], "configmaps")
+        await self.api.call("post", url, manifest, tolerate=(409,), fence=self.fence)
 
     async def pod_events(self, namespace: str, pod_uid: str, reason: str) -> list[dict[str, Any]]:
         """The events with `reason` about the pod `pod_uid` (e.g. the kubelet's FailedMount)."""
@@ -330,7 +397,7 @@ class Cluster:
             "status": status,
         }
         url = path(models.API_VERSION, meta.namespace, f"{models.PLURAL}/{meta.name}/status")
-        answer = await self.api.call("put", url, body, tolerate=(404, 409))
+        answer = await self.api.call("put", url, body, tolerate=(404, 409), fence=self.fence)
         if answer.status == 409:
             raise Conflict(execution.key)
         if answer.status == 404:
@@ -344,7 +411,7 @@ class Cluster:
 
     async def post_event(self, execution: models.ScheduledExecution, type_: str, reason: str, message: str) -> None:
         """A Kubernetes Event on the execution, so `kubectl describe sx` tells its story."""
-        now = datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+        now = self.now().isoformat(timespec="seconds").replace("+00:00", "Z")
         meta = execution.metadata
         event = {
             "apiVersion": "v1",
@@ -368,7 +435,7 @@ class Cluster:
             "count": 1,
         }
         try:
-            await self.api.call("post", path("v1", meta.namespace, "events"), event)
+            await self.api.call("post", path("v1", meta.namespace, "events"), event, fence=self.fence)
         except TRANSIENT as exc:  # events are best effort: never fail a reconcile for one
             log.warning("cannot post event %s on %s: %s", reason, execution.key, exc)
 
@@ -376,4 +443,4 @@ class Cluster:
         meta = execution.metadata
         options = {"preconditions": {"uid": meta.uid}, "propagationPolicy": "Background"}
         url = path(models.API_VERSION, meta.namespace, f"{models.PLURAL}/{meta.name}")
-        await self.api.call("delete", url, options, tolerate=(404, 409))
+        await self.api.call("delete", url, options, tolerate=(404, 409), fence=self.fence)

@@ -90,12 +90,15 @@ class Reconciler:
         pod_defaults: manifests.PodDefaults,
         wake: Callable[[str], None],
         may_act: Callable[[], bool] = lambda: True,
+        now: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.cluster, self.store, self.slots = cluster, store, slots
         self.writes = OwnWrites()
         """What this reconciler wrote or read that the watch has not shown yet (the store is the watch's)."""
         self.policy, self.pod_defaults = policy, pod_defaults
         self.wake, self.may_act = wake, may_act
+        self.now = now
+        """The wall clock times are written and judged by: the API server's (clock.py), the same on every replica."""
         self._mount_checks: dict[str, tuple[float, list[dict[str, Any]]]] = {}
         """By pod uid: when its FailedMount events were last read (monotonic), and what they were."""
 
@@ -133,7 +136,7 @@ class Reconciler:
             self.slots.not_queued(key)  # a slot offered to it goes to the next waiter
             return None
         self.slots.seen(key, uid, self.store.run_in_progress(body))  # before any await: its pod may run already
-        now = datetime.now(UTC)
+        now = self.now()
         run = await self.observe(execution)
         log.debug("reconcile %s: phase %s, run %s", key, execution.status.phase, run.state)
         jobs = self._jobs(execution)
@@ -148,7 +151,7 @@ class Reconciler:
         await self.apply(execution, decision, now)
         if decision.wake_at is None:
             return None
-        return max((decision.wake_at - datetime.now(UTC)).total_seconds(), 0.0)
+        return max((decision.wake_at - self.now()).total_seconds(), 0.0)
 
     async def refuse(
         self, body: Mapping[str, Any], reason: str, message: str, phase: models.Phase = models.Phase.FAILED
@@ -167,7 +170,7 @@ class Reconciler:
         jobs: Collection[str] = self._jobs(execution)
         if not finished(body):
             decision = decisions.failed_outright(
-                meta, prior, datetime.now(UTC), reason, message, phase, jobs, policy=self.policy
+                meta, prior, self.now(), reason, message, phase, jobs, policy=self.policy
             )
             log.warning("%s %s: %s", execution.key, reason, decisions.clip(message, decisions.EVENT_MESSAGE_LIMIT))
             self.writes.recorded(await self.cluster.write_status(execution, status_document(decision.status)))
@@ -224,7 +227,7 @@ class Reconciler:
             # the pod watch may lag behind the Job's: ask the API server for the pods before concluding
             observed = runs.observe(job, await self.cluster.run_pods(namespace, job["metadata"]["uid"]))
         elif observed.state is runs.RunState.ACTIVE:
-            pod = starts.mount_check_due(pods, datetime.now(UTC), self.policy.start_failure_grace_seconds)
+            pod = starts.mount_check_due(pods, self.now(), self.policy.start_failure_grace_seconds)
             if pod is not None:
                 observed = runs.observe(job, pods, await self._mount_failures(pod))
         if observed.logged is not None:

@@ -17,7 +17,8 @@ import kopf
 import pytest
 from aiohttp import web
 
-from schedexec import kube, models
+from schedexec import kube, leader, models
+from schedexec.leader import LeaderElector, Leases
 
 Reply = tuple[int, Any]
 Answers = dict[tuple[str, str], Reply]
@@ -243,3 +244,134 @@ def test_the_operator_reaches_kubernetes_through_public_apis_only() -> None:
         if private.search(path.read_text())
     ]
     assert offenders == []
+
+
+# --- fencing (issue 25): a write checks the leader's lease as it is sent ------------------------------------
+
+
+class MonotonicClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def leading(clock: MonotonicClock) -> LeaderElector:
+    """An elector that renewed its lease just now by `clock` (its Leases are never asked here)."""
+    elector = LeaderElector(None, "me", clock)  # type: ignore[arg-type]
+    elector.leading.set()
+    elector._renewed_at = clock.now
+    return elector
+
+
+async def bytes_received(send: Callable[[str], Awaitable[Any]]) -> tuple[Any, int]:
+    """What `send(server)` answers or raises, and how many bytes a raw TCP server at `server` received."""
+    received: list[int] = []
+    done = asyncio.Event()
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        received.append(len(await reader.read()))
+        writer.close()
+        done.set()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        try:
+            outcome: Any = await send(f"http://127.0.0.1:{port}")
+        except Exception as exc:
+            outcome = exc
+        await asyncio.wait_for(done.wait(), 5)
+    finally:
+        server.close()
+    return outcome, sum(received)
+
+
+def test_a_write_whose_lease_runs_out_between_the_check_and_the_send_is_not_sent() -> None:
+    """The reconciler checks `may_act`, then the write waits (here: a token refresh taking the rest of the renew
+    deadline); by the time its bytes would go out, the lease is no longer held: nothing reaches the API server,
+    and the controller hears NotLeading."""
+    clock = MonotonicClock()
+    elector = leading(clock)
+
+    async def send(server: str) -> Any:
+        def slow_login() -> kopf.ConnectionInfo:
+            clock.now += leader.RENEW_DEADLINE_SECONDS  # the login (or a connection) took that long
+            return kopf.ConnectionInfo(server=server, token="t")
+
+        api = kube.Api(slow_login)
+        try:
+            assert elector.may_act(), "the check before the write passes"
+            return await kube.Cluster(api, fence=elector.fence).create_job(job())
+        finally:
+            await api.close()
+
+    outcome, received = asyncio.run(bytes_received(send))
+    assert isinstance(outcome, kube.NotLeading), outcome
+    assert received == 0, "not one byte of the request went out"
+    assert not kube.transient(outcome), "not retried as a network error: the controller requeues it"
+
+
+@pytest.mark.parametrize(
+    "write",
+    [
+        lambda c: c.create_job(job()),
+        lambda c: c.delete_job("ns", "a-r1", "j1"),
+        lambda c: c.write_status(EXECUTION, {"phase": "Running"}),
+        lambda c: c.create_config_map({"metadata": {"name": "a-result", "namespace": "ns"}}),
+        lambda c: c.post_event(EXECUTION, "Normal", "R", "m"),
+        lambda c: c.delete_execution(EXECUTION),
+    ],
+)
+def test_every_write_of_the_operator_is_fenced(write: Callable[[kube.Cluster], Awaitable[Any]]) -> None:
+    clock = MonotonicClock()
+    elector = leading(clock)
+    clock.now += leader.RENEW_DEADLINE_SECONDS
+
+    async def send(server: str) -> Any:
+        api = kube.Api(lambda: kopf.ConnectionInfo(server=server, token="t"))
+        try:
+            return await write(kube.Cluster(api, fence=elector.fence))
+        finally:
+            await api.close()
+
+    outcome, received = asyncio.run(bytes_received(send))
+    assert isinstance(outcome, kube.NotLeading) and received == 0
+
+
+def test_a_fenced_write_under_a_valid_lease_is_sent_with_a_bounded_timeout_and_reads_are_never_fenced() -> None:
+    clock = MonotonicClock()
+    elector = leading(clock)
+    seen: list[tuple[str, str, Any]] = []
+    answers: Answers = {("POST", JOBS): (201, job()), ("GET", f"{JOBS}/a-r1"): (200, job())}
+
+    async def scenario() -> tuple[bool, dict[str, Any] | None]:
+        async for cluster in served(answers, seen):
+            fenced = kube.Cluster(cluster.api, fence=elector.fence)
+            created = await fenced.create_job(job())
+            assert fenced.api.fenced_timeout.total == kube.FENCED_TIMEOUT_SECONDS
+            clock.now += leader.LEASE_SECONDS  # not leading any more: reads still go out
+            return created, await fenced.get_job("ns", "a-r1")
+        raise AssertionError("unreachable")
+
+    created, read = asyncio.run(scenario())
+    assert created is True and read == job()
+    assert [(method, path) for method, path, _ in seen] == [("POST", f"{JOBS}?timeout=4s"), ("GET", f"{JOBS}/a-r1")]
+
+
+def test_the_lease_calls_themselves_are_not_fenced() -> None:
+    """A replica that may not act must still be able to renew or take the lease."""
+    lease_path = "/apis/coordination.k8s.io/v1/namespaces/ns/leases/l"
+    seen: list[tuple[str, str, Any]] = []
+    answers: Answers = {("GET", lease_path): (200, {"spec": {}}), ("PUT", lease_path): (200, {"spec": {}})}
+
+    async def scenario() -> bool:
+        async for cluster in served(answers, seen):
+            elector = LeaderElector(Leases(cluster.api, "ns", "l"), "me", MonotonicClock())
+            assert not elector.may_act()
+            return await elector._try_acquire()
+        raise AssertionError("unreachable")
+
+    assert asyncio.run(scenario()) is True
+    assert [s[:2] for s in seen] == [("GET", lease_path), ("PUT", lease_path)]

@@ -1,4 +1,5 @@
-"""Leader election with client-go's semantics: expiry by observed time, a renew deadline, no wall clocks compared."""
+"""Leader election with client-go's semantics: expiry by observed time, a renew deadline counted from each
+renewal's attempt, no wall clocks compared; and the fence every write of the operator passes."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from schedexec import leader
+from schedexec import kube, leader
 from schedexec.leader import LeaderElector, may_take, renewed
 
 
@@ -37,11 +38,15 @@ def test_a_takeover_counts_a_transition_and_a_renewal_does_not() -> None:
 
 
 class FakeLeases:
-    """A Lease in memory; `frozen` makes every call fail like an unreachable API server."""
+    """A Lease in memory; `down` makes every call fail like an unreachable API server; while `stall` is set, a
+    replace by `stalled_for` lands at once and its answer waits for `stall` (a process frozen mid-request)."""
 
     def __init__(self, spec: dict[str, Any] | None = None) -> None:
         self.lease = None if spec is None else {"spec": spec}
         self.down = False
+        self.stall: asyncio.Event | None = None
+        self.stalled_for = ""
+        self.stalled = asyncio.Event()
 
     def _check(self) -> None:
         if self.down:
@@ -59,6 +64,9 @@ class FakeLeases:
     async def replace(self, lease: dict[str, Any]) -> bool:
         self._check()
         self.lease = lease
+        if self.stall is not None and lease["spec"]["holderIdentity"] == self.stalled_for:
+            self.stalled.set()
+            await self.stall.wait()
         return True
 
 
@@ -100,3 +108,84 @@ def test_a_leader_that_cannot_renew_stops_acting_before_anyone_may_take_over() -
 
     asyncio.run(scenario())
     assert leader.RENEW_DEADLINE_SECONDS < leader.LEASE_SECONDS
+
+
+async def until(condition: Any, what: str) -> None:
+    for _ in range(2000):
+        if condition():
+            return
+        await asyncio.sleep(0.001)
+    raise AssertionError(f"never: {what}")
+
+
+def test_a_leader_frozen_in_the_middle_of_a_renewal_does_not_wake_up_leading(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 25: the leader's renewal lands, then it is frozen before reading the answer; the other replica sees
+    the lease unchanged for longer than its duration and takes over; the leader wakes and reads "renewed". Its
+    renewal counts from when it was attempted, 20 s ago: it may not act, and never do both replicas at once.
+    (Taking the renewal's time after the answer, as before, made both act for up to 10 s.)"""
+    monkeypatch.setattr(leader, "RETRY_SECONDS", 0.001)  # the loops turn on the event loop; time is `clock`
+    clock = Clock()
+    leases = FakeLeases()
+    a, b = LeaderElector(leases, "a", clock), LeaderElector(leases, "b", clock)  # type: ignore[arg-type]
+    both: list[float] = []
+
+    async def scenario() -> None:
+        tasks = [asyncio.create_task(a.run(on_gain=lambda: None))]
+        await until(a.may_act, "a leads")
+        tasks.append(asyncio.create_task(b.run(on_gain=lambda: None)))
+        await asyncio.sleep(0.02)
+        assert not b.may_act()
+        leases.stall, leases.stalled_for = asyncio.Event(), "a"
+        await until(leases.stalled.is_set, "a renewal of a's sent, its answer held")
+        for _ in range(20):  # 20 s pass: a is frozen, b watches the lease
+            clock.now += 1.0
+            await asyncio.sleep(0.01)
+            if a.may_act() and b.may_act():
+                both.append(clock.now)
+        await until(b.may_act, "b took over")
+        leases.stall.set()  # a wakes up and reads its answer: renewed
+        for _ in range(20):
+            await asyncio.sleep(0.002)
+            if a.may_act() and b.may_act():
+                both.append(clock.now)
+        assert not a.may_act(), "a's last renewal was attempted 20 s ago"
+        with pytest.raises(kube.NotLeading):
+            a.fence()
+        b.fence()
+        for task in tasks:
+            task.cancel()
+
+    asyncio.run(scenario())
+    assert both == [], f"two replicas may act at once at {both}"
+
+
+def test_a_renewal_that_answers_after_the_renew_deadline_stops_the_leader(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The answer came, but later than the renew deadline after the renewal was sent: nothing says the lease was
+    still ours at any moment of the last 10 s, so the leader stops acting until it renews in time."""
+    clock = Clock()
+    leases = FakeLeases()
+    elector = LeaderElector(leases, "me", clock)  # type: ignore[arg-type]
+
+    async def slow_replace(lease: dict[str, Any]) -> bool:
+        clock.now += leader.RENEW_DEADLINE_SECONDS + 1
+        leases.lease = lease
+        return True
+
+    async def scenario() -> None:
+        task = asyncio.create_task(elector.run(on_gain=lambda: None))
+        await asyncio.sleep(0.01)
+        assert elector.may_act()
+        leases.replace = slow_replace  # type: ignore[method-assign]
+        monkeypatch.setattr(leader, "RETRY_SECONDS", 0.001)
+        await until(lambda: not elector.leading.is_set(), "the leader paused")
+        assert not elector.may_act()
+        task.cancel()
+
+    asyncio.run(scenario())
+
+
+def test_a_fenced_write_ends_before_anyone_may_take_over() -> None:
+    """The bound leader.py documents: a write is sent within the renew deadline of the renewal it relies on and
+    ends (answered or given up) within kube.FENCED_TIMEOUT_SECONDS, before the lease may be taken."""
+    assert leader.RENEW_DEADLINE_SECONDS + kube.FENCED_TIMEOUT_SECONDS < leader.LEASE_SECONDS
+    assert leader.RETRY_SECONDS < leader.RENEW_DEADLINE_SECONDS / 2, "a missed renewal is retried in time"
