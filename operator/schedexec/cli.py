@@ -37,15 +37,16 @@ async def run_operator(settings: OperatorSettings) -> None:
     elector = None
     if settings.leader_election_namespace:
         leases = Leases(api, settings.leader_election_namespace, settings.leader_election_lease)
-        elector = LeaderElector(leases, identity)
+        elector = LeaderElector(leases, identity, now=api.clock.now)
     controller = Controller(
-        cluster=kube.Cluster(api),
+        cluster=kube.Cluster(api, fence=None if elector is None else elector.fence),
         policy=settings.policy(),
         pod_defaults=settings.pod_defaults(),
         max_running=settings.max_running,
         workers=settings.workers,
         elector=elector,
         quarantine_after=settings.quarantine_after_failures,
+        now=api.clock.now,  # the API server's clock: every replica writes and judges times by it
     )
     if settings.metrics_port:
         prometheus_client.start_http_server(settings.metrics_port)

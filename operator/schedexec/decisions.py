@@ -18,8 +18,9 @@ the public entry. A run whose pod cannot start fails the execution without
 consuming `spec.retries` (`schedexec.stages.start`).
 
 One clock: every time in status (startedAt, deadline, nextRunAt, run start and finish) is `now`, the
-operator's clock, and every deadline is compared with `now`; never with the API server's
-creationTimestamp, so clock skew between machines cannot end a sequence early or late. A sequence
+API server's clock as the operator estimates it (clock.py), and every deadline is compared with `now`;
+never with a timestamp the API server stamped itself (creationTimestamp), so clock skew between
+machines or replicas cannot end a sequence early or late. A sequence
 starts when the operator first sees its execution.
 
 Order of effects (see `schedexec.reconciler`): a run's Job is created before

@@ -313,7 +313,7 @@ class Reconciler:
             if event.posted:
                 await self.cluster.post_event(execution, event.type, event.reason, event.message)
         # a replica that stopped leading (frozen past its lease, say) may hold a stale view: it deletes nothing
-        # (status writes need no check: they are guarded by the resourceVersion they were decided on)
+        # (status writes are fenced as they are sent, and guarded by the resourceVersion they were decided on)
         self._ensure_leading(key)
         await self._delete_jobs(execution, decision)
         if decision.status.current_run is None:

@@ -19,7 +19,7 @@ from schedexec_runner import bounds, contract
 def begin(step: Step) -> None:
     """A new sequence: it starts now, ends at spec.timeoutSeconds from now, and its first run is due."""
     spec = step.execution.spec
-    started = step.now  # the operator's clock, like every time the deadlines are compared with
+    started = step.now  # the API server's clock as estimated (clock.py), like every time deadlines are compared with
     step.status.phase = Phase.PENDING
     step.status.started_at = started
     step.status.deadline = started + timedelta(seconds=spec.timeout_seconds)
