@@ -22,7 +22,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field, StringConstraints
+from pydantic import BaseModel, Field, IPvAnyNetwork, StringConstraints
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from schedexec.decisions import Policy
@@ -191,3 +191,28 @@ class ApiSettings(BaseSettings):
         3600, ge=0, description="How long finished executions created by the API (and their ids) live."
     )
     access_log: bool = Field(True, description="Log every request (uvicorn's access log).")
+    trusted_proxies: list[IPvAnyNetwork] = Field(
+        default_factory=list,
+        description='Addresses or networks (JSON list, e.g. ["10.0.0.7", "10.8.0.0/16"]) of the proxies whose '
+        "X-Forwarded-For and X-Forwarded-Proto the API believes. Empty (the default): none, not even 127.0.0.1, "
+        "so a client behind a port-forward or a mesh sidecar cannot name its own address (and with it its "
+        "review budget); every client behind a proxy not listed shares the proxy's address.",
+    )
+    header_timeout_seconds: float = Field(
+        10.0,
+        gt=0,
+        le=300,
+        description="A connection whose request line and headers are not complete this long after it opened "
+        "(or after the first byte of its next request) is closed: a client sending its headers slowly holds "
+        "no connection longer.",
+    )
+    keep_alive_timeout_seconds: int = Field(
+        5, ge=1, le=300, description="An idle connection between two requests is closed after this long."
+    )
+    max_connections: int = Field(
+        100,
+        ge=1,
+        description="Connections the API serves at once (and requests in progress); a request that arrives "
+        "past them is answered 503 and its connection closed. Connections that have not sent their headers "
+        "count too, for at most header_timeout_seconds.",
+    )

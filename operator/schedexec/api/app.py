@@ -22,7 +22,7 @@ from fastapi import FastAPI
 from fastapi.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from schedexec.api import elastic, errors, generic, polling
+from schedexec.api import elastic, errors, generic, polling, server
 from schedexec.api.access import Gate
 from schedexec.api.cache import ExecutionCache
 from schedexec.api.errors import ApiError
@@ -133,17 +133,7 @@ def transport(settings: ApiSettings) -> tuple[str, str] | None:
 
 
 def run(settings: ApiSettings) -> None:
-    """`schedexec api`: serve until stopped."""
-    import uvicorn
-
+    """`schedexec api`: serve until stopped, on the listener `server` sets up."""
     cert, key = transport(settings) or (None, None)
     client = KubeClient.from_environment()
-    uvicorn.run(
-        create_app(settings, client, ExecutionCache(client)),
-        host=settings.host,
-        port=settings.port,
-        log_level="info",
-        access_log=settings.access_log,
-        ssl_certfile=cert,
-        ssl_keyfile=key,
-    )
+    server.serve(create_app(settings, client, ExecutionCache(client)), settings, cert, key)

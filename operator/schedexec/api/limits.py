@@ -7,7 +7,9 @@ their size (the least recently used answer goes first; a flood of garbage
 tokens pushes out old garbage, never the cache as a whole), and each
 client address may cause only so many reviews per second: past its burst
 it is answered 429 until its bucket refills. Cached answers cost nothing,
-so a polling client is never limited.
+so a polling client is never limited. The client address is the TCP
+peer's, or the one a proxy of SCHEDEXEC_API_TRUSTED_PROXIES forwards
+(`server`): a client cannot name its own and so pick a new bucket.
 """
 
 from __future__ import annotations

@@ -1,0 +1,258 @@
+"""The REST API's listener (issue 25, item 7) on a real uvicorn server on 127.0.0.1, spoken to with raw sockets.
+
+What is tested here happens below the ASGI app, where FastAPI's TestClient does not reach: which address
+a request comes from (X-Forwarded-For), how long a connection may take to send its headers, how many
+connections are served at once. Each server is uvicorn configured by `server.options`, as `schedexec api`
+runs it, on an ephemeral port, in a thread of its own.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pydantic
+import pytest
+import uvicorn
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from schedexec.api import server
+from schedexec.api.app import create_app
+from schedexec.api.cache import ExecutionCache
+from schedexec.settings import ApiSettings
+from tests.unit.api_fake import FakeKube
+from tests.unit.test_api_app import SETTINGS
+
+SLACK = 1.5
+"""Seconds a deadline may be late on a loaded test machine (the event loop's timers are not exact)."""
+
+
+@contextlib.contextmanager
+def listening(app: Any, settings: ApiSettings) -> Iterator[int]:
+    """`app` served as `schedexec api` serves it (but on 127.0.0.1 and a free port, in a thread); the port."""
+    options = {**server.options(settings, None, None), "host": "127.0.0.1", "port": 0, "log_level": "warning"}
+    served = uvicorn.Server(uvicorn.Config(app, **options))
+    thread = threading.Thread(target=served.run, name="uvicorn", daemon=True)
+    thread.start()
+    started = time.monotonic()
+    while not served.started:
+        assert thread.is_alive() and time.monotonic() - started < 10, "uvicorn did not start"
+        time.sleep(0.01)
+    try:
+        yield served.servers[0].sockets[0].getsockname()[1]
+    finally:
+        served.should_exit = True
+        thread.join(10)
+
+
+@contextlib.contextmanager
+def api(settings: ApiSettings) -> Iterator[int]:
+    """The schedexec REST API (on an in-memory Kubernetes) served with `settings`; the port."""
+    kube = FakeKube()
+    with listening(create_app(settings, kube, ExecutionCache(kube)), settings) as port:
+        yield port
+
+
+def connect(port: int) -> socket.socket:
+    return socket.create_connection(("127.0.0.1", port), timeout=10)
+
+
+def request(path: str, *headers: str, method: str = "GET") -> bytes:
+    lines = [f"{method} {path} HTTP/1.1", "Host: schedexec", *headers, "", ""]
+    return "\r\n".join(lines).encode()
+
+
+def answer(connection: socket.socket) -> tuple[int, dict[str, str], bytes]:
+    """The status, headers and body of the next response on `connection` (with a Content-Length)."""
+    received = b""
+    while b"\r\n\r\n" not in received:
+        chunk = connection.recv(65536)
+        assert chunk, f"the server closed the connection without answering: {received!r}"
+        received += chunk
+    head, _, body = received.partition(b"\r\n\r\n")
+    status_line, *header_lines = head.decode("latin-1").split("\r\n")
+    headers = {name.lower(): value.strip() for name, _, value in (line.partition(":") for line in header_lines)}
+    while len(body) < int(headers.get("content-length", "0")):
+        chunk = connection.recv(65536)
+        assert chunk, "the server closed the connection in the middle of an answer"
+        body += chunk
+    return int(status_line.split()[1]), headers, body
+
+
+def exchange(port: int, data: bytes) -> tuple[int, dict[str, str], bytes]:
+    """One request on a connection of its own."""
+    with connect(port) as connection:
+        connection.sendall(data)
+        return answer(connection)
+
+
+def closed_by_server(connection: socket.socket, within: float) -> float:
+    """Seconds until the server closed `connection` (read EOF or reset), failing past `within`."""
+    started = time.monotonic()
+    connection.settimeout(within)
+    try:
+        while connection.recv(65536):
+            pass
+    except TimeoutError:
+        pytest.fail(f"the connection is still open after {within}s")
+    except ConnectionResetError:
+        pass
+    return time.monotonic() - started
+
+
+# --- forwarded headers: believed only from the configured proxies --------------------------------
+
+
+def junk(i: int, forwarded: str) -> bytes:
+    """A poll with a token never seen (each costs a TokenReview), claiming to come from `forwarded`."""
+    return request("/v2/exec/poll/0000-0001", f"Authorization: Bearer junk-{i}", f"X-Forwarded-For: {forwarded}")
+
+
+BUDGET = SETTINGS.model_copy(update={"review_burst_per_client": 3, "reviews_per_second_per_client": 0.01})
+
+
+def test_a_spoofed_x_forwarded_for_does_not_buy_a_new_review_budget() -> None:
+    """Through a port-forward or a mesh sidecar every client comes from 127.0.0.1, which uvicorn believed."""
+    with api(BUDGET) as port:
+        statuses = [exchange(port, junk(i, f"203.0.113.{i}"))[0] for i in range(6)]
+    assert statuses == [401] * 3 + [429] * 3, "every address named in X-Forwarded-For shares the peer's budget"
+
+
+def test_x_forwarded_for_is_believed_from_a_configured_proxy() -> None:
+    with api(BUDGET.model_copy(update={"trusted_proxies": ["127.0.0.0/8"]})) as port:
+        statuses = [exchange(port, junk(i, f"203.0.113.{i}"))[0] for i in range(6)]
+        assert statuses == [401] * 6, "each client behind the proxy has a budget of its own"
+        statuses = [exchange(port, junk(i, "203.0.113.77"))[0] for i in range(6, 10)]
+        assert statuses == [401] * 3 + [429]
+        _, _, body = exchange(port, junk(10, "203.0.113.77"))
+        assert b"from 203.0.113.77" in body, "the 429 names the client, not the proxy"
+
+
+async def client_address(scope: Any, receive: Any, send: Any) -> None:
+    """An ASGI app answering the address its request came from."""
+    if scope["type"] == "http":
+        address = scope["client"][0].encode()
+        await send(
+            {"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"%d" % len(address))]}
+        )
+        await send({"type": "http.response.body", "body": address})
+
+
+@pytest.fixture(scope="module")
+def echo() -> Iterator[int]:
+    settings = ApiSettings(plain_http=True)
+    with listening(client_address, settings) as port:
+        yield port
+
+
+forwarded_values = st.lists(
+    st.one_of(st.ip_addresses().map(str), st.text(st.characters(min_codepoint=0x21, max_codepoint=0x7E), max_size=20)),
+    min_size=1,
+    max_size=4,
+).map(", ".join)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(forwarded=forwarded_values, proto=st.sampled_from(["X-Forwarded-For", "x-forwarded-for", "X-Real-IP"]))
+def test_no_forwarded_header_changes_the_client_address_by_default(echo: int, forwarded: str, proto: str) -> None:
+    status, _, body = exchange(echo, request("/", f"{proto}: {forwarded}"))
+    assert (status, body) == (200, b"127.0.0.1")
+
+
+@pytest.mark.parametrize("entry", ["*", "not-an-address", "10.0.0.1/8", "localhost"])
+def test_a_trusted_proxy_is_an_address_or_network_never_everybody(entry: str) -> None:
+    with pytest.raises(pydantic.ValidationError, match="trusted_proxies"):
+        ApiSettings(trusted_proxies=[entry])
+
+
+def test_uvicorn_is_given_the_listener_settings() -> None:
+    settings = ApiSettings(
+        trusted_proxies=["10.0.0.7", "fd00::/8"],
+        header_timeout_seconds=3,
+        keep_alive_timeout_seconds=7,
+        max_connections=40,
+    )
+    options = server.options(settings, "cert.pem", "key.pem")
+    assert options["proxy_headers"] is True and options["forwarded_allow_ips"] == ["10.0.0.7/32", "fd00::/8"]
+    assert issubclass(options["http"], server.HeaderDeadline) and options["http"].header_timeout == 3
+    assert (options["timeout_keep_alive"], options["limit_concurrency"]) == (7, 41)
+    assert (options["ssl_certfile"], options["ssl_keyfile"]) == ("cert.pem", "key.pem")
+    assert server.options(ApiSettings(), None, None)["proxy_headers"] is False, "trust nobody by default"
+    assert server.HeaderDeadline.header_timeout == 10.0, "the class each server gets is its own"
+
+
+# --- slow headers: closed within the deadline, while others are served --------------------------
+
+QUICK = ApiSettings(plain_http=True, header_timeout_seconds=0.5)
+
+
+def test_a_client_sending_its_headers_slowly_is_disconnected_while_a_normal_client_is_served() -> None:
+    with api(QUICK) as port, connect(port) as slow:
+        slow.sendall(b"GET /livez HTTP/1.1\r\n")
+        started = time.monotonic()
+        for i in range(4):  # a header line every 0.2 s: what kept uvicorn's keep-alive timer from ever firing
+            time.sleep(0.2)
+            with contextlib.suppress(OSError):
+                slow.sendall(f"X-Slow-{i}: 1\r\n".encode())
+            status, _, body = exchange(port, request("/livez"))
+            assert (status, body) == (200, b'{"live":true}'), "a normal client is served meanwhile"
+        closed_by_server(slow, within=SLACK)
+        assert time.monotonic() - started < QUICK.header_timeout_seconds + SLACK
+
+
+def test_a_connection_that_sends_nothing_is_closed_after_the_header_timeout() -> None:
+    with api(QUICK) as port, connect(port) as silent:
+        assert closed_by_server(silent, within=QUICK.header_timeout_seconds + SLACK) >= 0.4
+
+
+def test_the_next_request_on_a_kept_alive_connection_has_the_same_deadline() -> None:
+    settings = QUICK.model_copy(update={"keep_alive_timeout_seconds": 60})
+    with api(settings) as port, connect(port) as connection:
+        connection.sendall(request("/livez"))
+        assert answer(connection)[0] == 200
+        time.sleep(1.0)  # idle longer than the header timeout: the keep-alive timeout applies, not it
+        connection.sendall(request("/livez"))
+        assert answer(connection)[0] == 200, "an idle kept-alive connection is not closed by the header timeout"
+        connection.sendall(b"GET /livez HTTP/1.1\r\nHost: schedexec\r\n")  # and never the blank line
+        assert closed_by_server(connection, within=settings.header_timeout_seconds + SLACK) >= 0.4
+
+
+def test_a_slow_request_body_is_not_cut_by_the_header_timeout() -> None:
+    """The deadline covers the headers; the body (bounded by its size limit) is the app's to read."""
+    with api(QUICK.model_copy(update={"insecure": True})) as port, connect(port) as connection:
+        body = b'{"data": {"type": "execution", "attributes": {"component": "nope", "method": "m"}}}'
+        connection.sendall(
+            request("/v2/executions", "Content-Type: application/json", f"Content-Length: {len(body)}", method="POST")
+        )
+        for part in (body[:20], body[20:40], body[40:]):
+            time.sleep(0.3)
+            connection.sendall(part)
+        status, _, answered = answer(connection)
+        assert status == 404 and b"nope" in answered, "the whole request read and judged"
+
+
+# --- concurrency: past max_connections, 503 -------------------------------------------------------
+
+
+def test_past_max_connections_a_request_is_answered_503_and_its_connection_closed() -> None:
+    settings = ApiSettings(plain_http=True, max_connections=2, header_timeout_seconds=30)
+    with api(settings) as port, connect(port) as held:
+        status, _, _ = exchange(port, request("/livez"))
+        assert status == 200, "two connections (one held, one asking) are served"
+        with connect(port) as other:
+            time.sleep(0.2)  # both accepted before the third asks
+            with connect(port) as third:
+                third.sendall(request("/livez"))
+                status, headers, _ = answer(third)
+                assert (status, headers["connection"]) == (503, "close")
+                closed_by_server(third, within=SLACK)
+            other.close()
+            time.sleep(0.2)
+        assert exchange(port, request("/livez"))[0] == 200, "served again once a connection went away"
+        held.sendall(request("/livez"))
+        assert answer(held)[0] == 200
