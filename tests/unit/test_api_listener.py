@@ -8,7 +8,9 @@ runs it, on an ephemeral port, in a thread of its own.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import json
 import socket
 import threading
 import time
@@ -22,8 +24,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from schedexec.api import server
-from schedexec.api.app import create_app
+from schedexec.api.app import BodyLimit, create_app
 from schedexec.api.cache import ExecutionCache
+from schedexec.api.errors import ApiError
 from schedexec.settings import ApiSettings
 from tests.unit.api_fake import FakeKube
 from tests.unit.test_api_app import SETTINGS
@@ -256,3 +259,61 @@ def test_past_max_connections_a_request_is_answered_503_and_its_connection_close
         assert exchange(port, request("/livez"))[0] == 200, "served again once a connection went away"
         held.sendall(request("/livez"))
         assert answer(held)[0] == 200
+
+
+# --- bodies: refused within the limit, never read past it -----------------------------------------
+
+SMALL = ApiSettings(plain_http=True, insecure=True, max_body_bytes=100_000, header_timeout_seconds=0.5)
+
+
+def test_a_declared_length_over_the_limit_is_413_before_any_of_the_body_is_read() -> None:
+    with api(SMALL) as port, connect(port) as connection:
+        headers = ("Content-Type: application/json", "Content-Length: 100001", "Expect: 100-continue")
+        connection.sendall(request("/v2/executions", *headers, method="POST"))
+        status, answered, body = answer(connection)  # no "100 Continue" first: the client need send nothing
+        assert (status, answered["connection"]) == (413, "close")
+        (error,) = json.loads(body)["errors"]
+        assert error["detail"] == "the request body exceeds 100000 bytes" and error["meta"] == {"maxBytes": 100_000}
+        closed_by_server(connection, within=SLACK)
+
+
+def test_the_rest_of_a_body_sent_after_a_refusal_has_the_header_deadline() -> None:
+    """The guard answers 401 before the body is read; trickling the rest kept the connection open for ever."""
+    with api(QUICK) as port, connect(port) as connection:
+        connection.sendall(request("/v2/executions", "Content-Length: 10000", method="POST") + b"{")
+        assert answer(connection)[0] == 401
+        started = time.monotonic()
+        with contextlib.suppress(OSError):
+            for _ in range(int((QUICK.header_timeout_seconds + SLACK) / 0.2)):
+                connection.sendall(b" ")
+                time.sleep(0.2)
+        closed_by_server(connection, within=SLACK)
+        assert time.monotonic() - started < QUICK.header_timeout_seconds + SLACK
+
+
+def test_a_request_body_past_the_limit_is_not_received_further() -> None:
+    """Chunks of an undeclared length are counted as they come: the one that passes the limit is the last
+    one asked for, and the app never sees it."""
+    seen: list[int] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        while (message := await receive())["more_body"]:
+            seen.append(len(message["body"]))
+
+    asked = 0
+
+    async def receive() -> dict[str, Any]:
+        nonlocal asked
+        asked += 1
+        return {"type": "http.request", "body": b"x" * 30_000, "more_body": asked < 100}
+
+    sent: list[dict[str, Any]] = []
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {"type": "http", "method": "POST", "path": "/v2/executions", "headers": [], "query_string": b""}
+    with pytest.raises(ApiError) as refused:
+        asyncio.run(BodyLimit(app, limit=100_000)(scope, receive, send))
+    assert (refused.value.status, refused.value.headers) == (413, {"Connection": "close"})
+    assert asked == 4 and seen == [30_000] * 3, "120,000 bytes received, 90,000 passed on: nothing more"

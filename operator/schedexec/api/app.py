@@ -80,7 +80,9 @@ def create_app(settings: ApiSettings, client: Client, cache: ExecutionCache) -> 
 
 
 class BodyLimit:
-    """Refuses request bodies over `limit` bytes with 413, whether or not they declare a length."""
+    """Refuses request bodies over `limit` bytes with 413, whether or not they declare a length: a declared
+    length over the limit before any of the body is read, an undeclared one as soon as the bytes received
+    pass it (what was received is never more than the limit and the chunk that passed it)."""
 
     def __init__(self, app: ASGIApp, limit: int) -> None:
         self.app, self.limit = app, limit
@@ -106,7 +108,9 @@ class BodyLimit:
         await self.app(scope, limited, send)
 
     def _too_large(self) -> ApiError:
-        return ApiError(413, "Payload Too Large", f"the request body exceeds {self.limit} bytes")
+        # closed after the answer: the rest of the body is not read (nor received and thrown away)
+        detail = f"the request body exceeds {self.limit} bytes"
+        return ApiError(413, "Payload Too Large", detail, headers={"Connection": "close"}, maxBytes=self.limit)
 
 
 class NoTransport(SystemExit):

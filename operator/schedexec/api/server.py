@@ -14,10 +14,13 @@ and the API is not one:
   client that sends a header line now and then holds its connection for
   ever. `HeaderDeadline` closes a connection whose request line and headers
   are not complete `header_timeout_seconds` after it opened (or after the
-  first byte of its next request). It is uvicorn's httptools protocol (the
-  one `http="auto"` picks, httptools being a dependency) with a timer armed
-  and disarmed from the parser's own callbacks (`on_headers_complete`,
-  `on_message_complete`), so it adds no second parser and nothing private.
+  first byte of its next request), or that still sends the body of a
+  request answered without it (a refusal) that long after the answer. It
+  is uvicorn's httptools protocol (the one `http="auto"` picks, httptools
+  being a dependency) with a timer armed and disarmed from the parser's
+  own callbacks (`on_headers_complete`, `on_message_complete`) and
+  uvicorn's `on_response_complete`, so it adds no second parser and
+  nothing private.
 - It serves any number of connections. `limit_concurrency` bounds them
   (and the requests in progress): a request that arrives past the bound is
   answered 503 with `Connection: close`. Connections still sending their
@@ -43,8 +46,10 @@ log = logging.getLogger("schedexec.api")
 class HeaderDeadline(HttpToolsProtocol):
     """uvicorn's HTTP/1.1 protocol, closing a connection whose request headers take longer than
     `header_timeout` seconds: counted from the connection's opening for its first request and from the
-    first byte after the previous request's body for the next one. Neither the body nor the answer is
-    timed here: a request being answered slowly by the API is not the client's doing."""
+    first byte after the previous request's body for the next one. A body the API reads is not timed
+    here (its size is bounded, and the API may be slow to read it, not the client to send it), nor is
+    the answer; but the rest of a body the API answered without reading (a refusal: 401, 403, 413)
+    has the same deadline from the answer on, or a client could hold the connection sending it."""
 
     header_timeout: float = 10.0
     """Set per server by `deadline_protocol`."""
@@ -76,6 +81,11 @@ class HeaderDeadline(HttpToolsProtocol):
     def on_message_complete(self) -> None:
         self.in_body = False
         super().on_message_complete()
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        if self.in_body:  # answered before its body was all sent (a refusal): the rest has the same deadline
+            self._arm()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
