@@ -206,6 +206,14 @@ class ApiSettings(BaseSettings):
         "(or after the first byte of its next request) is closed: a client sending its headers slowly holds "
         "no connection longer.",
     )
+    body_timeout_seconds: float = Field(
+        30.0,
+        gt=0,
+        le=3600,
+        description="A connection whose request body is not complete this long after its headers is closed, "
+        "whether the API reads the body or refused the request without it: a client sending its body slowly "
+        "holds no connection longer.",
+    )
     keep_alive_timeout_seconds: int = Field(
         5, ge=1, le=300, description="An idle connection between two requests is closed after this long."
     )
@@ -213,6 +221,6 @@ class ApiSettings(BaseSettings):
         100,
         ge=1,
         description="Connections the API serves at once (and requests in progress); a request that arrives "
-        "past them is answered 503 and its connection closed. Connections that have not sent their headers "
-        "count too, for at most header_timeout_seconds.",
+        "past them is answered 503 and its connection closed. Connections still sending a request count too, "
+        "for at most header_timeout_seconds and body_timeout_seconds.",
     )

@@ -177,16 +177,18 @@ def test_uvicorn_is_given_the_listener_settings() -> None:
     settings = ApiSettings(
         trusted_proxies=["10.0.0.7", "fd00::/8"],
         header_timeout_seconds=3,
+        body_timeout_seconds=20,
         keep_alive_timeout_seconds=7,
         max_connections=40,
     )
     options = server.options(settings, "cert.pem", "key.pem")
     assert options["proxy_headers"] is True and options["forwarded_allow_ips"] == ["10.0.0.7/32", "fd00::/8"]
-    assert issubclass(options["http"], server.HeaderDeadline) and options["http"].header_timeout == 3
+    protocol = options["http"]
+    assert issubclass(protocol, server.Deadlines) and (protocol.header_timeout, protocol.body_timeout) == (3, 20)
     assert (options["timeout_keep_alive"], options["limit_concurrency"]) == (7, 41)
     assert (options["ssl_certfile"], options["ssl_keyfile"]) == ("cert.pem", "key.pem")
     assert server.options(ApiSettings(), None, None)["proxy_headers"] is False, "trust nobody by default"
-    assert server.HeaderDeadline.header_timeout == 10.0, "the class each server gets is its own"
+    assert server.Deadlines.header_timeout == 10.0, "the class each server gets is its own"
 
 
 # --- slow headers: closed within the deadline, while others are served --------------------------
@@ -247,16 +249,15 @@ def test_past_max_connections_a_request_is_answered_503_and_its_connection_close
     with api(settings) as port, connect(port) as held:
         status, _, _ = exchange(port, request("/livez"))
         assert status == 200, "two connections (one held, one asking) are served"
-        with connect(port) as other:
-            time.sleep(0.2)  # both accepted before the third asks
-            with connect(port) as third:
-                third.sendall(request("/livez"))
-                status, headers, _ = answer(third)
-                assert (status, headers["connection"]) == (503, "close")
-                closed_by_server(third, within=SLACK)
-            other.close()
-            time.sleep(0.2)
-        assert exchange(port, request("/livez"))[0] == 200, "served again once a connection went away"
+        with connect(port), connect(port) as third:  # accepted in this order: held and the second count
+            third.sendall(request("/livez"))
+            status, headers, _ = answer(third)
+            assert (status, headers["connection"]) == (503, "close")
+            closed_by_server(third, within=SLACK)
+        served_again = time.monotonic() + 10  # once the server saw the two connections go away
+        while (status := exchange(port, request("/livez"))[0]) == 503 and time.monotonic() < served_again:
+            time.sleep(0.05)
+        assert status == 200, "served again once a connection went away"
         held.sendall(request("/livez"))
         assert answer(held)[0] == 200
 
@@ -277,18 +278,42 @@ def test_a_declared_length_over_the_limit_is_413_before_any_of_the_body_is_read(
         closed_by_server(connection, within=SLACK)
 
 
-def test_the_rest_of_a_body_sent_after_a_refusal_has_the_header_deadline() -> None:
-    """The guard answers 401 before the body is read; trickling the rest kept the connection open for ever."""
-    with api(QUICK) as port, connect(port) as connection:
-        connection.sendall(request("/v2/executions", "Content-Length: 10000", method="POST") + b"{")
+def test_a_body_sent_slowly_is_cut_at_the_body_deadline_whether_read_or_refused() -> None:
+    """The guard answers 401 before the body is read; trickling the rest kept the connection open for ever,
+    and so did trickling a body the API reads."""
+    settings = SMALL.model_copy(update={"body_timeout_seconds": 1.0})
+    with api(settings) as read, api(settings.model_copy(update={"insecure": False})) as refused:
+        for port in (read, refused):
+            with connect(port) as connection:
+                connection.sendall(request("/v2/executions", "Content-Length: 10000", method="POST") + b"{")
+                started = time.monotonic()
+                if port == refused:
+                    assert answer(connection)[0] == 401
+                with contextlib.suppress(OSError):
+                    for _ in range(int((settings.body_timeout_seconds + SLACK) / 0.2)):
+                        connection.sendall(b" ")
+                        time.sleep(0.2)
+                closed_by_server(connection, within=SLACK)
+                assert time.monotonic() - started < settings.body_timeout_seconds + SLACK
+
+
+def test_after_a_refused_body_arrives_the_next_request_has_the_header_deadline() -> None:
+    """The body's bytes cancelled uvicorn's keep-alive timer, armed at the answer: nothing else closes."""
+    settings = QUICK.model_copy(update={"keep_alive_timeout_seconds": 60})
+    with api(settings) as port, connect(port) as connection:
+        connection.sendall(request("/v2/executions", "Content-Length: 100", method="POST") + b"{")
         assert answer(connection)[0] == 401
-        started = time.monotonic()
-        with contextlib.suppress(OSError):
-            for _ in range(int((QUICK.header_timeout_seconds + SLACK) / 0.2)):
-                connection.sendall(b" ")
-                time.sleep(0.2)
-        closed_by_server(connection, within=SLACK)
-        assert time.monotonic() - started < QUICK.header_timeout_seconds + SLACK
+        time.sleep(0.1)
+        connection.sendall(b" " * 99)
+        assert closed_by_server(connection, within=settings.header_timeout_seconds + SLACK) >= 0.4
+
+
+def test_an_idle_connection_is_closed_after_the_keep_alive_timeout() -> None:
+    settings = QUICK.model_copy(update={"header_timeout_seconds": 30, "keep_alive_timeout_seconds": 1})
+    with api(settings) as port, connect(port) as connection:
+        connection.sendall(request("/livez"))
+        assert answer(connection)[0] == 200
+        assert closed_by_server(connection, within=1 + SLACK) >= 0.9
 
 
 def test_a_request_body_past_the_limit_is_not_received_further() -> None:
