@@ -12,9 +12,11 @@ import asyncio
 import contextlib
 import json
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pydantic
@@ -28,6 +30,7 @@ from schedexec.api.app import BodyLimit, create_app
 from schedexec.api.cache import ExecutionCache
 from schedexec.api.errors import ApiError
 from schedexec.settings import ApiSettings
+from tests.support import self_signed_cert, trusting
 from tests.unit.api_fake import FakeKube
 from tests.unit.test_api_app import SETTINGS
 
@@ -36,9 +39,11 @@ SLACK = 1.5
 
 
 @contextlib.contextmanager
-def listening(app: Any, settings: ApiSettings) -> Iterator[int]:
-    """`app` served as `schedexec api` serves it (but on 127.0.0.1 and a free port, in a thread); the port."""
-    options = {**server.options(settings, None, None), "host": "127.0.0.1", "port": 0, "log_level": "warning"}
+def listening(app: Any, settings: ApiSettings, tls: tuple[Path, Path] | None = None) -> Iterator[int]:
+    """`app` served as `schedexec api` serves it (but on 127.0.0.1 and a free port, in a thread), over TLS
+    with `tls` (certificate and key files); the port."""
+    cert, key = (str(tls[0]), str(tls[1])) if tls else (None, None)
+    options = {**server.options(settings, cert, key), "host": "127.0.0.1", "port": 0, "log_level": "warning"}
     served = uvicorn.Server(uvicorn.Config(app, **options))
     thread = threading.Thread(target=served.run, name="uvicorn", daemon=True)
     thread.start()
@@ -103,7 +108,7 @@ def closed_by_server(connection: socket.socket, within: float) -> float:
             pass
     except TimeoutError:
         pytest.fail(f"the connection is still open after {within}s")
-    except ConnectionResetError:
+    except (ConnectionResetError, ssl.SSLEOFError):  # closed without a goodbye: closed
         pass
     return time.monotonic() - started
 
@@ -208,6 +213,20 @@ def test_a_client_sending_its_headers_slowly_is_disconnected_while_a_normal_clie
             assert (status, body) == (200, b'{"live":true}'), "a normal client is served meanwhile"
         closed_by_server(slow, within=SLACK)
         assert time.monotonic() - started < QUICK.header_timeout_seconds + SLACK
+
+
+def test_over_tls_too_a_slow_client_is_disconnected_and_a_normal_one_served(tmp_path: Path) -> None:
+    """With TLS the protocol sees a connection once its handshake is done; the deadline counts from there."""
+    cert, key = self_signed_cert(tmp_path)
+    kube = FakeKube()
+    with listening(create_app(QUICK, kube, ExecutionCache(kube)), QUICK, (cert, key)) as port:
+        context = trusting(cert)
+        with context.wrap_socket(connect(port), server_hostname="127.0.0.1") as slow:
+            slow.sendall(b"GET /livez HTTP/1.1\r\n")
+            with context.wrap_socket(connect(port), server_hostname="127.0.0.1") as normal:
+                normal.sendall(request("/livez"))
+                assert answer(normal)[:1] == (200,)
+            closed_by_server(slow, within=QUICK.header_timeout_seconds + SLACK)
 
 
 def test_a_connection_that_sends_nothing_is_closed_after_the_header_timeout() -> None:
