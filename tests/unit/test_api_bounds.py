@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import tracemalloc
 from collections.abc import Collection, Iterator
 from typing import Any, cast
 
@@ -172,3 +173,21 @@ def test_the_client_tells_a_refusal_to_store_from_an_unreachable_api_server(stat
     with pytest.raises(kubeclient.Refused) as refusal:
         asyncio.run(client.create_execution("ns", {"metadata": {"generateName": "x-"}}))
     assert str(refusal.value) == message[: kubeclient.REFUSAL_CHARS]
+
+
+@pytest.mark.parametrize("member", ["1", '""', "[]"], ids=["numbers", "strings", "arrays"])
+def test_checking_a_max_size_body_costs_about_what_decoding_it_costs(member: str) -> None:
+    """A 1 MiB array of small members: bounds.problem kept an entry per member (32 MiB for one request);
+    it now holds an iterator per level, so the check adds next to nothing to the decoded document."""
+    text = GENERIC % ('{"a": [' + ",".join([member] * (1024 * 1024 // (len(member) + 1) - 100)) + "]}")
+    assert len(text) <= 1024 * 1024
+    tracemalloc.start()
+    try:
+        document = bounds.loads(text)
+        _, decoding = tracemalloc.get_traced_memory()
+        tracemalloc.reset_peak()
+        assert jsonbody.refusal(document) is None, "within the bounds: walked to its last member"
+        _, checking = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert checking - decoding < 64 * 1024, f"the check took {checking - decoding} bytes beyond the document"

@@ -17,7 +17,8 @@ Polls are served from a watch-fed cache. The API serves TLS, plain HTTP
 only when told it is a development setup.
 
 One module a concern: `app` wires the routers (`elastic`, `generic`,
-`polling`) and serves them; `bodies` and `params` describe requests,
+`polling`), `server` sets up the listener (trusted proxies, deadlines,
+connection limit); `bodies` and `params` describe requests,
 `jsonbody` reads a body's JSON within the bounds of `bounds`, `specs`
 turns them into `models.ScheduledExecutionSpec` (pure), `submit` creates the
 execution, `documents` and `errors` shape the answers, `guard` checks

@@ -154,7 +154,8 @@ class Gate:
 
 
 def address(request_scope: MutableMapping[str, Any]) -> str:
-    """The client address of a request (the TCP peer: behind a proxy, the proxy's)."""
+    """The client address of a request: the TCP peer, or the address a proxy listed in
+    SCHEDEXEC_API_TRUSTED_PROXIES forwards (uvicorn sets `client` from X-Forwarded-For only for those)."""
     client = request_scope.get("client")
     return str(client[0]) if client else ""
 
