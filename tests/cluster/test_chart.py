@@ -737,6 +737,8 @@ def full_flow(cluster: LocalCluster, installed: Installed, namespace: str, tmp_p
                 "--role=absent",
                 f"--serviceaccount={namespace}:client",
             )
+            # the authorizer's RBAC cache sees the new binding before the API asks (its answer is cached 30 s)
+            wait_for("the binding to take effect", lambda: can_read_absent(cluster, namespace))
             # the API names a Secret its caller may read: the admission policy lets the API's identity through
             accepted = http.post("/v2/executions", json=with_secret, params={"namespace": namespace})
             assert accepted.status_code == 202, accepted.text
@@ -766,6 +768,12 @@ def full_flow(cluster: LocalCluster, installed: Installed, namespace: str, tmp_p
     for name in ("operator", "api"):
         log = (tmp_path / f"{name}.log").read_text()
         assert "Forbidden" not in log and " 403" not in log, f"{name}: {log[-3000:]}"
+
+
+def can_read_absent(cluster: LocalCluster, namespace: str) -> bool:
+    user = f"--as=system:serviceaccount:{namespace}:client"
+    answer = cluster.kubectl("auth", "can-i", "get", "secret/absent", "-n", namespace, user, check=False)
+    return answer.stdout.strip() == "yes"
 
 
 def _healthy(url: str, ca: Path) -> bool:
