@@ -292,6 +292,19 @@ def test_the_api_reads_its_idempotency_key_from_a_secret_mounted_read_only(helm:
         assert mount["name"] not in [m["name"] for m in containers["operator"]["volumeMounts"]], "the API's only"
 
 
+def test_the_api_listener_limits_come_from_values(helm: Path) -> None:
+    """The listener's settings (schedexec.settings.ApiSettings) as the API container's environment."""
+    values = ['api.trustedProxies=["10.8.0.0/16"]', "api.headerTimeoutSeconds=7", "api.maxConnections=20"]
+    spec = pod_spec(documents(render(helm, "api.enabled=true", TLS, *values).stdout), "sx-schedexec-api")
+    env = {e["name"]: e.get("value") for e in spec["containers"][0]["env"]}
+    assert env["SCHEDEXEC_API_TRUSTED_PROXIES"] == '["10.8.0.0/16"]'
+    assert (env["SCHEDEXEC_API_HEADER_TIMEOUT_SECONDS"], env["SCHEDEXEC_API_MAX_CONNECTIONS"]) == ("7", "20")
+    default = pod_spec(documents(render(helm, "api.enabled=true", TLS).stdout), "sx-schedexec-api")
+    env = {e["name"]: e.get("value") for e in default["containers"][0]["env"]}
+    assert env["SCHEDEXEC_API_TRUSTED_PROXIES"] == "[]", "no proxy is trusted unless listed"
+    assert (env["SCHEDEXEC_API_BODY_TIMEOUT_SECONDS"], env["SCHEDEXEC_API_KEEP_ALIVE_TIMEOUT_SECONDS"]) == ("30", "5")
+
+
 def api_create_bindings(*values: str, helm: Path) -> dict[str, list[str | None]]:
     """Kind → namespaces of the bindings of the API's create/use-any-credentials/secrets ClusterRole."""
     found: dict[str, list[str | None]] = {}

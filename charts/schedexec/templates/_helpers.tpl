@@ -161,6 +161,11 @@ app.kubernetes.io/instance: {{ .Release.Name }}
     - {name: SCHEDEXEC_API_REVIEWS_PER_SECOND_PER_CLIENT, value: {{ .Values.api.reviewsPerSecondPerClient | quote }}}
     - {name: SCHEDEXEC_API_REVIEW_BURST_PER_CLIENT, value: {{ .Values.api.reviewBurstPerClient | int | quote }}}
     - {name: SCHEDEXEC_API_IDEMPOTENCY_KEY_FILE, value: /etc/schedexec/idempotency/key}
+    - {name: SCHEDEXEC_API_TRUSTED_PROXIES, value: {{ .Values.api.trustedProxies | toJson | quote }}}
+    - {name: SCHEDEXEC_API_HEADER_TIMEOUT_SECONDS, value: {{ .Values.api.headerTimeoutSeconds | quote }}}
+    - {name: SCHEDEXEC_API_BODY_TIMEOUT_SECONDS, value: {{ .Values.api.bodyTimeoutSeconds | quote }}}
+    - {name: SCHEDEXEC_API_KEEP_ALIVE_TIMEOUT_SECONDS, value: {{ .Values.api.keepAliveTimeoutSeconds | int | quote }}}
+    - {name: SCHEDEXEC_API_MAX_CONNECTIONS, value: {{ .Values.api.maxConnections | int | quote }}}
     {{- if .Values.api.plainHttp }}
     - {name: SCHEDEXEC_API_PLAIN_HTTP, value: "true"}
     {{- else }}
