@@ -2,7 +2,13 @@
 
 Kopf runs the operator (`kopf.operator`): it logs in and keeps the
 credentials fresh and serves the liveness endpoint with the controller's
-probe. No resource handler is registered: the executions, Jobs and pods are
+probe. That endpoint answers anyone who can reach the pod (the kubelet
+probes it without credentials), so the probe tells only whether the
+operator has listed its caches, never a count of executions, runs or the
+queue: those are the metrics' (metrics.py), behind the chart's
+NetworkPolicy.
+
+No resource handler is registered: the executions, Jobs and pods are
 streamed straight into the store by the operator's own list/watch
 (watches.py says why), so Kopf writes nothing to the objects itself (no
 finalizers, no progress annotations): every write the operator makes is one
@@ -34,13 +40,13 @@ def registry_for(controller: Controller) -> kopf.OperatorRegistry:
         return kopf.login_via_pykube(**kwargs)
 
     @kopf.on.probe(id="schedexec", registry=registry)
-    def probe(**_: Any) -> dict[str, int]:
-        return {
-            "executions": len(controller.store.executions),
-            "pods": len(controller.store.pods),
-            "running": controller.slots.held,
-            "queued": len(controller.slots.waiting),
-            "timers": len(controller.timers),
-        }
+    def probe(**_: Any) -> str:
+        return health(controller.listed.is_set())
 
     return registry
+
+
+def health(listed: bool) -> str:
+    """What /healthz says of the operator: whether its watch streams have listed once (`listed`: it reconciles)
+    or not yet; nothing about the executions of any tenant."""
+    return "reconciling" if listed else "listing"

@@ -2,6 +2,11 @@
 
 Outcomes by phase, run durations, the queue of executions waiting for a run
 slot, and how late polling runs start compared with their nextRunAt.
+
+These are counts about every tenant's executions, served without authentication
+(prometheus_client's endpoint on SCHEDEXEC_METRICS_PORT): the chart's
+NetworkPolicy lets only networkPolicy.metricsFrom reach that port, and the
+liveness endpoint (handlers.py) tells none of them.
 """
 
 from __future__ import annotations

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 from typing import Any
 
 import pytest
@@ -142,4 +143,45 @@ def test_who_may_use_any_credentials_may_name_any_secret(cluster: LocalCluster, 
     """The REST API's exemption: it asks the same question of its own callers before it creates."""
     delegate = account(cluster, namespace, "delegate", [CREATE, {**CREATE, "verbs": ["use-any-credentials"]}])
     body = manifest(namespace, {**GOOD, "credentialsSecretRef": {"name": "anything"}}, "d1")
+    assert cluster.kubectl("apply", f"--as={delegate}", "-f", "-", stdin=body).returncode == 0
+
+
+# --- imagePullSecrets: the kubelet pulls with them on the creator's behalf (issue 25, item 2) ---------------------
+
+
+def with_pull_secrets(*names: str, credentials: str | None = None) -> dict[str, Any]:
+    pull = [{"name": name} for name in names]
+    spec: dict[str, Any] = {**GOOD, "component": {**GOOD["component"], "imagePullSecrets": pull}}
+    if credentials is not None:
+        spec["credentialsSecretRef"] = {"name": credentials}
+    return spec
+
+
+def test_naming_a_pull_secret_you_may_not_read_is_refused(cluster: LocalCluster, namespace: str) -> None:
+    """Without the policy's second rule any creator could run the private images behind a registry Secret
+    they may not read: the kubelet pulls with it for them."""
+    for secret in ("registry", "mine"):
+        cluster.kubectl("create", "secret", "generic", secret, "-n", namespace, "--from-literal=.dockerconfigjson={}")
+    get_mine = {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"], "resourceNames": ["mine"]}
+    user = account(cluster, namespace, "puller", [CREATE, get_mine])
+
+    def create(name: str, spec: dict[str, Any]) -> subprocess.CompletedProcess[str]:
+        return cluster.kubectl("apply", f"--as={user}", "-f", "-", stdin=manifest(namespace, spec, name), check=False)
+
+    refused = create("p1", with_pull_secrets("mine", "registry"))
+    assert refused.returncode != 0
+    assert (
+        f"you may not read every Secret of mine, registry in namespace {namespace}, so you may not name them in "
+        "spec.component.imagePullSecrets" in refused.stderr
+    ), refused.stderr
+    assert create("p2", with_pull_secrets("mine")).returncode == 0, "who may read the pull Secret may name it"
+    both = create("p3", with_pull_secrets("mine", credentials="registry"))
+    assert both.returncode != 0 and "so you may not name it in spec.credentialsSecretRef" in both.stderr
+    assert "imagePullSecrets" not in both.stderr, "a readable pull Secret is not reported"
+
+
+def test_who_may_use_any_credentials_may_name_any_pull_secret(cluster: LocalCluster, namespace: str) -> None:
+    """The REST API's identity keeps working: it reviews its callers itself."""
+    delegate = account(cluster, namespace, "pulldelegate", [CREATE, {**CREATE, "verbs": ["use-any-credentials"]}])
+    body = manifest(namespace, with_pull_secrets("anything", "else", credentials="any"), "pd1")
     assert cluster.kubectl("apply", f"--as={delegate}", "-f", "-", stdin=body).returncode == 0

@@ -13,6 +13,7 @@ import json
 import os
 import subprocess
 import sys
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +23,8 @@ import httpx
 import pytest
 import yaml
 
-from schedexec import models
+from schedexec import manifests, models
+from schedexec.settings import OperatorSettings
 from schedexec_devcluster import binaries
 from tests.support import (
     REPO,
@@ -30,6 +32,7 @@ from tests.support import (
     client_token,
     free_port,
     keep_large_result,
+    new_namespace,
     rest_countdown,
     self_signed_cert,
     trusting,
@@ -57,14 +60,16 @@ def helm() -> Path:
         pytest.skip(f"helm is needed for the chart checks: {exc}")
 
 
-def render(helm: Path, *values: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+def render(
+    helm: Path, *values: str, check: bool = True, release: str = RELEASE, namespace: str = NAMESPACE
+) -> subprocess.CompletedProcess[str]:
     command = [
         str(helm),
         "template",
-        RELEASE,
+        release,
         str(CHART),
         "--namespace",
-        NAMESPACE,
+        namespace,
         "--include-crds",
         "--kube-version",
         binaries.KUBERNETES_VERSION,
@@ -113,7 +118,8 @@ def token_volumes(spec: dict[str, Any]) -> dict[str, str | None]:
 def test_options_render_what_they_promise(helm: Path) -> None:
     default = {d["kind"] for d in documents(render(helm).stdout)}
     assert {"ClusterRole", "ClusterRoleBinding", "ServiceAccount", "Deployment", "Service"} <= default
-    with_api = documents(render(helm, "api.enabled=true", TLS, "metrics.serviceMonitor.enabled=true").stdout)
+    scrape = 'networkPolicy.metricsFrom=[{"namespaceSelector": {}}]'
+    with_api = documents(render(helm, "api.enabled=true", TLS, "metrics.serviceMonitor.enabled=true", scrape).stdout)
     operator = pod_spec(with_api, "sx-schedexec")
     assert [c["name"] for c in operator["containers"]] == ["operator"]
     assert any(d["kind"] == "ServiceMonitor" for d in with_api)
@@ -146,7 +152,7 @@ def test_the_api_runs_with_its_own_service_account_in_both_modes(helm: Path) -> 
     assert token_volumes(pod) == {"operator": "operator-token", "api": "api-token"}
     volumes = {v["name"]: v for v in pod["volumes"]}
     assert volumes["operator-token"]["projected"]["sources"][0]["serviceAccountToken"]["path"] == "token"
-    secret = next(d for d in sidecar if d["kind"] == "Secret")
+    secret = next(d for d in sidecar if d["kind"] == "Secret" and d["metadata"]["name"].endswith("-token"))
     assert volumes["api-token"]["secret"]["secretName"] == secret["metadata"]["name"]
     assert secret["type"] == "kubernetes.io/service-account-token"
     assert secret["metadata"]["annotations"]["kubernetes.io/service-account.name"] == API_ACCOUNT
@@ -182,7 +188,7 @@ def test_the_api_serves_tls_from_a_secret_or_cert_manager_and_plain_http_only_wh
     assert {"name": "api-tls", "secret": {"secretName": "sx-schedexec-api-tls"}} in spec["volumes"]
     spec, _ = api_container("api.plainHttp=true")
     env = {e["name"]: e.get("value") for e in spec["containers"][0]["env"]}
-    assert env["SCHEDEXEC_API_PLAIN_HTTP"] == "true" and "volumes" not in spec
+    assert env["SCHEDEXEC_API_PLAIN_HTTP"] == "true" and "api-tls" not in [v["name"] for v in spec["volumes"]]
 
 
 def test_large_results_set_the_operators_limits_and_permissions(helm: Path) -> None:
@@ -195,14 +201,18 @@ def test_large_results_set_the_operators_limits_and_permissions(helm: Path) -> N
     env, rules = operator("largeResults.maxBytes=500000", "largeResults.inlineBytes=8192")
     assert (env["SCHEDEXEC_MAX_RESULT_BYTES"], env["SCHEDEXEC_INLINE_RESULT_BYTES"]) == ("500000", "8192")
     assert {"apiGroups": [""], "resources": ["pods/log"], "verbs": ["get"]} in rules
-    assert {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["create", "get"]} in rules
+    assert {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["create"]} in rules, "created, never read"
     env, rules = operator("largeResults.enabled=false")
     assert env["SCHEDEXEC_MAX_RESULT_BYTES"] == "0"
     assert not [r for r in rules if {"pods/log", "configmaps"} & set(r["resources"])]
 
 
 def test_the_chart_ships_the_admission_policy_of_crds(helm: Path) -> None:
-    shipped = [d for d in documents(render(helm).stdout) if d["kind"].startswith("ValidatingAdmissionPolicy")]
+    shipped = [
+        d
+        for d in documents(render(helm).stdout)
+        if d["kind"].startswith("ValidatingAdmissionPolicy") and d["metadata"]["name"].startswith("schedexec-")
+    ]
     own = [d for d in yaml.safe_load_all((REPO / "crds" / "admission-policy.yaml").read_text()) if d]
     for document in shipped:
         document["metadata"].pop("labels")
@@ -210,13 +220,132 @@ def test_the_chart_ships_the_admission_policy_of_crds(helm: Path) -> None:
         "ValidatingAdmissionPolicy",
         "ValidatingAdmissionPolicyBinding",
     ]
-    assert not [d for d in documents(render(helm, "admissionPolicy.enabled=false").stdout) if "Policy" in d["kind"]]
+    disabled = documents(render(helm, "admissionPolicy.enabled=false").stdout)
+    assert not [d for d in disabled if "Policy" in d["kind"] and d["metadata"]["name"].startswith("schedexec-")]
+
+
+def kinds(rendered: list[dict[str, Any]], kind: str) -> dict[str, dict[str, Any]]:
+    return {d["metadata"]["name"]: d for d in rendered if d["kind"] == kind}
+
+
+def test_network_policies_let_each_pod_reach_the_api_server_and_be_reached_only_where_it_serves(helm: Path) -> None:
+    """Rendering only: NetworkPolicy is not enforced on the local node (no policy engine); docs/security.md
+    states each policy's intent."""
+    alone = documents(render(helm).stdout)
+    (policy,) = kinds(alone, "NetworkPolicy").values()
+    assert policy["spec"]["podSelector"]["matchLabels"] == pod_labels(alone, "sx-schedexec")
+    assert policy["spec"]["policyTypes"] == ["Ingress", "Egress"]
+    assert policy["spec"]["ingress"] == [{"ports": [{"protocol": "TCP", "port": 8080}]}], "probes only: no metrics"
+    egress = policy["spec"]["egress"]
+    assert [p["port"] for p in egress[0]["ports"]] == [443, 6443] and egress[0]["to"] == [
+        {"ipBlock": {"cidr": "0.0.0.0/0"}}
+    ]
+    assert {(p["protocol"], p["port"]) for p in egress[1]["ports"]} == {("UDP", 53), ("TCP", 53)}
+    assert len(egress) == 2, "nothing else leaves the pod"
+
+    prometheus = [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}]
+    scraped = documents(
+        render(helm, f"networkPolicy.metricsFrom={json.dumps(prometheus)}", "api.enabled=true", TLS).stdout
+    )
+    policies = kinds(scraped, "NetworkPolicy")
+    assert {"ports": [{"protocol": "TCP", "port": 9090}], "from": prometheus} in policies["sx-schedexec"]["spec"][
+        "ingress"
+    ]
+    api = policies["sx-schedexec-api"]["spec"]
+    assert api["podSelector"]["matchLabels"] == api_labels(scraped)
+    assert api["ingress"] == [{"ports": [{"protocol": "TCP", "port": 8000}]}] and len(api["egress"]) == 2
+
+    sidecar = kinds(documents(render(helm, "api.enabled=true", TLS, 'api.mode="sidecar"').stdout), "NetworkPolicy")
+    assert list(sidecar) == ["sx-schedexec"]
+    assert {"ports": [{"protocol": "TCP", "port": 8000}]} in sidecar["sx-schedexec"]["spec"]["ingress"]
+    assert not kinds(documents(render(helm, "networkPolicy.enabled=false").stdout), "NetworkPolicy")
+
+
+def test_disruption_budgets_cover_the_operator_and_the_api(helm: Path) -> None:
+    rendered = documents(render(helm, "api.enabled=true", TLS, "replicas=2").stdout)
+    budgets = kinds(rendered, "PodDisruptionBudget")
+    assert budgets["sx-schedexec"]["spec"] == {
+        "maxUnavailable": 1,
+        "selector": {"matchLabels": pod_labels(rendered, "sx-schedexec")},
+    }
+    assert budgets["sx-schedexec-api"]["spec"]["selector"]["matchLabels"] == api_labels(rendered)
+    assert not kinds(documents(render(helm, "podDisruptionBudget.enabled=false").stdout), "PodDisruptionBudget")
+
+
+IDEMPOTENCY_DIR = "/etc/schedexec/idempotency"
+
+
+@pytest.mark.parametrize("mode", ["deployment", "sidecar"])
+def test_the_api_reads_its_idempotency_key_from_a_secret_mounted_read_only(helm: Path, mode: str) -> None:
+    rendered = documents(render(helm, "api.enabled=true", TLS, f'api.mode="{mode}"').stdout)
+    secret = kinds(rendered, "Secret")["sx-schedexec-api-idempotency"]
+    assert secret["type"] == "Opaque" and len(base64.b64decode(secret["data"]["key"])) == 64
+    spec = pod_spec(rendered, "sx-schedexec-api" if mode == "deployment" else "sx-schedexec")
+    containers = {c["name"]: c for c in spec["containers"]}
+    env = {e["name"]: e.get("value") for e in containers["api"]["env"]}
+    assert env["SCHEDEXEC_API_IDEMPOTENCY_KEY_FILE"] == f"{IDEMPOTENCY_DIR}/key"
+    (mount,) = [m for m in containers["api"]["volumeMounts"] if m["mountPath"] == IDEMPOTENCY_DIR]
+    assert mount["readOnly"] is True
+    volume = next(v for v in spec["volumes"] if v["name"] == mount["name"])
+    assert volume["secret"]["secretName"] == "sx-schedexec-api-idempotency"
+    if mode == "sidecar":
+        assert mount["name"] not in [m["name"] for m in containers["operator"]["volumeMounts"]], "the API's only"
+
+
+def test_the_api_listener_limits_come_from_values(helm: Path) -> None:
+    """The listener's settings (schedexec.settings.ApiSettings) as the API container's environment."""
+    values = ['api.trustedProxies=["10.8.0.0/16"]', "api.headerTimeoutSeconds=7", "api.maxConnections=20"]
+    spec = pod_spec(documents(render(helm, "api.enabled=true", TLS, *values).stdout), "sx-schedexec-api")
+    env = {e["name"]: e.get("value") for e in spec["containers"][0]["env"]}
+    assert env["SCHEDEXEC_API_TRUSTED_PROXIES"] == '["10.8.0.0/16"]'
+    assert (env["SCHEDEXEC_API_HEADER_TIMEOUT_SECONDS"], env["SCHEDEXEC_API_MAX_CONNECTIONS"]) == ("7", "20")
+    default = pod_spec(documents(render(helm, "api.enabled=true", TLS).stdout), "sx-schedexec-api")
+    env = {e["name"]: e.get("value") for e in default["containers"][0]["env"]}
+    assert env["SCHEDEXEC_API_TRUSTED_PROXIES"] == "[]", "no proxy is trusted unless listed"
+    assert (env["SCHEDEXEC_API_BODY_TIMEOUT_SECONDS"], env["SCHEDEXEC_API_KEEP_ALIVE_TIMEOUT_SECONDS"]) == ("30", "5")
+
+
+def api_create_bindings(*values: str, helm: Path) -> dict[str, list[str | None]]:
+    """Kind → namespaces of the bindings of the API's create/use-any-credentials/secrets ClusterRole."""
+    found: dict[str, list[str | None]] = {}
+    for d in documents(render(helm, "api.enabled=true", TLS, *values).stdout):
+        if d["kind"].endswith("Binding") and d.get("roleRef", {}).get("name") == "sx-schedexec-api-create":
+            found.setdefault(d["kind"], []).append(d["metadata"].get("namespace"))
+    return found
+
+
+def test_the_api_creates_executions_and_secrets_only_in_its_namespaces(helm: Path) -> None:
+    assert api_create_bindings(helm=helm) == {"ClusterRoleBinding": [None]}, "no list: every namespace"
+    assert api_create_bindings('api.namespaces=["x", "y"]', helm=helm) == {"RoleBinding": ["x", "y"]}
+    namespaced = ["rbac.clusterWide=false", 'watchNamespaces=["a", "b"]']
+    assert api_create_bindings(*namespaced, helm=helm) == {"RoleBinding": ["a", "b"]}
+    assert api_create_bindings(*namespaced, 'api.namespaces=["b"]', helm=helm) == {"RoleBinding": ["b"]}
+
+
+def test_the_identity_policies_match_only_the_charts_service_accounts(helm: Path) -> None:
+    rendered = documents(render(helm, "api.enabled=true", TLS).stdout)
+    policies = kinds(rendered, "ValidatingAdmissionPolicy")
+    jobs, secrets = policies["sx-schedexec-operator-jobs"]["spec"], policies["sx-schedexec-api-secrets"]["spec"]
+    assert f"'{SERVICE_ACCOUNT}'" in jobs["matchConditions"][0]["expression"]
+    assert f"'{API_SERVICE_ACCOUNT}'" in secrets["matchConditions"][0]["expression"]
+    bindings = kinds(rendered, "ValidatingAdmissionPolicyBinding")
+    assert bindings["sx-schedexec-operator-jobs"]["spec"] == {
+        "policyName": "sx-schedexec-operator-jobs",
+        "validationActions": ["Deny"],
+    }
+    off = ["admissionPolicy.operatorJobs=false", "admissionPolicy.apiSecrets=false"]
+    left = kinds(documents(render(helm, "api.enabled=true", TLS, *off).stdout), "ValidatingAdmissionPolicy")
+    assert list(left) == ["schedexec-credentials-readable"]
 
 
 @pytest.mark.parametrize(
     ("values", "message"),
     [
-        (["api.enabled=true", "rbac.clusterWide=false", 'watchNamespaces=["a"]'], "api.enabled needs rbac.clusterWide"),
+        (
+            ["api.enabled=true", TLS, "rbac.clusterWide=false", 'watchNamespaces=["a"]', 'api.namespaces=["b"]'],
+            "api.namespaces names b, which is not in watchNamespaces",
+        ),
+        (["metrics.serviceMonitor.enabled=true"], "needs networkPolicy.metricsFrom"),
         (["api.enabled=true"], "api.enabled needs TLS"),
         (["api.enabled=true", TLS, 'api.mode="both"'], "api.mode must be deployment or sidecar"),
         (["api.enabled=true", "api.tls.certManager.enabled=true"], "needs api.tls.certManager.issuerRef.name"),
@@ -250,30 +379,76 @@ class Installed:
     """A kubeconfig that authenticates as the operator's ServiceAccount only."""
     api: Path
     """A kubeconfig that authenticates as the REST API's ServiceAccount only."""
+    release_namespace: str = NAMESPACE
+    served: str | None = None
+    """The one namespace the operator serves (rbac.clusterWide=false), None: every namespace."""
+
+
+def install(
+    cluster: LocalCluster,
+    helm: Path,
+    folder: Path,
+    *values: str,
+    release: str = RELEASE,
+    namespace: str = NAMESPACE,
+    served: str | None = None,
+) -> Installed:
+    """The chart applied as `helm install` would: CRDs first, then the rest, each a server-side dry run first,
+    then for real; kubeconfigs of its two ServiceAccounts."""
+    rendered = documents(render(helm, *values, release=release, namespace=namespace).stdout)
+    crds, rest = folder / "crds.yaml", folder / "rest.yaml"
+    crds.write_text(yaml.safe_dump_all([d for d in rendered if d["kind"] == "CustomResourceDefinition"]))
+    rest.write_text(yaml.safe_dump_all([d for d in rendered if d["kind"] != "CustomResourceDefinition"]))
+    cluster.kubectl("create", "namespace", namespace)
+    for objects in (crds, rest) if any(d["kind"] == "CustomResourceDefinition" for d in rendered) else (rest,):
+        cluster.kubectl("apply", "--server-side", "--force-conflicts", "--dry-run=server", "-f", str(objects))
+        cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(objects))
+        if objects == crds:
+            cluster.kubectl("wait", "--for=condition=Established", "-f", str(crds))
+
+    def kubeconfig(account: str) -> Path:
+        token = cluster.kubectl("create", "token", account, "-n", namespace, "--duration=2h").stdout.strip()
+        (folder / account).mkdir()
+        return kubeconfig_for(cluster, token, folder / account / "kubeconfig")
+
+    fullname = f"{release}-schedexec"
+    return Installed(kubeconfig(fullname), kubeconfig(f"{fullname}-api"), namespace, served)
 
 
 @pytest.fixture(scope="module")
 def installed(cluster: LocalCluster, helm: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Installed]:
-    """The chart (operator + API, mode deployment) applied as `helm install` would: CRDs first, then the
-    rest, each a server-side dry run first, then for real."""
-    rendered = documents(render(helm, "api.enabled=true", TLS, "replicas=2").stdout)
-    folder = tmp_path_factory.mktemp("chart")
-    crds, rest = folder / "crds.yaml", folder / "rest.yaml"
-    crds.write_text(yaml.safe_dump_all([d for d in rendered if d["kind"] == "CustomResourceDefinition"]))
-    rest.write_text(yaml.safe_dump_all([d for d in rendered if d["kind"] != "CustomResourceDefinition"]))
-    cluster.kubectl("create", "namespace", NAMESPACE)
-    for manifests in (crds, rest):
-        cluster.kubectl("apply", "--server-side", "--force-conflicts", "--dry-run=server", "-f", str(manifests))
-        cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(manifests))
-        if manifests == crds:
-            cluster.kubectl("wait", "--for=condition=Established", "-f", str(crds))
-
-    def kubeconfig(account: str) -> Path:
-        token = cluster.kubectl("create", "token", account, "-n", NAMESPACE, "--duration=2h").stdout.strip()
-        return kubeconfig_for(cluster, token, tmp_path_factory.mktemp(account) / "kubeconfig")
-
-    yield Installed(operator=kubeconfig(OPERATOR_ACCOUNT), api=kubeconfig(API_ACCOUNT))
+    """The chart in cluster-wide mode (operator + API, mode deployment, two operator replicas)."""
+    yield install(cluster, helm, tmp_path_factory.mktemp("chart"), "api.enabled=true", TLS, "replicas=2")
     cluster.kubectl("delete", "namespace", NAMESPACE, "--wait=false")
+
+
+NAMESPACED_RELEASE, NAMESPACED_NAMESPACE = "sn", "schedexec-namespaced"
+NAMESPACED_OPERATOR = f"system:serviceaccount:{NAMESPACED_NAMESPACE}:{NAMESPACED_RELEASE}-schedexec"
+NAMESPACED_API = f"system:serviceaccount:{NAMESPACED_NAMESPACE}:{NAMESPACED_RELEASE}-schedexec-api"
+
+
+@pytest.fixture(scope="module")
+def installed_namespaced(
+    cluster: LocalCluster, helm: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Installed]:
+    """The chart in namespaced mode (rbac.clusterWide=false) serving one fresh namespace, with the API: another
+    release in another namespace, beside the cluster-wide one."""
+    served = new_namespace(cluster, "served")
+    yield install(
+        cluster,
+        helm,
+        tmp_path_factory.mktemp("namespaced"),
+        "api.enabled=true",
+        TLS,
+        "rbac.clusterWide=false",
+        f"watchNamespaces={json.dumps([served])}",
+        "crds.install=false",
+        release=NAMESPACED_RELEASE,
+        namespace=NAMESPACED_NAMESPACE,
+        served=served,
+    )
+    for namespace in (NAMESPACED_NAMESPACE, served):
+        cluster.kubectl("delete", "namespace", namespace, "--wait=false")
 
 
 # --- minimal: exactly these permissions, from the API server's own review of each identity's rules ------------
@@ -290,8 +465,7 @@ OPERATOR_RULES = {("scheduledexecutions.schedexec.io", "[]", verb) for verb in (
     ("events", "[]", "create"),
     ("events", "[]", "list"),  # FailedMount events of a pod stuck before its volumes are mounted
     ("pods/log", "[]", "get"),  # largeResults: a result over 4 KiB through the run pod's log
-    ("configmaps", "[]", "create"),  # largeResults: a result over 16 KiB kept in a ConfigMap
-    ("configmaps", "[]", "get"),
+    ("configmaps", "[]", "create"),  # largeResults: a result over 16 KiB kept in a ConfigMap (never read back)
 }
 """What the operator may do in a namespace it serves."""
 LEADER_RULES = {
@@ -300,14 +474,21 @@ LEADER_RULES = {
     ("leases.coordination.k8s.io", "[schedexec-operator]", "update"),
 }
 """And in the release namespace: its one Lease."""
-API_RULES = {
-    *(("scheduledexecutions.schedexec.io", "[]", verb) for verb in ("create", "get", "list", "watch")),
-    ("scheduledexecutions.schedexec.io", "[]", "use-any-credentials"),  # the admission policy's exemption
-    ("configmaps", "[]", "get"),  # results kept outside the status
+API_READ_RULES = {
+    *(("scheduledexecutions.schedexec.io", "[]", verb) for verb in ("get", "list", "watch")),  # its cache
     ("tokenreviews.authentication.k8s.io", "[]", "create"),
     ("subjectaccessreviews.authorization.k8s.io", "[]", "create"),
 }
-"""What the REST API may do, in every namespace; nothing in the release namespace beyond it."""
+"""What the REST API may do everywhere, in both modes."""
+API_CREATE_RULES = {
+    ("scheduledexecutions.schedexec.io", "[]", "create"),
+    ("scheduledexecutions.schedexec.io", "[]", "use-any-credentials"),  # the admission policy's exemption
+    ("secrets", "[]", "create"),  # an elastic.io request's credentials, in a Secret owned by its execution
+    ("configmaps", "[]", "get"),  # results kept outside the status
+}
+"""And in the namespaces it creates executions in (every one in cluster-wide mode without api.namespaces)."""
+API_RULES = API_READ_RULES | API_CREATE_RULES
+"""What the REST API may do, in every namespace (cluster-wide mode); nothing in the release namespace beyond it."""
 
 
 def rules(cluster: LocalCluster, user: str, namespace: str) -> set[Rule]:
@@ -350,6 +531,28 @@ def test_each_identity_may_do_exactly_what_it_needs_and_nothing_else(
     assert granted_beyond_everyone(cluster, user, target) == expected
 
 
+@pytest.mark.parametrize(
+    ("user", "where", "expected"),
+    [
+        (NAMESPACED_OPERATOR, "served", OPERATOR_RULES),
+        (NAMESPACED_OPERATOR, NAMESPACED_NAMESPACE, LEADER_RULES),
+        (NAMESPACED_OPERATOR, "other", set()),
+        (NAMESPACED_API, "served", API_RULES),
+        (NAMESPACED_API, NAMESPACED_NAMESPACE, API_READ_RULES),
+        (NAMESPACED_API, "other", API_READ_RULES),
+    ],
+    ids=["operator", "operator-release", "operator-elsewhere", "api", "api-release", "api-elsewhere"],
+)
+def test_namespaced_each_identity_may_act_only_in_the_served_namespaces(
+    cluster: LocalCluster, installed_namespaced: Installed, namespace: str, user: str, where: str, expected: set[Rule]
+) -> None:
+    """rbac.clusterWide=false: the operator holds nothing outside the namespaces it serves (and its Lease); the
+    API creates executions and Secrets only there, and keeps only its cache's reads and its reviews elsewhere."""
+    target = {"served": installed_namespaced.served, "other": namespace}.get(where, where)
+    assert target is not None
+    assert granted_beyond_everyone(cluster, user, target) == expected
+
+
 DENIED = [
     ("get", "secrets"),
     ("list", "secrets"),
@@ -365,6 +568,7 @@ DENIED = [
     ("patch", "scheduledexecutions.schedexec.io"),
     ("create", "scheduledexecutions.schedexec.io"),
     ("use-any-credentials", "scheduledexecutions.schedexec.io"),
+    ("get", "configmaps"),  # the operator creates result ConfigMaps, it never reads one
     ("list", "configmaps"),
     ("update", "configmaps"),
     ("create", "tokenreviews.authentication.k8s.io"),
@@ -380,7 +584,6 @@ NEEDED = [
     ("create", "events"),
     ("get", "pods/log"),  # largeResults
     ("create", "configmaps"),
-    ("get", "configmaps"),
 ]
 """Verbs the operator's pod watch, events and large results need: the chart must grant them."""
 API_DENIED = [
@@ -408,6 +611,7 @@ API_NEEDED = [
     ("watch", "scheduledexecutions.schedexec.io"),
     ("use-any-credentials", "scheduledexecutions.schedexec.io"),  # it reviews its callers' Secret access itself
     ("get", "configmaps"),  # results kept outside the status
+    ("create", "secrets"),  # an elastic.io request's credentials, in a Secret owned by its execution
     ("create", "tokenreviews.authentication.k8s.io"),
     ("create", "subjectaccessreviews.authorization.k8s.io"),
 ]
@@ -437,7 +641,7 @@ def test_the_sidecars_token_secret_is_the_api_service_accounts(
     """In sidecar mode the API container's credential is the token Kubernetes writes into the chart's
     Secret: the API's ServiceAccount, not the operator's."""
     rendered = documents(render(helm, "api.enabled=true", TLS, 'api.mode="sidecar"').stdout)
-    (secret,) = [d for d in rendered if d["kind"] == "Secret"]
+    (secret,) = [d for d in rendered if d["kind"] == "Secret" and d["type"] == "kubernetes.io/service-account-token"]
     cluster.apply(secret)
     name = secret["metadata"]["name"]
 
@@ -459,20 +663,38 @@ def test_the_sidecars_token_secret_is_the_api_service_accounts(
 def test_the_operator_and_api_work_with_exactly_the_charts_rbac(
     cluster: LocalCluster, installed: Installed, namespace: str, tmp_path: Path
 ) -> None:
+    """Cluster-wide mode, with the operator's reduced rules (no `get configmaps`, which it never used)."""
+    full_flow(cluster, installed, namespace, tmp_path)
+
+
+@pytest.mark.usefixtures("without_session_operator")
+def test_namespaced_the_operator_and_api_work_with_exactly_the_charts_rbac(
+    cluster: LocalCluster, installed_namespaced: Installed, tmp_path: Path
+) -> None:
+    """rbac.clusterWide=false: the operator serving its one namespace with only Roles there, the API creating
+    executions there with only its namespaced powers."""
+    assert installed_namespaced.served is not None
+    full_flow(cluster, installed_namespaced, installed_namespaced.served, tmp_path)
+
+
+def full_flow(cluster: LocalCluster, installed: Installed, namespace: str, tmp_path: Path) -> None:
     """The full flow, the operator and the API each authenticated only as its own ServiceAccount; the API
     serves TLS and answers a result kept in a ConfigMap (made as the operator makes it, while no operator runs:
-    the fast tier's node agent serves no pod logs)."""
+    the fast tier's node agent serves no pod logs). The operator's liveness endpoint answers no counts."""
     schema = {"type": "object", "properties": {f"p{i}": {"type": "string"} for i in range(2000)}}
     kept, _ = keep_large_result(cluster, namespace, "wide", schema)
+    liveness = f"http://127.0.0.1:{free_port()}/healthz"
     env = {
         **os.environ,
         "KUBECONFIG": str(installed.operator),
         "SCHEDEXEC_MIN_INTERVAL_SECONDS": "1",
         "SCHEDEXEC_METRICS_PORT": "0",
-        "SCHEDEXEC_LIVENESS_ENDPOINT": f"http://127.0.0.1:{free_port()}/healthz",
-        "SCHEDEXEC_LEADER_ELECTION_NAMESPACE": NAMESPACE,
+        "SCHEDEXEC_LIVENESS_ENDPOINT": liveness,
+        "SCHEDEXEC_LEADER_ELECTION_NAMESPACE": installed.release_namespace,
         "SCHEDEXEC_START_FAILURE_GRACE_SECONDS": "2",
     }
+    if installed.served is not None:
+        env["SCHEDEXEC_NAMESPACES"] = json.dumps([installed.served])
     api_port = free_port()
     cert, key = self_signed_cert(tmp_path)
     api_env = {
@@ -528,6 +750,8 @@ def test_the_operator_and_api_work_with_exactly_the_charts_rbac(
                 "--role=absent",
                 f"--serviceaccount={namespace}:client",
             )
+            # the authorizer's RBAC cache sees the new binding before the API asks (its answer is cached 30 s)
+            wait_for("the binding to take effect", lambda: can_read_absent(cluster, namespace))
             # the API names a Secret its caller may read: the admission policy lets the API's identity through
             accepted = http.post("/v2/executions", json=with_secret, params={"namespace": namespace})
             assert accepted.status_code == 202, accepted.text
@@ -548,6 +772,8 @@ def test_the_operator_and_api_work_with_exactly_the_charts_rbac(
         assert failed["status"]["error"]["reason"] == "ConfigError", failed["status"]
         described = cluster.kubectl("describe", "sx", "-n", namespace, "nosecret").stdout
         assert "ConfigError" in described.split("Events:")[-1], "the failure's Event was posted"
+        # anyone who reaches the probe port learns that the operator reconciles, and nothing of its executions
+        assert httpx.get(liveness, timeout=5).json() == {"schedexec": "reconciling"}
     finally:
         for process in processes:
             process.terminate()
@@ -555,6 +781,12 @@ def test_the_operator_and_api_work_with_exactly_the_charts_rbac(
     for name in ("operator", "api"):
         log = (tmp_path / f"{name}.log").read_text()
         assert "Forbidden" not in log and " 403" not in log, f"{name}: {log[-3000:]}"
+
+
+def can_read_absent(cluster: LocalCluster, namespace: str) -> bool:
+    user = f"--as=system:serviceaccount:{namespace}:client"
+    answer = cluster.kubectl("auth", "can-i", "get", "secret/absent", "-n", namespace, user, check=False)
+    return answer.stdout.strip() == "yes"
 
 
 def _healthy(url: str, ca: Path) -> bool:
@@ -623,3 +855,137 @@ def test_with_two_replicas_one_leads_and_the_other_takes_over_when_it_dies(
         for process in replicas:
             process.kill()
             process.wait()
+
+
+# --- what the chart's identities may create, bounded by its admission policies -----------------------------------
+
+
+def run_job(namespace: str) -> dict[str, Any]:
+    """A run's Job exactly as the operator makes it (manifests.job_manifest), with a credentials Secret."""
+    execution = models.ScheduledExecution.model_validate(
+        {
+            "apiVersion": models.API_VERSION,
+            "kind": models.KIND,
+            "metadata": {"name": "shape", "namespace": namespace, "uid": str(uuid.uuid4()), "resourceVersion": "1"},
+            "spec": {
+                "component": {"image": "ghcr.io/schedexec/test-component:dev", "imagePullSecrets": [{"name": "reg"}]},
+                "method": "countdown",
+                "credentialsSecretRef": {"name": "creds"},
+            },
+        }
+    )
+    return manifests.job_manifest(execution, 1, {"left": 1}, OperatorSettings().pod_defaults())
+
+
+def privileged(job: dict[str, Any]) -> None:
+    context = job["spec"]["template"]["spec"]["containers"][0]["securityContext"]
+    context["privileged"] = context["allowPrivilegeEscalation"] = True  # the one implies the other
+
+
+def host_path(job: dict[str, Any]) -> None:
+    job["spec"]["template"]["spec"]["volumes"].append({"name": "host", "hostPath": {"path": "/"}})
+
+
+def host_network(job: dict[str, Any]) -> None:
+    job["spec"]["template"]["spec"]["hostNetwork"] = True
+
+
+def unowned(job: dict[str, Any]) -> None:
+    del job["metadata"]["ownerReferences"]
+
+
+def unlabelled(job: dict[str, Any]) -> None:
+    job["spec"]["template"]["metadata"]["labels"] = {"app": "mine"}
+
+
+def with_token(job: dict[str, Any]) -> None:
+    job["spec"]["template"]["spec"]["automountServiceAccountToken"] = True
+
+
+def as_root(job: dict[str, Any]) -> None:
+    job["spec"]["template"]["spec"]["securityContext"] = {"runAsUser": 0}
+
+
+def create_job(cluster: LocalCluster, job: dict[str, Any], user: str | None) -> subprocess.CompletedProcess[str]:
+    """A server-side dry run of creating `job` as `user` (None: the admin): admission runs, nothing is kept."""
+    who = [f"--as={user}"] if user else []
+    return cluster.kubectl("create", "--dry-run=server", *who, "-f", "-", stdin=json.dumps(job), check=False)
+
+
+def test_the_operator_may_create_a_run_job_exactly_as_it_makes_it(
+    cluster: LocalCluster, installed: Installed, namespace: str
+) -> None:
+    made = create_job(cluster, run_job(namespace), SERVICE_ACCOUNT)
+    assert made.returncode == 0, made.stderr
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (privileged, "one unprivileged container"),
+        (host_path, "volumes are emptyDir, downwardAPI or secret (no hostPath"),
+        (host_network, "with hostNetwork, hostPID, hostIPC or a nodeName"),
+        (unowned, "only Jobs controlled by a ScheduledExecution"),
+        (unlabelled, "labels app.kubernetes.io/managed-by=schedexec"),
+        (with_token, "automountServiceAccountToken: false"),
+        (as_root, "runs as non-root"),
+    ],
+)
+def test_the_operator_may_create_no_other_job(
+    cluster: LocalCluster, installed: Installed, namespace: str, change: Any, message: str
+) -> None:
+    """RBAC lets the operator's ServiceAccount create any Job where it serves; the operatorJobs policy refuses
+    every shape but its own, while the same Job from anyone else is not its concern."""
+    job = run_job(namespace)
+    change(job)
+    refused = create_job(cluster, job, SERVICE_ACCOUNT)
+    assert refused.returncode != 0 and message in refused.stderr, refused.stderr
+    assert create_job(cluster, job, None).returncode == 0, "only the operator's ServiceAccount is bound"
+
+
+def test_the_api_may_create_opaque_secrets_only(cluster: LocalCluster, installed: Installed, namespace: str) -> None:
+    """`create secrets` (an elastic.io request's credentials) must not mint ServiceAccount tokens: a token
+    Secret names any ServiceAccount of the namespace and Kubernetes fills it in."""
+
+    def create(secret: dict[str, Any]) -> subprocess.CompletedProcess[str]:
+        body = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s", "namespace": namespace}, **secret}
+        return cluster.kubectl(
+            "create", "--dry-run=server", f"--as={API_SERVICE_ACCOUNT}", "-f", "-", stdin=json.dumps(body), check=False
+        )
+
+    token = {"type": "kubernetes.io/service-account-token", "metadata": {"name": "t", "namespace": namespace}}
+    token["metadata"]["annotations"] = {"kubernetes.io/service-account.name": "default"}  # type: ignore[index]
+    refused = create(token)
+    assert refused.returncode != 0
+    assert "the REST API may create only Opaque Secrets, not kubernetes.io/service-account-token" in refused.stderr
+    assert create({"type": "Opaque", "stringData": {"password": "x"}}).returncode == 0
+    assert create({"stringData": {"password": "x"}}).returncode == 0, "Opaque is the default type"
+
+
+def test_the_idempotency_key_is_made_once_and_kept_by_upgrades(cluster: LocalCluster, helm: Path) -> None:
+    """`helm upgrade --install` twice for real (lookup needs a cluster): the same key both times."""
+    release, namespace = "keep", "schedexec-keep"
+    values = ["api.enabled=true", "api.plainHttp=true", "crds.install=false", "admissionPolicy.enabled=false"]
+    values += ["replicas=0", "api.replicas=0"]
+
+    def upgrade() -> str:
+        command = [str(helm), "upgrade", "--install", release, str(CHART), "-n", namespace, "--create-namespace"]
+        command += ["--kubeconfig", str(cluster.kubeconfig)]
+        for value in values:
+            command += ["--set-json", value]
+        done = subprocess.run(command, capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+        name = f"{release}-schedexec-api-idempotency"
+        return cluster.kubectl("get", "secret", name, "-n", namespace, "-o", "jsonpath={.data.key}").stdout
+
+    try:
+        first = upgrade()
+        assert len(base64.b64decode(first)) == 64
+        assert upgrade() == first
+    finally:
+        subprocess.run(
+            [str(helm), "uninstall", release, "-n", namespace, "--kubeconfig", str(cluster.kubeconfig)],
+            capture_output=True,
+            timeout=120,
+        )
+        cluster.kubectl("delete", "namespace", namespace, "--wait=false", check=False)

@@ -40,17 +40,23 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 - {name: {{ . }}, mountPath: /var/run/secrets/kubernetes.io/serviceaccount, readOnly: true}
 {{- end -}}
 
-{{/* The operator's permissions: exactly what schedexec.kube and Kopf's watches use. */}}
+{{/* The operator's permissions: exactly what schedexec.kube, watches.py and leader.py call (the table of each
+     verb and the code that needs it: docs/security.md). */}}
 {{- define "schedexec.operatorRules" -}}
+# watches.stream lists and watches; Reconciler.refresh gets; Cluster.delete_execution deletes (TTL)
 - apiGroups: ["schedexec.io"]
   resources: ["scheduledexecutions"]
   verbs: ["get", "list", "watch", "delete"]
+# Cluster.write_status
 - apiGroups: ["schedexec.io"]
   resources: ["scheduledexecutions/status"]
   verbs: ["update"]
+# a run's Job names its execution as owner with blockOwnerDeletion, which the API server allows only to who may
+# update the owner's finalizers
 - apiGroups: ["schedexec.io"]
   resources: ["scheduledexecutions/finalizers"]
   verbs: ["update"]
+# watches.stream (label-selected); Cluster.get_job, create_job, delete_job
 - apiGroups: ["batch"]
   resources: ["jobs"]
   verbs: ["get", "list", "watch", "create", "delete"]
@@ -63,35 +69,78 @@ app.kubernetes.io/instance: {{ .Release.Name }}
   resources: ["events"]
   verbs: ["create", "list"]
 {{- if .Values.largeResults.enabled }}
-# large results: read from the run pod's log, kept in a ConfigMap owned by the execution
+# large results: read from the run pod's log (Cluster.pod_log), kept in a ConfigMap owned by the execution
+# (Cluster.create_config_map: created only, never read back by the operator)
 - apiGroups: [""]
   resources: ["pods/log"]
   verbs: ["get"]
 - apiGroups: [""]
   resources: ["configmaps"]
-  verbs: ["create", "get"]
+  verbs: ["create"]
 {{- end }}
 {{- end -}}
 
-{{/* The REST API's permissions: exactly what schedexec.api.kubeclient asks, and the policy's exemption. */}}
-{{- define "schedexec.api.rules" -}}
+{{/* The REST API's permissions that need no namespace: its cache follows executions everywhere (watches.stream
+     through api.kubeclient), and it reviews its callers' tokens and access. */}}
+{{- define "schedexec.api.clusterRules" -}}
 - apiGroups: ["schedexec.io"]
   resources: ["scheduledexecutions"]
-  verbs: ["create", "get", "list", "watch"]
-# the admission policy lets the API name Secrets its callers may read: it asks that itself (SubjectAccessReview)
-- apiGroups: ["schedexec.io"]
-  resources: ["scheduledexecutions"]
-  verbs: ["use-any-credentials"]
-# results kept outside the status, named by status.resultRef
-- apiGroups: [""]
-  resources: ["configmaps"]
-  verbs: ["get"]
+  verbs: ["get", "list", "watch"]
 - apiGroups: ["authentication.k8s.io"]
   resources: ["tokenreviews"]
   verbs: ["create"]
 - apiGroups: ["authorization.k8s.io"]
   resources: ["subjectaccessreviews"]
   verbs: ["create"]
+{{- end -}}
+
+{{/* The REST API's powers in the namespaces it creates executions in (schedexec.api.namespaces). */}}
+{{- define "schedexec.api.namespaceRules" -}}
+- apiGroups: ["schedexec.io"]
+  resources: ["scheduledexecutions"]
+  verbs: ["create"]
+# the admission policy lets the API name Secrets its callers may read: it asks that itself (SubjectAccessReview)
+- apiGroups: ["schedexec.io"]
+  resources: ["scheduledexecutions"]
+  verbs: ["use-any-credentials"]
+# an elastic.io request's credentials, in an ephemeral Secret owned by its execution (create only: the API
+# cannot read a Secret back; the apiSecrets admission policy lets it create Opaque ones only)
+- apiGroups: [""]
+  resources: ["secrets"]
+  verbs: ["create"]
+# results kept outside the status, named by status.resultRef
+- apiGroups: [""]
+  resources: ["configmaps"]
+  verbs: ["get"]
+{{- end -}}
+
+{{/* The namespaces the API creates executions in, as a JSON list; empty: every namespace (a ClusterRoleBinding). */}}
+{{- define "schedexec.api.namespaces" -}}
+{{- if .Values.api.namespaces -}}{{ toJson .Values.api.namespaces }}
+{{- else if not .Values.rbac.clusterWide -}}{{ toJson .Values.watchNamespaces }}
+{{- else -}}[]{{- end -}}
+{{- end -}}
+
+{{- define "schedexec.api.idempotencySecretName" -}}
+{{ include "schedexec.fullname" . }}-api-idempotency
+{{- end -}}
+
+{{/* The NetworkPolicy egress of both pods: the API server and DNS, nothing else. */}}
+{{- define "schedexec.egress" -}}
+- ports:
+    {{- range .Values.networkPolicy.apiServer.ports }}
+    - {protocol: TCP, port: {{ . }}}
+    {{- end }}
+  to:
+    {{- range .Values.networkPolicy.apiServer.cidrs }}
+    - ipBlock: {cidr: {{ . | quote }}}
+    {{- end }}
+- ports:
+    - {protocol: UDP, port: 53}
+    - {protocol: TCP, port: 53}
+  {{- with .Values.networkPolicy.dnsTo }}
+  to: {{- toYaml . | nindent 4 }}
+  {{- end }}
 {{- end -}}
 
 {{/* The API's container, the same in both modes. */}}
@@ -111,6 +160,12 @@ app.kubernetes.io/instance: {{ .Release.Name }}
     - {name: SCHEDEXEC_API_REVIEW_TTL_SECONDS, value: {{ .Values.api.reviewTtlSeconds | quote }}}
     - {name: SCHEDEXEC_API_REVIEWS_PER_SECOND_PER_CLIENT, value: {{ .Values.api.reviewsPerSecondPerClient | quote }}}
     - {name: SCHEDEXEC_API_REVIEW_BURST_PER_CLIENT, value: {{ .Values.api.reviewBurstPerClient | int | quote }}}
+    - {name: SCHEDEXEC_API_IDEMPOTENCY_KEY_FILE, value: /etc/schedexec/idempotency/key}
+    - {name: SCHEDEXEC_API_TRUSTED_PROXIES, value: {{ .Values.api.trustedProxies | toJson | quote }}}
+    - {name: SCHEDEXEC_API_HEADER_TIMEOUT_SECONDS, value: {{ .Values.api.headerTimeoutSeconds | quote }}}
+    - {name: SCHEDEXEC_API_BODY_TIMEOUT_SECONDS, value: {{ .Values.api.bodyTimeoutSeconds | quote }}}
+    - {name: SCHEDEXEC_API_KEEP_ALIVE_TIMEOUT_SECONDS, value: {{ .Values.api.keepAliveTimeoutSeconds | int | quote }}}
+    - {name: SCHEDEXEC_API_MAX_CONNECTIONS, value: {{ .Values.api.maxConnections | int | quote }}}
     {{- if .Values.api.plainHttp }}
     - {name: SCHEDEXEC_API_PLAIN_HTTP, value: "true"}
     {{- else }}
@@ -131,7 +186,6 @@ app.kubernetes.io/instance: {{ .Release.Name }}
     allowPrivilegeEscalation: false
     readOnlyRootFilesystem: true
     capabilities: {drop: ["ALL"]}
-  {{- if or (eq .Values.api.mode "sidecar") (not .Values.api.plainHttp) }}
   volumeMounts:
     {{- if eq .Values.api.mode "sidecar" }}
     {{- include "schedexec.tokenMount" "api-token" | nindent 4 }}
@@ -139,12 +193,15 @@ app.kubernetes.io/instance: {{ .Release.Name }}
     {{- if not .Values.api.plainHttp }}
     - {name: api-tls, mountPath: /etc/schedexec/tls, readOnly: true}
     {{- end }}
-  {{- end }}
+    - {name: api-idempotency, mountPath: /etc/schedexec/idempotency, readOnly: true}
 {{- end -}}
 
-{{- define "schedexec.api.tlsVolume" -}}
-{{- if not .Values.api.plainHttp -}}
+{{/* The API container's volumes (but its token's): its TLS certificate and its Idempotency-Key HMAC key. */}}
+{{- define "schedexec.api.volumes" -}}
+{{- if not .Values.api.plainHttp }}
 - name: api-tls
   secret: {secretName: {{ include "schedexec.api.tlsSecretName" . }}}
-{{- end -}}
+{{- end }}
+- name: api-idempotency
+  secret: {secretName: {{ include "schedexec.api.idempotencySecretName" . }}}
 {{- end -}}
