@@ -140,6 +140,13 @@ class ApiSettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="SCHEDEXEC_API_")
 
+    idempotency_key_file: Path | None = Field(
+        None,
+        description="File holding the secret key (at least 16 bytes, surrounding whitespace ignored) the API "
+        "signs Idempotency-Key bindings with: the name and annotation of an execution created for a key are "
+        "HMACs under it, so no other user can predict or forge them. Unset: a random key per process (a "
+        "warning at startup), and a retry after the API restarts creates a new execution.",
+    )
     host: str = Field("0.0.0.0", description="Listen address.")
     port: int = Field(8000, ge=1, le=65535, description="Listen port.")
     namespace: str = Field("default", description="Namespace of executions when a request names none.")

@@ -45,6 +45,18 @@ EXECUTION = "SCHEDEXEC_EXECUTION"
 CREDENTIALS_DIR = "SCHEDEXEC_CREDENTIALS_DIR"
 """Directory holding the credentials Secret, one file per key, mounted read-only."""
 
+CONFIG_KEY = "schedexec.config.json"
+"""The credentials Secret key (so the file in CREDENTIALS_DIR) holding a configuration the REST API kept out
+of spec.args: elastic.io's `fields`, which carry credentials. Its value is JSON, `{"salt": ..., "args":
+{...}}`; a run whose args hold CONFIG_DIGEST with the value's SHA-256 gets `args` merged into its own (the
+component sees its cfg as before), and every string in it is redacted like any credential. The salt (random,
+or derived from a key only the API holds) keeps the digest from telling anything about the values."""
+
+CONFIG_DIGEST = "schedexec.io/config-sha256"
+"""The args key naming the SHA-256 (hex) of the CONFIG_KEY file the run must find: the file is the one the API
+made for this execution (a Secret planted under its name by someone else does not match), and the digest is
+taken out of the args before the component sees them."""
+
 COMPONENT = "SCHEDEXEC_COMPONENT"
 """`module:attribute` of the component object; set by the component image."""
 

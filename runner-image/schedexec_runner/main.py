@@ -12,6 +12,14 @@ Credential values are redacted from everything the runner writes or logs: a
 run's result is stored in the execution's status, where credentials must never
 appear.
 
+elastic.io's `fields` (a configuration holding credentials) reach a run the
+same way: the REST API seals them in the credentials Secret (contract.CONFIG_KEY)
+and names their digest in the args; `unseal` checks the digest and gives them
+to the component as args again, so verifyCredentials and selectModel see the
+cfg elastic.io would give them (its text values in `ctx.credentials` too, where
+a schedexec component looks for credentials), and every string of it is
+redacted.
+
 Credentials are given byte for byte: a password may end in a space or a
 newline, so nothing is stripped. A Secret key whose value is not UTF-8 (a
 PKCS#12 keystore, a DER certificate) is given as bytes in
@@ -22,6 +30,7 @@ the key, never its value.
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import json
 import os
@@ -94,6 +103,67 @@ def read_credentials(
     return text, binary
 
 
+def unseal(args: dict[str, Any], config: str | None) -> dict[str, Any]:
+    """`args` with the configuration the REST API sealed in the credentials Secret (contract.CONFIG_KEY, the
+    text `config`) merged in, when the args name its digest (contract.CONFIG_DIGEST); the digest itself is
+    taken out. Args that name none are given as they are. A digest without the file, or a file that is not
+    the one the digest names (someone planted a Secret under the name the API chose), is refused:
+    CredentialsUnavailable, and the component never runs with a configuration it was not sent."""
+    digest = args.get(contract.CONFIG_DIGEST)
+    if digest is None:
+        return args
+    if config is None:
+        raise InputError(
+            "CredentialsUnavailable",
+            f"the args name a configuration ({contract.CONFIG_DIGEST}) but the credentials Secret holds no "
+            f"{contract.CONFIG_KEY}",
+        )
+    if hashlib.sha256(config.encode("utf-8")).hexdigest() != digest:
+        raise InputError(
+            "CredentialsUnavailable",
+            f"the credentials Secret's {contract.CONFIG_KEY} is not the configuration this execution was created "
+            f"with (its SHA-256 is not {contract.CONFIG_DIGEST}): the Secret was replaced",
+        )
+    sealed = _config_args(config)
+    if sealed is None:
+        raise InputError("CredentialsUnavailable", f"the credentials Secret's {contract.CONFIG_KEY} has no args object")
+    return {**{key: value for key, value in args.items() if key != contract.CONFIG_DIGEST}, **sealed}
+
+
+def _config_args(config: str) -> dict[str, Any] | None:
+    """The `args` object of a sealed configuration, or None if it has none."""
+    try:
+        sealed = json.loads(config)
+    except (ValueError, RecursionError):
+        return None
+    args = sealed.get("args") if isinstance(sealed, dict) else None
+    return args if isinstance(args, dict) else None
+
+
+def sealed_credentials(config: str | None) -> dict[str, str]:
+    """The sealed configuration's top-level text values, as `ctx.credentials` holds a Secret's keys: a
+    component that reads its credentials there (schedexec's way) finds them as one reading its cfg in the
+    args (elastic.io's) does."""
+    sealed = _config_args(config) if config is not None else None
+    return {key: value for key, value in (sealed or {}).items() if isinstance(value, str)}
+
+
+def config_secrets(config: str | None) -> list[str]:
+    """Every string of a sealed configuration's args (keys are names, not secrets): each is redacted, since
+    elastic.io's `fields` mix credentials with the rest of the configuration and nothing tells them apart."""
+    pending: list[Any] = [_config_args(config) if config is not None else None]
+    found: list[str] = []
+    while pending:  # iterative: the API bounds the depth, the runner does not rely on it
+        value = pending.pop()
+        if isinstance(value, str):
+            found.append(value)
+        elif isinstance(value, dict):
+            pending.extend(value.values())
+        elif isinstance(value, list):
+            pending.extend(value)
+    return found
+
+
 def load_component(environ: Mapping[str, str]) -> Component:
     target = environ.get(contract.COMPONENT, "")
     module_name, _, attribute = target.partition(":")
@@ -152,9 +222,17 @@ def run(environ: Mapping[str, str], diagnostics: TextIO | None = None) -> dict[s
     secrets: dict[str, str] = {}
     try:
         credentials, binary_credentials = read_credentials(environ, diagnostics)
+        config = credentials.pop(contract.CONFIG_KEY, None)  # the API's sealed configuration: args, not a credential
         # a binary value a component echoes (decoded some way) is redacted too: as Latin-1, every byte a character
-        secrets = {**credentials, **{key: value.decode("latin-1") for key, value in binary_credentials.items()}}
-        args = read_args(environ)
+        secrets = {
+            **credentials,
+            **{key: value.decode("latin-1") for key, value in binary_credentials.items()},
+            **{f"{contract.CONFIG_KEY}[{index}]": value for index, value in enumerate(config_secrets(config))},
+        }
+        given = read_args(environ)
+        args = unseal(given, config)
+        if contract.CONFIG_DIGEST in given:  # the sealed fields are this run's credentials: its text ones in ctx too
+            credentials = {**sealed_credentials(config), **credentials}
         component = load_component(environ)
         method = environ.get(contract.METHOD, "")
         if not method:

@@ -13,12 +13,14 @@ test_api_cache.py.
 from __future__ import annotations
 
 import asyncio
+import base64
 import copy
 import itertools
 from typing import Any
 
 from schedexec import watches
 from schedexec.api.kubeclient import Refused
+from schedexec_runner import contract, main
 
 
 class FakeKube:
@@ -29,6 +31,10 @@ class FakeKube:
         """(username, verb, resource, namespace or "*", name or "") a SubjectAccessReview allows."""
         self.executions: dict[tuple[str, str], dict[str, Any]] = {}
         self.config_maps: dict[tuple[str, str], dict[str, Any]] = {}
+        self.secrets: dict[tuple[str, str], dict[str, Any]] = {}
+        """The Secrets the API created (or a test planted), by namespace/name."""
+        self.secret_failure: Exception | None = None
+        """What creating a Secret raises next (None: it is created)."""
         self.created: list[dict[str, Any]] = []
         """Every body the API asked to create, as sent."""
         self.token_reviews: list[str] = []
@@ -78,6 +84,13 @@ class FakeKube:
 
     # --- the Client protocol ------------------------------------------------------------------
 
+    def delivered_args(self, namespace: str, spec: dict[str, Any]) -> dict[str, Any]:
+        """The args a run of an execution with `spec` gets: its own, or the ones sealed in its config Secret."""
+        if contract.CONFIG_DIGEST not in spec["args"]:
+            return dict(spec["args"])
+        secret = self.secrets[namespace, spec["credentialsSecretRef"]["name"]]
+        return main.unseal(spec["args"], base64.b64decode(secret["data"][contract.CONFIG_KEY]).decode())
+
     async def create_execution(self, namespace: str, body: dict[str, Any]) -> dict[str, Any] | None:
         self.created.append(copy.deepcopy(body))
         meta = copy.deepcopy(body["metadata"])
@@ -115,6 +128,14 @@ class FakeKube:
     async def get_config_map(self, namespace: str, name: str) -> dict[str, Any] | None:
         stored = self.config_maps.get((namespace, name))
         return None if stored is None else copy.deepcopy(stored)
+
+    async def create_secret(self, namespace: str, body: dict[str, Any]) -> bool:
+        if self.secret_failure is not None:
+            raise self.secret_failure
+        if (namespace, body["metadata"]["name"]) in self.secrets:
+            return False
+        self.secrets[namespace, body["metadata"]["name"]] = copy.deepcopy(body)
+        return True
 
     async def review_token(self, token: str, audiences: list[str]) -> dict[str, Any] | None:
         self.token_reviews.append(token)

@@ -94,8 +94,8 @@ def error(response: httpx.Response, status: int) -> dict[str, Any]:
     [
         (
             "verify-credential",
-            elastic("creds", fields={"apiKey": "k"}),
-            {"method": "verifyCredentials", "args": {"apiKey": "k"}, "credentialsSecretRef": {"name": "creds"}},
+            elastic("creds"),  # the named Secret's credentials (fields to verify: test_api_credentials)
+            {"method": "verifyCredentials", "args": {}, "credentialsSecretRef": {"name": "creds"}},
         ),
         ("dynamic-metadata", elastic(module="products"), {"method": "getMetaModel", "module": "products", "args": {}}),
         (

@@ -17,6 +17,7 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
+from schedexec.api import submit
 from schedexec.api.app import create_app
 from schedexec.api.cache import ExecutionCache
 from schedexec.settings import ApiSettings
@@ -36,15 +37,15 @@ SETTINGS = ApiSettings(
 )
 BASE = "/v2/components/shop/versions/latest"
 
-# elastic.io's documented request bodies, word for word but for the placeholders
+# elastic.io's documented request bodies, word for word but for the placeholders and for one thing:
+# elastic.io's verify-credential example names a credential as well, and here verify-credential's fields are
+# the credentials, sealed in a Secret of their own (a run mounts one): the two are exclusive (issue 25, see
+# test_verify_credential_with_fields_and_a_named_credential_is_422)
 VERIFY_CREDENTIAL = {
     "data": {
         "type": "verify-credential",
         "attributes": {"fields": {"apiKey": "api_secret"}},
-        "relationships": {
-            "workspace": {"data": {"id": WORKSPACE, "type": "workspace"}},
-            "credential": {"data": {"id": "shop-credentials", "type": "credential"}},
-        },
+        "relationships": {"workspace": {"data": {"id": WORKSPACE, "type": "workspace"}}},
     }
 }
 DYNAMIC_METADATA = {
@@ -71,11 +72,21 @@ SELECT_MODEL = {
         },
     }
 }
+
+
+class Sealed:
+    """Equal to a reference to a Secret the API made to hold a request's fields (`submit.seal`)."""
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, dict) and str(other.get("name", "")).startswith(submit.CONFIG_SECRET_PREFIX)
+
+
+SEALED = Sealed()
 DOCUMENTED = [
     pytest.param(
         "verify-credential",
         VERIFY_CREDENTIAL,
-        {"method": "verifyCredentials", "args": {"apiKey": "api_secret"}},
+        {"method": "verifyCredentials", "args": {"apiKey": "api_secret"}, "credentialsSecretRef": SEALED},
         {"verified": True},
         id="verify-credential",
     ),
@@ -112,10 +123,12 @@ def kube() -> FakeKube:
     for verb in ("create", "get"):
         kube.grant("alice", verb, WS_NAMESPACE)
     kube.grant("alice", "get", WS_NAMESPACE, resource="secrets", name="shop-credentials")
+    kube.grant("alice", "create", WS_NAMESPACE, resource="secrets")  # fields without a credential are sealed
     kube.user("bob-token", "bob")  # may read executions somewhere else, create nothing
     kube.grant("bob", "get", "elsewhere")
     kube.user("dora-token", "dora")  # may schedule in the default namespace only
     kube.grant("dora", "create", "default")
+    kube.grant("dora", "create", "default", resource="secrets")
     return kube
 
 
@@ -179,7 +192,8 @@ def test_a_documented_request_schedules_in_its_workspaces_namespace_and_answers_
     assert set(document) == {"data", "meta"}
     assert created_in(kube, uid) == WS_NAMESPACE
     (created,) = kube.created
-    assert created["spec"] == {
+    delivered = {**created["spec"], "args": kube.delivered_args(WS_NAMESPACE, created["spec"])}
+    assert delivered == {
         "component": {"image": "reg/shop:1.4.0"},
         "credentialsSecretRef": {"name": "shop-credentials"},
         "timeoutSeconds": 600,
@@ -380,7 +394,7 @@ def test_empty_to_one_relationships_mean_none(http: TestClient, kube: FakeKube) 
     )
     accepted = http.post(f"{BASE}/dynamic-metadata", json=body, params={"namespace": WS_NAMESPACE})
     assert accepted.status_code == 202, accepted.text
-    assert "credentialsSecretRef" not in kube.created[0]["spec"]
+    assert kube.created[0]["spec"]["credentialsSecretRef"] == SEALED, "no credential: the fields are sealed"
 
 
 def test_the_openapi_document_describes_the_three_relationships(http: TestClient) -> None:

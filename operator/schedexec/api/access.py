@@ -64,6 +64,11 @@ def secret(name: str, namespace: str) -> dict[str, str]:
     return {"resource": "secrets", "verb": "get", "namespace": namespace, "name": name}
 
 
+def new_secret(namespace: str) -> dict[str, str]:
+    """The resource attributes of creating a Secret in `namespace` (one the API creates for the caller)."""
+    return {"resource": "secrets", "verb": "create", "namespace": namespace}
+
+
 class Gate:
     """TokenReview + SubjectAccessReview, with expiring, bounded caches of both answers and a review
     budget per client address."""

@@ -28,7 +28,7 @@ from schedexec.api.cache import ExecutionCache
 from schedexec.api.errors import ApiError
 from schedexec.api.guard import Guard
 from schedexec.api.kubeclient import Client, KubeClient
-from schedexec.api.submit import Submitter
+from schedexec.api.submit import Submitter, signing_key
 from schedexec.settings import ApiSettings
 
 log = logging.getLogger("schedexec.api")
@@ -56,7 +56,7 @@ def create_app(settings: ApiSettings, client: Client, cache: ExecutionCache) -> 
         log.warning("INSECURE MODE: no authentication and no authorization; never use this outside development")
     gate = app.state.gate = Gate(client, settings)
     errors.install(app)
-    submitter = Submitter(gate, client, cache)
+    submitter = Submitter(gate, client, cache, signing_key(settings.idempotency_key_file))
     app.include_router(elastic.router(settings, submitter))
     app.include_router(generic.router(settings, submitter))
     app.include_router(polling.router(gate, cache, client))

@@ -27,7 +27,8 @@ DIALECT = "schedexec.io/api-dialect"
 as elastic.io documents it, `{"data": <the method's return value>}` (the runtime's success envelope)."""
 ELASTIC_IO = "elastic.io"
 IDEMPOTENCY = "schedexec.io/idempotency"
-"""Annotation of executions created with an Idempotency-Key: sha256(caller, key):sha256(request) (`submit`)."""
+"""Annotation of executions created with an Idempotency-Key: HMAC(caller, key):HMAC(that, request) under the
+API's signing key (`submit.bind`), which nobody else can compute."""
 
 
 def poll_link(uid: str) -> str:

@@ -13,7 +13,8 @@ guard runs before the body (and so the workspace) is known:
 could create in, and it refuses a caller allowed to create in none of them;
 `submit` then checks the one the request resolved to. So an unknown
 workspace (404) is only ever answered to a caller who passed both reviews
-of the guard. docs/elasticio-compat.md compares these endpoints with
+of the guard. `confidential` decides which requests' `fields` are kept out
+of the execution's args. docs/elasticio-compat.md compares these endpoints with
 elastic.io's documentation field by field.
 """
 
@@ -39,6 +40,7 @@ from schedexec.settings import ApiSettings
 
 ACCEPTED: dict[int | str, dict[str, Any]] = {202: {"description": "Scheduled; poll the Location."}}
 WORKSPACE_ID = "/data/relationships/workspace/data/id"
+CREDENTIAL_ID = "/data/relationships/credential/data/id"
 
 
 @dataclass(frozen=True)
@@ -118,6 +120,29 @@ def target_namespace(settings: ApiSettings, workspace: str | None, requested: st
     return namespace
 
 
+def confidential(method: ElasticMethod, request: ComponentRequest) -> bool:
+    """Whether the request's `fields` are kept out of the execution's args (in a Secret, `submit.seal`).
+
+    elastic.io's `fields` are the component's cfg, and its credentials are part of it. verify-credential
+    sends the credentials to verify there: its fields are always sealed, and a credentials Secret named as
+    well is 422 (a run mounts one credentials Secret, and the sealed fields are in it). dynamic-metadata and
+    select-model send the cfg the component needs to reach its system: sealed too, unless the request names
+    a credentials Secret (`relationships.credential`), whose keys are then the credentials and the fields the
+    rest of the cfg, in the args as before."""
+    if not request.data.attributes.fields:
+        return False
+    credential = request.data.relationships.credential
+    named = credential is not None and credential.data is not None
+    if method.method == models.VERIFY_CREDENTIALS and named:
+        raise unprocessable(
+            "verify-credential verifies the credentials in data.attributes.fields, which are kept in a Secret of "
+            "their own, and a run mounts one credentials Secret: send the fields without "
+            "data.relationships.credential, or the credential without fields to verify the Secret it names",
+            CREDENTIAL_ID,
+        )
+    return not named
+
+
 def workspace_namespaces(settings: ApiSettings, path: str) -> tuple[str, ...]:
     """The namespaces other than the API's own that a POST to `path` without `?namespace=` may create in,
     known before its body is read: for an elastic.io endpoint, every one a workspace maps to."""
@@ -139,6 +164,9 @@ def _endpoint(settings: ApiSettings, submitter: Submitter, method: ElasticMethod
     ) -> Response:
         target = target_namespace(settings, workspace_of(request), namespace)
         spec = specs.elastic_spec(settings, component, revision, request, method.method, method.required)
-        return await submitter.submit(caller, target, spec, component, idempotency_key, labels={DIALECT: ELASTIC_IO})
+        labels = {DIALECT: ELASTIC_IO}
+        return await submitter.submit(
+            caller, target, spec, component, idempotency_key, labels=labels, confidential=confidential(method, request)
+        )
 
     return endpoint

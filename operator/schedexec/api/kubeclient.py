@@ -3,7 +3,9 @@
 The API runs with a credential of its own (the chart's `<release>-api`
 ServiceAccount), whose RBAC grants exactly what `Client` asks: create, get,
 list and watch scheduledexecutions, get configmaps (results kept out of the
-status), create tokenreviews and subjectaccessreviews. It does not share the
+status), create secrets (only: the sealed configuration of an elastic.io
+request, `submit.seal`; it never reads one), create tokenreviews and
+subjectaccessreviews. It does not share the
 operator's `kube.Cluster` (which writes status, creates and deletes Jobs,
 deletes executions): `Client` is everything the API may ask of Kubernetes,
 `KubeClient` implements it on `kube.Api` (the same aiohttp client, on the
@@ -56,6 +58,10 @@ class Client(Protocol):
     async def get_config_map(self, namespace: str, name: str) -> dict[str, Any] | None:
         """The ConfigMap, or None if it does not exist."""
 
+    async def create_secret(self, namespace: str, body: dict[str, Any]) -> bool:
+        """Create the Secret `body` (a sealed configuration, owned by its execution): True, or False if one of
+        that name exists already. The API never reads, changes or deletes a Secret."""
+
     async def review_token(self, token: str, audiences: list[str]) -> dict[str, Any] | None:
         """The user info (username, uid, groups, extra) if the API server accepts the token for one of
         `audiences`, else None."""
@@ -96,6 +102,10 @@ class KubeClient:
 
     async def get_config_map(self, namespace: str, name: str) -> dict[str, Any] | None:
         return await self._get(kube.path("v1", namespace, f"configmaps/{name}"))
+
+    async def create_secret(self, namespace: str, body: dict[str, Any]) -> bool:
+        answer = await self.api.call("post", kube.path("v1", namespace, "secrets"), body, tolerate=(409,))
+        return answer.status != 409
 
     async def review_token(self, token: str, audiences: list[str]) -> dict[str, Any] | None:
         review = {
