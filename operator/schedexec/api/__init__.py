@@ -11,7 +11,10 @@ stable and URL-safe.
 Every request but the probes is authenticated with a bearer token for the
 API's audience (TokenReview) and authorized with a SubjectAccessReview on
 `scheduledexecutions` in the target namespace (`create` to schedule, before
-the body is read; `get` to poll and read). An id in a namespace the caller
+the body is read; `get` to poll and read; `create` secrets to send elastic.io
+`fields` the API seals in a Secret, `submit`). An Idempotency-Key binds
+names only the API can compute (an HMAC under its own key), so no other
+user can bind a caller's key first. An id in a namespace the caller
 may not read answers 404, exactly like an unknown id, so ids reveal nothing.
 Polls are served from a watch-fed cache. The API serves TLS, plain HTTP
 only when told it is a development setup.
