@@ -32,7 +32,9 @@ IDEMPOTENCY_NAMES names is tried. Residual: a user who may delete and
 create executions in the namespace can re-create the caller's execution
 with the annotation copied from it; the retry then answers an execution
 doing exactly what the caller asked (`claim` compares the spec), which that
-user can do to anything in the namespace anyway.
+user can do to anything in the namespace anyway; and one who planted an
+object under the first name, then deletes it once the caller's execution
+went to the next name, makes a retry create a second execution there.
 
 elastic.io's `fields` carry credentials, and a spec's args are readable by
 anyone who may read the execution, its Job or its pod. A request sent
@@ -294,12 +296,12 @@ class Submitter:
                 sealed = seal(spec, secret, mac(self.key, "salt", binding.annotation, name))
             document = wire(sealed.spec if sealed else spec)
             meta = {"name": name, "labels": labels, "annotations": {IDEMPOTENCY: binding.annotation}}
-            created = await self.client.create_execution(namespace, _execution(meta, document))
-            if created is not None:
-                return created, sealed
-            existing = await self.client.get_execution(namespace, name)  # the cache keeps no spec to compare
-            if existing is None:  # deleted in between: the next name, rather than a loop
+            met = await self._create_or_get(namespace, _execution(meta, document))
+            if met is None:
                 continue
+            existing, created = met
+            if created:
+                return existing, sealed
             found = claim(existing, binding, document, labels)
             if found is Claim.OURS:
                 return existing, sealed
@@ -315,6 +317,18 @@ class Submitter:
             "this API for you (someone else created or replaced them); use a new key",
         )
 
+    async def _create_or_get(self, namespace: str, body: dict[str, Any]) -> tuple[dict[str, Any], bool] | None:
+        """The execution `body` created (True), or the one holding its name (False: read from the API server,
+        as the cache keeps no spec to compare); None if that one was deleted before each GET."""
+        for _ in range(2):
+            created = await self.client.create_execution(namespace, body)
+            if created is not None:
+                return created, True
+            existing = await self.client.get_execution(namespace, body["metadata"]["name"])
+            if existing is not None:
+                return existing, False
+        return None
+
     async def _store(self, namespace: str, sealed: Sealed, created: dict[str, Any]) -> None:
         """Create `sealed`'s Secret for the `created` execution; one already there (a retry's) is left as it
         is: if it is not the one sealed, the run refuses it."""
@@ -327,7 +341,8 @@ class Submitter:
                 503,
                 "Service Unavailable",
                 f"execution {name} was created in namespace {namespace} but the Secret holding its configuration "
-                "could not be; its run waits for it: retry with the same Idempotency-Key",
+                "could not be, so its run cannot start: retry (with an Idempotency-Key, a retry completes that "
+                "execution instead of creating another)",
                 headers={"Retry-After": "1"},
             ) from None
 
