@@ -115,18 +115,13 @@ def test_a_caller_who_may_not_create_secrets_is_403_and_nothing_is_created(http:
     assert kube.created == [] and kube.secrets == {}
 
 
-def test_verify_credential_with_fields_and_a_named_credential_is_422(http: TestClient, kube: FakeKube) -> None:
-    body = elastic("creds", fields={"apiKey": CANARY})
-    refused = http.post(f"{ELASTIC}/verify-credential", json=body, params={"namespace": NS})
-    assert refused.status_code == 422, refused.text
-    (problem,) = refused.json()["errors"]
-    assert problem["source"] == {"pointer": "/data/relationships/credential/data/id"}
-    assert CANARY not in refused.text and kube.created == []
-
-
 @pytest.mark.parametrize(
     ("path", "attributes"),
-    [("dynamic-metadata", {"module": "products"}), ("select-model", {"module": "products", "method": "getCategories"})],
+    [
+        ("verify-credential", {}),
+        ("dynamic-metadata", {"module": "products"}),
+        ("select-model", {"module": "products", "method": "getCategories"}),
+    ],
 )
 def test_a_cfg_without_a_named_credential_is_sealed_and_with_one_stays_in_the_args(
     http: TestClient, kube: FakeKube, path: str, attributes: dict[str, Any]

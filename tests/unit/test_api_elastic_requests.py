@@ -37,15 +37,17 @@ SETTINGS = ApiSettings(
 )
 BASE = "/v2/components/shop/versions/latest"
 
-# elastic.io's documented request bodies, word for word but for the placeholders and for one thing:
-# elastic.io's verify-credential example names a credential as well, and here verify-credential's fields are
-# the credentials, sealed in a Secret of their own (a run mounts one): the two are exclusive (issue 25, see
-# test_verify_credential_with_fields_and_a_named_credential_is_422)
+# elastic.io's documented request bodies, word for word but for the placeholders (each names a credential, so
+# its fields are the rest of the cfg and stay in the args; fields without a credential are sealed: see
+# test_api_credentials.py)
 VERIFY_CREDENTIAL = {
     "data": {
         "type": "verify-credential",
         "attributes": {"fields": {"apiKey": "api_secret"}},
-        "relationships": {"workspace": {"data": {"id": WORKSPACE, "type": "workspace"}}},
+        "relationships": {
+            "workspace": {"data": {"id": WORKSPACE, "type": "workspace"}},
+            "credential": {"data": {"id": "shop-credentials", "type": "credential"}},
+        },
     }
 }
 DYNAMIC_METADATA = {
@@ -86,7 +88,7 @@ DOCUMENTED = [
     pytest.param(
         "verify-credential",
         VERIFY_CREDENTIAL,
-        {"method": "verifyCredentials", "args": {"apiKey": "api_secret"}, "credentialsSecretRef": SEALED},
+        {"method": "verifyCredentials", "args": {"apiKey": "api_secret"}},
         {"verified": True},
         id="verify-credential",
     ),

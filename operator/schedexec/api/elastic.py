@@ -123,23 +123,15 @@ def target_namespace(settings: ApiSettings, workspace: str | None, requested: st
 def confidential(method: ElasticMethod, request: ComponentRequest) -> bool:
     """Whether the request's `fields` are kept out of the execution's args (in a Secret, `submit.seal`).
 
-    elastic.io's `fields` are the component's cfg, and its credentials are part of it. verify-credential
-    sends the credentials to verify there: its fields are always sealed, and a credentials Secret named as
-    well is 422 (a run mounts one credentials Secret, and the sealed fields are in it). dynamic-metadata and
-    select-model send the cfg the component needs to reach its system: sealed too, unless the request names
-    a credentials Secret (`relationships.credential`), whose keys are then the credentials and the fields the
-    rest of the cfg, in the args as before."""
+    elastic.io's `fields` are the component's cfg, and its credentials are part of it. A request that names a
+    credentials Secret (`relationships.credential`, the documented form on all three endpoints) has its
+    credentials there: the Secret's keys are the credentials and the fields the rest of the cfg, in the args
+    as before (put no secret in them). A request that names none sends its credentials in the fields
+    (verify-credential's usual form): they are sealed in a Secret of their own."""
     if not request.data.attributes.fields:
         return False
     credential = request.data.relationships.credential
     named = credential is not None and credential.data is not None
-    if method.method == models.VERIFY_CREDENTIALS and named:
-        raise unprocessable(
-            "verify-credential verifies the credentials in data.attributes.fields, which are kept in a Secret of "
-            "their own, and a run mounts one credentials Secret: send the fields without "
-            "data.relationships.credential, or the credential without fields to verify the Secret it names",
-            CREDENTIAL_ID,
-        )
     return not named
 
 
