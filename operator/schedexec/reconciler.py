@@ -6,7 +6,9 @@ run slots) is touched from one thread. The order of effects is
 the one `schedexec.decisions` relies on: create the run's Job, then write
 the status that names it; write the status that records an outcome, then
 delete the Job. A crash between two steps is repaired by the next reconcile,
-because Job names are deterministic.
+because Job names are deterministic (manifests.job_name: the execution's name and a tag of its uid, so
+an execution created again under the same name never meets its predecessor's Jobs). A large result's
+ConfigMap is reused after a 409 only if it is this result, owned by this execution (`keep_result`).
 
 The run is observed from the store; the API server is asked only when the
 watch may lag: the current run's Job missing from the cache, a finished
@@ -78,6 +80,32 @@ def _invalid(exc: pydantic.ValidationError) -> str:
 def _overdue(decision: decisions.Decision) -> bool:
     error = decision.status.error
     return error is not None and error.reason == models.Reason.RUN_OVERDUE
+
+
+async def keep_result(api: kube.Api, manifest: dict[str, Any], fence: kube.Fence | None = None) -> str:
+    """Create the ConfigMap of a large result (manifests.result_config_map); returns the name it is kept under.
+
+    Its name is deterministic, so a reconcile repeated after a crash or a conflicting status write meets its
+    own ConfigMap (409) and keeps it, but only once it is checked to be this result of this execution
+    (manifests.holds_result): a ConfigMap someone else created under that name is neither reused (the
+    status would name a result that is not the run's) nor overwritten (it is not the operator's), and the
+    result is kept under a name the API server draws (manifests.unclaimed_name). Its writes check `fence` (the
+    Cluster's: the leader lease) as they are sent, as every write of `kube.Cluster` does."""
+    meta = manifest["metadata"]
+    url = kube.path("v1", meta["namespace"], "configmaps")
+    created = await api.call("post", url, manifest, tolerate=(409,), fence=fence)
+    if created.status != 409:
+        return str(meta["name"])
+    found = await api.call("get", f"{url}/{meta['name']}", tolerate=(404,))
+    if manifests.holds_result(None if found.status == 404 else found.body, manifest):
+        return str(meta["name"])
+    log.warning(
+        "ConfigMap %s/%s holds something other than this result (another owner): kept under another name",
+        meta["namespace"],
+        meta["name"],
+    )
+    drawn = await api.call("post", url, manifests.unclaimed_name(manifest), fence=fence)
+    return str(drawn.body["metadata"]["name"])
 
 
 class Reconciler:
@@ -284,7 +312,9 @@ class Reconciler:
         key, start = execution.key, decision.start_run
         if start is not None:
             self._ensure_leading(key)
-            manifest = manifests.job_manifest(execution, start.index, start.args, self.pod_defaults, start.method)
+            manifest = manifests.job_manifest(
+                execution, start.index, start.args, self.pod_defaults, start.method, name=start.job
+            )
             try:
                 if not await self.cluster.create_job(manifest):
                     # adopted: its watch events may all have come before this status names it (it may even have
@@ -300,7 +330,10 @@ class Reconciler:
         else:
             self.slots.not_queued(key)
         if decision.result_config_map is not None:  # before the status that names it
-            await self.cluster.create_config_map(decision.result_config_map)
+            self._ensure_leading(key)
+            kept = await keep_result(self.cluster.api, decision.result_config_map, self.cluster.fence)
+            if kept != decision.result_config_map["metadata"]["name"]:
+                decision = decisions.result_kept_in(decision, kept)
         document = status_document(decision.status)
         if document != status_document(execution.status):
             updated = await self.cluster.write_status(execution, document)

@@ -17,11 +17,12 @@ import kopf
 import pytest
 from aiohttp import web
 
-from schedexec import kube, leader, models
+from schedexec import kube, leader, manifests, models, reconciler
 from schedexec.leader import LeaderElector, Leases
 
 Reply = tuple[int, Any]
-Answers = dict[tuple[str, str], Reply]
+Answers = dict[tuple[str, str], Reply | list[Reply]]
+"""By (method, path): the answer, or the answers in turn."""
 
 
 def status(code: int, message: str) -> dict[str, Any]:
@@ -54,7 +55,8 @@ async def served(answers: Answers, seen: list[tuple[str, str, Any]]) -> AsyncIte
     async def handle(request: web.Request) -> web.StreamResponse:
         body = await request.text()
         seen.append((request.method, request.path_qs, json.loads(body) if body else None))
-        code, reply = answers.get((request.method, request.path), (404, status(404, "not found")))
+        answer = answers.get((request.method, request.path), (404, status(404, "not found")))
+        code, reply = answer.pop(0) if isinstance(answer, list) else answer
         if isinstance(reply, str):
             return web.Response(status=code, text=reply)
         return web.json_response(reply, status=code)
@@ -320,6 +322,7 @@ def test_a_write_whose_lease_runs_out_between_the_check_and_the_send_is_not_sent
         lambda c: c.delete_job("ns", "a-r1", "j1"),
         lambda c: c.write_status(EXECUTION, {"phase": "Running"}),
         lambda c: c.create_config_map({"metadata": {"name": "a-result", "namespace": "ns"}}),
+        lambda c: reconciler.keep_result(c.api, RESULT, c.fence),
         lambda c: c.post_event(EXECUTION, "Normal", "R", "m"),
         lambda c: c.delete_execution(EXECUTION),
     ],
@@ -375,3 +378,59 @@ def test_the_lease_calls_themselves_are_not_fenced() -> None:
 
     assert asyncio.run(scenario()) is True
     assert [s[:2] for s in seen] == [("GET", lease_path), ("PUT", lease_path)]
+
+
+# --- a large result's ConfigMap (reconciler.keep_result) -------------------------------------------------
+
+CONFIG_MAPS = "/api/v1/namespaces/ns/configmaps"
+RESULT, _ = manifests.result_config_map(EXECUTION, '{"big": true}')
+RESULT_NAME = RESULT["metadata"]["name"]
+
+
+def test_a_result_config_map_is_created_under_its_name() -> None:
+    kept, seen = run({("POST", CONFIG_MAPS): (201, RESULT)}, lambda c: reconciler.keep_result(c.api, RESULT))
+    assert kept == RESULT_NAME == f"a-{manifests.execution_tag('uid-a')}-result"
+    assert seen == [("POST", CONFIG_MAPS, RESULT)]
+
+
+def test_a_result_config_map_made_before_a_crash_is_kept() -> None:
+    answers: Answers = {
+        ("POST", CONFIG_MAPS): (409, status(409, "exists")),
+        ("GET", f"{CONFIG_MAPS}/{RESULT_NAME}"): (200, RESULT | {"metadata": RESULT["metadata"] | {"uid": "cm1"}}),
+    }
+    kept, seen = run(answers, lambda c: reconciler.keep_result(c.api, RESULT))
+    assert kept == RESULT_NAME
+    assert [s[:2] for s in seen] == [("POST", CONFIG_MAPS), ("GET", f"{CONFIG_MAPS}/{RESULT_NAME}")]
+
+
+@pytest.mark.parametrize(
+    "squatted",
+    [
+        {"metadata": {"name": RESULT_NAME, "ownerReferences": [{"uid": "uid-mallory"}]}, "data": RESULT["data"]},
+        {"metadata": {"name": RESULT_NAME}, "data": {manifests.RESULT_KEY: '{"forged": true}'}},
+        None,  # deleted between the 409 and the read
+    ],
+)
+def test_a_config_map_of_that_name_that_is_not_this_result_is_left_alone_and_the_result_kept_elsewhere(
+    squatted: dict[str, Any] | None,
+) -> None:
+    """Someone created the result's ConfigMap first (its name derives from the execution's uid, which anyone who
+    may read the execution sees): the operator neither reuses it (the status would name what the squatter wrote)
+    nor overwrites it; it keeps the result under a name the API server draws, and the status names that."""
+    drawn = manifests.unclaimed_name(RESULT)
+    answers: Answers = {
+        ("POST", CONFIG_MAPS): [
+            (409, status(409, "exists")),
+            (201, drawn | {"metadata": drawn["metadata"] | {"name": f"{RESULT_NAME}-x7k2p"}}),
+        ],
+        ("GET", f"{CONFIG_MAPS}/{RESULT_NAME}"): (404, status(404, "gone")) if squatted is None else (200, squatted),
+    }
+    kept, seen = run(answers, lambda c: reconciler.keep_result(c.api, RESULT))
+    assert kept == f"{RESULT_NAME}-x7k2p"
+    assert [s[:2] for s in seen] == [
+        ("POST", CONFIG_MAPS),
+        ("GET", f"{CONFIG_MAPS}/{RESULT_NAME}"),
+        ("POST", CONFIG_MAPS),
+    ]
+    assert seen[2][2] == drawn, "the same result, owned by the execution, no name of its own"
+    assert not [s for s in seen if s[0] in ("PUT", "PATCH", "DELETE")], "the squatter's ConfigMap is not touched"
