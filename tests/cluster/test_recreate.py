@@ -43,7 +43,10 @@ def current_job(cluster: LocalCluster, namespace: str, uid: str) -> str | None:
         raise
     if body["metadata"]["uid"] != uid:
         return None
-    return ((body.get("status") or {}).get("currentRun") or {}).get("job")  # type: ignore[no-any-return]
+    status = body.get("status") or {}
+    if status.get("phase") == models.Phase.FAILED:  # before: JobNameTaken, the old execution's Job in the way
+        pytest.fail(f"execution again ended Failed: {status.get('error')}")
+    return (status.get("currentRun") or {}).get("job")  # type: ignore[no-any-return]
 
 
 def job(cluster: LocalCluster, namespace: str, name: str) -> Any:
