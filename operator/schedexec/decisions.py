@@ -208,8 +208,8 @@ def job_refused(
 
 
 def result_kept_in(decision: Decision, config_map: str) -> Decision:
-    """`decision` with its result kept in the ConfigMap `config_map`, not the one it named: that name held
-    something else (manifests.holds_result), and the API server drew another (reconciler.keep_result)."""
+    """`decision` with its result kept in the ConfigMap `config_map`, not the one it named: that name was
+    taken, and the API server drew another (reconciler.keep_result)."""
     ref = decision.status.result_ref
     assert ref is not None and decision.result_config_map is not None
     status = decision.status.model_copy(update={"result_ref": ref.model_copy(update={"config_map": config_map})})

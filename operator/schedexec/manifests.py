@@ -11,8 +11,9 @@ finds, never duplicates, a run's Job: its creation answers 409 and the Job's own
 never another execution's. The uid tells apart two generations of one name (an execution deleted and
 created again while its old Jobs are still being garbage-collected: `kubectl replace --force`) and two
 executions whose long names are cut to the same prefix; uids are drawn by the API server, so no user can
-choose a name that lands on another execution's Job or ConfigMap. Whatever holds a name already is still
-checked by owner uid: a Job owned by another uid is never adopted, a ConfigMap never reused.
+choose a name that lands on another execution's Job or ConfigMap. Whatever holds a name already is not
+trusted: a Job owned by another uid is never adopted, and a ConfigMap found under a result's name is never
+reused (the result goes under a name the API server draws, `unclaimed_name`).
 Operators before this naming called run `i`'s Job `<name>-r<i>` (`legacy_job_name`); such a Job of a
 run in progress when the operator is upgraded is found by that name (`run_job`), never run again.
 
@@ -291,21 +292,9 @@ def result_config_map(execution: models.ScheduledExecution, text: str) -> tuple[
     return body, reference
 
 
-def holds_result(existing: Mapping[str, Any] | None, manifest: Mapping[str, Any]) -> bool:
-    """Whether `existing`, the ConfigMap found under `manifest`'s name (a create answered 409), is this very
-    result: owned by the same execution (uid) and holding the same data. Only then is it reused (created
-    before a crash or a conflicting status write); anything else at that name (another execution's, or one a
-    user created to squat the name) is left alone, and the result is kept under another (`unclaimed_name`)."""
-    if existing is None:
-        return False
-    owner = manifest["metadata"]["ownerReferences"][0]["uid"]
-    owners = {o.get("uid") for o in (existing.get("metadata") or {}).get("ownerReferences") or []}
-    same = all(existing.get(field) == manifest.get(field) for field in ("data", "binaryData"))
-    return owner in owners and same
-
-
 def unclaimed_name(manifest: Mapping[str, Any]) -> dict[str, Any]:
-    """`manifest` without its name, for the API server to name it (generateName: `<name>-<random>`): the
-    fallback when its name holds something else (`holds_result`)."""
+    """`manifest` without its name, for the API server to name it (generateName: `<name>-<random>`): where a
+    result goes when a ConfigMap holds its name already (reconciler.keep_result: never reused, as the operator
+    cannot tell its own from one someone else made)."""
     meta = {k: v for k, v in manifest["metadata"].items() if k != "name"}
     return {**manifest, "metadata": {**meta, "generateName": f"{manifest['metadata']['name']}-"}}

@@ -8,7 +8,7 @@ the status that names it; write the status that records an outcome, then
 delete the Job. A crash between two steps is repaired by the next reconcile,
 because Job names are deterministic (manifests.job_name: the execution's name and a tag of its uid, so
 an execution created again under the same name never meets its predecessor's Jobs). A large result's
-ConfigMap is reused after a 409 only if it is this result, owned by this execution (`keep_result`).
+ConfigMap is never reused after a 409: the result goes under a name the API server draws (`keep_result`).
 
 The run is observed from the store; the API server is asked only when the
 watch may lag: the current run's Job missing from the cache, a finished
@@ -85,24 +85,21 @@ def _overdue(decision: decisions.Decision) -> bool:
 async def keep_result(api: kube.Api, manifest: dict[str, Any], fence: kube.Fence | None = None) -> str:
     """Create the ConfigMap of a large result (manifests.result_config_map); returns the name it is kept under.
 
-    Its name is deterministic, so a reconcile repeated after a crash or a conflicting status write meets its
-    own ConfigMap (409) and keeps it, but only once it is checked to be this result of this execution
-    (manifests.holds_result): a ConfigMap someone else created under that name is neither reused (the
-    status would name a result that is not the run's) nor overwritten (it is not the operator's), and the
-    result is kept under a name the API server draws (manifests.unclaimed_name). Its writes check `fence` (the
-    Cluster's: the leader lease) as they are sent, as every write of `kube.Cluster` does."""
+    A 409 means the name is taken: by this result's own ConfigMap (made before a crash, or before a status
+    write that conflicted), or by anything else: the name derives from the execution's uid, which anyone who
+    may read the execution sees, and a user may create a ConfigMap under it first. Telling the two apart
+    takes a read the operator is not given (its role creates ConfigMaps, never reads them), and reusing one
+    it cannot vouch for would let the status name what someone else wrote. So the taken name is left alone
+    (never reused, never overwritten) and the result is kept under a name the API server draws
+    (manifests.unclaimed_name); an own copy made before a crash stays, owned by the execution, and goes with
+    it. Its writes check `fence` (the Cluster's: the leader lease) as they are sent, as `kube.Cluster`'s do."""
     meta = manifest["metadata"]
     url = kube.path("v1", meta["namespace"], "configmaps")
     created = await api.call("post", url, manifest, tolerate=(409,), fence=fence)
     if created.status != 409:
         return str(meta["name"])
-    found = await api.call("get", f"{url}/{meta['name']}", tolerate=(404,))
-    if manifests.holds_result(None if found.status == 404 else found.body, manifest):
-        return str(meta["name"])
-    log.warning(
-        "ConfigMap %s/%s holds something other than this result (another owner): kept under another name",
-        meta["namespace"],
-        meta["name"],
+    log.info(
+        "ConfigMap %s/%s exists: the result is kept under a name the API server draws", meta["namespace"], meta["name"]
     )
     drawn = await api.call("post", url, manifests.unclaimed_name(manifest), fence=fence)
     return str(drawn.body["metadata"]["name"])

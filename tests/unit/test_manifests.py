@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import copy
 import json
-from typing import Any
 
 import pytest
 from hypothesis import assume, given
@@ -71,19 +69,6 @@ def test_a_job_of_a_run_in_progress_made_before_the_upgrade_keeps_its_legacy_nam
     assert manifests.run_job_names("nightly", "u1", 4) == (manifests.job_name("nightly", "u1", 4), "nightly-r4")
     long = "y" * 100
     assert manifests.run_job(long, "u1", 2, [manifests.legacy_job_name(long, 2)]) == manifests.legacy_job_name(long, 2)
-
-
-def config_map(owner: str, **data: str) -> dict[str, Any]:
-    return {"metadata": {"name": "cm", "ownerReferences": [{"uid": owner}]}, "data": data}
-
-
-def test_a_config_map_of_that_name_is_this_result_only_if_this_execution_owns_it_and_it_holds_the_same() -> None:
-    ours, _ = manifests.result_config_map(execution(), '{"x": 1}')
-    assert manifests.holds_result(copy.deepcopy(ours) | {"metadata": ours["metadata"] | {"uid": "cm1"}}, ours)
-    assert not manifests.holds_result(None, ours)
-    assert not manifests.holds_result(config_map("other", **ours["data"]), ours), "squatted: another owner"
-    assert not manifests.holds_result({"metadata": {}, "data": ours["data"]}, ours), "no owner at all"
-    assert not manifests.holds_result(config_map("u1", **{manifests.RESULT_KEY: "{}"}), ours), "not this result"
 
 
 def test_a_result_whose_name_is_taken_is_kept_under_a_name_the_api_server_draws() -> None:
