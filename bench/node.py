@@ -214,10 +214,11 @@ class Node:
         latencies = []
         for index in range(n):
             started = time.monotonic()
-            self.batch.create_namespaced_job(namespace, raw_job(namespace, index))
+            job = raw_job(namespace, index)
+            self.batch.create_namespaced_job(namespace, job)
             while True:
                 pods = self.core.list_namespaced_pod(
-                    namespace, label_selector=f"batch.kubernetes.io/job-name=raw-{index}-r1"
+                    namespace, label_selector=f"batch.kubernetes.io/job-name={job['metadata']['name']}"
                 )
                 statuses = [s for p in pods.items for s in (p.status.container_statuses or [])]
                 if any(s.state.running or s.state.terminated for s in statuses):

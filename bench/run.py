@@ -710,11 +710,9 @@ def latency(bench: Bench, rate: float, seconds: int, polling: int, timeouts: int
         name = ref.get("name") or ""
         if ref.get("resource") == models.PLURAL:
             created[name] = stamp(event["stageTimestamp"])
-        elif ref.get("resource") == "jobs":
-            jobs[name] = stamp(event["stageTimestamp"])
-    to_job = [
-        jobs[f"lat-{i}-r1"] - created[f"lat-{i}"] for i in range(n) if f"lat-{i}-r1" in jobs and f"lat-{i}" in created
-    ]
+        elif ref.get("resource") == "jobs" and name.endswith("-r1"):
+            jobs[name.rsplit("-", 2)[0]] = stamp(event["stageTimestamp"])  # <execution>-<uid tag>-r1: run 1's Job
+    to_job = [jobs[f"lat-{i}"] - created[f"lat-{i}"] for i in range(n) if f"lat-{i}" in jobs and f"lat-{i}" in created]
     bench.clear()
 
     log(f"lateness: {polling} polling sequences of 5 runs, 2 s apart")

@@ -33,7 +33,7 @@ no run index executes twice.
 from __future__ import annotations
 
 from collections.abc import Collection
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -69,6 +69,7 @@ __all__ = [
     "decide",
     "failed_outright",
     "job_refused",
+    "result_kept_in",
     "set_condition",
 ]
 
@@ -204,3 +205,12 @@ def job_refused(
     reason, message = refusal
     step.fail(RunOutcome.NOT_STARTED, reason, f"the Job of run {index} was refused: {message}")
     return _decided(step)
+
+
+def result_kept_in(decision: Decision, config_map: str) -> Decision:
+    """`decision` with its result kept in the ConfigMap `config_map`, not the one it named: that name was
+    taken, and the API server drew another (reconciler.keep_result)."""
+    ref = decision.status.result_ref
+    assert ref is not None and decision.result_config_map is not None
+    status = decision.status.model_copy(update={"result_ref": ref.model_copy(update={"config_map": config_map})})
+    return replace(decision, status=status)

@@ -5,6 +5,18 @@ Everything the operator creates for a run is built here, pure (execution + run i
 with the restricted security context every run gets, so it is unit-tested without a cluster. Observation
 (runs.py), the pod cache and the watches read back only the names and labels defined here.
 
+Names are the execution's name, a tag of its uid and what the object is (`nightly-3f9c2a1b0d-r2`, the Job
+of run 2; `nightly-3f9c2a1b0d-result`): readable in `kubectl get jobs`, deterministic (a restarted operator
+finds, never duplicates, a run's Job: its creation answers 409 and the Job's owner is this execution), and
+never another execution's. The uid tells apart two generations of one name (an execution deleted and
+created again while its old Jobs are still being garbage-collected: `kubectl replace --force`) and two
+executions whose long names are cut to the same prefix; uids are drawn by the API server, so no user can
+choose a name that lands on another execution's Job or ConfigMap. Whatever holds a name already is not
+trusted: a Job owned by another uid is never adopted, and a ConfigMap found under a result's name is never
+reused (the result goes under a name the API server draws, `unclaimed_name`).
+Operators before this naming called run `i`'s Job `<name>-r<i>` (`legacy_job_name`); such a Job of a
+run in progress when the operator is upgraded is found by that name (`run_job`), never run again.
+
 The args travel in a pod annotation, projected into the container as a file
 by a downwardAPI volume: an environment variable would cap them at 128 KiB
 (the kernel's limit for one string), an annotation allows 256 KiB in total,
@@ -17,7 +29,7 @@ import base64
 import gzip
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,14 +50,53 @@ MAX_JOB_NAME = 63
 """Job names become pod label values, which Kubernetes caps at 63 characters."""
 
 
-def job_name(execution: str, index: int) -> str:
-    """Deterministic, so a restarted operator finds (never duplicates) a run's Job."""
+TAG_LENGTH = 10
+"""Hex digits of the uid's tag in a name: 40 bits, so a user who creates executions over and over until one
+shares a victim's tag needs about 10^12 tries (the tag is not secret: it protects against accidents and
+chosen names, the owner check against the rest)."""
+
+
+def execution_tag(uid: str) -> str:
+    """The part of a name that tells apart executions (and generations of one name): the start of the SHA-256
+    of the execution's uid."""
+    return hashlib.sha256(uid.encode()).hexdigest()[:TAG_LENGTH]
+
+
+def owned_name(execution: str, uid: str, what: str) -> str:
+    """`<execution>-<tag>-<what>`, the execution's name cut to fit MAX_JOB_NAME (its readable part: the tag,
+    not the name, makes it unique, so a cut needs no hash of the name)."""
+    tail = f"-{execution_tag(uid)}-{what}"
+    return execution[: MAX_JOB_NAME - len(tail)].rstrip("-.") + tail
+
+
+def job_name(execution: str, uid: str, index: int) -> str:
+    """The name of the Job of run `index` of execution `execution` (uid `uid`). Deterministic, so a restarted
+    operator finds (never duplicates) a run's Job."""
+    return owned_name(execution, uid, f"r{index}")
+
+
+def legacy_job_name(execution: str, index: int) -> str:
+    """The name operators before the uid tag gave run `index`'s Job: kept only to find such a Job of a run in
+    progress across an upgrade (`run_job`)."""
     suffix = f"-r{index}"
     return _fit(execution, MAX_JOB_NAME - len(suffix)) + suffix
 
 
+def run_job(execution: str, uid: str, index: int, jobs: Collection[str]) -> str:
+    """The name of run `index`'s Job, given the names of the Jobs the execution owns (`jobs`): the legacy
+    name if a Job of that name is among them (created by an operator before an upgrade, then adopted: its
+    run is never started twice), else `job_name`."""
+    legacy = legacy_job_name(execution, index)
+    return legacy if legacy in jobs else job_name(execution, uid, index)
+
+
+def run_job_names(execution: str, uid: str, index: int) -> tuple[str, str]:
+    """Every name run `index`'s Job may have: this operator's, then the legacy one."""
+    return job_name(execution, uid, index), legacy_job_name(execution, index)
+
+
 def _fit(name: str, limit: int) -> str:
-    """`name`, or a stable hash-suffixed prefix of it when longer than `limit`."""
+    """`name`, or a stable hash-suffixed prefix of it when longer than `limit` (label values; legacy names)."""
     if len(name) <= limit:
         return name
     digest = hashlib.sha256(name.encode()).hexdigest()[:8]
@@ -102,9 +153,11 @@ def job_manifest(
     args: dict[str, Any],
     defaults: PodDefaults,
     method: str | None = None,
+    name: str | None = None,
 ) -> dict[str, Any]:
     """The Job that performs run `index` of `execution` with `args` (running `method` instead of
-    spec.method if given: a command a previous run scheduled)."""
+    spec.method if given: a command a previous run scheduled), named `name` (default: `job_name`; a run
+    adopted across an upgrade keeps its legacy name, `run_job`)."""
     spec, meta = execution.spec, execution.metadata
     labels = {
         "app.kubernetes.io/managed-by": MANAGED_BY,
@@ -123,7 +176,7 @@ def job_manifest(
         "apiVersion": "batch/v1",
         "kind": "Job",
         "metadata": {
-            "name": job_name(meta.name, index),
+            "name": name or job_name(meta.name, meta.uid, index),
             "namespace": meta.namespace,
             "labels": labels,
             "ownerReferences": [owner],
@@ -216,7 +269,7 @@ def result_config_map(execution: models.ScheduledExecution, text: str) -> tuple[
     """The ConfigMap that keeps a large result (`text`, its JSON), owned by the execution, and its reference."""
     raw = text.encode("utf-8")
     meta = execution.metadata
-    name = _fit(f"{meta.name}-result", MAX_JOB_NAME)
+    name = owned_name(meta.name, meta.uid, "result")
     body: dict[str, Any] = {
         "apiVersion": "v1",
         "kind": "ConfigMap",
@@ -237,3 +290,11 @@ def result_config_map(execution: models.ScheduledExecution, text: str) -> tuple[
         key, body["binaryData"] = RESULT_GZ_KEY, {RESULT_GZ_KEY: packed}
     reference = models.ResultRef(config_map=name, key=key, bytes=len(raw), sha256=hashlib.sha256(raw).hexdigest())
     return body, reference
+
+
+def unclaimed_name(manifest: Mapping[str, Any]) -> dict[str, Any]:
+    """`manifest` without its name, for the API server to name it (generateName: `<name>-<random>`): where a
+    result goes when a ConfigMap holds its name already (reconciler.keep_result: never reused, as the operator
+    cannot tell its own from one someone else made)."""
+    meta = {k: v for k, v in manifest["metadata"].items() if k != "name"}
+    return {**manifest, "metadata": {**meta, "generateName": f"{manifest['metadata']['name']}-"}}

@@ -6,7 +6,9 @@ run slots) is touched from one thread. The order of effects is
 the one `schedexec.decisions` relies on: create the run's Job, then write
 the status that names it; write the status that records an outcome, then
 delete the Job. A crash between two steps is repaired by the next reconcile,
-because Job names are deterministic.
+because Job names are deterministic (manifests.job_name: the execution's name and a tag of its uid, so
+an execution created again under the same name never meets its predecessor's Jobs). A large result's
+ConfigMap is never reused after a 409: the result goes under a name the API server draws (`keep_result`).
 
 The run is observed from the store; the API server is asked only when the
 watch may lag: the current run's Job missing from the cache, a finished
@@ -78,6 +80,29 @@ def _invalid(exc: pydantic.ValidationError) -> str:
 def _overdue(decision: decisions.Decision) -> bool:
     error = decision.status.error
     return error is not None and error.reason == models.Reason.RUN_OVERDUE
+
+
+async def keep_result(api: kube.Api, manifest: dict[str, Any], fence: kube.Fence | None = None) -> str:
+    """Create the ConfigMap of a large result (manifests.result_config_map); returns the name it is kept under.
+
+    A 409 means the name is taken: by this result's own ConfigMap (made before a crash, or before a status
+    write that conflicted), or by anything else: the name derives from the execution's uid, which anyone who
+    may read the execution sees, and a user may create a ConfigMap under it first. Telling the two apart
+    takes a read the operator is not given (its role creates ConfigMaps, never reads them), and reusing one
+    it cannot vouch for would let the status name what someone else wrote. So the taken name is left alone
+    (never reused, never overwritten) and the result is kept under a name the API server draws
+    (manifests.unclaimed_name); an own copy made before a crash stays, owned by the execution, and goes with
+    it. Its writes check `fence` (the Cluster's: the leader lease) as they are sent, as `kube.Cluster`'s do."""
+    meta = manifest["metadata"]
+    url = kube.path("v1", meta["namespace"], "configmaps")
+    created = await api.call("post", url, manifest, tolerate=(409,), fence=fence)
+    if created.status != 409:
+        return str(meta["name"])
+    log.info(
+        "ConfigMap %s/%s exists: the result is kept under a name the API server draws", meta["namespace"], meta["name"]
+    )
+    drawn = await api.call("post", url, manifests.unclaimed_name(manifest), fence=fence)
+    return str(drawn.body["metadata"]["name"])
 
 
 class Reconciler:
@@ -284,7 +309,9 @@ class Reconciler:
         key, start = execution.key, decision.start_run
         if start is not None:
             self._ensure_leading(key)
-            manifest = manifests.job_manifest(execution, start.index, start.args, self.pod_defaults, start.method)
+            manifest = manifests.job_manifest(
+                execution, start.index, start.args, self.pod_defaults, start.method, name=start.job
+            )
             try:
                 if not await self.cluster.create_job(manifest):
                     # adopted: its watch events may all have come before this status names it (it may even have
@@ -300,7 +327,10 @@ class Reconciler:
         else:
             self.slots.not_queued(key)
         if decision.result_config_map is not None:  # before the status that names it
-            await self.cluster.create_config_map(decision.result_config_map)
+            self._ensure_leading(key)
+            kept = await keep_result(self.cluster.api, decision.result_config_map, self.cluster.fence)
+            if kept != decision.result_config_map["metadata"]["name"]:
+                decision = decisions.result_kept_in(decision, kept)
         document = status_document(decision.status)
         if document != status_document(execution.status):
             updated = await self.cluster.write_status(execution, document)

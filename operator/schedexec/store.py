@@ -132,7 +132,8 @@ class Store:
     def run_in_progress(self, body: Mapping[str, Any]) -> bool:
         """Whether execution `body` has a run in progress: its status names one, or its next run's Job exists
         though no status names it yet (created just before a crash or a leader change; starting that run
-        adopts it: its creation answers 409, the same run)."""
+        adopts it: its creation answers 409, the same run). That Job may have either name of the run
+        (manifests.run_job_names: an operator before the upgrade gave it the legacy one)."""
         status = body.get("status") or {}
         if status.get("currentRun"):
             return True
@@ -140,8 +141,12 @@ class Store:
         if phase is not None and models.Phase(phase).finished:
             return False
         meta = body["metadata"]
-        job = self.jobs.get(f"{meta['namespace']}/{manifests.job_name(meta['name'], status.get('runs', 0) + 1)}")
-        return job is not None and meta.get("uid") in owner_uids(job)
+        uid, index = meta.get("uid", ""), status.get("runs", 0) + 1
+        for name in manifests.run_job_names(meta["name"], uid, index):
+            job = self.jobs.get(f"{meta['namespace']}/{name}")
+            if job is not None and uid in owner_uids(job):
+                return True
+        return False
 
     def pods_of(self, job: Mapping[str, Any]) -> list[dict[str, Any]]:
         """The cached pods of `job` (by uid: not those of an earlier Job of the same name)."""

@@ -12,7 +12,7 @@ import pytest
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
-from schedexec import models
+from schedexec import manifests, models
 from tests.support import MAX_RUNNING, LocalCluster, Operator, wait_for
 
 pytestmark = pytest.mark.cluster
@@ -222,7 +222,8 @@ def test_runs_get_no_credentials_and_a_restricted_security_context(
     assert mount.read_only is True
     assert CANARY not in json.dumps(client.ApiClient().sanitize_for_serialization(pod))
     (job,) = jobs(cluster, namespace)
-    assert job.metadata.name == "sec-r1"
+    uid = cluster.execution(namespace, "sec")["metadata"]["uid"]
+    assert job.metadata.name == manifests.job_name("sec", uid, 1) and job.metadata.name.startswith("sec-")
     assert job.metadata.owner_references[0].kind == models.KIND
     cluster.custom.delete_namespaced_custom_object(models.GROUP, models.VERSION, namespace, models.PLURAL, "sec")
     wait_for("deleting the execution to stop its run", lambda: not cluster.core.list_namespaced_pod(namespace).items)

@@ -17,7 +17,7 @@ import httpx
 import pytest
 import yaml
 
-from schedexec import models
+from schedexec import manifests, models
 from schedexec_devcluster.__main__ import CHART_NAMESPACE
 from tests.node.support import TEST_IMAGE, api_ca, api_pods, operator_pods, running_operator_pod
 from tests.support import REPO, LocalCluster, client_token, rest_countdown, wait_for
@@ -150,8 +150,9 @@ def test_a_crash_says_where_its_log_is_and_its_job_is_kept_for_it(
     status = run(node_cluster, execution("crash", node_namespace, method="crash"))
     assert status["phase"] == "Failed", status
     assert "crashing on purpose" not in status["error"]["message"], "component output stays out of status"
-    assert f"kubectl logs -n {node_namespace} job/crash-r1" in status["error"]["message"]
-    logs = node_cluster.kubectl("logs", "-n", node_namespace, "job/crash-r1").stdout
+    job = manifests.job_name("crash", node_cluster.execution(node_namespace, "crash")["metadata"]["uid"], 1)
+    assert f"kubectl logs -n {node_namespace} job/{job}" in status["error"]["message"]
+    logs = node_cluster.kubectl("logs", "-n", node_namespace, f"job/{job}").stdout
     assert "crashing on purpose" in logs, "the Job and its pod are kept, so the log is there"
 
 
@@ -170,7 +171,8 @@ def test_a_component_that_prints_its_credential_and_crashes_leaks_it_nowhere(
     body = execution("blurt", node_namespace, method="blurt", credentialsSecretRef={"name": "blurt"})
     status = run(node_cluster, body)
     assert status["phase"] == "Failed", status
-    assert CANARY in node_cluster.kubectl("logs", "-n", node_namespace, "job/blurt-r1").stdout, "it did print it"
+    job = manifests.job_name("blurt", node_cluster.execution(node_namespace, "blurt")["metadata"]["uid"], 1)
+    assert CANARY in node_cluster.kubectl("logs", "-n", node_namespace, f"job/{job}").stdout, "it did print it"
     seen = {
         "status": json.dumps(node_cluster.execution(node_namespace, "blurt")),
         "events": node_cluster.kubectl("get", "events", "-n", node_namespace, "-o", "json").stdout,

@@ -62,6 +62,11 @@ METADATA = {
 """The metadata of every built (and generated) execution: the decisions read little else of it."""
 
 
+def run_job(index: int) -> str:
+    """The name of run `index`'s Job of the built execution (manifests.job_name of METADATA)."""
+    return manifests.job_name(METADATA["name"], METADATA["uid"], index)
+
+
 def execution(status: dict[str, Any] | None = None, **spec: Any) -> models.ScheduledExecution:
     body = {
         "metadata": dict(METADATA),
@@ -82,7 +87,7 @@ def running(index: int = 1, **status: Any) -> dict[str, Any]:
         "runs": index - 1,
         "startedAt": T0.isoformat(),
         "deadline": at(600).isoformat(),
-        "currentRun": {"index": index, "job": f"sx1-r{index}", "startedAt": T0.isoformat()},
+        "currentRun": {"index": index, "job": run_job(index), "startedAt": T0.isoformat()},
         **status,
     }
 

@@ -93,6 +93,13 @@ class FakeApiServer:
         done = {"succeeded": 1, "conditions": [{"type": "Complete", "status": "True"}]}
         self._put("jobs", self.jobs, job, self.jobs[job] | {"status": done}, "MODIFIED")
 
+    def job_of(self, execution: str, index: int = 1) -> str | None:
+        """The name of the Job of run `index` of execution `execution` (by its labels), if there is one."""
+        labels = {manifests.EXECUTION_LABEL: execution, manifests.RUN_LABEL: str(index)}
+        return next(
+            (name for name, job in self.jobs.items() if labels.items() <= job["metadata"]["labels"].items()), None
+        )
+
     def running_jobs(self) -> list[str]:
         return sorted(name for name, job in self.jobs.items() if not job.get("status", {}).get("succeeded"))
 

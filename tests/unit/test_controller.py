@@ -12,6 +12,7 @@ import aiohttp
 import pytest
 
 from schedexec import decisions, kube, manifests, models, runs
+from schedexec.api import results
 from schedexec.controller import Controller
 from schedexec.kube import Conflict, JobNameTaken, JobRejected
 from schedexec.reconciler import NotLeading, status_document
@@ -31,6 +32,7 @@ class FakeCluster:
         """Jobs already there: creating one answers 409 (the same run, adopted)."""
         self.gone: set[str] = set()
         """Executions deleted on the API server (a GET answers 404)."""
+        self.fence: kube.Fence | None = None
 
     def _maybe_fail(self) -> None:
         if self.fail_with:
@@ -88,6 +90,11 @@ class FakeCluster:
         return []
 
 
+def jn(execution: str, index: int) -> str:
+    """The name of run `index`'s Job of execution `execution` (uid `uid-<execution>`, as `body` makes it)."""
+    return manifests.job_name(execution, f"uid-{execution}", index)
+
+
 def body(name: str = "a") -> dict[str, Any]:
     return {
         "metadata": {"name": name, "namespace": "ns", "uid": f"uid-{name}", "resourceVersion": "1", "generation": 1},
@@ -121,7 +128,7 @@ def test_a_new_execution_creates_its_job_before_the_status_that_names_it() -> No
 
     asyncio.run(scenario())
     effects = [call for call in cluster.calls if call[0] != "get_execution"]
-    assert effects[:2] == [("create_job", "a-r1"), ("write_status", "Running")]
+    assert effects[:2] == [("create_job", jn("a", 1)), ("write_status", "Running")]
     assert ("event", "RunStarted") not in cluster.calls, "progress is logged, not posted as an Event"
     assert c.slots.holders == {"ns/a"}
 
@@ -145,7 +152,7 @@ def test_api_errors_are_retried_and_never_kill_the_workers(error: Exception) -> 
         await settle(c, 1.5)
 
     asyncio.run(scenario())
-    assert ("create_job", "a-r1") in cluster.calls and ("create_job", "b-r1") in cluster.calls
+    assert ("create_job", jn("a", 1)) in cluster.calls and ("create_job", jn("b", 1)) in cluster.calls
 
 
 def test_the_run_slot_limit_queues_the_excess_and_a_deletion_frees_a_slot() -> None:
@@ -156,13 +163,13 @@ def test_the_run_slot_limit_queues_the_excess_and_a_deletion_frees_a_slot() -> N
         c.execution_event(None, body("a"))
         c.execution_event(None, body("b"))
         await settle(c)
-        assert [x for x in cluster.calls if x[0] == "create_job"] == [("create_job", "a-r1")]
+        assert [x for x in cluster.calls if x[0] == "create_job"] == [("create_job", jn("a", 1))]
         assert list(c.slots.waiting) == ["ns/b"]
         c.execution_event("DELETED", body("a"))
         await settle(c)
 
     asyncio.run(scenario())
-    assert ("create_job", "b-r1") in cluster.calls
+    assert ("create_job", jn("b", 1)) in cluster.calls
     assert c.slots.holders == {"ns/b"} and not c.slots.waiting
 
 
@@ -192,8 +199,8 @@ def test_a_queued_execution_that_ends_leaves_the_queue_so_the_next_one_gets_the_
         await settle(c, 0.3)
 
     asyncio.run(scenario())
-    assert ("create_job", "c-r1") in cluster.calls
-    assert ("create_job", "b-r1") not in cluster.calls
+    assert ("create_job", jn("c", 1)) in cluster.calls
+    assert ("create_job", jn("b", 1)) not in cluster.calls
 
 
 def job(name: str, owner: str) -> dict[str, Any]:
@@ -207,18 +214,21 @@ def test_stray_jobs_of_an_execution_are_deleted_once_and_other_executions_jobs_a
     c = controller(cluster)
 
     async def scenario() -> None:
-        c.job_event("ADDED", job("a-r7", "a"))  # a's, but its status will name a-r1
-        c.job_event("ADDED", job("b-r1", "b"))
+        c.job_event("ADDED", job(jn("a", 7), "a"))  # a's, but its status will name a-r1
+        c.job_event("ADDED", job(jn("b", 1), "b"))
         c.execution_event(None, body("a"))
         await settle(c)
-        c.job_event("ADDED", job("a-r1", "a"))  # run 1's Job, as the watch shows it; reconciles a again
+        c.job_event("ADDED", job(jn("a", 1), "a"))  # run 1's Job, as the watch shows it; reconciles a again
         await settle(c)
-        c.job_event("DELETED", job("a-r7", "a"))
+        c.job_event("DELETED", job(jn("a", 7), "a"))
 
     asyncio.run(scenario())
     deleted = [name for call, name in cluster.calls if call == "delete_job"]
-    assert deleted == ["a-r7"]
-    assert "ns/a-r7" not in c.store.jobs and c.store._jobs_of == {"uid-a": {"ns/a-r1"}, "uid-b": {"ns/b-r1"}}
+    assert deleted == [jn("a", 7)]
+    assert f"ns/{jn('a', 7)}" not in c.store.jobs and c.store._jobs_of == {
+        "uid-a": {f"ns/{jn('a', 1)}"},
+        "uid-b": {f"ns/{jn('b', 1)}"},
+    }
 
 
 def test_no_reconcile_runs_before_the_job_and_pod_streams_have_listed() -> None:
@@ -235,7 +245,7 @@ def test_no_reconcile_runs_before_the_job_and_pod_streams_have_listed() -> None:
         task.cancel()
 
     asyncio.run(scenario())
-    assert ("create_job", "a-r1") in cluster.calls
+    assert ("create_job", jn("a", 1)) in cluster.calls
 
 
 def test_a_run_whose_job_no_status_names_yet_takes_its_slot_before_any_other_execution() -> None:
@@ -243,18 +253,18 @@ def test_a_run_whose_job_no_status_names_yet_takes_its_slot_before_any_other_exe
     and a before the Jobs: once the Jobs are listed, a's run holds the only slot and b waits, whatever order
     the workers take them in."""
     cluster = FakeCluster()
-    cluster.existing.add("a-r1")
+    cluster.existing.add(jn("a", 1))
     c = controller(cluster, max_running=1)
 
     async def scenario() -> None:
         c.execution_event(None, body("b"))
         c.execution_event(None, body("a"))
-        c.job_event(None, job("a-r1", "a"))
+        c.job_event(None, job(jn("a", 1), "a"))
         await settle(c)
 
     asyncio.run(scenario())
-    assert ("create_job", "a-r1") in cluster.calls, "a's run was adopted"
-    assert ("create_job", "b-r1") not in cluster.calls, "b took a slot that a's running pod holds"
+    assert ("create_job", jn("a", 1)) in cluster.calls, "a's run was adopted"
+    assert ("create_job", jn("b", 1)) not in cluster.calls, "b took a slot that a's running pod holds"
     assert c.slots.holders == {"ns/a"} and list(c.slots.waiting) == ["ns/b"]
 
 
@@ -262,10 +272,10 @@ def test_an_execution_seen_after_the_listing_with_its_next_runs_job_there_holds_
     cluster = FakeCluster()
     c = controller(cluster, max_running=1)
     c.caches_listed()
-    c.job_event(None, job("a-r2", "a"))
+    c.job_event(None, job(jn("a", 2), "a"))
     c.execution_event(None, body("a") | {"status": {"phase": "Waiting", "runs": 1}})
     c.execution_event(None, body("b") | {"status": {"phase": "Succeeded", "runs": 1}})
-    c.job_event(None, job("b-r2", "b"))  # a stray of a finished execution: no run
+    c.job_event(None, job(jn("b", 2), "b"))  # a stray of a finished execution: no run
     c.execution_event(None, body("c"))
     assert c.slots.holders == {"ns/a"}
 
@@ -292,15 +302,15 @@ def test_an_adopted_job_that_finished_before_the_status_named_it_is_seen_without
     lists the finished Job and pod before it starts the run, adopts the Job (409) and must still end the run,
     though no watch event of that Job or pod will ever come again."""
     cluster = FakeCluster()
-    cluster.existing.add("a-r1")
+    cluster.existing.add(jn("a", 1))
     c = controller(cluster)
-    done = job("a-r1", "a") | {"status": {"succeeded": 1, "conditions": [{"type": "Complete", "status": "True"}]}}
+    done = job(jn("a", 1), "a") | {"status": {"succeeded": 1, "conditions": [{"type": "Complete", "status": "True"}]}}
     terminated = {"terminated": {"exitCode": 0, "message": '{"v":1,"outcome":"done","result":1}'}}
     finished = {"phase": "Succeeded", "containerStatuses": [{"name": "run", "state": terminated}]}
 
     async def scenario() -> None:
         c.job_event(None, done)
-        c.pod_event(None, run_pod("a-r1-x", "a-r1", "a", **finished))
+        c.pod_event(None, run_pod("a-r1-x", jn("a", 1), "a", **finished))
         c.execution_event(None, body("a"))
         await settle(c)
 
@@ -313,21 +323,21 @@ def test_an_adopted_job_that_finished_before_the_status_named_it_is_seen_without
 def test_pod_events_reconcile_the_owning_execution_only_when_something_it_reads_changed() -> None:
     c = controller(FakeCluster())
     c.execution_event(None, body("a"))
-    c.job_event("ADDED", job("a-r1", "a"))
+    c.job_event("ADDED", job(jn("a", 1), "a"))
     c.queue = type(c.queue)()  # start from an empty queue
     waiting = {
         "phase": "Pending",
         "containerStatuses": [{"name": "run", "state": {"waiting": {"reason": "ErrImagePull"}}}],
     }
-    c.pod_event("ADDED", run_pod("a-r1-x", "a-r1", "a", **waiting))
+    c.pod_event("ADDED", run_pod("a-r1-x", jn("a", 1), "a", **waiting))
     assert len(c.queue) == 1
     c.queue = type(c.queue)()
-    c.pod_event("MODIFIED", run_pod("a-r1-x", "a-r1", "a", rv=2, **waiting))
+    c.pod_event("MODIFIED", run_pod("a-r1-x", jn("a", 1), "a", rv=2, **waiting))
     assert len(c.queue) == 0, "a resourceVersion bump alone changes nothing the decision reads"
-    c.pod_event("MODIFIED", run_pod("a-r1-x", "a-r1", "a", rv=3, phase="Running"))
+    c.pod_event("MODIFIED", run_pod("a-r1-x", jn("a", 1), "a", rv=3, phase="Running"))
     assert len(c.queue) == 1
-    assert [p["metadata"]["name"] for p in c.store.pods_of(c.store.jobs["ns/a-r1"])] == ["a-r1-x"]
-    c.pod_event("DELETED", run_pod("a-r1-x", "a-r1", "a", rv=4))
+    assert [p["metadata"]["name"] for p in c.store.pods_of(c.store.jobs[f"ns/{jn('a', 1)}"])] == ["a-r1-x"]
+    c.pod_event("DELETED", run_pod("a-r1-x", jn("a", 1), "a", rv=4))
     assert c.store.pods == {} and c.store._pods_of == {}
 
 
@@ -339,29 +349,29 @@ def test_observing_a_run_reads_its_pods_from_the_cache_and_lists_only_when_the_c
         "runs": 0,
         "startedAt": "2026-01-01T00:00:00Z",
         "deadline": "2026-01-01T01:00:00Z",
-        "currentRun": {"index": 1, "job": "a-r1", "startedAt": "2026-01-01T00:00:00Z"},
+        "currentRun": {"index": 1, "job": jn("a", 1), "startedAt": "2026-01-01T00:00:00Z"},
     }
     ex = models.ScheduledExecution.model_validate(body("a") | {"status": status})
     waiting = {
         "phase": "Pending",
         "containerStatuses": [{"name": "run", "state": {"waiting": {"reason": "ErrImagePull"}}}],
     }
-    active = job("a-r1", "a") | {"status": {"active": 1}}
+    active = job(jn("a", 1), "a") | {"status": {"active": 1}}
     c.job_event("ADDED", active)
-    c.pod_event("ADDED", run_pod("a-r1-x", "a-r1", "a", **waiting))
+    c.pod_event("ADDED", run_pod("a-r1-x", jn("a", 1), "a", **waiting))
     observed = observe(c, ex)
     assert observed.state is runs.RunState.ACTIVE
     assert observed.waiting is not None and observed.waiting.reason == "ErrImagePull"
     assert cluster.calls == [], "no API call to see an active run's pod"
-    done = job("a-r1", "a") | {"status": {"succeeded": 1, "conditions": [{"type": "Complete", "status": "True"}]}}
+    done = job(jn("a", 1), "a") | {"status": {"succeeded": 1, "conditions": [{"type": "Complete", "status": "True"}]}}
     c.job_event("MODIFIED", done | {"metadata": {**done["metadata"], "resourceVersion": "2"}})
     observe(c, ex)
-    assert cluster.calls == [("run_pods", "job-a-r1")], "the pod watch has not shown the finished pod yet"
+    assert cluster.calls == [("run_pods", f"job-{jn('a', 1)}")], "the pod watch has not shown the finished pod yet"
     terminated = {"terminated": {"exitCode": 0, "message": '{"v":1,"outcome":"done","result":1}'}}
     finished = {"phase": "Succeeded", "containerStatuses": [{"name": "run", "state": terminated}]}
-    c.pod_event("MODIFIED", run_pod("a-r1-x", "a-r1", "a", rv=2, **finished))
+    c.pod_event("MODIFIED", run_pod("a-r1-x", jn("a", 1), "a", rv=2, **finished))
     assert observe(c, ex).envelope == envelope.Done(1)
-    assert cluster.calls == [("run_pods", "job-a-r1")], "now the cache accounts for the Job"
+    assert cluster.calls == [("run_pods", f"job-{jn('a', 1)}")], "now the cache accounts for the Job"
 
 
 def test_a_pod_stuck_before_its_volumes_are_mounted_has_its_failed_mounts_read_at_most_every_few_seconds() -> None:
@@ -370,12 +380,12 @@ def test_a_pod_stuck_before_its_volumes_are_mounted_has_its_failed_mounts_read_a
     status = {
         "phase": "Running",
         "startedAt": "2020-01-01T00:00:00Z",
-        "currentRun": {"index": 1, "job": "a-r1", "startedAt": "2020-01-01T00:00:00Z"},
+        "currentRun": {"index": 1, "job": jn("a", 1), "startedAt": "2020-01-01T00:00:00Z"},
     }
     ex = models.ScheduledExecution.model_validate(body("a") | {"status": status})
-    c.job_event("ADDED", job("a-r1", "a") | {"status": {"active": 1}})
+    c.job_event("ADDED", job(jn("a", 1), "a") | {"status": {"active": 1}})
     sandbox = [{"type": "PodReadyToStartContainers", "status": "False"}]  # the kubelet is still setting it up
-    stuck = run_pod("a-r1-x", "a-r1", "a", phase="Pending", conditions=sandbox)  # created 2020: long past the grace
+    stuck = run_pod("a-r1-x", jn("a", 1), "a", phase="Pending", conditions=sandbox)  # created 2020: long past the grace
     stuck["metadata"]["creationTimestamp"] = "2020-01-01T00:00:00Z"
     c.pod_event("ADDED", stuck)
     assert observe(c, ex).waiting is not None
@@ -386,9 +396,9 @@ def test_a_pod_stuck_before_its_volumes_are_mounted_has_its_failed_mounts_read_a
 @pytest.mark.parametrize(
     ("refusal", "reason"),
     [
-        (JobRejected(422, 'Job.batch "a-r1" is invalid: spec.template...: Invalid value: "lots"'), "JobRejected"),
+        (JobRejected(422, 'Job.batch jn("a", 1) is invalid: spec.template...: Invalid value: "lots"'), "JobRejected"),
         (
-            JobRejected(403, 'jobs.batch "a-r1" is forbidden: exceeded quota: q, requested: count/jobs.batch=1'),
+            JobRejected(403, 'jobs.batch jn("a", 1) is forbidden: exceeded quota: q, requested: count/jobs.batch=1'),
             "JobRejected",
         ),
         (JobNameTaken("Job ns/a-r1 exists and is not owned by this execution"), "JobNameTaken"),
@@ -408,7 +418,7 @@ def test_a_job_refused_for_good_fails_the_execution_at_once_instead_of_retrying(
     asyncio.run(scenario())
     assert ("write_status", "Failed") in cluster.calls and ("event", reason) in cluster.calls
     assert c.reconciler.newest("ns/a")["status"]["error"]["reason"] == reason
-    assert ("create_job", "b-r1") in cluster.calls, "the refused run's slot went to the next execution"
+    assert ("create_job", jn("b", 1)) in cluster.calls, "the refused run's slot went to the next execution"
     assert c._failures == {}, "no backoff: nothing is retried"
 
 
@@ -416,8 +426,8 @@ async def run_a(c: Controller, pod: dict[str, Any] | None = None) -> None:
     """Execution a's run 1 starts, and its Job and running pod reach the caches."""
     c.execution_event(None, body("a"))
     await settle(c, 0.2)
-    c.job_event("ADDED", job("a-r1", "a"))
-    c.pod_event("ADDED", pod or run_pod("a-r1-x", "a-r1", "a", phase="Running"))
+    c.job_event("ADDED", job(jn("a", 1), "a"))
+    c.pod_event("ADDED", pod or run_pod("a-r1-x", jn("a", 1), "a", phase="Running"))
 
 
 def test_a_deleted_execution_keeps_its_run_slot_until_its_pod_is_gone() -> None:
@@ -429,14 +439,14 @@ def test_a_deleted_execution_keeps_its_run_slot_until_its_pod_is_gone() -> None:
         c.execution_event(None, body("b"))
         await settle(c, 0.2)
         c.execution_event("DELETED", body("a"))
-        c.job_event("DELETED", job("a-r1", "a"))  # the garbage collector deletes the Job first
+        c.job_event("DELETED", job(jn("a", 1), "a"))  # the garbage collector deletes the Job first
         await settle(c, 0.2)
-        assert ("create_job", "b-r1") not in cluster.calls, "a's pod still runs: its slot is not free"
-        c.pod_event("DELETED", run_pod("a-r1-x", "a-r1", "a", rv=2, phase="Running"))
+        assert ("create_job", jn("b", 1)) not in cluster.calls, "a's pod still runs: its slot is not free"
+        c.pod_event("DELETED", run_pod("a-r1-x", jn("a", 1), "a", rv=2, phase="Running"))
         await settle(c, 0.2)
 
     asyncio.run(scenario())
-    assert ("create_job", "b-r1") in cluster.calls
+    assert ("create_job", jn("b", 1)) in cluster.calls
 
 
 def test_what_a_relist_no_longer_shows_is_handled_as_deleted_and_frees_its_slot() -> None:
@@ -451,22 +461,22 @@ def test_what_a_relist_no_longer_shows_is_handled_as_deleted_and_frees_its_slot(
         c.execution_event(None, body("a"))
         c.execution_event(None, other)
         await settle(c, 0.2)
-        c.job_event("ADDED", job("a-r1", "a"))
-        c.pod_event("ADDED", run_pod("a-r1-x", "a-r1", "a", phase="Running"))
+        c.job_event("ADDED", job(jn("a", 1), "a"))
+        c.pod_event("ADDED", run_pod("a-r1-x", jn("a", 1), "a", phase="Running"))
         c.execution_event(None, body("b"))
         await settle(c, 0.2)
-        assert ("create_job", "b-r1") not in cluster.calls
+        assert ("create_job", jn("b", 1)) not in cluster.calls
         c.relisted(models.PLURAL, "ns", frozenset({"ns/b"}))
         c.relisted("jobs", "ns", frozenset())
         await settle(c, 0.2)
-        assert ("create_job", "b-r1") not in cluster.calls, "a's pod is still listed: its slot is not free"
+        assert ("create_job", jn("b", 1)) not in cluster.calls, "a's pod is still listed: its slot is not free"
         c.relisted("pods", "ns", frozenset())
         await settle(c, 0.2)
 
     asyncio.run(scenario())
     assert set(c.store.executions) == {"ns/b", "elsewhere/x"}
     assert not c.store.jobs and not c.store.pods
-    assert ("create_job", "b-r1") in cluster.calls, "the vanished pod's slot went to b"
+    assert ("create_job", jn("b", 1)) in cluster.calls, "the vanished pod's slot went to b"
 
 
 class SlowJobReads(FakeCluster):
@@ -503,7 +513,7 @@ def test_forgetting_a_draining_execution_again_keeps_its_slot_until_its_pod_is_g
     Its pod then vanishes during a watch gap, with no Job owner left on it: the relist frees the slot."""
     cluster = FakeCluster()
     c = controller(cluster, max_running=1)
-    orphan = run_pod("a-r1-x", "a-r1", "a", phase="Running")
+    orphan = run_pod("a-r1-x", jn("a", 1), "a", phase="Running")
     orphan["metadata"]["ownerReferences"] = []  # the pod names its Job by label only
 
     async def scenario() -> None:
@@ -512,13 +522,13 @@ def test_forgetting_a_draining_execution_again_keeps_its_slot_until_its_pod_is_g
         c.execution_event("DELETED", body("a"))
         c.forget("ns/a")
         await settle(c, 0.2)
-        assert ("create_job", "b-r1") not in cluster.calls, "a's pod still runs: its slot is not free"
+        assert ("create_job", jn("b", 1)) not in cluster.calls, "a's pod still runs: its slot is not free"
         c.relisted("pods", "ns", frozenset())
         await settle(c, 0.2)
 
     asyncio.run(scenario())
-    assert not c.store.pods and not c.store.pods_left({"ns/a-r1"})
-    assert ("create_job", "b-r1") in cluster.calls
+    assert not c.store.pods and not c.store.pods_left({f"ns/{jn('a', 1)}"})
+    assert ("create_job", jn("b", 1)) in cluster.calls
 
 
 def test_an_execution_made_again_and_deleted_while_the_first_ones_pod_drains_is_forgotten_too() -> None:
@@ -535,7 +545,7 @@ def test_an_execution_made_again_and_deleted_while_the_first_ones_pod_drains_is_
     asyncio.run(scenario())
     assert "ns/a" not in c.store.executions, "the second a is gone too"
     assert c.slots.holders == {"ns/a"}, "the first a's pod still runs"
-    c.pod_event("DELETED", run_pod("a-r1-x", "a-r1", "a", rv=2, phase="Running"))
+    c.pod_event("DELETED", run_pod("a-r1-x", jn("a", 1), "a", rv=2, phase="Running"))
     assert not c.slots.holders
 
 
@@ -616,7 +626,7 @@ def test_an_execution_deleted_behind_a_stale_cache_is_forgotten_once_not_read_ag
     assert not c.slots.holders
 
 
-RUNNING_A1 = {"phase": "Running", "currentRun": {"index": 1, "job": "a-r1", "startedAt": "2026-01-01T00:00:00Z"}}
+RUNNING_A1 = {"phase": "Running", "currentRun": {"index": 1, "job": jn("a", 1), "startedAt": "2026-01-01T00:00:00Z"}}
 
 
 def logged_run(
@@ -627,10 +637,10 @@ def logged_run(
     pointer = frame.write(json.dumps(envelope.done(result)).encode(), log)
     cluster.log = log.getvalue() if damage is None else damage(log.getvalue())
     c = Controller(cluster, POLICY, defaults or POD_DEFAULTS, 10, workers=2)  # type: ignore[arg-type]
-    done = job("a-r1", "a") | {"status": {"succeeded": 1, "conditions": [{"type": "Complete", "status": "True"}]}}
+    done = job(jn("a", 1), "a") | {"status": {"succeeded": 1, "conditions": [{"type": "Complete", "status": "True"}]}}
     c.job_event("ADDED", done)
     statuses = [{"name": "run", "state": {"terminated": {"exitCode": 0, "message": pointer}}}]
-    c.pod_event("ADDED", run_pod("a-r1-x", "a-r1", "a", phase="Succeeded", containerStatuses=statuses))
+    c.pod_event("ADDED", run_pod("a-r1-x", jn("a", 1), "a", phase="Succeeded", containerStatuses=statuses))
     return observe(c, models.ScheduledExecution.model_validate(body("a") | {"status": RUNNING_A1}))
 
 
@@ -678,15 +688,15 @@ def test_an_outcome_over_the_limit_fails_result_too_large_naming_the_limit() -> 
 def test_a_jobs_active_count_changing_reconciles_nothing_but_its_end_does() -> None:
     c = controller(FakeCluster())
     c.execution_event(None, body("a"))
-    c.job_event("ADDED", job("a-r1", "a"))
+    c.job_event("ADDED", job(jn("a", 1), "a"))
     c.queue = type(c.queue)()
-    c.job_event("MODIFIED", job("a-r1", "a") | {"status": {"active": 1, "ready": 1}})
+    c.job_event("MODIFIED", job(jn("a", 1), "a") | {"status": {"active": 1, "ready": 1}})
     assert len(c.queue) == 0, "nothing a decision reads changed"
     done = {"succeeded": 1, "conditions": [{"type": "Complete", "status": "True"}]}
-    c.job_event("MODIFIED", job("a-r1", "a") | {"status": done})
+    c.job_event("MODIFIED", job(jn("a", 1), "a") | {"status": done})
     assert len(c.queue) == 1
     c.queue = type(c.queue)()
-    c.job_event("DELETED", job("a-r1", "a") | {"status": done})
+    c.job_event("DELETED", job(jn("a", 1), "a") | {"status": done})
     assert len(c.queue) == 1, "a Job gone is always looked at (RunLost)"
 
 
@@ -711,7 +721,7 @@ def test_a_replica_past_its_renew_deadline_deletes_nothing() -> None:
     c = controller(cluster)
     c.reconciler.may_act = lambda: False
     ex = models.ScheduledExecution.model_validate(body("a") | {"status": RUNNING_A1})
-    decision = decisions.Decision(status=ex.status, delete_job="a-r1")
+    decision = decisions.Decision(status=ex.status, delete_job=jn("a", 1))
     with pytest.raises(NotLeading):
         asyncio.run(c.reconciler.apply(ex, decision, datetime.now(UTC)))
     assert not [call for call in cluster.calls if call[0] in ("delete_job", "create_job")]
@@ -726,11 +736,64 @@ def test_the_next_runs_job_made_before_a_crash_is_adopted_never_deleted_and_made
     async def scenario() -> None:
         c.execution_event(None, body("a"))
         await settle(c, 0.2)
-        c.job_event("ADDED", job("b-r1", "b"))
+        c.job_event("ADDED", job(jn("b", 1), "b"))
         c.execution_event(None, body("b"))
         await settle(c, 0.3)
 
     asyncio.run(scenario())
-    assert ("delete_job", "b-r1") not in cluster.calls
-    assert ("create_job", "b-r1") in cluster.calls, "started at once: its creation answers 409, the same run"
+    assert ("delete_job", jn("b", 1)) not in cluster.calls
+    assert ("create_job", jn("b", 1)) in cluster.calls, "started at once: its creation answers 409, the same run"
     assert c.slots.holders == {"ns/a", "ns/b"}, "it holds a slot past the limit: its pod runs already"
+
+
+class ConfigMapApi:
+    """kube.Api as reconciler.keep_result reaches it: ConfigMaps by name; a created one without a name gets
+    `<generateName>drawn`."""
+
+    def __init__(self, stored: dict[str, dict[str, Any]]) -> None:
+        self.stored = stored
+
+    async def call(self, method: str, url: str, payload: Any = None, tolerate: Any = (), **_: Any) -> kube.Answer:
+        if method == "post":
+            meta = payload["metadata"]
+            name = meta.get("name") or f"{meta['generateName']}drawn"
+            if name in self.stored:
+                return kube.Answer(409, {"reason": "AlreadyExists"})
+            self.stored[name] = payload | {"metadata": meta | {"name": name}}
+            return kube.Answer(201, self.stored[name])
+        raise AssertionError(f"the operator reads no ConfigMap (its role creates them only): {method} {url}")
+
+    async def get_config_map(self, namespace: str, name: str) -> dict[str, Any] | None:
+        """As the REST API reads a result (schedexec.api.results)."""
+        return self.stored.get(name)
+
+
+@pytest.mark.parametrize("squatted", [False, True])
+def test_a_large_result_is_kept_whole_even_when_someone_took_its_config_maps_name(squatted: bool) -> None:
+    """The result's ConfigMap name derives from the execution's uid, so no other execution meets it; a user who
+    read the uid may still create a ConfigMap of that name first. It is neither reused nor overwritten: the
+    result goes to a ConfigMap the API server names, the status names that one, and the REST API reads the
+    result back whole (owner and sha256 checked)."""
+    result = {"schema": "y" * 300_000}
+    name = f"a-{manifests.execution_tag('uid-a')}-result"
+    forged = {"metadata": {"name": name, "ownerReferences": [{"uid": "uid-mallory"}]}, "data": {"result.json": "1"}}
+    stored = {name: forged} if squatted else {}
+    cluster = FakeCluster()
+    cluster.api = ConfigMapApi(stored)  # type: ignore[attr-defined]
+    c = controller(cluster)
+    c.execution_event(None, body("a") | {"status": RUNNING_A1})
+    done = job(jn("a", 1), "a") | {"status": {"succeeded": 1, "conditions": [{"type": "Complete", "status": "True"}]}}
+    c.job_event("ADDED", done)
+    log = io.StringIO()
+    pointer = frame.write(json.dumps(envelope.done(result)).encode(), log)
+    cluster.log = log.getvalue()
+    statuses = [{"name": "run", "state": {"terminated": {"exitCode": 0, "message": pointer}}}]
+    c.pod_event("ADDED", run_pod("a-r1-x", jn("a", 1), "a", phase="Succeeded", containerStatuses=statuses))
+    asyncio.run(c.reconciler.reconcile("ns/a"))
+    written = cluster.latest["a"]
+    assert written["status"]["phase"] == "Succeeded"
+    ref = results.reference(written)
+    assert ref is not None and ref.config_map == (f"{name}-drawn" if squatted else name)
+    assert stored.get(name) == forged or not squatted, "the squatter's ConfigMap is left as it was"
+    kept = asyncio.run(results.kept_result(cluster.api, written, ref))  # type: ignore[attr-defined]
+    assert json.loads(kept) == result

@@ -12,7 +12,7 @@ from schedexec.stages import finish, outcome, start
 from schedexec.stages.step import Step
 from schedexec_runner import envelope
 
-from .builders import POLICY, at, execution, finished, running
+from .builders import POLICY, at, execution, finished, run_job, running
 
 
 def step(status: dict[str, Any] | None = None, seconds: float = 5, **spec: Any) -> Step:
@@ -38,9 +38,9 @@ def test_wake_at(status: dict[str, Any], queued: bool, wake: datetime | None) ->
 @pytest.mark.parametrize(
     ("reported", "phase", "deleted"),
     [
-        (envelope.done(1), Phase.SUCCEEDED, "sx1-r1"),
-        (envelope.error("Nope", "no"), Phase.FAILED, "sx1-r1"),
-        (envelope.schedule(30, {}), Phase.WAITING, "sx1-r1"),
+        (envelope.done(1), Phase.SUCCEEDED, run_job(1)),
+        (envelope.error("Nope", "no"), Phase.FAILED, run_job(1)),
+        (envelope.schedule(30, {}), Phase.WAITING, run_job(1)),
     ],
 )
 def test_record_an_outcome(reported: dict[str, Any], phase: Phase, deleted: str) -> None:
@@ -52,7 +52,7 @@ def test_record_an_outcome(reported: dict[str, Any], phase: Phase, deleted: str)
 def test_a_lost_run_fails_naming_its_job() -> None:
     s = step(running())
     outcome.lost(s)
-    assert s.status.error is not None and s.status.error.reason == "RunLost" and "sx1-r1" in s.status.error.message
+    assert s.status.error is not None and s.status.error.reason == "RunLost" and run_job(1) in s.status.error.message
 
 
 @pytest.mark.parametrize(("slot_free", "started", "queued"), [(True, True, False), (False, False, True)])

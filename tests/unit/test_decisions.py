@@ -16,7 +16,7 @@ from schedexec.decisions import decide
 from schedexec.models import Phase
 from schedexec.runs import RunObservation, RunState
 from schedexec_runner import envelope
-from tests.unit.builders import POD_DEFAULTS, POLICY, T0, at, execution, finished, policy, running
+from tests.unit.builders import POD_DEFAULTS, POLICY, T0, at, execution, finished, policy, run_job, running
 
 
 def condition(status: models.ScheduledExecutionStatus, type_: str) -> models.Condition:
@@ -25,9 +25,9 @@ def condition(status: models.ScheduledExecutionStatus, type_: str) -> models.Con
 
 def test_a_new_execution_starts_run_1_with_spec_args_and_sets_every_condition() -> None:
     d = decide(execution(), runs.MISSING, at(1), slot_free=True, policy=POLICY)
-    assert d.start_run == decisions.StartRun(index=1, args={"a": 1})
+    assert d.start_run == decisions.StartRun(index=1, job=run_job(1), args={"a": 1})
     assert d.status.phase is Phase.RUNNING
-    assert d.status.current_run is not None and d.status.current_run.job == "sx1-r1"
+    assert d.status.current_run is not None and d.status.current_run.job == run_job(1)
     assert d.status.deadline == at(1 + 600), "the sequence starts when the operator first sees it (its clock)"
     assert {c.type for c in d.status.conditions} == {
         "Succeeded",
@@ -72,7 +72,7 @@ def test_a_run_nobody_ends_after_its_run_timeout_is_stopped_by_the_watchdog() ->
     assert d.status.phase is Phase.FAILED
     assert d.status.error is not None and d.status.error.reason == "RunOverdue"
     assert "runTimeoutSeconds (100s)" in d.status.error.message
-    assert d.delete_job == "sx1-r2", "the stuck Job is stopped"
+    assert d.delete_job == run_job(2), "the stuck Job is stopped"
     assert d.status.partial_result == {"job": "j-1"}
     assert d.status.history[-1].outcome is models.RunOutcome.STOPPED
     assert [e.reason for e in d.events] == ["RunOverdue"]
@@ -85,7 +85,7 @@ def test_done_succeeds_with_the_result_and_cleans_the_job_up() -> None:
     assert d.status.phase is Phase.SUCCEEDED
     assert d.status.result == {"x": 1}
     assert d.status.completed_at == at(5)
-    assert d.delete_job == "sx1-r1"
+    assert d.delete_job == run_job(1)
     assert d.status.history[-1].outcome is models.RunOutcome.DONE
     assert condition(d.status, "Succeeded").status is models.ConditionStatus.TRUE
     assert condition(d.status, "Finished").status is models.ConditionStatus.TRUE
@@ -112,7 +112,7 @@ def test_schedule_waits_at_least_the_minimum_interval(asked: int, expected_delay
     assert d.status.partial_result == {"job": "j-1"}
     assert d.status.runs == 1 and d.status.current_run is None
     assert d.wake_at == at(5 + expected_delay)
-    assert d.delete_job == "sx1-r1"
+    assert d.delete_job == run_job(1)
 
 
 def test_a_waiting_execution_starts_the_next_run_with_the_scheduled_args_when_due() -> None:
@@ -127,15 +127,15 @@ def test_a_waiting_execution_starts_the_next_run_with_the_scheduled_args_when_du
     early = decide(execution(status), runs.MISSING, at(19), True, POLICY)
     assert early.start_run is None and early.wake_at == at(20)
     due = decide(execution(status), runs.MISSING, at(20), True, POLICY)
-    assert due.start_run == decisions.StartRun(index=2, args={"cursor": 2})
-    assert due.status.current_run is not None and due.status.current_run.job == "sx1-r2"
+    assert due.start_run == decisions.StartRun(index=2, job=run_job(2), args={"cursor": 2})
+    assert due.status.current_run is not None and due.status.current_run.job == run_job(2)
 
 
 def test_the_deadline_stops_a_running_run_and_keeps_the_partial_result() -> None:
     ex = execution(running(2, runs=1, partialResult={"job": "j-1"}))
     d = decide(ex, RunObservation(RunState.ACTIVE), at(600), True, POLICY)
     assert d.status.phase is Phase.TIMED_OUT
-    assert d.delete_job == "sx1-r2"
+    assert d.delete_job == run_job(2)
     assert d.status.partial_result == {"job": "j-1"}
     assert d.status.error is not None and d.status.error.reason == "Timeout"
     assert condition(d.status, "TimedOut").status is models.ConditionStatus.TRUE
@@ -194,7 +194,7 @@ def test_a_run_without_an_outcome_fails_with_a_clear_reason(observation: RunObse
 
 def test_cancel_stops_the_run() -> None:
     d = decide(execution(running(), cancel=True), RunObservation(RunState.ACTIVE), at(5), True, POLICY)
-    assert d.status.phase is Phase.CANCELLED and d.delete_job == "sx1-r1"
+    assert d.status.phase is Phase.CANCELLED and d.delete_job == run_job(1)
 
 
 def test_a_finished_execution_is_deleted_after_its_ttl() -> None:
@@ -241,7 +241,7 @@ def test_a_schedule_naming_another_command_runs_that_command_next_and_says_so() 
     d = decide(execution(running()), finished(scheduled), at(5), slot_free=True, policy=POLICY)
     assert d.status.next_method == "fetch-report"
     started = decide(execution(d.status.model_dump(mode="json", by_alias=True)), runs.MISSING, at(35), True, POLICY)
-    assert started.start_run == decisions.StartRun(index=2, args={"job": "j-1"}, method="fetch-report")
+    assert started.start_run == decisions.StartRun(index=2, job=run_job(2), args={"job": "j-1"}, method="fetch-report")
     assert started.status.current_run is not None and started.status.current_run.method == "fetch-report"
     manifest = manifests.job_manifest(execution(), 2, {}, POD_DEFAULTS, method="fetch-report")
     env = {e["name"]: e.get("value") for e in manifest["spec"]["template"]["spec"]["containers"][0]["env"]}
@@ -361,7 +361,10 @@ def test_a_large_result_is_kept_in_a_config_map_the_status_names(size: int, key:
     ref = d.status.result_ref
     text = json.dumps(result, separators=(",", ":"))
     assert ref == models.ResultRef(
-        config_map="sx1-result", key=key, bytes=len(text), sha256=hashlib.sha256(text.encode()).hexdigest()
+        config_map=f"sx1-{manifests.execution_tag('u1')}-result",
+        key=key,
+        bytes=len(text),
+        sha256=hashlib.sha256(text.encode()).hexdigest(),
     )
     config_map = d.result_config_map
     assert config_map is not None and config_map["metadata"]["ownerReferences"][0]["uid"] == "u1"
@@ -390,20 +393,20 @@ def test_a_crashed_runs_log_tail_stays_out_of_status_and_events_and_its_job_is_k
     d = decide(execution(running()), CRASHED, at(5), slot_free=True, policy=POLICY)
     assert d.status.phase is Phase.FAILED and d.status.error is not None
     assert "s3cr3t-canary" not in d.status.model_dump_json() and all("s3cr3t" not in e.message for e in d.events)
-    assert "kubectl logs -n ns job/sx1-r1" in d.status.error.message
+    assert f"kubectl logs -n ns job/{run_job(1)}" in d.status.error.message
     assert d.delete_job is None, "the Job (and its pod's log) is kept"
     assert d.status.history[-1].attempts == 2, "a retried run index is counted in its record"
     assert d.wake_at == at(5 + POLICY.failed_run_retention_seconds)
     later = execution(d.status.model_dump(mode="json", by_alias=True))
     expired = decide(later, CRASHED, at(5 + POLICY.failed_run_retention_seconds), True, POLICY)
-    assert expired.delete_job == "sx1-r1", "deleted once the retention ended"
+    assert expired.delete_job == run_job(1), "deleted once the retention ended"
 
 
 def test_the_log_tail_in_status_is_an_explicit_opt_in() -> None:
     opted = policy(log_tail_in_status=True)
     d = decide(execution(running()), CRASHED, at(5), slot_free=True, policy=opted)
     assert d.status.error is not None and d.status.error.message.endswith("segfault")
-    assert d.delete_job == "sx1-r1"
+    assert d.delete_job == run_job(1)
 
 
 def test_a_decision_changes_a_copy_never_the_execution_it_was_given() -> None:

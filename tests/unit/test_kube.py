@@ -17,11 +17,12 @@ import kopf
 import pytest
 from aiohttp import web
 
-from schedexec import kube, leader, models
+from schedexec import kube, leader, manifests, models, reconciler
 from schedexec.leader import LeaderElector, Leases
 
 Reply = tuple[int, Any]
-Answers = dict[tuple[str, str], Reply]
+Answers = dict[tuple[str, str], Reply | list[Reply]]
+"""By (method, path): the answer, or the answers in turn."""
 
 
 def status(code: int, message: str) -> dict[str, Any]:
@@ -54,7 +55,8 @@ async def served(answers: Answers, seen: list[tuple[str, str, Any]]) -> AsyncIte
     async def handle(request: web.Request) -> web.StreamResponse:
         body = await request.text()
         seen.append((request.method, request.path_qs, json.loads(body) if body else None))
-        code, reply = answers.get((request.method, request.path), (404, status(404, "not found")))
+        answer = answers.get((request.method, request.path), (404, status(404, "not found")))
+        code, reply = answer.pop(0) if isinstance(answer, list) else answer
         if isinstance(reply, str):
             return web.Response(status=code, text=reply)
         return web.json_response(reply, status=code)
@@ -320,6 +322,7 @@ def test_a_write_whose_lease_runs_out_between_the_check_and_the_send_is_not_sent
         lambda c: c.delete_job("ns", "a-r1", "j1"),
         lambda c: c.write_status(EXECUTION, {"phase": "Running"}),
         lambda c: c.create_config_map({"metadata": {"name": "a-result", "namespace": "ns"}}),
+        lambda c: reconciler.keep_result(c.api, RESULT, c.fence),
         lambda c: c.post_event(EXECUTION, "Normal", "R", "m"),
         lambda c: c.delete_execution(EXECUTION),
     ],
@@ -375,3 +378,35 @@ def test_the_lease_calls_themselves_are_not_fenced() -> None:
 
     assert asyncio.run(scenario()) is True
     assert [s[:2] for s in seen] == [("GET", lease_path), ("PUT", lease_path)]
+
+
+# --- a large result's ConfigMap (reconciler.keep_result) -------------------------------------------------
+
+CONFIG_MAPS = "/api/v1/namespaces/ns/configmaps"
+RESULT, _ = manifests.result_config_map(EXECUTION, '{"big": true}')
+RESULT_NAME = RESULT["metadata"]["name"]
+
+
+def test_a_result_config_map_is_created_under_its_name() -> None:
+    kept, seen = run({("POST", CONFIG_MAPS): (201, RESULT)}, lambda c: reconciler.keep_result(c.api, RESULT))
+    assert kept == RESULT_NAME == f"a-{manifests.execution_tag('uid-a')}-result"
+    assert seen == [("POST", CONFIG_MAPS, RESULT)]
+
+
+def test_a_config_map_already_under_the_results_name_is_left_alone_and_the_result_kept_under_a_drawn_name() -> None:
+    """409: the operator's own copy (made before a crash or a conflicting status write) or a ConfigMap someone
+    created under the name first (it derives from the execution's uid, which anyone who may read the execution
+    sees). The operator may not read ConfigMaps, so it tells neither apart and trusts neither: nothing is read,
+    reused or overwritten, and the result goes to a ConfigMap the API server names, which the status names."""
+    drawn = manifests.unclaimed_name(RESULT)
+    answers: Answers = {
+        ("POST", CONFIG_MAPS): [
+            (409, status(409, "exists")),
+            (201, drawn | {"metadata": drawn["metadata"] | {"name": f"{RESULT_NAME}-x7k2p"}}),
+        ],
+    }
+    kept, seen = run(answers, lambda c: reconciler.keep_result(c.api, RESULT))
+    assert kept == f"{RESULT_NAME}-x7k2p"
+    assert seen == [("POST", CONFIG_MAPS, RESULT), ("POST", CONFIG_MAPS, drawn)], "no read, no update, no delete"
+    assert drawn["data"] == RESULT["data"]
+    assert drawn["metadata"]["ownerReferences"] == RESULT["metadata"]["ownerReferences"]

@@ -22,7 +22,7 @@ from schedexec import decisions, kube, models, screening
 from schedexec.controller import Controller
 from schedexec_runner import bounds, contract
 from tests.unit.builders import POLICY
-from tests.unit.test_controller import RUNNING_A1, FakeCluster, body, controller, job, settle
+from tests.unit.test_controller import RUNNING_A1, FakeCluster, body, controller, jn, job, settle
 
 
 @pytest.fixture(autouse=True)
@@ -71,8 +71,8 @@ def test_args_the_operator_cannot_run_fail_the_execution_at_once_and_the_neighbo
     cluster = FakeCluster()
     c = controller(cluster)
     run_with_neighbour(c, with_spec("a", args=args))
-    assert ("create_job", "a-r1") not in cluster.calls, "no run of what cannot be delivered"
-    assert ("create_job", "b-r1") in cluster.calls
+    assert ("create_job", jn("a", 1)) not in cluster.calls, "no run of what cannot be delivered"
+    assert ("create_job", jn("b", 1)) in cluster.calls
     kept = c.reconciler.newest("ns/a")
     assert kept is not None
     assert kept["status"]["phase"] == "Failed" and kept["status"]["error"]["reason"] == reason
@@ -90,7 +90,7 @@ def test_a_ttl_past_what_dates_can_hold_fails_the_execution_instead_of_an_overfl
     c = controller(cluster)
     run_with_neighbour(c, with_spec("a", ttlSecondsAfterFinished=260_000_000_000))
     assert c.reconciler.newest("ns/a")["status"]["error"]["reason"] == models.Reason.INVALID_SPEC
-    assert ("create_job", "b-r1") in cluster.calls
+    assert ("create_job", jn("b", 1)) in cluster.calls
 
 
 def test_scheduled_args_nobody_can_serialise_fail_the_sequence_stop_its_run_and_free_its_slot() -> None:
@@ -109,8 +109,8 @@ def test_scheduled_args_nobody_can_serialise_fail_the_sequence_stop_its_run_and_
     kept = c.reconciler.newest("ns/a")["status"]
     assert kept["phase"] == "Failed" and kept["error"]["reason"] == models.Reason.INVALID_ENVELOPE
     assert kept["history"][-1]["outcome"] == "Stopped"
-    assert ("delete_job", "a-r1") in cluster.calls, "the run in progress is stopped"
-    assert ("create_job", "b-r1") in cluster.calls, "its slot went to the next execution"
+    assert ("delete_job", jn("a", 1)) in cluster.calls, "the run in progress is stopped"
+    assert ("create_job", jn("b", 1)) in cluster.calls, "its slot went to the next execution"
 
 
 def test_a_partial_result_nobody_can_serialise_is_dropped_and_the_sequence_goes_on() -> None:
@@ -151,14 +151,14 @@ def test_a_refusal_interrupted_after_its_status_write_still_deletes_the_job_and_
     broken["spec"] = {"component": {"image": "img"}, "method": "has spaces"}
 
     async def scenario() -> None:
-        c.job_event("ADDED", job("a-r1", "a"))
+        c.job_event("ADDED", job(jn("a", 1), "a"))
         c.execution_event(None, broken)
         c.execution_event(None, body("b"))
         await settle(c, 1.0)
 
     asyncio.run(scenario())
-    assert cluster.calls.count(("delete_job", "a-r1")) == 2, "tried again"
-    assert ("create_job", "b-r1") in cluster.calls and "ns/a" not in c.slots.holders
+    assert cluster.calls.count(("delete_job", jn("a", 1))) == 2, "tried again"
+    assert ("create_job", jn("b", 1)) in cluster.calls and "ns/a" not in c.slots.holders
 
 
 def test_an_execution_being_deleted_passes_on_the_slot_offered_to_it() -> None:
@@ -181,7 +181,7 @@ def test_an_execution_being_deleted_passes_on_the_slot_offered_to_it() -> None:
         await settle(c, 0.4)
 
     asyncio.run(scenario())
-    assert ("create_job", "c-r1") in cluster.calls, "b could not take the slot; c got it"
+    assert ("create_job", jn("c", 1)) in cluster.calls, "b could not take the slot; c got it"
 
 
 class Poisoned(FakeCluster):
@@ -206,7 +206,7 @@ def test_a_reconcile_that_keeps_failing_ends_internal_error_naming_the_type_neve
     assert "5 reconciles of this execution failed (UnicodeEncodeError)" in kept["error"]["message"]
     assert "secret-value" not in str(kept)
     assert models.Reason.INTERNAL_ERROR in reasons(cluster)
-    assert ("create_job", "b-r1") in cluster.calls, "the slot a took is free again"
+    assert ("create_job", jn("b", 1)) in cluster.calls, "the slot a took is free again"
     assert "ns/a" not in c.slots.holders and c._failures == {}
 
 
@@ -230,7 +230,7 @@ def test_past_its_deadline_a_failing_execution_times_out_at_the_first_failure(mo
     kept = c.reconciler.newest("ns/a")["status"]
     assert kept["phase"] == "TimedOut" and kept["error"]["reason"] == models.Reason.TIMEOUT
     assert "passed its deadline while the operator could not reconcile it" in kept["error"]["message"]
-    assert ("delete_job", "a-r1") in cluster.calls
+    assert ("delete_job", jn("a", 1)) in cluster.calls
     assert [call for call in cluster.calls if call == ("write_status", "TimedOut")] == [("write_status", "TimedOut")]
 
 
@@ -266,7 +266,7 @@ def test_transient_api_errors_keep_their_backoff_and_never_end_an_execution() ->
         await settle(c, 1.0)
 
     asyncio.run(scenario())
-    assert ("create_job", "a-r1") in cluster.calls
+    assert ("create_job", jn("a", 1)) in cluster.calls
     assert c.reconciler.newest("ns/a")["status"]["phase"] == "Running"
 
 
@@ -284,8 +284,8 @@ def test_a_running_execution_rewritten_into_one_the_models_refuse_frees_its_slot
 
     asyncio.run(scenario())
     assert c.reconciler.newest("ns/a")["status"]["error"]["reason"] == models.Reason.INVALID_SPEC
-    assert ("delete_job", "a-r1") in cluster.calls
-    assert ("create_job", "b-r1") in cluster.calls
+    assert ("delete_job", jn("a", 1)) in cluster.calls
+    assert ("create_job", jn("b", 1)) in cluster.calls
 
 
 def test_an_error_message_of_256_kib_is_clipped_in_status_conditions_and_events() -> None:

@@ -13,7 +13,7 @@ from schedexec.models import Phase, RunOutcome
 from schedexec.runs import RunObservation, RunState
 from schedexec.starts import PodWaiting, StartFailure
 from schedexec_runner import contract, envelope
-from tests.unit.builders import POD_DEFAULTS, policy
+from tests.unit.builders import POD_DEFAULTS, policy, run_job
 from tests.unit.test_decisions import T0, at, condition, execution, running
 
 POLICY = policy(min_interval_seconds=10, start_failure_grace_seconds=30, unschedulable_grace_seconds=120)
@@ -70,8 +70,8 @@ def pod(
             "namespace": "ns",
             "uid": uid,
             "creationTimestamp": stamp(created),
-            "ownerReferences": [{"apiVersion": "batch/v1", "kind": "Job", "name": "sx1-r1", "uid": "job-1"}],
-            "labels": {"batch.kubernetes.io/job-name": "sx1-r1", "unrelated": "dropped"},
+            "ownerReferences": [{"apiVersion": "batch/v1", "kind": "Job", "name": run_job(1), "uid": "job-1"}],
+            "labels": {"batch.kubernetes.io/job-name": run_job(1), "unrelated": "dropped"},
             "managedFields": [{"manager": "kubelet"}],
         },
         "spec": {
@@ -97,7 +97,7 @@ def mount_event(message: str, uid: str = "pod-1", last: datetime = T0) -> dict[s
     }
 
 
-ACTIVE_JOB: dict[str, Any] = {"metadata": {"name": "sx1-r1", "uid": "job-1"}, "status": {"active": 1}}
+ACTIVE_JOB: dict[str, Any] = {"metadata": {"name": run_job(1), "uid": "job-1"}, "status": {"active": 1}}
 MISSING_SECRET = 'MountVolume.SetUp failed for volume "credentials" : secret "shop" not found'
 
 
@@ -247,7 +247,7 @@ def test_a_wrong_image_shows_its_waiting_reason_then_fails_naming_the_image() ->
     assert failed.status.error is not None and failed.status.error.reason == "ImagePullFailed"
     assert IMAGE in failed.status.error.message and "ImagePullBackOff" in failed.status.error.message
     assert failed.status.error.message.startswith(f"run 1 could not start: its image {IMAGE!r} cannot be pulled")
-    assert failed.delete_job == "sx1-r1", "the Job is deleted as for other failures"
+    assert failed.delete_job == run_job(1), "the Job is deleted as for other failures"
     assert failed.status.history[-1].outcome is RunOutcome.NOT_STARTED
     assert [e.reason for e in failed.events] == ["ImagePullFailed"]
     assert condition(failed.status, "Succeeded").reason == "ImagePullFailed"
@@ -361,8 +361,8 @@ def test_the_pod_cache_keeps_little_and_knows_when_a_pod_changed() -> None:
     body = pod(waiting=("ErrImagePull", PULL_ERROR))
     slim = runs.slim_pod(body)
     assert "managedFields" not in slim["metadata"] and "env" not in slim["spec"]["containers"][0]
-    assert slim["metadata"]["labels"] == {"batch.kubernetes.io/job-name": "sx1-r1"}, "only the labels pod_job reads"
-    assert runs.pod_job(slim) == "sx1-r1" and runs.pod_job_uid(slim) == "job-1"
+    assert slim["metadata"]["labels"] == {"batch.kubernetes.io/job-name": run_job(1)}, "only the labels pod_job reads"
+    assert runs.pod_job(slim) == run_job(1) and runs.pod_job_uid(slim) == "job-1"
     assert runs.pod_signature(slim) == runs.pod_signature(body)
     assert runs.pod_signature(body) != runs.pod_signature(pod(waiting=("ImagePullBackOff", PULL_ERROR)))
     assert runs.pod_signature(None) != runs.pod_signature(body)

@@ -31,7 +31,7 @@ def after_finish(step: Step, run: runs.RunObservation) -> None:
     """An execution that ended: deleted once its TTL is over; the Job kept for its logs, once its retention is."""
     if (expiry := step.ttl_expiry()) is not None and step.now >= expiry:
         step.delete_execution = True
-    kept = jobs.retained_job(step.execution.metadata.name, step.status, step.policy)
+    kept = jobs.retained_job(step)
     if kept is not None and step.now >= kept[1] and run.state is not runs.RunState.MISSING:
         step.delete_job = kept[0]
 
@@ -43,7 +43,7 @@ def wake_at(step: Step) -> datetime | None:
     phase = step.status.phase
     assert phase is not None
     if phase.finished:
-        kept = jobs.retained_job(step.execution.metadata.name, step.status, step.policy)
+        kept = jobs.retained_job(step)
         ends = [t for t in (step.ttl_expiry(), kept and kept[1]) if t is not None and t > step.now]
         return min(ends, default=step.ttl_expiry())
     if step.status.current_run is not None:

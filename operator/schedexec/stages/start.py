@@ -41,11 +41,12 @@ def if_due(step: Step, slot_free: bool) -> None:
         step.queued = True
         return
     index = status.runs + 1
-    step.start = StartRun(index=index, args=dict(status.next_args or {}), method=status.next_method)
+    job = step.run_job(index)  # its Job may exist already (made before a crash): the same name, adopted
+    step.start = StartRun(index=index, job=job, args=dict(status.next_args or {}), method=status.next_method)
     status.phase = Phase.RUNNING
     status.current_run = models.CurrentRun(
         index=index,
-        job=manifests.job_name(step.execution.metadata.name, index),
+        job=job,
         started_at=step.now,
         method=status.next_method,
     )

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from schedexec import models, runs
+from schedexec import manifests, models, runs
 from schedexec.models import EventType, ExecutionError, Phase, Reason, RunOutcome, RunRecord
 
 
@@ -93,6 +93,8 @@ def bounded_partial(value: Any) -> Any:
 @dataclass(frozen=True)
 class StartRun:
     index: int
+    job: str
+    """The name of its Job (manifests.run_job)."""
     args: dict[str, Any]
     method: str | None = None
     """The command to run instead of spec.method (a previous run's schedule named it)."""
@@ -173,6 +175,12 @@ class Step:
         self.status.next_args = None
         self.status.next_method = None
         self.status.items_remaining = None
+
+    def run_job(self, index: int) -> str:
+        """The name of run `index`'s Job: the legacy name if the execution owns a Job of that name (made
+        before an upgrade), else this operator's (manifests.run_job)."""
+        meta = self.execution.metadata
+        return manifests.run_job(meta.name, meta.uid, index, self.jobs)
 
     def ttl_expiry(self) -> datetime | None:
         ttl = self.execution.spec.ttl_seconds_after_finished
