@@ -67,16 +67,29 @@ def service_account_token(
 ) -> str:
     """A real ServiceAccount token for `audience` (None: the Kubernetes API's own), the account bound to a
     Role allowing `allowed` verbs on scheduledexecutions (and `get` on the named Secrets)."""
-    cluster.core.create_namespaced_service_account(
-        namespace, client.V1ServiceAccount(metadata=client.V1ObjectMeta(name=name))
-    )
+    rules: list[dict[str, Any]] = []
     if allowed:
-        rbac = client.RbacAuthorizationV1Api(cluster.api)
-        rules = [{"apiGroups": ["schedexec.io"], "resources": ["scheduledexecutions"], "verbs": allowed}]
+        rules.append({"apiGroups": ["schedexec.io"], "resources": ["scheduledexecutions"], "verbs": allowed})
         if secrets:
             rules.append(
                 {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"], "resourceNames": list(secrets)}
             )
+    return account_token(cluster, namespace, name, rules, audience)
+
+
+def account_token(
+    cluster: LocalCluster,
+    namespace: str,
+    name: str,
+    rules: list[dict[str, Any]],
+    audience: str | None = API_AUDIENCE,
+) -> str:
+    """A real ServiceAccount token for `audience`, the account bound to a Role of `rules` (none: no Role)."""
+    cluster.core.create_namespaced_service_account(
+        namespace, client.V1ServiceAccount(metadata=client.V1ObjectMeta(name=name))
+    )
+    if rules:
+        rbac = client.RbacAuthorizationV1Api(cluster.api)
         rbac.create_namespaced_role(namespace, {"metadata": {"name": name}, "rules": rules})
         rbac.create_namespaced_role_binding(
             namespace,

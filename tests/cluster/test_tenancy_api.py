@@ -36,7 +36,7 @@ from schedexec import models
 from schedexec.api import submit
 from schedexec.api.documents import IDEMPOTENCY
 from schedexec_runner import contract
-from tests.cluster.test_restapi import COMPONENTS, new_token
+from tests.cluster.test_restapi import COMPONENTS, account_token
 from tests.support import Api, LocalCluster, Operator, serving_api, wait_for
 
 pytestmark = pytest.mark.cluster
@@ -58,20 +58,7 @@ def tenancy_api(cluster: LocalCluster, operator: Operator, tmp_path_factory: pyt
 
 def account(cluster: LocalCluster, namespace: str, name: str, rules: list[dict[str, Any]]) -> str:
     """A ServiceAccount bound to a Role of `rules`: a token of it for the REST API."""
-    cluster.core.create_namespaced_service_account(
-        namespace, client.V1ServiceAccount(metadata=client.V1ObjectMeta(name=name))
-    )
-    rbac = client.RbacAuthorizationV1Api(cluster.api)
-    rbac.create_namespaced_role(namespace, {"metadata": {"name": name}, "rules": rules})
-    rbac.create_namespaced_role_binding(
-        namespace,
-        {
-            "metadata": {"name": name},
-            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},
-            "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": namespace}],
-        },
-    )
-    return new_token(cluster, namespace, name)
+    return account_token(cluster, namespace, name, rules)
 
 
 EXECUTIONS = {"apiGroups": [models.GROUP], "resources": [models.PLURAL], "verbs": ["create", "get"]}
