@@ -232,7 +232,7 @@ class Controller:
         except Gone:
             self.forget(key)
             return None
-        except (NotLeading, kube.NotLeading):
+        except NotLeading:
             log.warning("not leading any more: %s waits for the next leader", key)
             return self._backoff(key)
         except Exception as exc:

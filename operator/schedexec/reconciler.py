@@ -45,8 +45,8 @@ MOUNT_CHECK_SECONDS = 10.0
 """Least time between two reads of one pod's FailedMount events."""
 
 
-class NotLeading(Exception):
-    """This replica may not act now (it lost, or could not renew, the leader lease)."""
+NotLeading = kube.NotLeading
+"""This replica may not act now: raised before a Job is created or deleted, as the fence raises it before a write."""
 
 
 class Deleted(kube.Gone):
