@@ -1078,7 +1078,7 @@ def test_no_user_may_give_a_job_of_theirs_an_execution_as_owner_afterwards(
     tenant_may_handle_jobs(cluster, namespace)
     plain = planted_job(namespace)
     owner = plain["metadata"].pop("ownerReferences")
-    labelled_only(plain)
+    plain["metadata"]["labels"] = {"app": "mine"}
     plain["spec"]["template"]["metadata"]["labels"] = {"app": "mine"}
     cluster.kubectl("create", f"--as={TENANT}", "-f", "-", stdin=json.dumps(plain))
     name = plain["metadata"]["name"]
