@@ -53,7 +53,7 @@ from typing import Any
 import aiohttp
 import kopf
 
-from schedexec import models
+from schedexec import manifests, models
 from schedexec.clock import ServerClock
 from schedexec.objects import owner_uids
 from schedexec_runner import bounds
@@ -325,8 +325,10 @@ class Cluster:
         return None if answer.status == 404 else answer.body
 
     async def create_job(self, manifest: dict[str, Any]) -> bool:
-        """Create a run's Job; one of that name owned by the same execution is the same run (False: it was
-        there already, created before a crash or a leader change)."""
+        """Create a run's Job; one of that name that is this very Job (manifests.made_for: the operator made
+        it for this run, before a crash or a leader change) is the same run (False: it was there already).
+        Any other Job of that name (another execution's, or one a user made and gave this execution as its
+        owner) is never adopted: JobNameTaken."""
         meta = manifest["metadata"]
         try:
             url = path(JOBS, meta["namespace"], "jobs")
@@ -338,9 +340,16 @@ class Cluster:
         if answer.status != 409:
             return True
         existing = await self.get_job(meta["namespace"], meta["name"])
-        owner = meta["ownerReferences"][0]["uid"]
-        if existing is not None and owner not in owner_uids(existing):
-            raise JobNameTaken(f"Job {meta['namespace']}/{meta['name']} exists and is not owned by this execution")
+        if existing is None:
+            return False
+        where = f"Job {meta['namespace']}/{meta['name']}"
+        if meta["ownerReferences"][0]["uid"] not in owner_uids(existing):
+            raise JobNameTaken(f"{where} exists and is not owned by this execution")
+        difference = manifests.made_for(existing, manifest)
+        if difference is not None:
+            raise JobNameTaken(
+                f"{where} exists and was not made by schedexec for this run ({difference}): it is not adopted"
+            )
         return False
 
     async def delete_job(self, namespace: str, name: str, uid: str | None = None) -> None:

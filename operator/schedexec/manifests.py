@@ -12,8 +12,9 @@ never another execution's. The uid tells apart two generations of one name (an e
 created again while its old Jobs are still being garbage-collected: `kubectl replace --force`) and two
 executions whose long names are cut to the same prefix; uids are drawn by the API server, so no user can
 choose a name that lands on another execution's Job or ConfigMap. Whatever holds a name already is not
-trusted: a Job owned by another uid is never adopted, and a ConfigMap found under a result's name is never
-reused (the result goes under a name the API server draws, `unclaimed_name`).
+trusted: a Job is adopted only if it is the very Job this operator made for that run (`made_for`: a name is
+no secret, and anyone who may create Jobs can give one the execution as its owner), and a ConfigMap found
+under a result's name is never reused (the result goes under a name the API server draws, `unclaimed_name`).
 Operators before this naming called run `i`'s Job `<name>-r<i>` (`legacy_job_name`); such a Job of a
 run in progress when the operator is upgraded is found by that name (`run_job`), never run again.
 
@@ -29,8 +30,10 @@ import base64
 import gzip
 import hashlib
 import json
+import re
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 from schedexec import models
@@ -298,3 +301,223 @@ def unclaimed_name(manifest: Mapping[str, Any]) -> dict[str, Any]:
     cannot tell its own from one someone else made)."""
     meta = {k: v for k, v in manifest["metadata"].items() if k != "name"}
     return {**manifest, "metadata": {**meta, "generateName": f"{manifest['metadata']['name']}-"}}
+
+
+# --- adoption: is a Job found under a run's name the one this operator made? -----------------------------------
+
+
+class _ServerSet:
+    """A field whose value the API server or the Job controller chooses (a uid, a timestamp, the status)."""
+
+    def __repr__(self) -> str:
+        return "<set by the API server>"
+
+
+SERVER_SET = _ServerSet()
+
+
+@dataclass(frozen=True)
+class _Each:
+    """The defaults of every item of a list."""
+
+    item: Mapping[str, Any]
+
+
+_Defaults = Mapping[str, Any]
+"""What the API server may add to a Job the operator made, where the operator's manifest has no such key: the
+default value itself, SERVER_SET (any value), a nested mapping (the defaults within an object whose other
+keys the operator sets), or _Each (the defaults of each item of a list)."""
+
+DELETION_FINALIZERS = frozenset({"foregroundDeletion", "orphan"})
+"""The finalizers the API server puts on a Job being deleted (no one else's is accepted)."""
+
+QUANTITIES = frozenset({"limits", "requests", "sizeLimit"})
+"""Fields that are (or hold) resource quantities, which the API server writes in canonical form (1000m → 1)."""
+
+
+def made_for(job: Mapping[str, Any], expected: Mapping[str, Any]) -> str | None:
+    """Whether `job`, a Job as the API server answers it, is the Job `expected` (job_manifest: what this
+    operator makes for the run) once created: None if it is, else the first difference, named by its path.
+
+    A run's Job name is no secret (anyone who may read the execution can work it out, job_name), and
+    anyone who may create Jobs in the namespace can give one an ownerReference to the execution: the API
+    server checks an ownerReference only when it blocks the owner's deletion, and only where the
+    OwnerReferencesPermissionEnforcement admission plugin is on. So a Job is adopted (a 409 on its creation)
+    only if every field the operator sets has the value it sets, and every other field is one the API
+    server defaults (with its default value) or fills in itself (uid, timestamps, status, the selector and
+    the Job controller's labels of this very Job): any image, command, env, volume, security context, label,
+    annotation, owner or added field of someone else's choosing is a Job not made by schedexec for this run,
+    never adopted (its pod's outcome would become the execution's result). A Job changed by a mutating
+    admission webhook is refused as well: only a crash between a run's creation and the status that names
+    it makes the operator adopt, and a refusal then fails the execution with JobNameTaken, saying why."""
+    meta = job.get("metadata") or {}
+    defaults = _job_defaults(str(meta.get("uid", "")), str(expected["metadata"]["name"]), expected)
+    return _difference(job, expected, defaults, "")
+
+
+def _job_defaults(uid: str, name: str, expected: Mapping[str, Any]) -> _Defaults:
+    """What the API server adds to the Job `expected` once created with uid `uid` (Kubernetes' defaulting of
+    batch/v1 Jobs and pod templates, and the Job controller's selector and labels)."""
+    controller = {
+        "batch.kubernetes.io/controller-uid": uid,
+        "batch.kubernetes.io/job-name": name,
+        "controller-uid": uid,
+        "job-name": name,
+    }
+    container = expected["spec"]["template"]["spec"]["containers"][0]
+    return {
+        "metadata": {
+            "uid": SERVER_SET,
+            "resourceVersion": SERVER_SET,
+            "generation": SERVER_SET,
+            "creationTimestamp": SERVER_SET,
+            "managedFields": SERVER_SET,
+            "deletionTimestamp": SERVER_SET,
+            "deletionGracePeriodSeconds": SERVER_SET,
+            "finalizers": DELETION_FINALIZERS,
+            "labels": controller,
+            "annotations": {"batch.kubernetes.io/job-tracking": ""},
+        },
+        "status": SERVER_SET,
+        "spec": {
+            "parallelism": 1,
+            "completions": 1,
+            "completionMode": "NonIndexed",
+            "suspend": False,
+            "manualSelector": False,
+            "selector": {"matchLabels": {"batch.kubernetes.io/controller-uid": uid}},
+            "template": {
+                "metadata": {"creationTimestamp": None, "labels": controller},
+                "spec": {
+                    "dnsPolicy": "ClusterFirst",
+                    "schedulerName": "default-scheduler",
+                    "terminationGracePeriodSeconds": 30,
+                    "securityContext": {},
+                    "containers": _Each(
+                        {
+                            "terminationMessagePath": "/dev/termination-log",
+                            "imagePullPolicy": image_pull_policy(str(container["image"])),
+                            "resources": {},
+                        }
+                    ),
+                    "volumes": _Each(
+                        {
+                            "secret": {"defaultMode": 0o644},
+                            "downwardAPI": {"defaultMode": 0o644, "items": _Each({"fieldRef": {"apiVersion": "v1"}})},
+                        }
+                    ),
+                },
+            },
+        },
+    }
+
+
+def image_pull_policy(image: str) -> str:
+    """Kubernetes' default imagePullPolicy of `image`: Always for the tag latest or none (and no digest), else
+    IfNotPresent."""
+    if "@" in image:
+        return "IfNotPresent"
+    last = image.rsplit("/", 1)[-1]
+    tag = last.partition(":")[2]
+    return "Always" if tag in ("", "latest") else "IfNotPresent"
+
+
+def _difference(actual: Any, expected: Any, defaults: Any, path: str, quantity: bool = False) -> str | None:
+    """The first place where `actual` is not `expected` as the API server would keep it (`defaults`: what
+    it may add), named by its path; None if there is none."""
+    if isinstance(expected, Mapping):
+        if not isinstance(actual, Mapping):
+            return f"{path or 'the Job'} is not an object"
+        return _object_difference(actual, expected, defaults if isinstance(defaults, Mapping) else {}, path, quantity)
+    if isinstance(expected, list):
+        if not isinstance(actual, list) or len(actual) != len(expected):
+            return f"{path} has other items"
+        item = defaults.item if isinstance(defaults, _Each) else None
+        for index, (got, want) in enumerate(zip(actual, expected, strict=True)):
+            found = _difference(got, want, item, f"{path}[{index}]", quantity)
+            if found is not None:
+                return found
+        return None
+    if actual == expected and type(actual) is type(expected):
+        return None
+    if quantity and isinstance(actual, str) and isinstance(expected, str) and _same_quantity(actual, expected):
+        return None
+    return f"{path} differs"
+
+
+def _object_difference(
+    actual: Mapping[str, Any], expected: Mapping[str, Any], defaults: _Defaults, path: str, quantity: bool
+) -> str | None:
+    for key, want in expected.items():
+        where = _path(path, key)
+        if key not in actual:
+            if want in ("", {}, []):  # the API server omits empty values
+                continue
+            return f"{where} is missing"
+        found = _difference(actual[key], want, defaults.get(key), where, quantity or key in QUANTITIES)
+        if found is not None:
+            return found
+    for key in sorted(actual.keys() - expected.keys()):
+        found = _not_defaulted(actual[key], defaults.get(key, _ABSENT), _path(path, key))
+        if found is not None:
+            return found
+    return None
+
+
+_ABSENT = object()
+
+
+def _not_defaulted(value: Any, default: Any, path: str) -> str | None:
+    """Where `value`, of a key the operator does not set, is not what the API server puts there (`default`);
+    None if it is."""
+    if default is SERVER_SET:
+        return None
+    if isinstance(default, frozenset):
+        return None if isinstance(value, list) and set(value) <= default else f"{path} differs"
+    if isinstance(default, Mapping) and isinstance(value, Mapping):
+        for key in sorted(value):
+            found = _not_defaulted(value[key], default.get(key, _ABSENT), _path(path, key))
+            if found is not None:
+                return found
+        return None
+    if isinstance(default, _Each) and isinstance(value, list):
+        for index, item in enumerate(value):
+            found = _not_defaulted(item, default.item, f"{path}[{index}]")
+            if found is not None:
+                return found
+        return None
+    if default is _ABSENT:
+        return f"{path} is set, and schedexec does not set it"
+    return None if value == default and type(value) is type(default) else f"{path} differs"
+
+
+def _path(path: str, key: str) -> str:
+    """`path` and `key` the way kubectl's JSONPath reads them (`metadata.labels['app.kubernetes.io/name']`)."""
+    if key.replace("_", "a").isalnum():
+        return f"{path}.{key}" if path else key
+    return f"{path}['{key}']"
+
+
+_SUFFIXES = {
+    **{s: Decimal(1024) ** (i + 1) for i, s in enumerate(("Ki", "Mi", "Gi", "Ti", "Pi", "Ei"))},
+    **{s: Decimal(10) ** e for s, e in (("n", -9), ("u", -6), ("m", -3), ("", 0), ("k", 3), ("M", 6))},
+    **{s: Decimal(10) ** e for s, e in (("G", 9), ("T", 12), ("P", 15), ("E", 18))},
+}
+_QUANTITY = re.compile(r"^([+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+))((?:[KMGTPE]i)|[numkMGTPE]|[eE][+-]?[0-9]+)?$")
+
+
+def quantity_value(text: str) -> Decimal | None:
+    """The number a Kubernetes resource quantity stands for (`500m` → 0.5, `1Ki` → 1024, `2e3` → 2000); None
+    if `text` is no quantity."""
+    match = _QUANTITY.match(text)
+    if match is None:
+        return None
+    number, suffix = Decimal(match[1]), match[2] or ""
+    if suffix[:1] in ("e", "E"):
+        return number.scaleb(int(suffix[1:]))
+    return number * _SUFFIXES[suffix]
+
+
+def _same_quantity(actual: str, expected: str) -> bool:
+    value = quantity_value(expected)
+    return value is not None and quantity_value(actual) == value

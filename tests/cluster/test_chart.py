@@ -334,8 +334,39 @@ def test_the_identity_policies_match_only_the_charts_service_accounts(helm: Path
         "validationActions": ["Deny"],
     }
     off = ["admissionPolicy.operatorJobs=false", "admissionPolicy.apiSecrets=false"]
+    off.append("admissionPolicy.onlyOperatorRunJobs=false")
     left = kinds(documents(render(helm, "api.enabled=true", TLS, *off).stdout), "ValidatingAdmissionPolicy")
     assert list(left) == ["schedexec-credentials-readable"]
+
+
+def test_only_the_operator_may_make_run_jobs_where_it_serves(helm: Path) -> None:
+    """onlyOperatorRunJobs (on by default): its policy exempts the operator's ServiceAccount and the identities
+    runJobCreators names, nobody else; bound in every namespace cluster-wide, in watchNamespaces otherwise."""
+    rendered = documents(render(helm).stdout)
+    policy = kinds(rendered, "ValidatingAdmissionPolicy")["sx-schedexec-run-jobs"]["spec"]
+    (exempt,) = policy["matchConditions"]
+    assert f'request.userInfo.username in ["{SERVICE_ACCOUNT}"]' in exempt["expression"]
+    assert "request.userInfo.groups.exists(g, g in [])" in exempt["expression"]
+    assert policy["matchConstraints"]["resourceRules"] == [
+        {"apiGroups": ["batch"], "apiVersions": ["*"], "operations": ["CREATE", "UPDATE"], "resources": ["jobs"]}
+    ]
+    assert [v["reason"] for v in policy["validations"]] == ["Forbidden", "Forbidden"]
+    binding = kinds(rendered, "ValidatingAdmissionPolicyBinding")["sx-schedexec-run-jobs"]["spec"]
+    assert binding == {"policyName": "sx-schedexec-run-jobs", "validationActions": ["Deny"]}, "every namespace"
+
+    namespaced = ["rbac.clusterWide=false", 'watchNamespaces=["a", "b"]']
+    also = 'admissionPolicy.runJobCreators={"users": ["system:serviceaccount:x:y"], "groups": ["ops"]}'
+    rendered = documents(render(helm, *namespaced, also).stdout)
+    policy = kinds(rendered, "ValidatingAdmissionPolicy")["sx-schedexec-run-jobs"]["spec"]
+    expression = policy["matchConditions"][0]["expression"]
+    assert f'["{SERVICE_ACCOUNT}","system:serviceaccount:x:y"]' in expression and '["ops"]' in expression
+    binding = kinds(rendered, "ValidatingAdmissionPolicyBinding")["sx-schedexec-run-jobs"]["spec"]
+    assert binding["matchResources"]["namespaceSelector"]["matchExpressions"] == [
+        {"key": "kubernetes.io/metadata.name", "operator": "In", "values": ["a", "b"]}
+    ]
+    off = documents(render(helm, "admissionPolicy.onlyOperatorRunJobs=false").stdout)
+    assert "sx-schedexec-run-jobs" not in kinds(off, "ValidatingAdmissionPolicy")
+    assert "sx-schedexec-run-jobs" not in kinds(off, "ValidatingAdmissionPolicyBinding")
 
 
 @pytest.mark.parametrize(
@@ -415,16 +446,33 @@ def install(
     return Installed(kubeconfig(fullname), kubeconfig(f"{fullname}-api"), namespace, served)
 
 
-@pytest.fixture(scope="module")
-def installed(cluster: LocalCluster, helm: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Installed]:
-    """The chart in cluster-wide mode (operator + API, mode deployment, two operator replicas)."""
-    yield install(cluster, helm, tmp_path_factory.mktemp("chart"), "api.enabled=true", TLS, "replicas=2")
-    cluster.kubectl("delete", "namespace", NAMESPACE, "--wait=false")
-
-
 NAMESPACED_RELEASE, NAMESPACED_NAMESPACE = "sn", "schedexec-namespaced"
 NAMESPACED_OPERATOR = f"system:serviceaccount:{NAMESPACED_NAMESPACE}:{NAMESPACED_RELEASE}-schedexec"
 NAMESPACED_API = f"system:serviceaccount:{NAMESPACED_NAMESPACE}:{NAMESPACED_RELEASE}-schedexec-api"
+RUN_JOB_CREATORS = "admissionPolicy.runJobCreators=" + json.dumps(
+    {"users": [NAMESPACED_OPERATOR], "groups": ["system:masters"]}
+)
+"""The cluster-wide release's onlyOperatorRunJobs policy binds every namespace: the namespaced release's operator
+(beside it in this session) and the session's own operator and set-up (the admin, system:masters) may still
+make run Jobs. The tests of the policy impersonate other users."""
+
+
+def remove_run_jobs_policy(cluster: LocalCluster, release: str) -> None:
+    """The onlyOperatorRunJobs policy is cluster-scoped and matches every identity: the tests after this module
+    (their operator runs as the admin; tests/cluster/test_planted_job.py proves the operator's own check
+    without it) must not meet it."""
+    name = f"{release}-schedexec-run-jobs"
+    for kind in ("validatingadmissionpolicybinding", "validatingadmissionpolicy"):
+        cluster.kubectl("delete", kind, name, "--ignore-not-found")
+
+
+@pytest.fixture(scope="module")
+def installed(cluster: LocalCluster, helm: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Installed]:
+    """The chart in cluster-wide mode (operator + API, mode deployment, two operator replicas)."""
+    folder = tmp_path_factory.mktemp("chart")
+    yield install(cluster, helm, folder, "api.enabled=true", TLS, "replicas=2", RUN_JOB_CREATORS)
+    cluster.kubectl("delete", "namespace", NAMESPACE, "--wait=false")
+    remove_run_jobs_policy(cluster, RELEASE)
 
 
 @pytest.fixture(scope="module")
@@ -449,6 +497,7 @@ def installed_namespaced(
     )
     for namespace in (NAMESPACED_NAMESPACE, served):
         cluster.kubectl("delete", "namespace", namespace, "--wait=false")
+    remove_run_jobs_policy(cluster, NAMESPACED_RELEASE)
 
 
 # --- minimal: exactly these permissions, from the API server's own review of each identity's rules ------------
@@ -941,6 +990,121 @@ def test_the_operator_may_create_no_other_job(
     refused = create_job(cluster, job, SERVICE_ACCOUNT)
     assert refused.returncode != 0 and message in refused.stderr, refused.stderr
     assert create_job(cluster, job, None).returncode == 0, "only the operator's ServiceAccount is bound"
+
+
+TENANT = "tenant"
+"""A user of the namespace who may create, get and update Jobs there, and nothing of schedexec's."""
+
+
+def planted_job(namespace: str) -> dict[str, Any]:
+    """A Job a tenant makes to be taken for an execution's run: the run's shape, its own command."""
+    job = run_job(namespace)
+    job["spec"]["template"]["spec"]["containers"][0]["command"] = ["sh", "-c", "echo forged"]
+    return job
+
+
+def tenant_may_handle_jobs(cluster: LocalCluster, namespace: str) -> None:
+    rbac = {"apiGroups": ["batch"], "resources": ["jobs"], "verbs": ["create", "get", "update", "patch"]}
+    cluster.apply(
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "Role",
+            "metadata": {"name": TENANT, "namespace": namespace},
+            "rules": [rbac],
+        }
+    )
+    cluster.apply(
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "RoleBinding",
+            "metadata": {"name": TENANT, "namespace": namespace},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": TENANT},
+            "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": TENANT}],
+        }
+    )
+
+
+def owned_by_an_execution(job: dict[str, Any]) -> None:
+    job["metadata"]["labels"] = {"app": "mine"}
+    job["spec"]["template"]["metadata"]["labels"] = {"app": "mine"}
+
+
+def labelled_only(job: dict[str, Any]) -> None:
+    del job["metadata"]["ownerReferences"]
+    job["metadata"]["labels"] = {"app": "mine"}
+
+
+def pod_labelled_only(job: dict[str, Any]) -> None:
+    labelled_only(job)
+    job["spec"]["template"]["metadata"]["labels"] = {manifests.EXECUTION_LABEL: "victim"}
+
+
+OWNER_REFUSED = "may give a Job an ownerReference to a ScheduledExecution"
+LABELS_REFUSED = "may put the run labels (schedexec.io/execution"
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda job: None, OWNER_REFUSED),
+        (owned_by_an_execution, OWNER_REFUSED),
+        (labelled_only, LABELS_REFUSED),
+        (pod_labelled_only, LABELS_REFUSED),
+    ],
+)
+def test_only_the_operator_may_create_a_job_that_looks_like_a_run(
+    cluster: LocalCluster, installed: Installed, namespace: str, change: Any, message: str
+) -> None:
+    """onlyOperatorRunJobs: a user who may create Jobs cannot plant one owned by a ScheduledExecution or with the
+    run labels (the operator would refuse to adopt it anyway: manifests.made_for); the operator's ServiceAccount
+    may make it, and the tenant's own Jobs are not the policy's concern."""
+    tenant_may_handle_jobs(cluster, namespace)
+    job = planted_job(namespace)
+    change(job)
+    refused = create_job(cluster, job, TENANT)
+    assert refused.returncode != 0 and message in refused.stderr, refused.stderr
+    assert f"only the schedexec operator ({SERVICE_ACCOUNT})" in refused.stderr
+    assert create_job(cluster, run_job(namespace), SERVICE_ACCOUNT).returncode == 0
+    own = {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "mine", "namespace": namespace}}
+    own["spec"] = {"template": {"spec": {"restartPolicy": "Never", "containers": [{"name": "c", "image": "busybox"}]}}}
+    made = create_job(cluster, own, TENANT)
+    assert made.returncode == 0, made.stderr
+
+
+def test_no_user_may_give_a_job_of_theirs_an_execution_as_owner_afterwards(
+    cluster: LocalCluster, installed: Installed, namespace: str
+) -> None:
+    """The same for an update that adds the owner: a tenant's plain Job cannot become a run later."""
+    tenant_may_handle_jobs(cluster, namespace)
+    plain = planted_job(namespace)
+    owner = plain["metadata"].pop("ownerReferences")
+    plain["metadata"]["labels"] = {"app": "mine"}
+    plain["spec"]["template"]["metadata"]["labels"] = {"app": "mine"}
+    cluster.kubectl("create", f"--as={TENANT}", "-f", "-", stdin=json.dumps(plain))
+    name = plain["metadata"]["name"]
+    patch = json.dumps({"metadata": {"ownerReferences": owner}})
+    refused = cluster.kubectl(
+        "patch", "job", name, "-n", namespace, f"--as={TENANT}", "--type=merge", "-p", patch, check=False
+    )
+    assert refused.returncode != 0 and OWNER_REFUSED in refused.stderr, refused.stderr
+    labels = json.dumps({"metadata": {"labels": {manifests.EXECUTION_LABEL: "victim"}}})
+    refused = cluster.kubectl(
+        "patch", "job", name, "-n", namespace, f"--as={TENANT}", "--type=merge", "-p", labels, check=False
+    )
+    assert refused.returncode != 0 and LABELS_REFUSED in refused.stderr, refused.stderr
+    kept = cluster.kubectl(
+        "patch",
+        "job",
+        name,
+        "-n",
+        namespace,
+        f"--as={TENANT}",
+        "--type=merge",
+        "-p",
+        json.dumps({"metadata": {"annotations": {"note": "mine"}}}),
+        check=False,
+    )
+    assert kept.returncode == 0, kept.stderr
 
 
 def test_the_api_may_create_opaque_secrets_only(cluster: LocalCluster, installed: Installed, namespace: str) -> None:

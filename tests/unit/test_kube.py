@@ -19,6 +19,9 @@ from aiohttp import web
 
 from schedexec import kube, leader, manifests, models, reconciler
 from schedexec.leader import LeaderElector, Leases
+from tests.unit.builders import POD_DEFAULTS
+from tests.unit.test_adoption import created, manifest_of
+from tests.unit.test_adoption import execution as adoption_execution
 
 Reply = tuple[int, Any]
 Answers = dict[tuple[str, str], Reply | list[Reply]]
@@ -29,24 +32,19 @@ def status(code: int, message: str) -> dict[str, Any]:
     return {"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": code, "message": message}
 
 
-def job(owner: str = "uid-a") -> dict[str, Any]:
-    return {
-        "apiVersion": "batch/v1",
-        "kind": "Job",
-        "metadata": {
-            "name": "a-r1",
-            "namespace": "ns",
-            "ownerReferences": [{"apiVersion": models.API_VERSION, "kind": models.KIND, "name": "a", "uid": owner}],
-        },
-    }
-
-
 EXECUTION = models.ScheduledExecution.model_validate(
     {
         "metadata": {"name": "a", "namespace": "ns", "uid": "uid-a", "resourceVersion": "7", "generation": 1},
         "spec": {"component": {"image": "img"}, "method": "m"},
     }
 )
+
+
+def job(owner: str = "uid-a") -> dict[str, Any]:
+    """Run 1's Job of execution ns/a as the operator makes it (named a-r1), owned by execution `owner`."""
+    made = manifests.job_manifest(EXECUTION, 1, {}, POD_DEFAULTS, name="a-r1")
+    made["metadata"]["ownerReferences"][0]["uid"] = owner
+    return made
 
 
 async def served(answers: Answers, seen: list[tuple[str, str, Any]]) -> AsyncIterator[kube.Cluster]:
@@ -94,12 +92,12 @@ JOBS = "/apis/batch/v1/namespaces/ns/jobs"
 STATUS = f"/apis/{models.API_VERSION}/namespaces/ns/{models.PLURAL}/a/status"
 
 
-def test_a_created_job_is_new_and_a_409_of_the_same_owner_is_the_same_run() -> None:
-    created, seen = run({("POST", JOBS): (201, job())}, lambda c: c.create_job(job()))
-    assert created is True
+def test_a_created_job_is_new_and_a_409_of_the_operators_own_job_is_the_same_run() -> None:
+    new, seen = run({("POST", JOBS): (201, job())}, lambda c: c.create_job(job()))
+    assert new is True
     assert seen == [("POST", JOBS, job())]
     adopted, seen = run(
-        {("POST", JOBS): (409, status(409, "exists")), ("GET", f"{JOBS}/a-r1"): (200, job())},
+        {("POST", JOBS): (409, status(409, "exists")), ("GET", f"{JOBS}/a-r1"): (200, created(job()))},
         lambda c: c.create_job(job()),
     )
     assert adopted is False
@@ -110,6 +108,27 @@ def test_a_job_of_that_name_owned_by_another_is_refused_for_good() -> None:
     answers: Answers = {("POST", JOBS): (409, status(409, "exists")), ("GET", f"{JOBS}/a-r1"): (200, job("other"))}
     with pytest.raises(kube.JobNameTaken):
         run(answers, lambda c: c.create_job(job()))
+
+
+def test_a_job_of_that_name_owned_by_this_execution_but_not_made_by_the_operator_is_refused_for_good() -> None:
+    """Anyone who may create Jobs can give one this execution as its owner, under its next run's name: only the
+    Job the operator made for that run (as the API server keeps it) is adopted (manifests.made_for)."""
+    made = manifest_of(adoption_execution())
+    path = f"/apis/batch/v1/namespaces/ns/jobs/{made['metadata']['name']}"
+    own = created(made)
+    adopted, _ = run(
+        {("POST", JOBS): (409, status(409, "exists")), ("GET", path): (200, own)}, lambda c: c.create_job(made)
+    )
+    assert adopted is False
+    planted = created(made)
+    planted["spec"]["template"]["spec"]["containers"][0]["image"] = "evil/forger:1"
+    answers: Answers = {("POST", JOBS): (409, status(409, "exists")), ("GET", path): (200, planted)}
+    with pytest.raises(kube.JobNameTaken) as refused:
+        run(answers, lambda c: c.create_job(made))
+    assert str(refused.value) == (
+        f"Job ns/{made['metadata']['name']} exists and was not made by schedexec for this run "
+        "(spec.template.spec.containers[0].image differs): it is not adopted"
+    )
 
 
 @pytest.mark.parametrize("code", [400, 403, 422])

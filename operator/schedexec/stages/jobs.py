@@ -1,8 +1,10 @@
 """Which of an execution's Jobs a run needs, and so which a decision deletes (the strays).
 
 One Job at most is kept: the current run's; while the sequence waits, the next run's (made before a crash,
-it is adopted when due, never deleted and made again); once the execution ended, the last run's while it is
-kept for its logs (Policy.failed_run_retention_seconds). Every other Job of the execution goes.
+it is adopted when due, never deleted and made again; adopted only if it is the Job the operator makes for that
+run, manifests.made_for: one planted under its name with the execution as owner fails the run, JobNameTaken);
+once the execution ended, the last run's while it is kept for its logs (Policy.failed_run_retention_seconds).
+Every other Job of the execution goes.
 """
 
 from __future__ import annotations
