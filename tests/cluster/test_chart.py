@@ -466,11 +466,24 @@ def remove_run_jobs_policy(cluster: LocalCluster, release: str) -> None:
         cluster.kubectl("delete", kind, name, "--ignore-not-found")
 
 
+def operator_jobs_in_effect(cluster: LocalCluster, namespace: str) -> None:
+    """Wait until the API server enforces the new operatorJobs policy: a policy takes effect some moments after
+    it is created (the API server loads it asynchronously), and tests must not race that."""
+    job = run_job(namespace)
+    privileged(job)
+    wait_for(
+        "the operatorJobs admission policy to refuse a privileged Job of the operator's ServiceAccount",
+        lambda: create_job(cluster, job, SERVICE_ACCOUNT).returncode != 0,
+    )
+
+
 @pytest.fixture(scope="module")
 def installed(cluster: LocalCluster, helm: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Installed]:
     """The chart in cluster-wide mode (operator + API, mode deployment, two operator replicas)."""
     folder = tmp_path_factory.mktemp("chart")
-    yield install(cluster, helm, folder, "api.enabled=true", TLS, "replicas=2", RUN_JOB_CREATORS)
+    chart = install(cluster, helm, folder, "api.enabled=true", TLS, "replicas=2", RUN_JOB_CREATORS)
+    operator_jobs_in_effect(cluster, chart.namespace)
+    yield chart
     cluster.kubectl("delete", "namespace", NAMESPACE, "--wait=false")
     remove_run_jobs_policy(cluster, RELEASE)
 
