@@ -33,7 +33,7 @@ import json
 import re
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
-from decimal import Decimal
+from decimal import ROUND_CEILING, Decimal
 from typing import Any
 
 from schedexec import models
@@ -413,13 +413,12 @@ def _job_defaults(uid: str, name: str, expected: Mapping[str, Any]) -> _Defaults
 
 
 def image_pull_policy(image: str) -> str:
-    """Kubernetes' default imagePullPolicy of `image`: Always for the tag latest or none (and no digest), else
-    IfNotPresent."""
-    if "@" in image:
-        return "IfNotPresent"
-    last = image.rsplit("/", 1)[-1]
-    tag = last.partition(":")[2]
-    return "Always" if tag in ("", "latest") else "IfNotPresent"
+    """Kubernetes' default imagePullPolicy of `image` (SetDefaults_Container with parsers.ParseImageName):
+    Always when its tag is latest, or when it has neither a tag nor a digest (the tag is then latest), else
+    IfNotPresent. A tag beside a digest is kept: `shop:latest@sha256:...` is Always."""
+    name, _, digest = image.partition("@")
+    tag = name.rsplit("/", 1)[-1].partition(":")[2]
+    return "Always" if tag == "latest" or not (tag or digest) else "IfNotPresent"
 
 
 def _difference(actual: Any, expected: Any, defaults: Any, path: str, quantity: bool = False) -> str | None:
@@ -440,7 +439,7 @@ def _difference(actual: Any, expected: Any, defaults: Any, path: str, quantity: 
         return None
     if actual == expected and type(actual) is type(expected):
         return None
-    if quantity and isinstance(actual, str) and isinstance(expected, str) and _same_quantity(actual, expected):
+    if quantity and isinstance(actual, str) and isinstance(expected, str) and same_quantity(actual, expected):
         return None
     return f"{path} differs"
 
@@ -518,6 +517,12 @@ def quantity_value(text: str) -> Decimal | None:
     return number * _SUFFIXES[suffix]
 
 
-def _same_quantity(actual: str, expected: str) -> bool:
-    value = quantity_value(expected)
-    return value is not None and quantity_value(actual) == value
+def stored_quantity(value: Decimal) -> Decimal:
+    """`value` as the API server keeps it in a ResourceList: rounded up to milli scale (SetDefaults_ResourceList),
+    so `100u` of CPU is kept as `1m`."""
+    return (value * 1000).to_integral_value(rounding=ROUND_CEILING) / 1000
+
+
+def same_quantity(actual: str, expected: str) -> bool:
+    value, kept = quantity_value(expected), quantity_value(actual)
+    return value is not None and kept is not None and stored_quantity(kept) == stored_quantity(value)

@@ -292,6 +292,15 @@ def test_the_api_reads_its_idempotency_key_from_a_secret_mounted_read_only(helm:
         assert mount["name"] not in [m["name"] for m in containers["operator"]["volumeMounts"]], "the API's only"
 
 
+def test_an_idempotency_key_secret_of_ones_own_replaces_the_charts(helm: Path) -> None:
+    """For `helm template` and Argo CD, which cannot look the chart's key up and would draw a new one each time."""
+    rendered = documents(render(helm, "api.enabled=true", TLS, 'api.idempotencyKeySecret="my-key"').stdout)
+    assert "sx-schedexec-api-idempotency" not in kinds(rendered, "Secret")
+    spec = pod_spec(rendered, "sx-schedexec-api")
+    (volume,) = [v for v in spec["volumes"] if v.get("secret", {}).get("secretName") == "my-key"]
+    assert volume["name"] == "api-idempotency"
+
+
 def test_the_api_listener_limits_come_from_values(helm: Path) -> None:
     """The listener's settings (schedexec.settings.ApiSettings) as the API container's environment."""
     values = ['api.trustedProxies=["10.8.0.0/16"]', "api.headerTimeoutSeconds=7", "api.maxConnections=20"]
@@ -482,7 +491,7 @@ def installed(cluster: LocalCluster, helm: Path, tmp_path_factory: pytest.TempPa
     """The chart in cluster-wide mode (operator + API, mode deployment, two operator replicas)."""
     folder = tmp_path_factory.mktemp("chart")
     chart = install(cluster, helm, folder, "api.enabled=true", TLS, "replicas=2", RUN_JOB_CREATORS)
-    operator_jobs_in_effect(cluster, chart.namespace)
+    operator_jobs_in_effect(cluster, chart.release_namespace)
     yield chart
     cluster.kubectl("delete", "namespace", NAMESPACE, "--wait=false")
     remove_run_jobs_policy(cluster, RELEASE)

@@ -318,11 +318,21 @@ def test_a_job_being_deleted_by_the_garbage_collector_is_still_the_same_job() ->
         ("reg:5000/shop:1", "IfNotPresent"),
         ("shop:1.2", "IfNotPresent"),
         ("shop@sha256:" + "a" * 64, "IfNotPresent"),
-        ("shop:latest@sha256:" + "a" * 64, "IfNotPresent"),
+        ("shop:latest@sha256:" + "a" * 64, "Always"),  # ParseImageName keeps a tag beside a digest
+        ("shop:1@sha256:" + "a" * 64, "IfNotPresent"),
+        ("reg:5000/shop@sha256:" + "a" * 64, "IfNotPresent"),
     ],
 )
 def test_the_default_image_pull_policy_is_kubernetes(image: str, policy: str) -> None:
     assert manifests.image_pull_policy(image) == policy
+
+
+@pytest.mark.parametrize(
+    ("kept", "asked"), [("1m", "100u"), ("1m", "0.0001"), ("500m", "0.5"), ("2", "2"), ("1Ki", "1024")]
+)
+def test_a_quantity_is_compared_as_the_api_server_keeps_it_rounded_up_to_milli(kept: str, asked: str) -> None:
+    assert manifests.same_quantity(kept, asked)
+    assert not manifests.same_quantity("2m", asked)
 
 
 @pytest.mark.parametrize(

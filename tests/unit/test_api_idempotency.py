@@ -234,6 +234,17 @@ def test_the_key_used_for_another_request_is_still_409_saying_so(http: TestClien
     assert other.status_code == 409 and "used for another request" in other.json()["errors"][0]["detail"]
 
 
+def test_a_retry_after_the_execution_was_cancelled_is_still_that_execution(http: TestClient, kube: FakeKube) -> None:
+    """`spec.cancel` may change after creation: a retry finds the cancelled execution, it creates no other."""
+    first = post(http, "order-17")
+    assert first.status_code == 202
+    (stored,) = kube.executions.values()
+    stored["spec"]["cancel"] = True  # kubectl patch sx NAME --type merge -p '{"spec": {"cancel": true}}'
+    again = post(http, "order-17")
+    assert again.status_code == 202 and again.json()["data"]["id"] == first.json()["data"]["id"]
+    assert len(kube.executions) == 1
+
+
 def test_a_retry_after_a_restart_with_the_same_key_file_is_the_same_execution(
     kube: FakeKube, settings: ApiSettings
 ) -> None:

@@ -122,7 +122,7 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end -}}
 
 {{- define "schedexec.api.idempotencySecretName" -}}
-{{ include "schedexec.fullname" . }}-api-idempotency
+{{ .Values.api.idempotencyKeySecret | default (printf "%s-api-idempotency" (include "schedexec.fullname" .)) }}
 {{- end -}}
 
 {{/* The NetworkPolicy egress of both pods: the API server and DNS, nothing else. */}}

@@ -175,8 +175,12 @@ def claim(existing: Mapping[str, Any], binding: Binding, spec: Mapping[str, Any]
         return Claim.OTHER_REQUEST
     stored_labels = metadata.get("labels") or {}
     same_labels = all(stored_labels.get(name) == value for name, value in labels.items())
-    stored = normalised(existing.get("spec") or {})
-    return Claim.OURS if same_labels and stored is not None and stored == normalised(spec) else Claim.NOT_OURS
+    stored, asked = normalised(existing.get("spec") or {}), normalised(spec)
+    if stored is None or asked is None:
+        return Claim.NOT_OURS
+    # `cancel` is the one field a user may change after creation: a cancelled execution is still the request's
+    same = all(stored.get(field) == asked.get(field) for field in models.IMMUTABLE_SPEC_FIELDS)
+    return Claim.OURS if same_labels and same else Claim.NOT_OURS
 
 
 @dataclass(frozen=True)
