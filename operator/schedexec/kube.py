@@ -376,11 +376,6 @@ class Cluster:
         answer = await self.api.call("get", url, params=params, tolerate=(404,), text=True)
         return None if answer.status == 404 else str(answer.body)
 
-    async def create_config_map(self, manifest: dict[str, Any]) -> None:
-        """Create a ConfigMap; one of that name that exists already (created before a crash) is kept."""
-        url = path("v1", manifest["metadata"]["namespace"], "configmaps")
-        await self.api.call("post", url, manifest, tolerate=(409,), fence=self.fence)
-
     async def pod_events(self, namespace: str, pod_uid: str, reason: str) -> list[dict[str, Any]]:
         """The events with `reason` about the pod `pod_uid` (e.g. the kubelet's FailedMount)."""
         return await self._list(namespace, "events", {"fieldSelector": f"involvedObject.uid={pod_uid},reason={reason}"})

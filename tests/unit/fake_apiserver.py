@@ -202,9 +202,6 @@ class FakeApiServer:
     ) -> str | None:
         return None
 
-    async def create_config_map(self, manifest: dict[str, Any]) -> None:
-        await self._hold(f"create_config_map {manifest['metadata']['name']}")
-
     async def pod_events(self, namespace: str, pod_uid: str, reason: str) -> list[dict[str, Any]]:
         return []
 

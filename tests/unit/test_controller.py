@@ -82,9 +82,6 @@ class FakeCluster:
         tail = "".join(self.log.splitlines(keepends=True)[-tail_lines:])
         return tail.encode("utf-8", "surrogateescape")[:limit_bytes].decode("utf-8", errors="replace")
 
-    async def create_config_map(self, manifest: dict[str, Any]) -> None:
-        self.calls.append(("create_config_map", manifest["metadata"]["name"]))
-
     async def pod_events(self, namespace: str, pod_uid: str, reason: str) -> list[dict[str, Any]]:
         self.calls.append(("pod_events", pod_uid))
         return []

@@ -340,7 +340,6 @@ def test_a_write_whose_lease_runs_out_between_the_check_and_the_send_is_not_sent
         lambda c: c.create_job(job()),
         lambda c: c.delete_job("ns", "a-r1", "j1"),
         lambda c: c.write_status(EXECUTION, {"phase": "Running"}),
-        lambda c: c.create_config_map({"metadata": {"name": "a-result", "namespace": "ns"}}),
         lambda c: reconciler.keep_result(c.api, RESULT, c.fence),
         lambda c: c.post_event(EXECUTION, "Normal", "R", "m"),
         lambda c: c.delete_execution(EXECUTION),

@@ -70,7 +70,7 @@ app.kubernetes.io/instance: {{ .Release.Name }}
   verbs: ["create", "list"]
 {{- if .Values.largeResults.enabled }}
 # large results: read from the run pod's log (Cluster.pod_log), kept in a ConfigMap owned by the execution
-# (Cluster.create_config_map: created only, never read back by the operator)
+# (reconciler.keep_result: created only, never read back by the operator)
 - apiGroups: [""]
   resources: ["pods/log"]
   verbs: ["get"]
