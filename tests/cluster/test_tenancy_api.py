@@ -33,7 +33,7 @@ import pytest
 from kubernetes import client
 
 from schedexec import models
-from schedexec.api import submit
+from schedexec.api import documents
 from schedexec.api.documents import IDEMPOTENCY
 from schedexec_runner import contract
 from tests.cluster.test_restapi import COMPONENTS, account_token
@@ -84,7 +84,7 @@ def plant(cluster: LocalCluster, namespace: str, name: str, annotation: str) -> 
         "kind": models.KIND,
         "metadata": {
             "name": name,
-            "labels": {submit.CREATED_BY: "api", submit.COMPONENT: "test"},
+            "labels": {documents.CREATED_BY: "api", documents.COMPONENT: "test"},
             "annotations": {IDEMPOTENCY: annotation},
         },
         "spec": {**SPEC, "args": {"left": 0, "forged": True}},

@@ -3,7 +3,7 @@
 The API keeps verify-credential's fields (and a cfg sent without a named
 credential) out of the execution's args: they travel in the credentials
 Secret under contract.CONFIG_KEY, and the args keep only their salted
-digest. Here the API's own `submit.seal` makes the Secret's content, so the
+digest. Here the API's own `sealing.seal` makes the Secret's content, so the
 two sides of the contract are checked against each other: the component sees
 its cfg as elastic.io gives it (args, and the text values in ctx.credentials
 too), a Secret planted under the name with other content is refused before
@@ -22,7 +22,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from schedexec import models
-from schedexec.api import submit
+from schedexec.api import sealing
 from schedexec_runner import contract, envelope
 from schedexec_runner.main import run
 from tests.runner.test_runner import COMPONENTS, env
@@ -35,11 +35,11 @@ def _components_on_path(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.syspath_prepend(str(COMPONENTS))
 
 
-def sealed(fields: dict[str, Any]) -> submit.Sealed:
+def sealed(fields: dict[str, Any]) -> sealing.Sealed:
     spec = models.ScheduledExecutionSpec(
         component=models.ComponentSpec(image="reg/test:dev"), method="verifyCredentials", args=fields
     )
-    return submit.seal(spec, "schedexec-config-test", "a-salt")
+    return sealing.seal(spec, "schedexec-config-test", "a-salt")
 
 
 def run_sealed(

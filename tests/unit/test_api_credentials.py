@@ -2,7 +2,7 @@
 
 verify-credential's fields, and a dynamic-metadata or select-model cfg sent
 without a named credential, are sealed by the API in a Secret of their own
-(`submit.seal`): created after the execution and owned by it, under a name
+(`sealing.seal`): created after the execution and owned by it, under a name
 nobody can predict, for a caller allowed to create Secrets; the execution's
 args keep only a salted digest and its credentialsSecretRef names the
 Secret. On the in-memory Kubernetes: what is stored where, who may, what a
@@ -25,7 +25,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from schedexec import models
-from schedexec.api import submit
+from schedexec.api import sealing
 from schedexec.api.app import create_app
 from schedexec.api.cache import ExecutionCache
 from schedexec_runner import contract
@@ -78,8 +78,8 @@ def test_verify_credential_fields_go_to_a_secret_owned_by_the_execution_and_only
     assert set(spec["args"]) == {contract.CONFIG_DIGEST}
     secret_name = spec["credentialsSecretRef"]["name"]
     assert (
-        secret_name.startswith(submit.CONFIG_SECRET_PREFIX)
-        and len(secret_name) >= len(submit.CONFIG_SECRET_PREFIX) + 32
+        secret_name.startswith(sealing.CONFIG_SECRET_PREFIX)
+        and len(secret_name) >= len(sealing.CONFIG_SECRET_PREFIX) + 32
     )
     execution = kube.executions[NS, accepted.json()["meta"]["name"]]
     secret = kube.secrets[NS, secret_name]

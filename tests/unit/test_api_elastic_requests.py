@@ -17,7 +17,7 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
-from schedexec.api import submit
+from schedexec.api import sealing
 from schedexec.api.app import create_app
 from schedexec.api.cache import ExecutionCache
 from schedexec.settings import ApiSettings
@@ -77,10 +77,10 @@ SELECT_MODEL = {
 
 
 class Sealed:
-    """Equal to a reference to a Secret the API made to hold a request's fields (`submit.seal`)."""
+    """Equal to a reference to a Secret the API made to hold a request's fields (`sealing.seal`)."""
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, dict) and str(other.get("name", "")).startswith(submit.CONFIG_SECRET_PREFIX)
+        return isinstance(other, dict) and str(other.get("name", "")).startswith(sealing.CONFIG_SECRET_PREFIX)
 
 
 SEALED = Sealed()

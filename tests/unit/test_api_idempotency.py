@@ -27,7 +27,7 @@ from fastapi.testclient import TestClient
 from hypothesis import given
 from hypothesis import strategies as st
 
-from schedexec.api import submit
+from schedexec.api import documents, idempotency
 from schedexec.api.access import Caller
 from schedexec.api.app import create_app
 from schedexec.api.cache import ExecutionCache
@@ -39,7 +39,7 @@ from tests.unit.test_api_app import NS, SETTINGS, TOKEN, execution
 KEY = b"k" * 32
 ALICE = Caller("alice", "uid-alice", "{}")
 SPEC: dict[str, Any] = {"component": {"image": "reg/test:dev"}, "method": "countdown", "args": {"left": 1}}
-LABELS = {submit.CREATED_BY: "api", submit.COMPONENT: "test"}
+LABELS = {documents.CREATED_BY: "api", documents.COMPONENT: "test"}
 
 texts = st.text(min_size=1, max_size=40)
 
@@ -61,13 +61,13 @@ def stored(name: str, annotation: str, spec: dict[str, Any], labels: dict[str, s
 @given(user=texts, uid=texts, key=texts)
 def test_the_names_and_annotation_are_none_the_old_scheme_or_another_key_gives(user: str, uid: str, key: str) -> None:
     caller = Caller(user, uid, "{}")
-    binding = submit.bind(KEY, caller, key, SPEC)
-    assert binding == submit.bind(KEY, caller, key, SPEC), "a retry binds the same"
+    binding = idempotency.bind(KEY, caller, key, SPEC)
+    assert binding == idempotency.bind(KEY, caller, key, SPEC), "a retry binds the same"
     name, annotation = old_scheme(caller, key, SPEC)
     assert name not in binding.names and binding.annotation != annotation
-    other = submit.bind(b"another key of 32 bytes ........", caller, key, SPEC)
+    other = idempotency.bind(b"another key of 32 bytes ........", caller, key, SPEC)
     assert not set(other.names) & set(binding.names) and other.owner != binding.owner
-    assert len(set(binding.names)) == submit.IDEMPOTENCY_NAMES
+    assert len(set(binding.names)) == idempotency.IDEMPOTENCY_NAMES
     assert all(len(n) <= 63 and n.startswith("api-") for n in binding.names)
 
 
@@ -75,36 +75,45 @@ def test_the_names_and_annotation_are_none_the_old_scheme_or_another_key_gives(u
 def test_two_callers_or_two_keys_never_share_a_name(first: tuple[str, str, str], second: tuple[str, str, str]) -> None:
     if first == second:
         return
-    one = submit.bind(KEY, Caller(first[0], first[1], "{}"), first[2], SPEC)
-    two = submit.bind(KEY, Caller(second[0], second[1], "{}"), second[2], SPEC)
+    one = idempotency.bind(KEY, Caller(first[0], first[1], "{}"), first[2], SPEC)
+    two = idempotency.bind(KEY, Caller(second[0], second[1], "{}"), second[2], SPEC)
     assert not set(one.names) & set(two.names) and one.owner != two.owner
 
 
 def test_claim_answers_only_the_execution_made_for_this_caller_and_this_request() -> None:
-    binding = submit.bind(KEY, ALICE, "order-17", SPEC)
+    binding = idempotency.bind(KEY, ALICE, "order-17", SPEC)
     name = binding.names[0]
-    assert submit.claim(stored(name, binding.annotation, SPEC), binding, SPEC, LABELS) is submit.Claim.OURS
-    other = submit.bind(KEY, ALICE, "order-17", {**SPEC, "args": {"left": 2}})
-    assert submit.claim(stored(name, other.annotation, SPEC), binding, SPEC, LABELS) is submit.Claim.OTHER_REQUEST
+    assert idempotency.claim(stored(name, binding.annotation, SPEC), binding, SPEC, LABELS) is idempotency.Claim.OURS
+    other = idempotency.bind(KEY, ALICE, "order-17", {**SPEC, "args": {"left": 2}})
+    assert (
+        idempotency.claim(stored(name, other.annotation, SPEC), binding, SPEC, LABELS)
+        is idempotency.Claim.OTHER_REQUEST
+    )
     forged = old_scheme(ALICE, "order-17", SPEC)[1]
-    assert submit.claim(stored(name, forged, SPEC), binding, SPEC, LABELS) is submit.Claim.NOT_OURS
-    assert submit.claim(stored(name, "", SPEC), binding, SPEC, LABELS) is submit.Claim.NOT_OURS
+    assert idempotency.claim(stored(name, forged, SPEC), binding, SPEC, LABELS) is idempotency.Claim.NOT_OURS
+    assert idempotency.claim(stored(name, "", SPEC), binding, SPEC, LABELS) is idempotency.Claim.NOT_OURS
     # the annotation copied onto an object that does something else: never the caller's
     attackers = {**SPEC, "component": {"image": "evil/image:1"}}
-    assert submit.claim(stored(name, binding.annotation, attackers), binding, SPEC, LABELS) is submit.Claim.NOT_OURS
-    relabelled = {**LABELS, submit.COMPONENT: "other"}
     assert (
-        submit.claim(stored(name, binding.annotation, SPEC, relabelled), binding, SPEC, LABELS) is submit.Claim.NOT_OURS
+        idempotency.claim(stored(name, binding.annotation, attackers), binding, SPEC, LABELS)
+        is idempotency.Claim.NOT_OURS
+    )
+    relabelled = {**LABELS, documents.COMPONENT: "other"}
+    assert (
+        idempotency.claim(stored(name, binding.annotation, SPEC, relabelled), binding, SPEC, LABELS)
+        is idempotency.Claim.NOT_OURS
     )
     # defaults the API server filled in are the request's own
     defaulted = {**SPEC, "retries": 1, "maxRuns": 100, "cancel": False}
-    assert submit.claim(stored(name, binding.annotation, defaulted), binding, SPEC, LABELS) is submit.Claim.OURS
+    assert (
+        idempotency.claim(stored(name, binding.annotation, defaulted), binding, SPEC, LABELS) is idempotency.Claim.OURS
+    )
 
 
 def test_the_signing_key_comes_from_its_file_without_surrounding_whitespace(tmp_path: Path) -> None:
     path = tmp_path / "key"
     path.write_bytes(b"  0123456789abcdef0123\n")
-    assert submit.signing_key(path) == b"0123456789abcdef0123"
+    assert idempotency.signing_key(path) == b"0123456789abcdef0123"
 
 
 @pytest.mark.parametrize(("content", "detail"), [(b"short\n", "holds 5 bytes"), (None, "cannot read")])
@@ -115,13 +124,13 @@ def test_a_signing_key_too_short_or_unreadable_stops_the_api_naming_the_file(
     if content is not None:
         path.write_bytes(content)
     with pytest.raises(ValueError, match=detail) as raised:
-        submit.signing_key(path)
+        idempotency.signing_key(path)
     assert str(path) in str(raised.value) and "SCHEDEXEC_API_IDEMPOTENCY_KEY_FILE" in str(raised.value)
 
 
 def test_without_a_key_file_each_process_draws_its_own_key_and_says_so(caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level(logging.WARNING, logger="schedexec.api"):
-        one, two = submit.signing_key(None), submit.signing_key(None)
+        one, two = idempotency.signing_key(None), idempotency.signing_key(None)
     assert one != two and len(one) == 32
     assert "retry sent after the API restarts" in caplog.text
 
@@ -204,7 +213,7 @@ def test_an_object_planted_under_the_old_schemes_name_and_annotation_is_never_th
 def test_an_object_planted_under_the_exact_name_with_a_copied_annotation_is_skipped_not_answered(
     http: TestClient, kube: FakeKube, caplog: pytest.LogCaptureFixture
 ) -> None:
-    binding = submit.bind(KEY, Caller("alice", "uid-alice", "{}"), "order-17", ALICES)
+    binding = idempotency.bind(KEY, Caller("alice", "uid-alice", "{}"), "order-17", ALICES)
     planted = plant(kube, binding.names[0], binding.annotation)  # the name leaked, the annotation copied
     accepted = post(http, "order-17")
     assert accepted.status_code == 202, accepted.text
@@ -215,7 +224,7 @@ def test_an_object_planted_under_the_exact_name_with_a_copied_annotation_is_skip
 
 
 def test_when_every_name_of_a_key_is_planted_the_owner_gets_a_clear_409(http: TestClient, kube: FakeKube) -> None:
-    binding = submit.bind(KEY, Caller("alice", "uid-alice", "{}"), "order-17", ALICES)
+    binding = idempotency.bind(KEY, Caller("alice", "uid-alice", "{}"), "order-17", ALICES)
     for name in binding.names:
         plant(kube, name, binding.annotation)
     refused = post(http, "order-17")

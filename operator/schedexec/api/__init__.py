@@ -12,7 +12,7 @@ Every request but the probes is authenticated with a bearer token for the
 API's audience (TokenReview) and authorized with a SubjectAccessReview on
 `scheduledexecutions` in the target namespace (`create` to schedule, before
 the body is read; `get` to poll and read; `create` secrets to send elastic.io
-`fields` the API seals in a Secret, `submit`). An Idempotency-Key binds
+`fields` the API seals in a Secret, `sealing`). An Idempotency-Key binds
 names only the API can compute (an HMAC under its own key), so no other
 user can bind a caller's key first. An id in a namespace the caller
 may not read answers 404, exactly like an unknown id, so ids reveal nothing.
@@ -24,7 +24,8 @@ One module a concern: `app` wires the routers (`elastic`, `generic`,
 connection limit); `bodies` and `params` describe requests,
 `jsonbody` reads a body's JSON within the bounds of `bounds`, `specs`
 turns them into `models.ScheduledExecutionSpec` (pure), `submit` creates the
-execution, `documents` and `errors` shape the answers, `guard` checks
+execution (`idempotency` binds its Idempotency-Key, `sealing` keeps
+credentials in `fields` out of it), `documents` and `errors` shape the answers, `guard` checks
 access before any route runs, `access` reviews callers within the budgets of
 `limits`, `results` reads results kept in ConfigMaps, `cache` and
 `kubeclient` are its only view of Kubernetes. That view is the operator's

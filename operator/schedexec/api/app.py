@@ -27,8 +27,9 @@ from schedexec.api.access import Gate
 from schedexec.api.cache import ExecutionCache
 from schedexec.api.errors import ApiError
 from schedexec.api.guard import Guard
+from schedexec.api.idempotency import signing_key
 from schedexec.api.kubeclient import Client, KubeClient
-from schedexec.api.submit import Submitter, signing_key
+from schedexec.api.submit import Submitter
 from schedexec.settings import ApiSettings
 
 log = logging.getLogger("schedexec.api")

@@ -26,9 +26,13 @@ DIALECT = "schedexec.io/api-dialect"
 """Label of executions created through elastic.io's endpoints (value ELASTIC_IO): their result is answered
 as elastic.io documents it, `{"data": <the method's return value>}` (the runtime's success envelope)."""
 ELASTIC_IO = "elastic.io"
+CREATED_BY = "schedexec.io/created-by"
+"""Label of what the API creates (executions, sealed Secrets): `api`."""
+COMPONENT = "schedexec.io/component"
+"""Label of an execution the API creates: the component id of the request."""
 IDEMPOTENCY = "schedexec.io/idempotency"
 """Annotation of executions created with an Idempotency-Key: HMAC(caller, key):HMAC(that, request) under the
-API's signing key (`submit.bind`), which nobody else can compute."""
+API's signing key (`idempotency.bind`), which nobody else can compute."""
 
 
 def poll_link(uid: str) -> str:

@@ -121,7 +121,7 @@ def target_namespace(settings: ApiSettings, workspace: str | None, requested: st
 
 
 def confidential(method: ElasticMethod, request: ComponentRequest) -> bool:
-    """Whether the request's `fields` are kept out of the execution's args (in a Secret, `submit.seal`).
+    """Whether the request's `fields` are kept out of the execution's args (in a Secret, `sealing.seal`).
 
     elastic.io's `fields` are the component's cfg, and its credentials are part of it. A request that names a
     credentials Secret (`relationships.credential`, the documented form on all three endpoints) has its

@@ -4,7 +4,7 @@ The API runs with a credential of its own (the chart's `<release>-api`
 ServiceAccount), whose RBAC grants exactly what `Client` asks: create, get,
 list and watch scheduledexecutions, get configmaps (results kept out of the
 status), create secrets (only: the sealed configuration of an elastic.io
-request, `submit.seal`; it never reads one), create tokenreviews and
+request, `sealing.seal`; it never reads one), create tokenreviews and
 subjectaccessreviews. It does not share the
 operator's `kube.Cluster` (which writes status, creates and deletes Jobs,
 deletes executions): `Client` is everything the API may ask of Kubernetes,
