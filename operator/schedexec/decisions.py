@@ -4,8 +4,8 @@
 last read, what the cluster says about its current run, the time, and
 whether a run slot is free, and the names of its Jobs, and returns a
 `Decision`: the status to write, at most one Job to create, every Job to
-delete (the run's, and any other that no run needs), events to post, and
-when to look again.
+delete (the run's, one whose retention for its log ended, and any other that
+no run needs), events to post, and when to look again.
 The controller and the reconciler only carry these out, so every rule
 (polling, the minimum interval, the sequence deadline, retries, queueing,
 cancellation, TTL, runs whose pod cannot start, args too large to deliver)
@@ -116,7 +116,7 @@ def decide(
     status = _copy(execution.status)
     step = Step(execution, status, now, policy, jobs)
     if status.phase is not None and status.phase.finished:
-        finish.after_finish(step, run)
+        finish.after_finish(step)
         return _decided(step)
     if status.phase is None:
         start.begin(step)
@@ -184,7 +184,8 @@ def failed_outright(
     step.fail_with(phase, reason, message)
     conditions.set_conditions(step)
     status.observed_generation = metadata.generation
-    return Decision(status=status, delete_job=step.delete_job, strays=strays(step), events=step.events)
+    others = tuple(job for job in jobs if job != step.delete_job)  # a Job kept for its log goes too
+    return Decision(status=status, delete_job=step.delete_job, strays=others, events=step.events)
 
 
 def job_refused(

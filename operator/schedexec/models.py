@@ -40,7 +40,10 @@ MESSAGE_LIMIT = 4096
 with a marker (decisions.clip), so a component's 256 KiB error message cannot bloat the status."""
 
 HISTORY_LIMIT = 10
-"""How many runs `status.history` keeps: enough to debug, bounded for etcd."""
+"""How many runs `status.history` keeps: enough to debug, bounded for etcd. Only these runs keep their Jobs
+(and pods, and so their logs) for spec.runRetentionSeconds: at most this many finished pods per execution."""
+MAX_RUN_RETENTION_SECONDS = 7 * 24 * 3600
+"""The longest spec.runRetentionSeconds: a week (the operator's Job TTL caps it further)."""
 WAITING_MESSAGE_LIMIT = 1024
 """How much of a kubelet's or scheduler's message the status quotes."""
 
@@ -171,6 +174,18 @@ class ScheduledExecutionSpec(Model):
         le=MAX_TTL_SECONDS,
         description=f"Delete the execution this long after it finished (at most {MAX_TTL_SECONDS // 86400} days); "
         "unset keeps it.",
+    )
+    run_retention_seconds: int | None = Field(
+        None,
+        ge=0,
+        le=MAX_RUN_RETENTION_SECONDS,
+        description="How long each finished run's Job and pod (and so its log: `kubectl logs -n NS job/NAME`, "
+        "named in status.history[].logs) are kept after the run's outcome is recorded, whatever the outcome; "
+        f"0 deletes them at once; unset takes the operator's default (SCHEDEXEC_RUN_RETENTION_SECONDS). At most "
+        f"{MAX_RUN_RETENTION_SECONDS // 86400} days, and never longer than the operator's Job TTL "
+        "(SCHEDEXEC_JOB_TTL_SECONDS). Only the runs in status.history keep theirs, and the execution's deletion "
+        "deletes them. A run stopped by a timeout, a cancellation or the watchdog has its pod stopped, and its "
+        "log goes with it.",
     )
     cancel: bool = Field(
         False,
@@ -439,6 +454,16 @@ class RunRecord(Model):
         None,
         description="The wait the run asked for (nextRunInSeconds) when it was below the operator's minimum "
         "interval and was raised to it.",
+    )
+    job: str | None = Field(None, description="Name of the run's Job (its pod's log: `kubectl logs -n NS job/JOB`).")
+    logs_until: datetime | None = Field(
+        None,
+        description="Until when the run's Job and pod, and so its log, are kept (spec.runRetentionSeconds after "
+        "its outcome was recorded); unset: they were deleted at once (a stopped run, a retention of 0, or a "
+        "Job that had disappeared).",
+    )
+    logs: str | None = Field(
+        None, description="The command that shows the run's log while it is kept, e.g. `kubectl logs -n NS job/JOB`."
     )
 
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field, IPvAnyNetwork, StringConstraints
+from pydantic import BaseModel, Field, IPvAnyNetwork, StringConstraints, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from schedexec.decisions import Policy
@@ -76,11 +76,14 @@ class OperatorSettings(BaseSettings):
         description="Copy the end of a crashed run's log into status.error and its Event. Off by default: "
         "component output may hold anything, and status and Events are readable by anyone who may read executions.",
     )
-    failed_run_retention_seconds: int = Field(
-        3600,
+    run_retention_seconds: int = Field(
+        900,
         ge=0,
-        description="How long the Job and pod of a run that died without an outcome are kept, so `kubectl logs` "
-        "shows why (0: deleted at once).",
+        le=7 * 24 * 3600,
+        description="How long a finished run's Job and pod are kept once its outcome is recorded, whatever the "
+        "outcome, so `kubectl logs -n NS job/NAME` (status.history[].logs) shows its log and traceback; an "
+        "execution's spec.runRetentionSeconds overrides it; 0: deleted at once. At most the runs in "
+        "status.history (10) keep theirs; a stopped run's pod goes at once. At most job_ttl_seconds.",
     )
     max_result_bytes: int = Field(
         frame.DEFAULT_MAX_RESULT_BYTES,
@@ -106,6 +109,16 @@ class OperatorSettings(BaseSettings):
     )
     leader_election_lease: str = Field("schedexec-operator", description="Name of the leader Lease.")
 
+    @model_validator(mode="after")
+    def _retention_within_job_ttl(self) -> OperatorSettings:
+        """A Job kept for its log longer than its own TTL would be gone before the status says."""
+        if self.run_retention_seconds > self.job_ttl_seconds:
+            raise ValueError(
+                f"run_retention_seconds ({self.run_retention_seconds}) must not exceed job_ttl_seconds "
+                f"({self.job_ttl_seconds}): the Job controller deletes a finished Job at its TTL"
+            )
+        return self
+
     def policy(self) -> Policy:
         """What the decisions read of the settings."""
         return Policy(
@@ -114,7 +127,8 @@ class OperatorSettings(BaseSettings):
             start_failure_grace_seconds=self.start_failure_grace_seconds,
             unschedulable_grace_seconds=self.unschedulable_grace_seconds,
             log_tail_in_status=self.log_tail_in_status,
-            failed_run_retention_seconds=self.failed_run_retention_seconds,
+            run_retention_seconds=self.run_retention_seconds,
+            job_ttl_seconds=self.job_ttl_seconds,
             progress_events=self.progress_events,
             inline_result_bytes=self.inline_result_bytes,
         )

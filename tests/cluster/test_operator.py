@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import time
+from datetime import UTC, datetime, timedelta
 from hashlib import sha256
 from typing import Any
 
@@ -69,7 +70,23 @@ def test_select_model_returns_the_options(cluster: LocalCluster, operator: Opera
     assert condition(done, "Succeeded")["status"] == "True"
     assert condition(done, "Finished")["status"] == "True"
     assert status(done)["runs"] == 1 and status(done)["history"][0]["exitCode"] == 0
-    wait_for("the finished run's Job to be cleaned up", lambda: not jobs(cluster, namespace))
+    (record,) = status(done)["history"]
+    assert record["logs"] == f"kubectl logs -n {namespace} job/{record['job']}"
+    assert [job.metadata.name for job in jobs(cluster, namespace)] == [record["job"]], "kept for its log"
+
+
+def test_a_finished_runs_job_goes_when_its_retention_ends(
+    cluster: LocalCluster, operator: Operator, namespace: str
+) -> None:
+    """spec.runRetentionSeconds: the Job (and pod) of a recorded run stays that long, then the operator deletes
+    it (the status named it, and until when)."""
+    body = execution("brief", "selectModel", function="getCategories", runRetentionSeconds=8)
+    done = run_to_end(cluster, namespace, body)
+    (record,) = status(done)["history"]
+    assert [job.metadata.name for job in jobs(cluster, namespace)] == [record["job"]]
+    until = datetime.fromisoformat(record["logsUntil"])
+    wait_for("the Job to go once its retention ended", lambda: not jobs(cluster, namespace), timeout=60)
+    assert datetime.now(UTC) >= until - timedelta(seconds=2), "not before its retention ended (clock skew aside)"
 
 
 def test_get_meta_model_returns_the_schemas(cluster: LocalCluster, operator: Operator, namespace: str) -> None:

@@ -36,17 +36,43 @@ def test_wake_at(status: dict[str, Any], queued: bool, wake: datetime | None) ->
 
 
 @pytest.mark.parametrize(
-    ("reported", "phase", "deleted"),
+    ("reported", "phase"),
     [
-        (envelope.done(1), Phase.SUCCEEDED, run_job(1)),
-        (envelope.error("Nope", "no"), Phase.FAILED, run_job(1)),
-        (envelope.schedule(30, {}), Phase.WAITING, run_job(1)),
+        (envelope.done(1), Phase.SUCCEEDED),
+        (envelope.error("Nope", "no"), Phase.FAILED),
+        (envelope.schedule(30, {}), Phase.WAITING),
     ],
 )
-def test_record_an_outcome(reported: dict[str, Any], phase: Phase, deleted: str) -> None:
-    s = step(running())
+@pytest.mark.parametrize(("retention", "kept"), [(POLICY.run_retention_seconds, True), (0, False), (None, True)])
+def test_record_an_outcome_keeps_the_runs_job_for_its_log(
+    reported: dict[str, Any], phase: Phase, retention: int | None, kept: bool
+) -> None:
+    """Every outcome: the Job stays for the execution's retention (else the operator's) and the record says
+    where its log is and until when; with none it is deleted at once."""
+    s = step(running(), runRetentionSeconds=retention) if retention is not None else step(running())
     outcome.record(s, finished(reported))
-    assert s.status.phase is phase and s.delete_job == deleted and s.status.current_run is None
+    record = s.status.history[-1]
+    assert s.status.phase is phase and s.status.current_run is None and record.job == run_job(1)
+    if kept:
+        assert s.delete_job is None
+        assert record.logs_until == at(5 + (retention or POLICY.run_retention_seconds))
+        assert record.logs == f"kubectl logs -n ns job/{run_job(1)}"
+    else:
+        assert s.delete_job == run_job(1) and record.logs_until is None and record.logs is None
+
+
+def test_the_retention_never_outlasts_the_jobs_own_ttl() -> None:
+    ex = execution(running(), runRetentionSeconds=7 * 24 * 3600)
+    s = Step(ex, ex.status.model_copy(deep=True), at(5), POLICY)
+    outcome.record(s, finished(envelope.done(1)))
+    assert s.status.history[-1].logs_until == at(5 + POLICY.job_ttl_seconds)
+
+
+def test_a_stopped_run_has_its_job_deleted_whatever_the_retention() -> None:
+    s = step(running(), runRetentionSeconds=3600)
+    s.stop(Phase.CANCELLED, "Cancelled", "spec.cancel was set")
+    record = s.status.history[-1]
+    assert s.delete_job == run_job(1) and record.job == run_job(1) and record.logs_until is None
 
 
 def test_a_lost_run_fails_naming_its_job() -> None:

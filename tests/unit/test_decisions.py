@@ -80,13 +80,17 @@ def test_a_run_nobody_ends_after_its_run_timeout_is_stopped_by_the_watchdog() ->
     assert decide(ex, RunObservation(RunState.ACTIVE), at(160), True, patient).status.phase is Phase.RUNNING
 
 
-def test_done_succeeds_with_the_result_and_cleans_the_job_up() -> None:
+def test_done_succeeds_with_the_result_and_keeps_the_job_for_its_log() -> None:
     d = decide(execution(running()), finished(envelope.done({"x": 1})), at(5), slot_free=True, policy=POLICY)
     assert d.status.phase is Phase.SUCCEEDED
     assert d.status.result == {"x": 1}
     assert d.status.completed_at == at(5)
-    assert d.delete_job == run_job(1)
+    assert d.delete_job is None, "kept for its log"
     assert d.status.history[-1].outcome is models.RunOutcome.DONE
+    assert d.status.history[-1].logs_until == at(5 + POLICY.run_retention_seconds)
+    assert decide(
+        execution(running()), finished(envelope.done(1)), at(5), True, policy(run_retention_seconds=0)
+    ).delete_job == run_job(1)
     assert condition(d.status, "Succeeded").status is models.ConditionStatus.TRUE
     assert condition(d.status, "Finished").status is models.ConditionStatus.TRUE
 
@@ -112,7 +116,7 @@ def test_schedule_waits_at_least_the_minimum_interval(asked: int, expected_delay
     assert d.status.partial_result == {"job": "j-1"}
     assert d.status.runs == 1 and d.status.current_run is None
     assert d.wake_at == at(5 + expected_delay)
-    assert d.delete_job == run_job(1)
+    assert d.delete_job is None and d.status.history[-1].job == run_job(1), "kept for its log"
 
 
 def test_a_waiting_execution_starts_the_next_run_with_the_scheduled_args_when_due() -> None:
@@ -396,17 +400,18 @@ def test_a_crashed_runs_log_tail_stays_out_of_status_and_events_and_its_job_is_k
     assert f"kubectl logs -n ns job/{run_job(1)}" in d.status.error.message
     assert d.delete_job is None, "the Job (and its pod's log) is kept"
     assert d.status.history[-1].attempts == 2, "a retried run index is counted in its record"
-    assert d.wake_at == at(5 + POLICY.failed_run_retention_seconds)
+    retention = POLICY.run_retention_seconds
+    assert decide(execution(running()), CRASHED, at(5), True, POLICY, [run_job(1)]).wake_at == at(5 + retention)
     later = execution(d.status.model_dump(mode="json", by_alias=True))
-    expired = decide(later, CRASHED, at(5 + POLICY.failed_run_retention_seconds), True, POLICY)
-    assert expired.delete_job == run_job(1), "deleted once the retention ended"
+    expired = decide(later, CRASHED, at(5 + retention), True, POLICY, [run_job(1)])
+    assert expired.delete_jobs == (run_job(1),), "deleted once the retention ended"
 
 
 def test_the_log_tail_in_status_is_an_explicit_opt_in() -> None:
     opted = policy(log_tail_in_status=True)
     d = decide(execution(running()), CRASHED, at(5), slot_free=True, policy=opted)
-    assert d.status.error is not None and d.status.error.message.endswith("segfault")
-    assert d.delete_job == run_job(1)
+    assert d.status.error is not None and "Bearer s3cr3t-canary; segfault" in d.status.error.message
+    assert d.delete_job is None, "the Job is kept for its log all the same"
 
 
 def test_a_decision_changes_a_copy_never_the_execution_it_was_given() -> None:

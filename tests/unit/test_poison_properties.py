@@ -47,7 +47,7 @@ MAX_STEPS = 12
 POLICIES = (
     POLICY,
     builders.policy(min_interval_seconds=1, log_tail_in_status=True, inline_result_bytes=1024),
-    builders.policy(min_interval_seconds=30, overdue_grace_seconds=0, failed_run_retention_seconds=0),
+    builders.policy(min_interval_seconds=30, overdue_grace_seconds=0, run_retention_seconds=0),
 )
 
 STATUS_SCHEMA = jsonschema.Draft4Validator(strategies.status_schema())

@@ -21,7 +21,8 @@ POLICY_CHANGES: list[tuple[str, Any]] = [
     ("start_failure_grace_seconds", 31),
     ("unschedulable_grace_seconds", 121),
     ("log_tail_in_status", True),
-    ("failed_run_retention_seconds", 0),
+    ("run_retention_seconds", 0),
+    ("job_ttl_seconds", 7200),
     ("progress_events", True),
     ("inline_result_bytes", 2048),
 ]
@@ -79,3 +80,11 @@ def test_the_readme_lists_every_setting_with_its_default() -> None:
         f"SCHEDEXEC_{name.upper()}": readme_default(getattr(settings, name)) for name in OperatorSettings.model_fields
     }
     assert {name: rows.get(name) for name in expected} == expected
+
+
+def test_a_run_retention_past_the_jobs_own_ttl_is_refused_at_start() -> None:
+    """The Job controller deletes a finished Job at its TTL: a longer retention would be a promise the status
+    cannot keep."""
+    with pytest.raises(ValueError, match=r"run_retention_seconds \(7200\) must not exceed job_ttl_seconds"):
+        DefaultSettings.model_validate({"run_retention_seconds": 7200, "job_ttl_seconds": 3600})
+    assert DefaultSettings.model_validate({"run_retention_seconds": 3600, "job_ttl_seconds": 3600})

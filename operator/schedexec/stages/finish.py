@@ -1,5 +1,5 @@
 """Ending: the watchdog of an overdue run, the sequence's timeout message, what an ended execution still
-waits for (its TTL, a Job kept for its logs), and when a decision needs another look."""
+waits for (its TTL), and when a decision needs another look (a Job kept for its log going, too)."""
 
 from __future__ import annotations
 
@@ -27,30 +27,31 @@ def fail_if_overdue(step: Step, run: runs.RunObservation) -> None:
     )
 
 
-def after_finish(step: Step, run: runs.RunObservation) -> None:
-    """An execution that ended: deleted once its TTL is over; the Job kept for its logs, once its retention is."""
+def after_finish(step: Step) -> None:
+    """An execution that ended: deleted once its TTL is over (its runs' Jobs kept for their logs go when their
+    retention ends: stages.jobs, or with the execution)."""
     if (expiry := step.ttl_expiry()) is not None and step.now >= expiry:
         step.delete_execution = True
-    kept = jobs.retained_job(step)
-    if kept is not None and step.now >= kept[1] and run.state is not runs.RunState.MISSING:
-        step.delete_job = kept[0]
 
 
 def wake_at(step: Step) -> datetime | None:
-    """When the decided execution needs another look: an ended one at its TTL or when its kept Job goes, a run
-    at its watchdog, deadline or next look at its pod, a queued one at its deadline (a free slot wakes it),
-    a waiting one at its next run."""
+    """When the decided execution needs another look: an ended one at its TTL, a run at its watchdog, deadline
+    or next look at its pod, a queued one at its deadline (a free slot wakes it), a waiting one at its next
+    run; any of them sooner when a Job kept for its log is due to go (stages.jobs)."""
     phase = step.status.phase
     assert phase is not None
+    retention_ends = jobs.next_retention_end(step)
     if phase.finished:
-        kept = jobs.retained_job(step)
-        ends = [t for t in (step.ttl_expiry(), kept and kept[1]) if t is not None and t > step.now]
+        ends = [t for t in (step.ttl_expiry(), retention_ends) if t is not None and t > step.now]
         return min(ends, default=step.ttl_expiry())
+    moments: tuple[datetime | None, ...]
     if step.status.current_run is not None:
-        return min(t for t in (step.overdue_at(), step.status.deadline, step.look_again_at) if t is not None)
-    if step.queued:
-        return step.status.deadline
-    return min(t for t in (step.status.next_run_at, step.status.deadline) if t is not None)
+        moments = (step.overdue_at(), step.status.deadline, step.look_again_at, retention_ends)
+    elif step.queued:
+        moments = (step.status.deadline, retention_ends)
+    else:
+        moments = (step.status.next_run_at, step.status.deadline, retention_ends)
+    return min(t for t in moments if t is not None)
 
 
 def timeout_message(execution: models.ScheduledExecution, status: models.ScheduledExecutionStatus) -> str:

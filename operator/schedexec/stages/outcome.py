@@ -9,7 +9,6 @@ from typing import Any
 
 from schedexec import manifests, runs
 from schedexec.models import EventType, ExecutionError, Phase, Reason, RunOutcome
-from schedexec.stages import jobs
 from schedexec.stages.step import Step, bounded_partial, clip
 from schedexec_runner import envelope as envelopes
 
@@ -112,15 +111,9 @@ def _record_failure(step: Step, run: runs.RunObservation) -> None:
     current = step.status.current_run
     assert current is not None
     detail = f": {run.failure_message}" if run.failure_message else ""
-    keep = jobs.retains_failed_runs(step.policy) and run.state is not runs.RunState.MISSING
     if step.policy.log_tail_in_status and run.log_tail:
         detail += f": {run.log_tail}"
-    elif keep:
-        namespace = step.execution.metadata.namespace
-        detail += (
-            f" (its log: kubectl logs -n {namespace} job/{current.job}; "
-            f"kept for {step.policy.failed_run_retention_seconds}s)"
-        )
+    retention = step.retention_seconds()
+    if retention > 0 and run.state is not runs.RunState.MISSING:  # Step.close_run keeps its Job that long
+        detail += f" (its log: {step.logs_command(current.job)}; kept for {retention}s)"
     step.fail(RunOutcome.LOST, reason, f"run {current.index} {what}{detail}", run)
-    if keep:
-        step.delete_job = None  # kept for its logs: after_finish deletes it when the retention ends

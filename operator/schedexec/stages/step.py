@@ -38,8 +38,12 @@ class Policy:
     log_tail_in_status: bool
     """Copy the end of a crashed run's log into status.error and its Event (opt-in: component output may hold
     anything, credentials included, and status and Events are readable by anyone who may read executions)."""
-    failed_run_retention_seconds: int
-    """How long the Job (and pod) of a run that died without an outcome is kept, so `kubectl logs` shows why."""
+    run_retention_seconds: int
+    """How long a finished run's Job (and pod, and so its log) is kept once its outcome is recorded, unless its
+    execution says (spec.runRetentionSeconds); 0: deleted at once."""
+    job_ttl_seconds: int
+    """The Job controller deletes a finished Job this long after it finished (ttlSecondsAfterFinished): no
+    retention is longer."""
     progress_events: bool
     """Post RunStarted, RunScheduled and Succeeded as Kubernetes Events too (they are always logged)."""
     inline_result_bytes: int
@@ -57,6 +61,12 @@ class Event:
     Policy.progress_events: an Event per run is two API writes per execution that tell nothing
     `kubectl get sx` does not show)."""
 
+
+RETAINED = frozenset({RunOutcome.DONE, RunOutcome.SCHEDULED, RunOutcome.ERROR, RunOutcome.LOST})
+"""Outcomes whose run's Job (and pod) is kept for its log (Step.retention_seconds): every run whose pod ended by
+itself. A run stopped (a timeout, a cancellation, the watchdog) or that never started has its Job deleted at
+once: stopping a pod deletes it, whoever stops it (the Job controller too, at activeDeadlineSeconds or when a
+Job is suspended), and its log goes with it."""
 
 PROGRESS = frozenset({Reason.RUN_STARTED, Reason.RUN_SCHEDULED, Reason.SUCCEEDED})
 """Normal events of a healthy sequence; failures, waits (Queued) and PollIntervalRaised are always posted."""
@@ -160,11 +170,17 @@ class Step:
             method=current.method,
             attempts=None if run is None else run.attempts,
             requested_next_run_in_seconds=requested_next_run_in_seconds,
+            job=current.job,
         )
+        there = run is None or run.state is not runs.RunState.MISSING
+        retention = self.retention_seconds() if outcome in RETAINED and run is not None and there else 0
+        if retention > 0:  # kept for its logs: stages.jobs deletes it when logs_until is past
+            record.logs_until = self.now + timedelta(seconds=retention)
+            record.logs = self.logs_command(current.job)
+        elif there:
+            self.delete_job = current.job
         self.status.history = [*self.status.history, record][-models.HISTORY_LIMIT :]
         self.status.runs = max(self.status.runs, current.index)
-        if run is None or run.state is not runs.RunState.MISSING:
-            self.delete_job = current.job
         self.status.current_run = None
 
     def finish(self, phase: Phase, error: ExecutionError | None) -> None:
@@ -181,6 +197,17 @@ class Step:
         before an upgrade), else this operator's (manifests.run_job)."""
         meta = self.execution.metadata
         return manifests.run_job(meta.name, meta.uid, index, self.jobs)
+
+    def retention_seconds(self) -> int:
+        """How long this execution's finished runs keep their Jobs: its spec.runRetentionSeconds, else the
+        operator's; never past the Job's own TTL."""
+        spec = self.execution.spec.run_retention_seconds
+        chosen = self.policy.run_retention_seconds if spec is None else spec
+        return min(chosen, self.policy.job_ttl_seconds)
+
+    def logs_command(self, job: str) -> str:
+        """The command that shows the log of the run of Job `job` (while it is kept)."""
+        return f"kubectl logs -n {self.execution.metadata.namespace} job/{job}"
 
     def ttl_expiry(self) -> datetime | None:
         ttl = self.execution.spec.ttl_seconds_after_finished
