@@ -14,20 +14,31 @@ A component registers one function per thing it can do:
   `@component.polling(...)` covers the common "poll until done" case.
 
 Every function takes `(args, ctx)`: the run's arguments and a `RunContext`.
-Dispatch turns what a function returns or raises into exactly one envelope:
-an `Outcome` (a `Schedule`, or `xsoar.CommandResults` for commands ported
-from Cortex XSOAR, see xsoar.py) gives its own envelope, anything else is
-the run's result.
+A function may be `async def`: the coroutine it returns is run to its end
+(`asyncio.run`, one event loop per call) before its value is taken, so an
+async HTTP client needs no wrapper. Dispatch turns what a function returns
+or raises into exactly one envelope: an `Outcome` (a `Schedule`, or
+`xsoar.CommandResults` for commands ported from Cortex XSOAR, see xsoar.py)
+gives its own envelope, anything else is the run's result.
+
+An exception's type and message are the error envelope's message (one line,
+what the status shows); its traceback goes to the run's log through
+`ctx.logger` (runlog.py: stderr, credentials redacted), where `kubectl logs`
+shows it while the operator keeps the run's Job. `ctx.logger` is the
+component's own logger for the same log, never the outcome.
 """
 
 from __future__ import annotations
 
+import asyncio
 import functools
+import inspect
+import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
-from schedexec_runner import contract, envelope
+from schedexec_runner import contract, envelope, runlog
 
 Function = Callable[[dict[str, Any], "RunContext"], Any]
 
@@ -38,7 +49,8 @@ class RunContext:
 
     `credentials` holds the mounted Secret's keys whose values are UTF-8 text, exactly as stored (nothing
     stripped: a trailing space or newline is part of the value); `binary_credentials` the keys whose values
-    are not (a keystore, a DER certificate), as bytes.
+    are not (a keystore, a DER certificate), as bytes. `logger` writes to the run's log (stderr, the pod's
+    log), credential values redacted (runlog.run_logger); never to the outcome.
     """
 
     method: str
@@ -48,6 +60,12 @@ class RunContext:
     execution: str = ""
     credentials: Mapping[str, str] = field(default_factory=dict, repr=False)
     binary_credentials: Mapping[str, bytes] = field(default_factory=dict, repr=False)
+    logger: logging.Logger = field(default_factory=lambda: runlog.run_logger({}), repr=False, compare=False)
+
+
+def awaited(value: Any) -> Any:
+    """`value`, or what it returns if it is a coroutine (an `async def` function's call), run to its end."""
+    return asyncio.run(value) if inspect.iscoroutine(value) else value
 
 
 @runtime_checkable
@@ -154,7 +172,7 @@ class Component:
         def wrap(fn: Function) -> Function:
             @functools.wraps(fn)
             def poll(args: dict[str, Any], ctx: RunContext) -> Any:
-                polled = fn(args, ctx)
+                polled = awaited(fn(args, ctx))
                 if not isinstance(polled, PollResult):
                     raise TypeError(f"polling command {name!r} must return PollResult, not {type(polled).__name__}")
                 if not polled.should_poll():
@@ -176,10 +194,12 @@ class Component:
         if isinstance(fn, dict):
             return fn
         try:
-            returned = fn(args, ctx)
+            returned = awaited(fn(args, ctx))
         except RunError as exc:
+            ctx.logger.error("the run failed: %s: %s", exc.reason, exc.message)
             return envelope.error(exc.reason, exc.message)
         except Exception as exc:
+            ctx.logger.error("the component raised %s: %s", type(exc).__name__, exc, exc_info=exc)
             return envelope.error("ComponentError", f"{type(exc).__name__}: {exc}")
         if not isinstance(returned, Outcome):
             return envelope.done(returned)
@@ -204,8 +224,9 @@ class Component:
         if self.verifier is None:
             return envelope.error("UnknownMethod", f"component {self.name!r} has no verifyCredentials function")
         try:
-            returned = self.verifier(args, ctx)
+            returned = awaited(self.verifier(args, ctx))
         except Exception as exc:
+            ctx.logger.warning("verifyCredentials raised %s: not verified", type(exc).__name__, exc_info=exc)
             return envelope.done({"verified": False, "reason": str(exc) or type(exc).__name__})
         if returned is None:
             return envelope.done({"verified": True})

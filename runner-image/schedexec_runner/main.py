@@ -20,6 +20,11 @@ cfg elastic.io would give them (its text values in `ctx.credentials` too, where
 a schedexec component looks for credentials), and every string of it is
 redacted.
 
+The component's log lines (`ctx.logger`) and the traceback of an exception
+it raised go to stderr, the pod's log, through runlog.run_logger, which
+redacts the same credential values (runlog.secret_forms); the termination
+message holds the envelope alone.
+
 Credentials are given byte for byte: a password may end in a space or a
 newline, so nothing is stripped. A Secret key whose value is not UTF-8 (a
 PKCS#12 keystore, a DER certificate) is given as bytes in
@@ -39,7 +44,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, TextIO
 
-from schedexec_runner import bounds, contract, envelope, frame
+from schedexec_runner import bounds, contract, envelope, frame, runlog
 from schedexec_runner.component import Component, RunContext
 
 
@@ -197,14 +202,11 @@ def redact(outcome: dict[str, Any], secrets: Mapping[str, str]) -> dict[str, Any
     """`outcome` (plain JSON, see `reportable`) with every credential value replaced by *** in the strings
     of its payload (result, args, partialResult, message), never in the envelope's own fields. A value is
     also redacted without the whitespace around it, which a component may well have stripped."""
-    candidates = {form for value in secrets.values() for form in (value, value.strip())}
-    values = sorted((v for v in candidates if len(v) >= 3), key=len, reverse=True)
+    values = runlog.secret_forms(secrets)
 
     def clean(value: Any) -> Any:
         if isinstance(value, str):
-            for secret in values:
-                value = value.replace(secret, "***")
-            return value
+            return runlog.redact_text(value, values)
         if isinstance(value, dict):
             return {clean(k): clean(v) for k, v in value.items()}
         if isinstance(value, list):
@@ -220,6 +222,7 @@ def run(environ: Mapping[str, str], diagnostics: TextIO | None = None) -> dict[s
     outcome) go to `diagnostics`, stderr by default."""
     credentials: dict[str, str] = {}
     secrets: dict[str, str] = {}
+    logger = runlog.run_logger(secrets, diagnostics)
     try:
         credentials, binary_credentials = read_credentials(environ, diagnostics)
         config = credentials.pop(contract.CONFIG_KEY, None)  # the API's sealed configuration: args, not a credential
@@ -229,6 +232,7 @@ def run(environ: Mapping[str, str], diagnostics: TextIO | None = None) -> dict[s
             **{key: value.decode("latin-1") for key, value in binary_credentials.items()},
             **{f"{contract.CONFIG_KEY}[{index}]": value for index, value in enumerate(config_secrets(config))},
         }
+        logger = runlog.run_logger(secrets, diagnostics)
         given = read_args(environ)
         args = unseal(given, config)
         if contract.CONFIG_DIGEST in given:  # the sealed fields are this run's credentials: its text ones in ctx too
@@ -245,11 +249,13 @@ def run(environ: Mapping[str, str], diagnostics: TextIO | None = None) -> dict[s
             execution=environ.get(contract.EXECUTION, ""),
             credentials=credentials,
             binary_credentials=binary_credentials,
+            logger=logger,
         )
         outcome: Any = component.run(args, ctx)
     except InputError as exc:
         outcome = envelope.error(exc.reason, str(exc))
     except Exception as exc:
+        logger.error("the runner failed: %s: %s", type(exc).__name__, exc, exc_info=exc)
         outcome = envelope.error("RunnerError", f"{type(exc).__name__}: {exc}")
     return redact(reportable(outcome), secrets)
 

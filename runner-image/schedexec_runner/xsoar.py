@@ -28,7 +28,12 @@ How the results become an outcome envelope:
 - a `CommandResults` without one is `done`, its fields (`to_result()`) the
   execution's result; any other value is the result itself;
 - an exception (`DemistoException` or any other) fails the run with reason
-  `ComponentError`, and `RunError` with a reason of its choice.
+  `ComponentError` (its traceback in the run's log), and `RunError` with a
+  reason of its choice.
+
+A command may be `async def`, decorated with `polling_function` or not: its
+coroutine is run to its end (component.awaited) before its results are read.
+What XSOAR's `demisto.debug`/`demisto.info` wrote goes to `ctx.logger`.
 
 Where schedexec differs: `ScheduledCommand` does not raise a short interval
 to XSOAR's 10 s minimum itself; the operator does, and records that it did
@@ -49,7 +54,7 @@ from dataclasses import dataclass, field
 from typing import Any, Concatenate, ParamSpec
 
 from schedexec_runner import envelope
-from schedexec_runner.component import PollResult
+from schedexec_runner.component import PollResult, awaited
 
 __all__ = [
     "CommandResults",
@@ -176,7 +181,7 @@ def polling_function(
         @functools.wraps(func)
         def poll(args: dict[str, Any], /, *arguments: P.args, **kwargs: P.kwargs) -> Any:
             polling = not requires_polling_arg or argToBoolean(args.get(polling_arg_name, False))
-            polled = func(args, *arguments, **kwargs)
+            polled = awaited(func(args, *arguments, **kwargs))
             if not isinstance(polled, PollResult):
                 raise TypeError(f"polling command {name!r} must return PollResult, not {type(polled).__name__}")
             if not polling or not polled.should_poll():

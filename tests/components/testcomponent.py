@@ -5,6 +5,7 @@ Image `ghcr.io/schedexec/test-component` in the node agent's images.yaml.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import json
@@ -119,6 +120,27 @@ def huge(args: dict[str, Any], ctx: RunContext) -> Any:
 @component.command("leak")
 def leak(args: dict[str, Any], ctx: RunContext) -> Any:
     raise RuntimeError(f"cannot log in with {ctx.credentials.get('apiKey')}")
+
+
+def _open_shop(key: str) -> None:
+    raise ConnectionError(f"the shop refused the api key {key}")
+
+
+@component.command("log-and-raise")
+def log_and_raise(args: dict[str, Any], ctx: RunContext) -> Any:
+    """Logs through ctx.logger (its credential in one line) and raises from a nested call whose message holds
+    the credential: the pod's log shows both and the traceback, the credential redacted."""
+    key = ctx.credentials.get("apiKey", "")
+    ctx.logger.info("connecting to the shop %s with the api key %s", args.get("shop", "demo"), key)
+    _open_shop(key)
+
+
+@component.command("async-sum")
+async def async_sum(args: dict[str, Any], ctx: RunContext) -> Any:
+    """An async command: awaits, logs, and returns the sum of args.numbers."""
+    await asyncio.sleep(0.01)
+    ctx.logger.info("summing %d numbers", len(args.get("numbers", [])))
+    return {"sum": sum(args.get("numbers", [])), "async": True}
 
 
 @component.command("blurt")
