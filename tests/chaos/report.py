@@ -43,7 +43,8 @@ class Report:
             f"Written by `make chaos` (tests/chaos, scale `{scale}`) on "
             f"{dt.datetime.now(dt.UTC).isoformat(timespec='seconds')}, on the local control plane. "
             "The target for every scenario is nothing lost: each execution reaches the right final state, "
-            "with a clear reason when it fails, no run index executed twice, no Job left behind.",
+            "with a clear reason when it fails, no run index executed twice, "
+            "no Job left behind but those kept for their runs' logs.",
             "",
             "Runs are counted from outside the operator and the component: a watch on the run pods "
             "(tests/chaos/ledger.py) records every pod whose container started, and each is one execution of "

@@ -3,7 +3,8 @@ status, two replicas with the leader frozen past its lease, kube-apiserver resta
 killed, pods deleted, the Job controller down (the watchdog).
 
 Every scenario checks what users rely on: each execution reaches the right
-final state, no Job is left behind, and every run index executed exactly
+final state, no Job is left behind (but the recorded runs' Jobs, kept for
+their logs until status.history[].logsUntil), and every run index executed exactly
 once, none lost. The runs are counted from outside by the run ledger
 (tests/chaos/ledger.py, a watch on the run pods): a component's own record of
 the indices it saw keeps one envelope per index and cannot show a repeat. A
@@ -96,21 +97,33 @@ def all_finished(cluster: LocalCluster, namespace: str, n: int, timeout: float) 
     return wait_for(f"{n} executions to finish", done, timeout=timeout, interval=1)
 
 
-def leftover_jobs(cluster: LocalCluster, namespace: str, kept_for: frozenset[str] = frozenset()) -> list[str]:
-    """Jobs not deleted nor being deleted, other than those of the executions `kept_for` (a failed run's Job
-    is kept for its log, SCHEDEXEC_FAILED_RUN_RETENTION_SECONDS)."""
+def kept_for_logs(items: list[dict[str, Any]]) -> frozenset[str]:
+    """The Jobs the finished executions `items` keep for their runs' logs: named in status.history with a
+    logsUntil still ahead (SCHEDEXEC_RUN_RETENTION_SECONDS)."""
+    now = dt.datetime.now(dt.UTC)
+    return frozenset(
+        record["job"]
+        for item in items
+        for record in item["status"].get("history", [])
+        if record.get("job") and record.get("logsUntil") and dt.datetime.fromisoformat(record["logsUntil"]) > now
+    )
+
+
+def leftover_jobs(cluster: LocalCluster, namespace: str, items: list[dict[str, Any]] | None = None) -> list[str]:
+    """Jobs not deleted nor being deleted, other than those the finished executions `items` keep for their
+    runs' logs (kept_for_logs)."""
+    kept = kept_for_logs(items or [])
     return [
         j.metadata.name
         for j in cluster.batch.list_namespaced_job(namespace).items
-        if not j.metadata.deletion_timestamp
-        and not any(o.name in kept_for for o in j.metadata.owner_references or [] if o.kind == models.KIND)
+        if not j.metadata.deletion_timestamp and j.metadata.name not in kept
     ]
 
 
 def wait_cleaned_up(cluster: LocalCluster, namespace: str, items: list[dict[str, Any]]) -> None:
-    """The Jobs of every run that did not fail are deleted (those of failed runs are kept for their logs)."""
-    failed = frozenset(i["metadata"]["name"] for i in items if i["status"]["phase"] == "Failed")
-    wait_for("finished runs' Jobs to be cleaned up", lambda: not leftover_jobs(cluster, namespace, failed), timeout=120)
+    """Every Job is deleted but those of recorded runs kept for their logs: exactly the history's Jobs (a Job
+    made before a crash and never recorded, or of a stopped run, goes)."""
+    wait_for("finished runs' Jobs to be cleaned up", lambda: not leftover_jobs(cluster, namespace, items), timeout=120)
 
 
 # --- counting runs ---------------------------------------------------------------------------------
