@@ -129,6 +129,11 @@ def test_options_render_what_they_promise(helm: Path) -> None:
     assert not any(d["kind"] == "ClusterRole" for d in namespaced)
     env = next(d for d in namespaced if d["kind"] == "Deployment")["spec"]["template"]["spec"]["containers"][0]["env"]
     assert {"name": "SCHEDEXEC_NAMESPACES", "value": '["a","b"]'} in env
+    default_env = pod_spec(documents(render(helm).stdout), "sx-schedexec")["containers"][0]["env"]
+    retention = OperatorSettings().run_retention_seconds
+    assert {"name": "SCHEDEXEC_RUN_RETENTION_SECONDS", "value": str(retention)} in default_env, "the settings' default"
+    kept = pod_spec(documents(render(helm, "operator.runRetentionSeconds=60").stdout), "sx-schedexec")
+    assert {"name": "SCHEDEXEC_RUN_RETENTION_SECONDS", "value": "60"} in kept["containers"][0]["env"]
 
 
 def test_the_api_runs_with_its_own_service_account_in_both_modes(helm: Path) -> None:
