@@ -139,6 +139,8 @@ def test_a_polling_sequence_passes_each_runs_args_to_the_next(
         (2, "Scheduled"),
         (3, "Done"),
     ]
+    kept = sorted(job.metadata.name for job in jobs(cluster, namespace) if not job.metadata.deletion_timestamp)
+    assert kept == sorted(r["job"] for r in status(done)["history"]), "exactly the history's Jobs, kept for their logs"
     reasons = {e.reason for e in cluster.events(namespace)}
     assert not reasons & {"RunStarted", "RunScheduled", "Succeeded"}, "a healthy sequence posts no Event per run"
     told = operator.logs()
