@@ -217,16 +217,30 @@ class Toleration(Model):
     """A toleration of the run's pod (core/v1 Toleration)."""
 
     key: str | None = Field(
-        None, max_length=317, description="The taint key it tolerates; empty with operator Exists: every taint."
+        None,
+        max_length=317,
+        pattern=f"^$|{LABEL_KEY_PATTERN}",
+        description="The taint key it tolerates; empty with operator Exists: every taint.",
     )
     operator: Literal["Exists", "Equal"] | None = Field(None, description="Exists or Equal (Kubernetes' default).")
-    value: str | None = Field(None, max_length=63, description="The taint value, with operator Equal.")
+    value: str | None = Field(
+        None, max_length=63, pattern=LABEL_VALUE_PATTERN, description="The taint value, with operator Equal."
+    )
     effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = Field(
         None, description="NoSchedule, PreferNoSchedule or NoExecute; empty: every effect."
     )
     toleration_seconds: int | None = Field(
         None, ge=0, le=MAX_TTL_SECONDS, description="With effect NoExecute: how long the pod stays on a tainted node."
     )
+
+    @model_validator(mode="after")
+    def _toleration_rules(self) -> Self:
+        """TOLERATION_RULES (the CEL rules on each toleration), with their messages."""
+        wire = self.model_dump(by_alias=True, exclude_none=True)
+        for broken in TOLERATION_RULES:
+            if broken.refused(wire):
+                raise PydanticCustomError("spec_rule", broken.message, {"field": broken.field})
+        return self
 
 
 class Affinity(Model):
@@ -408,6 +422,29 @@ TEMPLATE_REFUSALS = (
 )
 """Every rule on the template as a whole, in CEL (on the CRD) and in Python (RunPodTemplate._template_rules)."""
 
+TOLERATION_RULES = (
+    Refusal(
+        field="value",
+        cel="!has(self.operator) || self.operator != 'Exists' || !has(self.value) || self.value == ''",
+        refused=lambda t: t.get("operator") == "Exists" and bool(t.get("value")),
+        message="spec.podTemplate.tolerations[]: a value needs operator Equal (Exists matches any value)",
+    ),
+    Refusal(
+        field="key",
+        cel="(has(self.key) && self.key != '') || (has(self.operator) && self.operator == 'Exists')",
+        refused=lambda t: not t.get("key") and t.get("operator") != "Exists",
+        message="spec.podTemplate.tolerations[]: an empty key (every taint) needs operator Exists",
+    ),
+    Refusal(
+        field="tolerationSeconds",
+        cel="!has(self.tolerationSeconds) || (has(self.effect) && self.effect == 'NoExecute')",
+        refused=lambda t: "tolerationSeconds" in t and t.get("effect") != "NoExecute",
+        message="spec.podTemplate.tolerations[]: tolerationSeconds needs effect NoExecute",
+    ),
+)
+"""The CEL rules on each toleration (Kubernetes' own checks of a pod's tolerations, at admission instead of at
+the run's Job creation), and the same in Python (Toleration._toleration_rules)."""
+
 
 def _env_rules() -> list[dict[str, str]]:
     reserved = " || ".join(f"self.name == '{n}'" for n in RESERVED_ENV_NAMES)
@@ -466,6 +503,7 @@ def _env_from_problem(env_from: EnvFromSource) -> str | None:
 
 
 EnvVar.model_config["json_schema_extra"] = validations(_env_rules())
+Toleration.model_config["json_schema_extra"] = validations([rule(r.cel, r.message) for r in TOLERATION_RULES])
 EnvFromSource.model_config["json_schema_extra"] = validations(_env_from_rules())
 
 DNS_POLICIES = ("ClusterFirst", "Default", "None")

@@ -78,6 +78,16 @@ def _env_admitted(env: dict[str, Any]) -> bool:
     return sum(k in source for k in ("configMapKeyRef", "fieldRef", "resourceFieldRef", "secretKeyRef")) == 1
 
 
+def _toleration_admitted(toleration: dict[str, Any]) -> bool:
+    """The toleration's CEL rules."""
+    operator, key = toleration.get("operator"), toleration.get("key")
+    if operator == "Exists" and toleration.get("value"):
+        return False
+    if not key and operator != "Exists":
+        return False
+    return "tolerationSeconds" not in toleration or toleration.get("effect") == "NoExecute"
+
+
 def _env_from_admitted(env_from: dict[str, Any]) -> bool:
     return "secretRef" not in env_from and "configMapRef" in env_from
 
@@ -100,6 +110,8 @@ def admitted(draw: st.DrawFn) -> dict[str, Any]:
         template["nodeSelector"] = _keyed(draw, template["nodeSelector"])
     if "env" in template:
         template["env"] = [env for env in template["env"] if _env_admitted(env)]
+    if "tolerations" in template:
+        template["tolerations"] = [t for t in template["tolerations"] if _toleration_admitted(t)]
     if "envFrom" in template:
         template["envFrom"] = [env for env in template["envFrom"] if _env_from_admitted(env)]
     if template.get("dnsPolicy") == "None" and not (template.get("dnsConfig") or {}).get("nameservers"):
@@ -163,6 +175,15 @@ REFUSED: list[tuple[dict[str, Any], str]] = [
         "spec.podTemplate.metadata.labels may not use the prefixes",
     ),
     ({"nodeSelector": {"bad key!": "x"}}, "every key of spec.podTemplate.nodeSelector must be a valid Kubernetes"),
+    (
+        {"tolerations": [{"key": "k", "operator": "Exists", "value": "v"}]},
+        "spec.podTemplate.tolerations[]: a value needs operator Equal",
+    ),
+    ({"tolerations": [{"value": "v"}]}, "spec.podTemplate.tolerations[]: an empty key (every taint) needs operator"),
+    (
+        {"tolerations": [{"key": "k", "operator": "Exists", "effect": "NoSchedule", "tolerationSeconds": 5}]},
+        "spec.podTemplate.tolerations[]: tolerationSeconds needs effect NoExecute",
+    ),
 ]
 """Templates refused at `kubectl apply` and by models.RunPodTemplate alike, and (part of) the message both give;
 tests/unit/test_podtemplate.py asks the model, tests/cluster/test_pod_template.py the API server."""
