@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,7 +15,7 @@ from pydantic import ValidationError
 
 from schedexec import manifests, models
 from tests.cluster.test_admission import CREATE, GOOD, account, manifest
-from tests.support import LocalCluster
+from tests.support import LocalCluster, Operator, wait_for
 from tests.unit import podtemplates
 from tests.unit.builders import POD_DEFAULTS
 from tests.unit.test_podtemplate import ADOPTED
@@ -157,3 +158,60 @@ def test_a_job_made_with_a_template_is_the_operators_as_the_api_server_keeps_it(
     assert manifests.made_for(kept, own) is None, json.dumps(kept["spec"]["template"], indent=1)
     kept["spec"]["template"]["spec"]["serviceAccountName"] = "admin"
     assert manifests.made_for(kept, own) == "spec.template.spec.serviceAccountName differs"
+
+
+# --- the operator's default template, merged by a real operator ------------------------------------------------
+
+OPERATOR_DEFAULT = {
+    "metadata": {"annotations": {"example.com/owner": "platform"}, "labels": {"tier": "batch"}},
+    "env": [{"name": "HTTP_PROXY", "value": "http://proxy:3128"}, {"name": "LOG", "value": "info"}],
+    "dnsConfig": {"options": [{"name": "ndots", "value": "2"}]},
+}
+
+
+@pytest.mark.usefixtures("without_session_operator")
+def test_the_operators_default_template_is_merged_under_the_executions(
+    cluster: LocalCluster, namespace: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SCHEDEXEC_RUN_POD_TEMPLATE reaches the run's Job through settings → PodDefaults → job_manifest, merged as
+    docs/run-pods.md says: maps and env key by key (the execution's wins), other fields the execution's if set."""
+    monkeypatch.setenv("SCHEDEXEC_RUN_POD_TEMPLATE", json.dumps(OPERATOR_DEFAULT))
+    own = Operator(cluster, tmp_path)
+    own.start()
+    try:
+        mine = {
+            "metadata": {"labels": {"tier": "gold"}},
+            "env": [{"name": "LOG", "value": "debug"}],
+            "dnsConfig": {"searches": ["corp.example"]},
+        }
+        cluster.apply(
+            manifest(namespace, {**with_template(mine), "method": "sleep", "args": {"seconds": 30}}, "merged")
+        )
+
+        def job_name() -> str | None:
+            current = cluster.execution(namespace, "merged").get("status", {}).get("currentRun") or {}
+            return current.get("job")
+
+        name = wait_for("the run's Job", job_name, timeout=60)
+        job = json.loads(cluster.kubectl("get", "job", name, "-n", namespace, "-o", "json").stdout)
+    finally:
+        own.stop()
+    meta, pod = job["spec"]["template"]["metadata"], job["spec"]["template"]["spec"]
+    assert meta["annotations"]["example.com/owner"] == "platform"
+    assert meta["labels"]["tier"] == "gold", "the execution's value for a key both set"
+    env = {e["name"]: e.get("value") for e in pod["containers"][0]["env"]}
+    assert (env["HTTP_PROXY"], env["LOG"]) == ("http://proxy:3128", "debug")
+    assert pod["dnsConfig"] == {"searches": ["corp.example"]}, "an object: the execution's, whole"
+    assert pod["automountServiceAccountToken"] is False
+
+
+def test_an_operator_default_that_an_execution_would_be_refused_for_stops_the_operator_at_startup(
+    cluster: LocalCluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(
+        "SCHEDEXEC_RUN_POD_TEMPLATE", json.dumps({"volumes": [{"name": "h", "hostPath": {"path": "/"}}]})
+    )
+    refused = Operator(cluster, tmp_path)
+    refused.start()
+    assert refused.process is not None and refused.process.wait(timeout=60) != 0
+    assert "spec.podTemplate.volumes is refused" in refused.logs()
