@@ -148,6 +148,14 @@ def test_a_job_made_with_a_template_is_the_operators_as_the_api_server_keeps_it(
         "topologySpreadConstraints": [
             {"maxSkew": 1, "topologyKey": "kubernetes.io/hostname", "whenUnsatisfiable": "ScheduleAnyway"}
         ],
+        "tolerations": [
+            {"key": "batch", "value": "yes"},
+            {"operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 60},
+        ],
+        "envFrom": [{"configMapRef": {"name": "settings"}, "prefix": "APP_"}],
+        "dnsPolicy": "Default",
+        "runtimeClassName": "gvisor",
+        "metadata": {"labels": {"team": "shop"}, "annotations": {"example.com/owner": "shop"}},
     }
     cluster.apply(manifest(namespace, with_template(template), name="adopted"))
     execution = models.ScheduledExecution.model_validate(cluster.execution(namespace, "adopted"))
