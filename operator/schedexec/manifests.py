@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from decimal import ROUND_CEILING, Decimal
 from typing import Any
 
-from schedexec import models
+from schedexec import models, podtemplate
 from schedexec_runner import contract
 
 MANAGED_BY = "schedexec"
@@ -119,6 +119,8 @@ class PodDefaults:
     """Safety net only: the operator deletes a run's Job once it recorded the outcome."""
     max_result_bytes: int
     """Largest `done` envelope a run may report through its log (contract.MAX_RESULT_BYTES); 0: none."""
+    run_pod_template: models.RunPodTemplate | None
+    """The operator's default pod template, merged under each execution's (podtemplate.merge)."""
 
 
 def args_json(args: Mapping[str, Any]) -> str:
@@ -175,6 +177,11 @@ def job_manifest(
         "controller": True,
         "blockOwnerDeletion": True,
     }
+    template, pod = podtemplate.apply(
+        podtemplate.run_template(defaults.run_pod_template, execution),
+        {"labels": labels, "annotations": {ARGS_ANNOTATION: args_json(args)}},
+        _pod_spec(execution, index, defaults, method or execution.spec.method),
+    )
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
@@ -191,16 +198,14 @@ def job_manifest(
             "podFailurePolicy": {"rules": [DISRUPTION_FAILS_THE_RUN]},
             "activeDeadlineSeconds": spec.run_timeout_seconds,
             "ttlSecondsAfterFinished": defaults.job_ttl_seconds,
-            "template": {
-                "metadata": {"labels": labels, "annotations": {ARGS_ANNOTATION: args_json(args)}},
-                "spec": _pod_spec(execution, index, defaults, method or execution.spec.method),
-            },
+            "template": {"metadata": template, "spec": pod},
         },
     }
 
 
 def _pod_spec(execution: models.ScheduledExecution, index: int, defaults: PodDefaults, method: str) -> dict[str, Any]:
-    """The run's pod: one container, no API credentials, non-root, args and credentials as read-only files."""
+    """The run's pod: one container, no API credentials, non-root, args and credentials as read-only files
+    (before its pod template is applied: podtemplate.apply)."""
     spec = execution.spec
     args_dir, _, args_file = contract.DEFAULT_ARGS_FILE.rpartition("/")
     env = {
@@ -331,7 +336,7 @@ keys the operator sets), or _Each (the defaults of each item of a list)."""
 DELETION_FINALIZERS = frozenset({"foregroundDeletion", "orphan"})
 """The finalizers the API server puts on a Job being deleted (no one else's is accepted)."""
 
-QUANTITIES = frozenset({"limits", "requests", "sizeLimit"})
+QUANTITIES = frozenset({"limits", "requests", "sizeLimit", "divisor"})
 """Fields that are (or hold) resource quantities, which the API server writes in canonical form (1000m → 1)."""
 
 
@@ -364,7 +369,9 @@ def _job_defaults(uid: str, name: str, expected: Mapping[str, Any]) -> _Defaults
         "controller-uid": uid,
         "job-name": name,
     }
-    container = expected["spec"]["template"]["spec"]["containers"][0]
+    pod = expected["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    account = {"serviceAccount": pod["serviceAccountName"]} if "serviceAccountName" in pod else {}
     return {
         "metadata": {
             "uid": SERVER_SET,
@@ -389,6 +396,7 @@ def _job_defaults(uid: str, name: str, expected: Mapping[str, Any]) -> _Defaults
             "template": {
                 "metadata": {"creationTimestamp": None, "labels": controller},
                 "spec": {
+                    **account,  # the deprecated twin of a serviceAccountName
                     "dnsPolicy": "ClusterFirst",
                     "schedulerName": "default-scheduler",
                     "terminationGracePeriodSeconds": 30,
@@ -398,12 +406,16 @@ def _job_defaults(uid: str, name: str, expected: Mapping[str, Any]) -> _Defaults
                             "terminationMessagePath": "/dev/termination-log",
                             "imagePullPolicy": image_pull_policy(str(container["image"])),
                             "resources": {},
+                            "env": _Each(
+                                {"valueFrom": {"fieldRef": {"apiVersion": "v1"}, "resourceFieldRef": {"divisor": "0"}}}
+                            ),
                         }
                     ),
                     "volumes": _Each(
                         {
                             "secret": {"defaultMode": 0o644},
                             "downwardAPI": {"defaultMode": 0o644, "items": _Each({"fieldRef": {"apiVersion": "v1"}})},
+                            "projected": {"defaultMode": 0o644},
                         }
                     ),
                 },

@@ -12,10 +12,13 @@ through them, so what it writes always matches what the CRD admits.
 from __future__ import annotations
 
 import enum
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Annotated, Any, Self
+from typing import Annotated, Any, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 from pydantic_core import PydanticCustomError
 
@@ -104,6 +107,518 @@ class ComponentSpec(Model):
     )
 
 
+# --- spec.podTemplate: where and how a run's pod runs (issue 27; docs/run-pods.md) ---------------------------
+
+LABEL_KEY_PATTERN = (
+    r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?([.][a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$"
+)
+"""A Kubernetes label or annotation key: an optional DNS-subdomain prefix and `/`, then a name (at most 63
+characters; the prefix at most 253). No backslash: the same text is a CEL string literal."""
+LABEL_VALUE_PATTERN = r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$"
+DNS_SUBDOMAIN_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+ENV_NAME_PATTERN = r"^[-._a-zA-Z][-._a-zA-Z0-9]*$"
+RESERVED_KEY_PREFIXES = ("schedexec.io/", "batch.kubernetes.io/", "kubernetes.io/", "k8s.io/")
+"""Label and annotation prefixes a template may not use: schedexec's own (the run labels, the args annotation),
+the Job controller's and Kubernetes' own."""
+RESERVED_KEYS = ("job-name", "controller-uid", "app.kubernetes.io/managed-by")
+"""Keys the Job controller (job-name, controller-uid) or schedexec (managed-by) puts on a run's pod."""
+RESERVED_ENV_PREFIX = "SCHEDEXEC_"
+RESERVED_ENV_NAMES = ("HOME",)
+"""Variables the runner contract owns (SCHEDEXEC_*; HOME, the writable emptyDir)."""
+SECRETS_THROUGH_CREDENTIALS = "Secrets reach a run only through spec.credentialsSecretRef"
+
+MAX_TEMPLATE_MAP = 32
+"""Most entries of each of podTemplate's maps (labels, annotations, nodeSelector)."""
+MAX_ANNOTATION_VALUE = 4096
+"""Longest value of a template annotation: 32 of them leave most of the pod's 256 KiB of annotations to the
+args (contract.MAX_ARGS_BYTES)."""
+
+
+def key_problem(key: str) -> int | None:
+    """Which of the CEL rules of `_map_key_rules` `key` breaks (0: not a key, 1: reserved), or None."""
+    prefix, slash, name = key.rpartition("/")
+    lengths = len(prefix) <= 253 and len(name) <= 63 if slash else len(key) <= 63
+    if len(key) > 317 or not lengths or re.fullmatch(LABEL_KEY_PATTERN, key) is None:
+        return 0
+    if key.startswith(RESERVED_KEY_PREFIXES) or key in RESERVED_KEYS:
+        return 1
+    return None
+
+
+def validations(rules: list[dict[str, str]]) -> dict[str, Any]:
+    """`rules` as a schema's x-kubernetes-validations (for json_schema_extra)."""
+    return {"x-kubernetes-validations": rules}
+
+
+def _map_key_rules(what: str) -> list[dict[str, str]]:
+    """The CEL rules on a template map's keys (mirrored by `key_problem`)."""
+    prefixes = " || ".join(f"k.startsWith('{p}')" for p in RESERVED_KEY_PREFIXES)
+    reserved = ", ".join(f"'{k}'" for k in RESERVED_KEYS)
+    return [
+        rule(
+            f"self.all(k, size(k) <= 317 && k.matches('{LABEL_KEY_PATTERN}')"
+            " && (k.indexOf('/') < 0 ? size(k) <= 63 : k.indexOf('/') <= 253 && size(k) - k.indexOf('/') <= 64))",
+            f"every key of spec.podTemplate.{what} must be a valid Kubernetes label or annotation key "
+            "(an optional DNS-subdomain prefix and '/', then at most 63 characters)",
+        ),
+        rule(
+            f"self.all(k, !({prefixes}) && !(k in [{reserved}]))",
+            f"spec.podTemplate.{what} may not use the prefixes {', '.join(RESERVED_KEY_PREFIXES)} or the keys "
+            f"{', '.join(RESERVED_KEYS)}: they are schedexec's run labels and args annotation, the Job "
+            "controller's and Kubernetes' own",
+        ),
+    ]
+
+
+def _keyed(what: str, description: str) -> Any:
+    """The Field of a template map keyed by label/annotation keys (checked by CEL and by `_keys_allowed`)."""
+    return Field(
+        None,
+        max_length=MAX_TEMPLATE_MAP,
+        description=description,
+        json_schema_extra=validations(_map_key_rules(what)),
+    )
+
+
+LabelValue = Annotated[str, Field(max_length=63, pattern=LABEL_VALUE_PATTERN)]
+DnsSubdomain = Annotated[str, Field(min_length=1, max_length=253, pattern=DNS_SUBDOMAIN_PATTERN)]
+DnsLabel = Annotated[str, Field(min_length=1, max_length=63, pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")]
+
+
+KEYED_MAPS = {"labels": "metadata.labels", "annotations": "metadata.annotations", "node_selector": "nodeSelector"}
+"""Each template map keyed by label keys: its path under spec.podTemplate."""
+
+
+def _keys_allowed(value: dict[str, str] | None, info: ValidationInfo) -> dict[str, str] | None:
+    """The CEL rules of `_map_key_rules`, with their messages."""
+    for key in value or {}:
+        broken = key_problem(key)
+        if broken is not None:
+            field = KEYED_MAPS[str(info.field_name)]
+            raise PydanticCustomError("spec_rule", _map_key_rules(field)[broken]["message"], {"field": field})
+    return value
+
+
+class PodMetadata(Model):
+    labels: dict[str, LabelValue] | None = _keyed(
+        "metadata.labels",
+        f"Labels added to each run's pod (at most {MAX_TEMPLATE_MAP}). Reserved keys are refused: schedexec's "
+        "(schedexec.io/, app.kubernetes.io/managed-by), the Job controller's (batch.kubernetes.io/, job-name, "
+        "controller-uid) and Kubernetes' (kubernetes.io/, k8s.io/).",
+    )
+    annotations: dict[str, Annotated[str, Field(max_length=MAX_ANNOTATION_VALUE)]] | None = _keyed(
+        "metadata.annotations",
+        f"Annotations added to each run's pod (at most {MAX_TEMPLATE_MAP}, values of at most "
+        f"{MAX_ANNOTATION_VALUE} characters), e.g. a service mesh's or a cluster autoscaler's. The same keys as "
+        "for labels are reserved: schedexec.io/args carries the run's args.",
+    )
+
+    _keys = field_validator("labels", "annotations")(_keys_allowed)
+
+
+class Toleration(Model):
+    """A toleration of the run's pod (core/v1 Toleration)."""
+
+    key: str | None = Field(
+        None,
+        max_length=317,
+        pattern=f"^$|{LABEL_KEY_PATTERN}",
+        description="The taint key it tolerates; empty with operator Exists: every taint.",
+    )
+    operator: Literal["Exists", "Equal"] | None = Field(None, description="Exists or Equal (Kubernetes' default).")
+    value: str | None = Field(
+        None, max_length=63, pattern=LABEL_VALUE_PATTERN, description="The taint value, with operator Equal."
+    )
+    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = Field(
+        None, description="NoSchedule, PreferNoSchedule or NoExecute; empty: every effect."
+    )
+    toleration_seconds: int | None = Field(
+        None, ge=0, le=MAX_TTL_SECONDS, description="With effect NoExecute: how long the pod stays on a tainted node."
+    )
+
+    @model_validator(mode="after")
+    def _toleration_rules(self) -> Self:
+        """TOLERATION_RULES (the CEL rules on each toleration), with their messages."""
+        wire = self.model_dump(by_alias=True, exclude_none=True)
+        for broken in TOLERATION_RULES:
+            if broken.refused(wire):
+                raise PydanticCustomError("spec_rule", broken.message, {"field": broken.field})
+        return self
+
+
+class Affinity(Model):
+    """Affinity of the run's pod (core/v1 Affinity). Each part is passed on as written; the API server checks
+    it when it creates the run's Job, and a Job it refuses fails the execution with reason JobRejected and the
+    API server's message."""
+
+    node_affinity: JSONObject | None = Field(None, description="core/v1 NodeAffinity.")
+    pod_affinity: JSONObject | None = Field(None, description="core/v1 PodAffinity.")
+    pod_anti_affinity: JSONObject | None = Field(None, description="core/v1 PodAntiAffinity.")
+
+
+class ConfigMapKeySelector(Model):
+    name: DnsSubdomain = Field(description="The ConfigMap, in the execution's namespace.")
+    key: str = Field(min_length=1, max_length=253, pattern=r"^[-._a-zA-Z0-9]+$", description="Its key.")
+    optional: bool | None = Field(None, description="Start the run even if the ConfigMap or key is missing.")
+
+
+class ObjectFieldSelector(Model):
+    field_path: str = Field(min_length=1, max_length=256, description="A downward-API field, e.g. spec.nodeName.")
+    api_version: str | None = Field(None, max_length=64, description="Its schema version (default v1).")
+
+
+class ResourceFieldSelector(Model):
+    resource: str = Field(min_length=1, max_length=64, description="limits.cpu, requests.memory, ...")
+    container_name: str | None = Field(None, max_length=63, description="The run's container (run) if set.")
+    divisor: Quantity | None = Field(None, description="Unit of the value (default 1).")
+
+
+class EnvVarSource(Model):
+    config_map_key_ref: ConfigMapKeySelector | None = Field(None, description="A key of a ConfigMap.")
+    field_ref: ObjectFieldSelector | None = Field(None, description="A field of the run's pod (downward API).")
+    resource_field_ref: ResourceFieldSelector | None = Field(None, description="A resource of the run's container.")
+    secret_key_ref: JSONObject | None = Field(
+        None, description=f"Refused: {SECRETS_THROUGH_CREDENTIALS} (declared only to say so at admission)."
+    )
+
+
+class EnvVar(Model):
+    name: str = Field(
+        min_length=1,
+        max_length=256,
+        pattern=ENV_NAME_PATTERN,
+        description="The variable's name; SCHEDEXEC_* and HOME are the runner contract's and refused.",
+    )
+    value: str | None = Field(None, max_length=32768, description="Its value.")
+    value_from: EnvVarSource | None = Field(
+        None, description="Or where its value comes from: exactly one of configMapKeyRef, fieldRef, resourceFieldRef."
+    )
+
+
+class ConfigMapEnvSource(Model):
+    name: DnsSubdomain = Field(description="The ConfigMap, in the execution's namespace.")
+    optional: bool | None = Field(None, description="Start the run even if the ConfigMap is missing.")
+
+
+class EnvFromSource(Model):
+    config_map_ref: ConfigMapEnvSource | None = Field(None, description="Every key of a ConfigMap as a variable.")
+    prefix: str | None = Field(None, max_length=253, description="Put before each key's name.")
+    secret_ref: JSONObject | None = Field(
+        None, description=f"Refused: {SECRETS_THROUGH_CREDENTIALS} (declared only to say so at admission)."
+    )
+
+
+class ServiceAccountToken(Model):
+    """An audience-bound token of spec.podTemplate.serviceAccountName, projected read-only into the run."""
+
+    audience: str = Field(
+        min_length=1, max_length=253, description="The token's audience: the service that accepts it."
+    )
+    expiration_seconds: int = Field(
+        3600, ge=600, le=86400, description="Its lifetime; the kubelet renews it at 80% of it."
+    )
+
+
+class PodDNSConfigOption(Model):
+    name: str = Field(min_length=1, max_length=64, description="A resolver option, e.g. ndots.")
+    value: str | None = Field(None, max_length=64, description="Its value.")
+
+
+class PodDNSConfig(Model):
+    nameservers: list[Annotated[str, Field(max_length=45)]] | None = Field(
+        None, max_length=3, description="Name server IPs."
+    )
+    searches: list[Annotated[str, Field(max_length=253)]] | None = Field(
+        None, max_length=32, description="DNS search domains."
+    )
+    options: list[PodDNSConfigOption] | None = Field(None, max_length=16, description="Resolver options.")
+
+
+class HostAlias(Model):
+    ip: str = Field(min_length=1, max_length=45, description="The address.")
+    hostnames: list[Annotated[str, Field(min_length=1, max_length=253)]] = Field(
+        min_length=1, max_length=16, description="Names /etc/hosts gives it."
+    )
+
+
+SECURITY_MODEL = "(schedexec's security model, docs/security.md)"
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """A podTemplate rule: its CEL rule and the same check in Python, with one message."""
+
+    field: str
+    """The field it points at (camelCase)."""
+    cel: str
+    """CEL on the template (`self`): true when admitted."""
+    refused: Callable[[Mapping[str, Any]], bool]
+    """The same on the template's wire form: true when refused."""
+    message: str
+
+
+def _refusal(
+    field: str, why: str, cel: str | None = None, refused: Callable[[Mapping[str, Any]], bool] | None = None
+) -> Refusal:
+    return Refusal(
+        field=field,
+        cel=cel or f"!has(self.{field})",
+        refused=refused or (lambda template: field in template),
+        message=f"spec.podTemplate.{field} is refused: {why} {SECURITY_MODEL}",
+    )
+
+
+def _host_namespace(field: str) -> Refusal:
+    return _refusal(
+        field,
+        "a run's pod shares no host namespace",
+        f"!has(self.{field}) || !self.{field}",
+        lambda template: template.get(field) is True,
+    )
+
+
+def _needs_account(field: str, what: str, cel: str, present: Callable[[Mapping[str, Any]], bool]) -> Refusal:
+    return Refusal(
+        field=field,
+        cel=f"{cel} || has(self.serviceAccountName)",
+        refused=lambda template: present(template) and "serviceAccountName" not in template,
+        message=f"spec.podTemplate.{field} needs spec.podTemplate.serviceAccountName: {what}",
+    )
+
+
+TEMPLATE_REFUSALS = (
+    _host_namespace("hostNetwork"),
+    _host_namespace("hostPID"),
+    _host_namespace("hostIPC"),
+    _refusal(
+        "securityContext",
+        "a run's security context is the operator's: non-root (run_as_user), read-only root filesystem, no "
+        "privilege escalation, every capability dropped, the runtime's seccomp profile",
+    ),
+    _refusal(
+        "volumes",
+        "a run's pod mounts only what schedexec gives it (args, credentials, a token): no hostPath or other volume",
+    ),
+    _refusal("containers", "a run's pod has one container, the component's (spec.component)"),
+    _refusal("initContainers", "a run's pod has one container, the component's (spec.component)"),
+    _refusal("nodeName", "a run's pod is placed by the scheduler (use nodeSelector, affinity and tolerations)"),
+    Refusal(
+        field="dnsPolicy",
+        cel="!has(self.dnsPolicy) || self.dnsPolicy != 'None' || (has(self.dnsConfig)"
+        " && has(self.dnsConfig.nameservers) && size(self.dnsConfig.nameservers) > 0)",
+        refused=lambda t: t.get("dnsPolicy") == "None" and not (t.get("dnsConfig") or {}).get("nameservers"),
+        message="spec.podTemplate.dnsPolicy None needs spec.podTemplate.dnsConfig.nameservers: the pod has no "
+        "other name server",
+    ),
+    _needs_account(
+        "serviceAccountToken",
+        "whose token it is",
+        "!has(self.serviceAccountToken)",
+        lambda t: "serviceAccountToken" in t,
+    ),
+    _needs_account(
+        "automountServiceAccountToken",
+        "whose token it mounts",
+        "!has(self.automountServiceAccountToken) || !self.automountServiceAccountToken",
+        lambda t: t.get("automountServiceAccountToken") is True,
+    ),
+)
+"""Every rule on the template as a whole, in CEL (on the CRD) and in Python (RunPodTemplate._template_rules)."""
+
+TOLERATION_RULES = (
+    Refusal(
+        field="value",
+        cel="!has(self.operator) || self.operator != 'Exists' || !has(self.value) || self.value == ''",
+        refused=lambda t: t.get("operator") == "Exists" and bool(t.get("value")),
+        message="spec.podTemplate.tolerations[]: a value needs operator Equal (Exists matches any value)",
+    ),
+    Refusal(
+        field="key",
+        cel="(has(self.key) && self.key != '') || (has(self.operator) && self.operator == 'Exists')",
+        refused=lambda t: not t.get("key") and t.get("operator") != "Exists",
+        message="spec.podTemplate.tolerations[]: an empty key (every taint) needs operator Exists",
+    ),
+    Refusal(
+        field="tolerationSeconds",
+        cel="!has(self.tolerationSeconds) || (has(self.effect) && self.effect == 'NoExecute')",
+        refused=lambda t: "tolerationSeconds" in t and t.get("effect") != "NoExecute",
+        message="spec.podTemplate.tolerations[]: tolerationSeconds needs effect NoExecute",
+    ),
+)
+"""The CEL rules on each toleration (Kubernetes' own checks of a pod's tolerations, at admission instead of at
+the run's Job creation), and the same in Python (Toleration._toleration_rules)."""
+
+
+def _env_rules() -> list[dict[str, str]]:
+    reserved = " || ".join(f"self.name == '{n}'" for n in RESERVED_ENV_NAMES)
+    return [
+        rule(
+            f"!self.name.startsWith('{RESERVED_ENV_PREFIX}') && !({reserved})",
+            f"spec.podTemplate.env: {RESERVED_ENV_PREFIX}* and {', '.join(RESERVED_ENV_NAMES)} are the runner "
+            "contract's variables (docs/runner-contract.md), not a template's",
+        ),
+        rule(
+            "!has(self.valueFrom) || !has(self.valueFrom.secretKeyRef)",
+            f"spec.podTemplate.env[].valueFrom.secretKeyRef is refused: {SECRETS_THROUGH_CREDENTIALS}",
+        ),
+        rule(
+            "!has(self.valueFrom) || (!has(self.value) || self.value == '') && ("
+            "(has(self.valueFrom.configMapKeyRef) ? 1 : 0) + (has(self.valueFrom.fieldRef) ? 1 : 0)"
+            " + (has(self.valueFrom.resourceFieldRef) ? 1 : 0) + (has(self.valueFrom.secretKeyRef) ? 1 : 0) == 1)",
+            "spec.podTemplate.env[]: valueFrom takes exactly one of configMapKeyRef, fieldRef, resourceFieldRef, "
+            "and no value beside it",
+        ),
+    ]
+
+
+def _env_from_rules() -> list[dict[str, str]]:
+    return [
+        rule(
+            "!has(self.secretRef)",
+            f"spec.podTemplate.envFrom[].secretRef is refused: {SECRETS_THROUGH_CREDENTIALS}",
+        ),
+        rule("has(self.configMapRef)", "spec.podTemplate.envFrom[] needs a configMapRef"),
+    ]
+
+
+def _env_problem(env: EnvVar) -> str | None:
+    """`_env_rules` in Python: the message of the first rule `env` breaks."""
+    messages = [r["message"] for r in _env_rules()]
+    source = env.value_from
+    if env.name.startswith(RESERVED_ENV_PREFIX) or env.name in RESERVED_ENV_NAMES:
+        return messages[0]
+    if source is not None and source.secret_key_ref is not None:
+        return messages[1]
+    if source is not None:
+        sources = [source.config_map_key_ref, source.field_ref, source.resource_field_ref, source.secret_key_ref]
+        if env.value or sum(s is not None for s in sources) != 1:
+            return messages[2]
+    return None
+
+
+def _env_from_problem(env_from: EnvFromSource) -> str | None:
+    messages = [r["message"] for r in _env_from_rules()]
+    if env_from.secret_ref is not None:
+        return messages[0]
+    if env_from.config_map_ref is None:
+        return messages[1]
+    return None
+
+
+EnvVar.model_config["json_schema_extra"] = validations(_env_rules())
+Toleration.model_config["json_schema_extra"] = validations([rule(r.cel, r.message) for r in TOLERATION_RULES])
+EnvFromSource.model_config["json_schema_extra"] = validations(_env_from_rules())
+
+DNS_POLICIES = ("ClusterFirst", "Default", "None")
+"""ClusterFirstWithHostNet is left out: it differs from ClusterFirst only for a pod on the host network, which
+a run's pod never is."""
+
+
+class RunPodTemplate(Model):
+    """Where and how a run's pod runs: placement, metadata, environment, identity and DNS (docs/run-pods.md).
+    The operator's default template (SCHEDEXEC_RUN_POD_TEMPLATE) is merged under it: maps (labels,
+    annotations, nodeSelector) and env key by key, the execution's winning; every other field the execution's
+    if set, else the default's. Fields that would break the security model are refused with the reason."""
+
+    metadata: PodMetadata | None = Field(None, description="Labels and annotations of each run's pod.")
+    node_selector: dict[str, LabelValue] | None = _keyed(
+        "nodeSelector", f"Node labels a run's node must have (at most {MAX_TEMPLATE_MAP})."
+    )
+    tolerations: list[Toleration] | None = Field(None, max_length=32, description="Taints a run's pod tolerates.")
+    affinity: Affinity | None = Field(
+        None,
+        description="Node affinity, pod affinity and anti-affinity (core/v1 Affinity), passed on as written: the "
+        "API server checks them when it creates a run's Job, and a Job it refuses fails the execution with reason "
+        "JobRejected and the API server's message.",
+    )
+    topology_spread_constraints: list[JSONObject] | None = Field(
+        None,
+        max_length=8,
+        description="core/v1 TopologySpreadConstraints, passed on as written (checked by the API server when "
+        "it creates a run's Job: a refusal fails the execution with reason JobRejected).",
+    )
+    priority_class_name: DnsSubdomain | None = Field(None, description="PriorityClass of each run's pod.")
+    runtime_class_name: DnsSubdomain | None = Field(None, description="RuntimeClass of each run's pod (gVisor, Kata).")
+    env: list[EnvVar] | None = Field(
+        None,
+        max_length=64,
+        description="Environment variables of the run's container: a value, or a ConfigMap key, a pod field or "
+        f"a resource (valueFrom). secretKeyRef is refused: {SECRETS_THROUGH_CREDENTIALS}. SCHEDEXEC_* and HOME "
+        "are the runner contract's and refused; the contract's variables win over envFrom too.",
+    )
+    env_from: list[EnvFromSource] | None = Field(
+        None,
+        max_length=16,
+        description=f"ConfigMaps whose keys become variables (configMapRef, prefix). secretRef is refused: "
+        f"{SECRETS_THROUGH_CREDENTIALS}. Naming a ConfigMap in env or envFrom requires being allowed to get it "
+        "(the admission policy).",
+    )
+    service_account_name: DnsSubdomain | None = Field(
+        None,
+        description="Run as this ServiceAccount (workload identity, e.g. a cloud IAM binding). Its token is still "
+        "not mounted unless automountServiceAccountToken or serviceAccountToken asks for it. Naming it requires "
+        "being allowed to create its token (serviceaccounts/token; the admission policy).",
+    )
+    automount_service_account_token: bool | None = Field(
+        None,
+        description="Mount the ServiceAccount's Kubernetes API token (default false: a run has no API "
+        "credentials unless asked). Needs serviceAccountName.",
+    )
+    service_account_token: ServiceAccountToken | None = Field(
+        None,
+        description="Project an audience-bound token of serviceAccountName read-only into the run; its path is "
+        "in SCHEDEXEC_SERVICE_ACCOUNT_TOKEN. Needs serviceAccountName.",
+    )
+    dns_policy: Literal["ClusterFirst", "Default", "None"] | None = Field(
+        None,
+        description="ClusterFirst (Kubernetes' default), Default or None (needs dnsConfig.nameservers). "
+        "ClusterFirstWithHostNet is not offered: a run's pod is never on the host network.",
+    )
+    dns_config: PodDNSConfig | None = Field(None, description="Name servers, searches and options of the pod.")
+    host_aliases: list[HostAlias] | None = Field(None, max_length=16, description="Entries added to /etc/hosts.")
+    # declared only to be refused with the reason (TEMPLATE_REFUSALS): unknown fields would be pruned silently
+    host_network: bool | None = Field(None, description="Refused when true: a run's pod shares no host namespace.")
+    host_pid: bool | None = Field(
+        None, alias="hostPID", description="Refused when true: a run's pod shares no host namespace."
+    )
+    host_ipc: bool | None = Field(
+        None, alias="hostIPC", description="Refused when true: a run's pod shares no host namespace."
+    )
+    security_context: JSONObject | None = Field(
+        None, description="Refused: the run's security context is the operator's (docs/security.md)."
+    )
+    volumes: list[JSONObject] | None = Field(
+        None, max_length=16, description="Refused: a run's pod mounts only what schedexec gives it."
+    )
+    containers: list[JSONObject] | None = Field(
+        None, max_length=16, description="Refused: a run's pod has one container, spec.component's."
+    )
+    init_containers: list[JSONObject] | None = Field(
+        None, max_length=16, description="Refused: a run's pod has one container, spec.component's."
+    )
+    node_name: str | None = Field(None, max_length=253, description="Refused: a run's pod is placed by the scheduler.")
+
+    @model_validator(mode="after")
+    def _template_rules(self) -> Self:
+        """TEMPLATE_REFUSALS and the env rules, for templates built in Python (the operator's default, a spec
+        read back): refused here with the API server's own message; `ctx.field` names the field."""
+        wire = self.model_dump(by_alias=True, exclude_none=True)
+        broken = [(r.field, r.message) for r in TEMPLATE_REFUSALS if r.refused(wire)]
+        broken += [("env", p) for p in map(_env_problem, self.env or []) if p is not None]
+        broken += [("envFrom", p) for p in map(_env_from_problem, self.env_from or []) if p is not None]
+        if broken:
+            field, message = broken[0]
+            raise PydanticCustomError("spec_rule", message, {"field": field})
+        return self
+
+    _keys = field_validator("node_selector")(_keys_allowed)
+
+
+RunPodTemplate.model_config["json_schema_extra"] = validations(
+    [rule(r.cel, r.message, f".{r.field}") for r in TEMPLATE_REFUSALS]
+)
+
+
 class ScheduledExecutionSpec(Model):
     """What to run, with which inputs, and within which limits. Immutable once created,
     except `cancel`."""
@@ -141,6 +656,12 @@ class ScheduledExecutionSpec(Model):
         None,
         description="A Secret in the same namespace whose keys are mounted read-only into every run "
         "(one file per key). Its values are never copied into the execution, events or logs.",
+    )
+    pod_template: RunPodTemplate | None = Field(
+        None,
+        description="Where and how each run's pod runs: nodeSelector, tolerations, affinity, labels and "
+        "annotations, env, a ServiceAccount, DNS (docs/run-pods.md). Merged over the operator's default "
+        "template; fields that would break the security model are refused with the reason.",
     )
     timeout_seconds: int = Field(
         600,

@@ -27,6 +27,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from schedexec.decisions import Policy
 from schedexec.manifests import PodDefaults
+from schedexec.models import RunPodTemplate
 from schedexec_runner import frame
 
 
@@ -99,6 +100,12 @@ class OperatorSettings(BaseSettings):
         description="Results larger than this (as JSON) are kept in a ConfigMap owned by the execution, named "
         "in status.resultRef, instead of status.result (needs create/get configmaps).",
     )
+    run_pod_template: RunPodTemplate | None = Field(
+        None,
+        description="The default pod template of every run (JSON, the schema of spec.podTemplate), merged under "
+        "each execution's: maps and env key by key, other fields the execution's if set (docs/run-pods.md). "
+        "Refused at startup for what an execution's template is refused for at admission.",
+    )
     liveness_endpoint: str = Field("http://0.0.0.0:8080/healthz", description="Kopf's liveness endpoint.")
     metrics_port: int = Field(9090, ge=0, le=65535, description="Prometheus metrics port; 0 disables.")
     log_format: Literal["full", "plain", "json"] = Field("full", description="Log format; json for log pipelines.")
@@ -139,6 +146,7 @@ class OperatorSettings(BaseSettings):
             run_as_user=self.run_as_user,
             job_ttl_seconds=self.job_ttl_seconds,
             max_result_bytes=self.max_result_bytes,
+            run_pod_template=self.run_pod_template,
         )
 
 

@@ -191,6 +191,14 @@ def inspect(args: dict[str, Any], ctx: RunContext) -> Any:
     }
 
 
+@component.command("environment")
+def environment(args: dict[str, Any], ctx: RunContext) -> Any:
+    """The environment variables named in `names` as the run's container sees them (the node tier checks what a
+    pod template put there), after holding `seconds` so that a test can read the run's pod back meanwhile."""
+    time.sleep(float(args.get("seconds", 0)))
+    return {name: os.environ.get(name) for name in args.get("names", [])}
+
+
 # Commands written as for Cortex XSOAR (CommonServerPython's polling_function, PollResult,
 # CommandResults, ScheduledCommand): only the imports and the registration differ from XSOAR.
 # The remote job is make-believe; its state travels in the args, as XSOAR commands keep it.
