@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from schedexec import decisions, manifests
+from schedexec import decisions, manifests, models
 from schedexec.settings import OperatorSettings
 from tests.unit.builders import POD_DEFAULTS, POLICY, DefaultSettings
 
@@ -32,6 +32,7 @@ POD_CHANGES: list[tuple[str, Any]] = [
     ("run_as_user", 1000),
     ("job_ttl_seconds", 7200),
     ("max_result_bytes", 0),
+    ("run_pod_template", models.RunPodTemplate(priority_class_name="batch")),
 ]
 """A setting of each PodDefaults field, and a value other than its default."""
 
