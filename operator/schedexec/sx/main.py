@@ -314,3 +314,7 @@ def main(
 def entry() -> None:
     """The console script."""
     sys.exit(main())
+
+
+if __name__ == "__main__":  # python -m schedexec.sx.main (the krew launcher)
+    entry()
