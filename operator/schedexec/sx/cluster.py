@@ -159,8 +159,10 @@ def connect(kubeconfig: str | None, context: str | None, namespace: str | None) 
     configuration = client.Configuration()
     files = kubeconfig or os.environ.get("KUBECONFIG") or str(Path("~/.kube/config").expanduser())
     have_file = any(Path(p).expanduser().is_file() for p in files.split(os.pathsep) if p)
+    if kubeconfig and not Path(kubeconfig).expanduser().is_file():
+        raise ClusterError(f"error: stat {kubeconfig}: no such file or directory")
     try:
-        if have_file or kubeconfig or context:
+        if have_file:
             config.load_kube_config(  # type: ignore[no-untyped-call]
                 config_file=files, context=context, client_configuration=configuration
             )
