@@ -67,9 +67,9 @@ def test_an_unknown_context_is_one_line(tmp_path: Path) -> None:
 
 
 def test_no_kubeconfig_and_no_pod_is_one_line(tmp_path: Path) -> None:
-    with pytest.raises(ClusterError, match="^error: no cluster to talk to: no kubeconfig"):
+    with pytest.raises(ClusterError, match=r"^error: no cluster to talk to: no kubeconfig"):
         connect(None, "dev", None)
-    with pytest.raises(ClusterError, match="^error: stat /nowhere/config: no such file or directory$"):
+    with pytest.raises(ClusterError, match=r"^error: stat /nowhere/config: no such file or directory$"):
         connect("/nowhere/config", None, None)
 
 
