@@ -81,7 +81,13 @@ def parser() -> argparse.ArgumentParser:
         prog=PROG,
         description="Run and follow schedexec ScheduledExecutions: run a method and wait, read the result, "
         "follow the logs, see the history, cancel, resubmit.",
-        epilog="`kubectl sx COMMAND --help` has examples; docs/cli.md has it all.",
+        epilog="""examples:
+  kubectl sx run -f examples/shop/select-model.yaml --wait   # create, wait, print the result; exit code per outcome
+  kubectl sx wait detonate --timeout 10m                      # 0 Succeeded, 3 Failed, 4 TimedOut, 5 Cancelled
+  kubectl sx logs detonate --run 2 -f
+  kubectl sx describe detonate
+`kubectl sx COMMAND --help` has more; docs/cli.md has it all.""",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     _common(top, top=True)
     commands = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
