@@ -245,6 +245,9 @@ def test_logs_of_a_run_whose_pod_is_gone_say_why() -> None:
     code, out, err = sx(WithLogs(done, pods=[], log=[]), "logs", "x", "--run", "1")
     assert (code, out) == (1, "")
     assert err.startswith("error: the log of run 1 of sx/x is gone: its Job is gone (a finished run's Job and pods")
+    kept = doc("Succeeded", runs=1, history=[{"index": 1, "outcome": "Done", "logsUntil": "2026-12-07T08:15:00Z"}])
+    err = sx(WithLogs(kept, pods=[], log=[]), "logs", "x", "--run", "1")[2]
+    assert err.startswith("error: the log of run 1 of sx/x is gone: its Job is gone, kept until 2026-12-07T08:15:00Z")
     code, _, err = sx(WithLogs(done, pods=[], log=[]), "logs", "x", "--run", "3")
     assert (code, err) == (1, "error: run 3 of sx/x has not started (runs so far: 2)\n")
 

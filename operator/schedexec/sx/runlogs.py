@@ -15,8 +15,8 @@ from typing import Any
 from schedexec import manifests, models
 
 RETENTION_HINT = (
-    "a finished run's Job and pods are deleted after its outcome is recorded (or after the operator's "
-    "runRetentionSeconds, where set); `kubectl sx describe` shows what the run did"
+    "a finished run's Job and pods are kept for spec.runRetentionSeconds after its outcome is recorded, "
+    "then deleted; `kubectl sx describe` shows what the run did"
 )
 
 
@@ -91,6 +91,10 @@ def container_started(pod: Mapping[str, Any]) -> bool:
 
 
 def gone_message(execution: Mapping[str, Any], index: int, job: str | None) -> str:
+    """Why run `index` has no log to show, with how long it was to be kept when the history says
+    (`history[].logsUntil`)."""
     name = (execution.get("metadata") or {}).get("name", "")
     what = f"its Job {job} has no pods left" if job else "its Job is gone"
-    return f"the log of run {index} of sx/{name} is gone: {what} ({RETENTION_HINT})"
+    record = next((r for r in _history(execution.get("status") or {}) if r["index"] == index), {})
+    kept = f", kept until {record['logsUntil']}" if record.get("logsUntil") else ""
+    return f"the log of run {index} of sx/{name} is gone: {what}{kept} ({RETENTION_HINT})"
