@@ -313,3 +313,19 @@ def long_error(args: dict[str, Any], ctx: RunContext) -> Any:
     compressed as the runner compresses (schedexec_runner.envelope) so that it fits the termination message."""
     text = long_error_envelope(int(args.get("bytes", 256 * 1024)))
     _write_raw("schedexec-zlib:" + base64.b64encode(zlib.compress(text.encode("utf-8"), 9)).decode("ascii"))
+
+
+# kubectl sx (issue 28): a log worth following.
+
+
+@component.command("chatter")
+def chatter(args: dict[str, Any], ctx: RunContext) -> Any:
+    """Prints `lines` (default 5) lines `run N line I`, one every `pause` (default 1) seconds, then schedules
+    the next run (after `every` seconds, default 1) until `runs` (default 2) runs have run: a log to follow
+    while a run runs, and runs to tell apart by their logs."""
+    for line in range(int(args.get("lines", 5))):
+        print(f"run {ctx.run_index} line {line}", flush=True)
+        time.sleep(float(args.get("pause", 1)))
+    if ctx.run_index < int(args.get("runs", 2)):
+        return Schedule(int(args.get("every", 1)), args)
+    return {"runs": ctx.run_index}
