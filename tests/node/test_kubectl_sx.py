@@ -169,7 +169,7 @@ def test_a_900_kib_result_is_read_back_intact(node_cluster: LocalCluster, node_n
     assert "status.resultRef says" in damaged.stderr or "differs from status.resultRef" in damaged.stderr
 
 
-def test_logs_of_run_2_of_a_polling_sequence_while_it_runs(node_cluster: LocalCluster, node_namespace: str) -> None:
+def test_logs_of_run_2_of_a_polling_sequence_while_it_runs_and_after(node_cluster: LocalCluster, node_namespace: str) -> None:
     ns = ["-n", node_namespace]
     args = json.dumps({"runs": 2, "lines": 8, "pause": 1, "every": 1})
     name = created_name(
@@ -187,6 +187,12 @@ def test_logs_of_run_2_of_a_polling_sequence_while_it_runs(node_cluster: LocalCl
         f"run 2 line {i}" for i in range(8)
     ], "run 2's whole log, followed to its end, and nothing of run 1"
     assert sx(node_cluster, "wait", name, *ns, "--timeout", "60s").returncode == 0
+    # the runs' Jobs are kept for spec.runRetentionSeconds (issue 27): run 2's log after it finished too
+    kept = sx(node_cluster, "logs", name, *ns, "--run", "2")
+    assert kept.returncode == 0, kept.stderr
+    assert [line for line in kept.stdout.splitlines() if line.startswith("run ")] == [
+        f"run 2 line {i}" for i in range(8)
+    ]
 
     # once a run's Job is gone (deleted after its outcome, or when its retention ends), its log is: said so
     for job in node_cluster.batch.list_namespaced_job(node_namespace).items:
