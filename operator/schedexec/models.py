@@ -222,7 +222,9 @@ class Toleration(Model):
     key: str | None = Field(
         None,
         max_length=317,
-        pattern=f"^$|{LABEL_KEY_PATTERN}",
+        # empty, or a key; one trailing `$` (in an alternative `^$|...`, Python's `$` also matches before a "\n",
+        # so generated inputs broke the rule the API server applies)
+        pattern=f"^({LABEL_KEY_PATTERN[1:-1]})?$",
         description="The taint key it tolerates; empty with operator Exists: every taint.",
     )
     operator: Literal["Exists", "Equal"] | None = Field(None, description="Exists or Equal (Kubernetes' default).")

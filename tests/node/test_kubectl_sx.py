@@ -169,7 +169,9 @@ def test_a_900_kib_result_is_read_back_intact(node_cluster: LocalCluster, node_n
     assert "status.resultRef says" in damaged.stderr or "differs from status.resultRef" in damaged.stderr
 
 
-def test_logs_of_run_2_of_a_polling_sequence_while_it_runs_and_after(node_cluster: LocalCluster, node_namespace: str) -> None:
+def test_logs_of_run_2_of_a_polling_sequence_while_it_runs_and_after(
+    node_cluster: LocalCluster, node_namespace: str
+) -> None:
     ns = ["-n", node_namespace]
     args = json.dumps({"runs": 2, "lines": 8, "pause": 1, "every": 1})
     name = created_name(
