@@ -27,6 +27,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from schedexec.decisions import Policy
 from schedexec.manifests import PodDefaults
+from schedexec.models import Quantity, ResourceRequirements
 from schedexec_runner import frame
 
 
@@ -96,6 +97,17 @@ class OperatorSettings(BaseSettings):
         description="Results larger than this (as JSON) are kept in a ConfigMap owned by the execution, named "
         "in status.resultRef, instead of status.result (needs create/get configmaps).",
     )
+    default_run_resources: ResourceRequirements | None = Field(
+        None,
+        description="JSON {requests, limits}: the resources of each run's container where spec.component.resources "
+        "leaves a resource unset (merged per resource name, the execution wins; a default request is not added "
+        "where the execution sets that resource's limit, a default limit not where it requests more).",
+    )
+    max_run_resources: dict[str, Quantity] = Field(
+        default_factory=dict,
+        description="JSON map resource → quantity: the most a run's container may request or be limited to, "
+        "defaults included; an execution above it fails before its first run with ResourcesExceedMaximum.",
+    )
     liveness_endpoint: str = Field("http://0.0.0.0:8080/healthz", description="Kopf's liveness endpoint.")
     metrics_port: int = Field(9090, ge=0, le=65535, description="Prometheus metrics port; 0 disables.")
     log_format: Literal["full", "plain", "json"] = Field("full", description="Log format; json for log pipelines.")
@@ -117,6 +129,8 @@ class OperatorSettings(BaseSettings):
             failed_run_retention_seconds=self.failed_run_retention_seconds,
             progress_events=self.progress_events,
             inline_result_bytes=self.inline_result_bytes,
+            default_run_resources=self.default_run_resources,
+            max_run_resources=dict(self.max_run_resources),
         )
 
     def pod_defaults(self) -> PodDefaults:
@@ -125,6 +139,7 @@ class OperatorSettings(BaseSettings):
             run_as_user=self.run_as_user,
             job_ttl_seconds=self.job_ttl_seconds,
             max_result_bytes=self.max_result_bytes,
+            default_run_resources=self.default_run_resources,
         )
 
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from schedexec import decisions, manifests
+from schedexec import decisions, manifests, models
 from schedexec.settings import OperatorSettings
 from tests.unit.builders import POD_DEFAULTS, POLICY, DefaultSettings
 
@@ -24,6 +24,8 @@ POLICY_CHANGES: list[tuple[str, Any]] = [
     ("failed_run_retention_seconds", 0),
     ("progress_events", True),
     ("inline_result_bytes", 2048),
+    ("default_run_resources", models.ResourceRequirements(requests={"cpu": "100m"})),
+    ("max_run_resources", {"cpu": "2"}),
 ]
 """A setting of each Policy field, and a value other than its default."""
 
@@ -31,6 +33,7 @@ POD_CHANGES: list[tuple[str, Any]] = [
     ("run_as_user", 1000),
     ("job_ttl_seconds", 7200),
     ("max_result_bytes", 0),
+    ("default_run_resources", models.ResourceRequirements(limits={"memory": "256Mi"})),
 ]
 """A setting of each PodDefaults field, and a value other than its default."""
 
