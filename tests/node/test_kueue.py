@@ -20,7 +20,8 @@ from tests.support import REPO, LocalCluster, wait_for
 pytestmark = pytest.mark.node
 
 QUEUE = "team-a"
-RUN_TIMEOUT_SECONDS = 5
+RUN_TIMEOUT_SECONDS = 30
+"""Room for the pod to start on a busy node and sleep: a Job admitted and resumed gets all of it."""
 SLEEP_SECONDS = 3
 
 
