@@ -17,7 +17,7 @@ from schedexec.models import ConditionType, Phase, Reason
 from schedexec.runs import RunObservation, RunState
 from tests.unit import builders
 from tests.unit.builders import POD_DEFAULTS, POLICY, T0, at, run_job
-from tests.unit.test_adoption import created, execution
+from tests.unit.test_adoption import created, execution, executions
 
 QUEUE = "team-a"
 SUSPENDED = RunObservation(RunState.ACTIVE, suspended=True, queue=QUEUE)
@@ -261,3 +261,61 @@ def test_a_queued_run_is_overdue_exactly_its_timeout_and_grace_after_admission(q
     d = decisions.decide(ex, ADMITTED, at(queued_for + ran_for), True, POLICY)
     overdue = ran_for >= 300 + POLICY.overdue_grace_seconds
     assert (d.status.phase is Phase.FAILED) == overdue
+
+
+KEYS = st.from_regex(r"[a-z]([a-z0-9.-]{0,20}[a-z0-9])?(/[a-z]{1,10})?", fullmatch=True)
+VALUES = st.text(st.characters(codec="ascii", categories=["L", "N"]), max_size=12)
+TOLERATIONS = st.fixed_dictionaries(
+    {"key": KEYS, "operator": st.sampled_from(["Exists", "Equal"])},
+    optional={"value": VALUES, "effect": st.sampled_from(["NoSchedule", "NoExecute", "PreferNoSchedule"])},
+)
+
+
+@given(
+    made=executions(),
+    suspend=st.booleans(),
+    node_selector=st.dictionaries(KEYS, VALUES, max_size=3),
+    tolerations=st.lists(TOLERATIONS, max_size=3),
+    labels=st.dictionaries(
+        KEYS.filter(lambda k: not k.startswith(("schedexec.io", "batch.kubernetes.io"))), VALUES, max_size=3
+    ),
+    annotations=st.dictionaries(KEYS.filter(lambda k: not k.startswith("schedexec.io")), VALUES, max_size=3),
+)
+def test_whatever_kueue_adds_on_admission_is_adopted(
+    made: tuple[models.ScheduledExecution, dict[str, str]],
+    suspend: bool,
+    node_selector: dict[str, str],
+    tolerations: list[dict[str, str]],
+    labels: dict[str, str],
+    annotations: dict[str, str],
+) -> None:
+    """Any ResourceFlavor (node labels, tolerations) and any AdmissionCheck's podSetUpdates (labels,
+    annotations) Kueue merges into a queued run's Job; never so on a Job of an execution without a queue."""
+    ex, canonical = made
+    labels = {k: v for k, v in labels.items() if k not in ("job-name", "controller-uid")}
+    expected = manifests.job_manifest(labelled(ex), 1, {"page": 1}, POD_DEFAULTS)
+    job = created(expected, canonical)
+    job["spec"]["suspend"] = suspend
+    template = job["spec"]["template"]
+    template["metadata"]["labels"] = {**labels, **template["metadata"]["labels"]}
+    template["metadata"]["annotations"] = {**annotations, **template["metadata"]["annotations"]}
+    if node_selector:
+        template["spec"]["nodeSelector"] = node_selector
+    if tolerations:
+        template["spec"]["tolerations"] = tolerations
+    assert manifests.made_for(job, expected) is None
+    plain = manifests.job_manifest(ex, 1, {"page": 1}, POD_DEFAULTS)
+    added = bool(
+        suspend
+        or node_selector
+        or tolerations
+        or set(labels) - set(expected["spec"]["template"]["metadata"]["labels"])
+        or annotations
+    )
+    plain_job = copy.deepcopy(job)
+    plain_job["metadata"]["labels"] = plain["metadata"]["labels"] | {
+        k: v for k, v in job["metadata"]["labels"].items() if k != models.KUEUE_QUEUE_LABEL
+    }
+    if not suspend:
+        plain_job["spec"]["suspend"] = False
+    assert (manifests.made_for(plain_job, plain) is None) == (not added)
