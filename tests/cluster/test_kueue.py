@@ -14,8 +14,9 @@ from typing import Any
 
 import pytest
 
-from schedexec import models
+from schedexec import manifests, models
 from tests.cluster.test_operator import create, execution, jobs
+from tests.cluster.test_planted_job import operators_pod_defaults
 from tests.support import OVERDUE_GRACE_SECONDS, LocalCluster, Operator, wait_for
 
 pytestmark = pytest.mark.cluster
@@ -97,3 +98,29 @@ def test_an_execution_without_the_label_makes_no_suspended_job(
     job = wait_for("the run's Job", lambda: next(iter(jobs(cluster, namespace)), None))
     assert not job.spec.suspend and models.KUEUE_QUEUE_LABEL not in (job.metadata.labels or {})
     assert cluster.wait_finished(namespace, "plain", 60)["status"]["phase"] == "Succeeded"
+
+
+def test_the_job_as_kueue_admits_it_on_the_real_api_server_is_adopted(
+    cluster: LocalCluster, operator: Operator, namespace: str
+) -> None:
+    """What Kueue writes on admission, written through the real API server (a suspended Job's scheduling
+    directives are mutable until it first starts), then read back: still the Job the operator made for the run
+    (manifests.made_for), so an operator restarted before recording it adopts it."""
+    create(cluster, namespace, queued("admitted", args={"seconds": 1}, runTimeoutSeconds=60, timeoutSeconds=120))
+    job = wait_for("the run's Job", lambda: next(iter(jobs(cluster, namespace)), None))
+    name = job.metadata.name
+    template_patch = {
+        "metadata": {"labels": {"kueue.x-k8s.io/podset": "main"}, "annotations": {"example.com/check": "passed"}},
+        "spec": {
+            "nodeSelector": {"kubernetes.io/os": "linux"},
+            "tolerations": [{"key": "spot", "operator": "Exists", "effect": "NoSchedule"}],
+        },
+    }
+    cluster.batch.patch_namespaced_job(name, namespace, {"spec": {"template": template_patch}})  # podset.Merge
+    cluster.batch.patch_namespaced_job(name, namespace, {"spec": {"suspend": False}})  # then RunWithPodSetsInfo
+    stored = cluster.batch.api_client.sanitize_for_serialization(cluster.batch.read_namespaced_job(name, namespace))
+    execution_model = models.ScheduledExecution.model_validate(cluster.execution(namespace, "admitted"))
+    expected = manifests.job_manifest(execution_model, 1, {"seconds": 1}, operators_pod_defaults(), name=name)
+    assert manifests.made_for(stored, expected) is None
+    stored["spec"]["template"]["spec"]["containers"][0]["image"] = "evil:1"
+    assert manifests.made_for(stored, expected) is not None
