@@ -121,6 +121,9 @@ class PodDefaults:
     """Largest `done` envelope a run may report through its log (contract.MAX_RESULT_BYTES); 0: none."""
     run_pod_template: models.RunPodTemplate | None
     """The operator's default pod template, merged under each execution's (podtemplate.merge)."""
+    default_run_resources: models.ResourceRequirements | None
+    """Requests and limits of each run's container where spec.component.resources leaves them unset
+    (`run_resources`)."""
 
 
 def args_json(args: Mapping[str, Any]) -> str:
@@ -182,7 +185,7 @@ def job_manifest(
         {"labels": labels, "annotations": {ARGS_ANNOTATION: args_json(args)}},
         _pod_spec(execution, index, defaults, method or execution.spec.method),
     )
-    return {
+    manifest = {
         "apiVersion": "batch/v1",
         "kind": "Job",
         "metadata": {
@@ -201,6 +204,84 @@ def job_manifest(
             "template": {"metadata": template, "spec": pod},
         },
     }
+    _run_resources(manifest, execution, defaults)
+    _queued_in_kueue(manifest, execution)
+    return manifest
+
+
+def _run_resources(manifest: dict[str, Any], execution: models.ScheduledExecution, defaults: PodDefaults) -> None:
+    """The run's container with its resources: spec.component.resources over the operator's defaults."""
+    resources = run_resources(execution.spec.component.resources, defaults.default_run_resources)
+    container = manifest["spec"]["template"]["spec"]["containers"][0]
+    if resources:
+        container["resources"] = resources
+    else:
+        container.pop("resources", None)
+
+
+def run_resources(
+    own: models.ResourceRequirements | None, default: models.ResourceRequirements | None
+) -> dict[str, dict[str, str]]:
+    """A run's container resources: the execution's own (spec.component.resources), and the operator's default
+    (SCHEDEXEC_DEFAULT_RUN_RESOURCES) for each resource the execution leaves unset, merged per resource name
+    (the execution wins). As a LimitRange defaults them: a default request is not added for a resource whose
+    limit the execution sets (Kubernetes then requests the limit), and a default limit not for a resource the
+    execution requests more of (the Job would be invalid; SCHEDEXEC_MAX_RUN_RESOURCES is the bound)."""
+    mine = own or models.ResourceRequirements()
+    base = default or models.ResourceRequirements()
+    requests, limits = dict(mine.requests or {}), dict(mine.limits or {})
+    for name, value in (base.requests or {}).items():
+        if name not in requests and name not in limits:
+            requests[name] = value
+    for name, value in (base.limits or {}).items():
+        wanted = quantity_value(requests[name]) if name in requests else None
+        limit = quantity_value(value)
+        if name not in limits and (wanted is None or limit is None or wanted <= limit):
+            limits[name] = value
+    return {kind: values for kind, values in (("requests", requests), ("limits", limits)) if values}
+
+
+def resources_over(
+    own: models.ResourceRequirements | None,
+    default: models.ResourceRequirements | None,
+    maximum: Mapping[str, str],
+) -> str | None:
+    """Why a run's resources (`run_resources`) exceed the operator's `maximum` (SCHEDEXEC_MAX_RUN_RESOURCES,
+    resource name → quantity), naming the field, its value and the maximum; None if they do not."""
+    effective = run_resources(own, default)
+    set_by_execution = (own or models.ResourceRequirements()).model_dump(exclude_none=True)
+    for kind, values in effective.items():
+        for name, value in sorted(values.items()):
+            bound = maximum.get(name)
+            amount, most = quantity_value(value), None if bound is None else quantity_value(bound)
+            if amount is None or most is None or amount <= most:
+                continue
+            where = (
+                f"spec.component.resources.{kind}.{name}"
+                if name in set_by_execution.get(kind, {})
+                else f"{kind}.{name} (the operator's default run resources)"
+            )
+            return (
+                f"{where} is {value}, above the operator's maximum of {bound} for {name} (SCHEDEXEC_MAX_RUN_RESOURCES)"
+            )
+    return None
+
+
+def _queued_in_kueue(manifest: dict[str, Any], execution: models.ScheduledExecution) -> None:
+    """An execution that names a Kueue LocalQueue (its kueue.x-k8s.io/queue-name label): its run's Job is created
+    suspended with that label, so Kueue queues it and starts it (unsuspends it) once it admits it
+    (docs/kueue.md). The pod template keeps its own labels: Kueue reads the Job's."""
+    queue = execution.queue
+    if queue is None:
+        return
+    meta = manifest["metadata"]
+    meta["labels"] = {**meta["labels"], models.KUEUE_QUEUE_LABEL: queue}
+    manifest["spec"]["suspend"] = True
+
+
+def queue_of(job: Mapping[str, Any]) -> str | None:
+    """The Kueue LocalQueue a Job is queued in (its kueue.x-k8s.io/queue-name label), if any."""
+    return ((job.get("metadata") or {}).get("labels") or {}).get(models.KUEUE_QUEUE_LABEL) or None
 
 
 def _pod_spec(execution: models.ScheduledExecution, index: int, defaults: PodDefaults, method: str) -> dict[str, Any]:
@@ -357,7 +438,44 @@ def made_for(job: Mapping[str, Any], expected: Mapping[str, Any]) -> str | None:
     it makes the operator adopt, and a refusal then fails the execution with JobNameTaken, saying why."""
     meta = job.get("metadata") or {}
     defaults = _job_defaults(str(meta.get("uid", "")), str(expected["metadata"]["name"]), expected)
+    if queue_of(expected) is not None:
+        expected = _as_kueue_admits(job, expected)
     return _difference(job, expected, defaults, "")
+
+
+JOB_CONTROLLER_LABELS = frozenset(
+    {"batch.kubernetes.io/controller-uid", "batch.kubernetes.io/job-name", "controller-uid", "job-name"}
+)
+"""The labels the Job controller gives a Job's pod template (checked by `_job_defaults`, value and all)."""
+
+
+def _as_kueue_admits(job: Mapping[str, Any], expected: Mapping[str, Any]) -> dict[str, Any]:
+    """`expected`, a Job created suspended in a Kueue LocalQueue, with what Kueue legitimately changes on it
+    taken from `job`: spec.suspend (false once admitted, true again when preempted), and what admission merges
+    into the pod template (podset.Merge of the ResourceFlavor's nodeLabels and tolerations, and an admission
+    check's podSetUpdates): further labels, annotations and nodeSelector entries, tolerations and schedulingGates
+    after the Job's own. Only additions: a key or item the operator set must keep its value (Kueue refuses
+    conflicting updates itself), and nothing else (image, command, env, volumes, security) may differ
+    (docs/kueue.md)."""
+    admitted: dict[str, Any] = json.loads(json.dumps(expected))
+    suspend = (job.get("spec") or {}).get("suspend")
+    if isinstance(suspend, bool):
+        admitted["spec"]["suspend"] = suspend
+    template = ((job.get("spec") or {}).get("template")) or {}
+    want = admitted["spec"]["template"]
+    for part, key in (("metadata", "labels"), ("metadata", "annotations"), ("spec", "nodeSelector")):
+        added = (template.get(part) or {}).get(key)
+        if isinstance(added, Mapping):
+            own = want[part].get(key) or {}
+            extra = {k: v for k, v in added.items() if k not in own and k not in JOB_CONTROLLER_LABELS}
+            if extra:
+                want[part][key] = {**own, **extra}
+    for key in ("tolerations", "schedulingGates"):
+        added = (template.get("spec") or {}).get(key)
+        own = want["spec"].get(key) or []
+        if isinstance(added, list) and len(added) > len(own):
+            want["spec"][key] = [*own, *added[len(own) :]]
+    return admitted
 
 
 def _job_defaults(uid: str, name: str, expected: Mapping[str, Any]) -> _Defaults:

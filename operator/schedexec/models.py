@@ -870,7 +870,10 @@ class Reason(enum.StrEnum):
 
     # progress: the Succeeded condition while the execution runs (besides the phase names)
     QUEUED = "Queued"
-    """Due to start a run, but every run slot of the operator is taken (condition and Event)."""
+    """Due to start a run, but every run slot of the operator is taken; or the run's Job waits, suspended, for
+    Kueue to admit it (condition and Event; the message says which: a run slot, or the LocalQueue)."""
+    RUN_ADMITTED = "RunAdmitted"
+    """A run's suspended Job was admitted (unsuspended, by Kueue): the run's pod starts now (Event)."""
     IN_PROGRESS = "InProgress"
     """Finished=False, Ready=Unknown, Stalled=False: the execution has not ended."""
     ENDED = "Ended"
@@ -923,6 +926,9 @@ class Reason(enum.StrEnum):
     """The API server refused a run's Job for good (invalid, forbidden, over a ResourceQuota)."""
     JOB_NAME_TAKEN = "JobNameTaken"
     """A Job with the run's name exists and belongs to something else."""
+    RESOURCES_EXCEED_MAXIMUM = "ResourcesExceedMaximum"
+    """A run's container would request or be limited to more of a resource than the operator's maximum
+    (SCHEDEXEC_MAX_RUN_RESOURCES): the execution failed before its first Job was created."""
     INTERNAL_ERROR = "InternalError"
     """The operator failed to reconcile the execution the same way again and again (or past its deadline):
     the execution was stopped instead of being retried forever; the message names the exception's type."""
@@ -1020,6 +1026,23 @@ class CurrentRun(Model):
         description="Set while the run's pod waits to start for a reason worth showing: any problem at once, "
         "normal progress (Scheduling, ContainerCreating) once it takes longer than the start grace.",
     )
+    queue: str | None = Field(
+        None,
+        description="The Kueue LocalQueue of the run's Job (the execution's kueue.x-k8s.io/queue-name label when "
+        "the run started): its Job was created suspended and starts once Kueue admits it.",
+    )
+    suspended: bool | None = Field(
+        None,
+        description="True while the run's Job is suspended (waiting for Kueue to admit it, or preempted by it): "
+        "the run is Queued (phase Pending), nothing of it runs, and neither its run timeout nor the watchdog "
+        "count; the sequence deadline (spec.timeoutSeconds) still does.",
+    )
+    admitted_at: datetime | None = Field(
+        None,
+        description="When the operator first saw the run's suspended Job unsuspended (admitted by Kueue); unset "
+        "while it is suspended. The run timeout (the Job's activeDeadlineSeconds, counted by the Job "
+        "controller from the Job's last resume) and the operator's watchdog count from here, not from startedAt.",
+    )
 
 
 class ScheduledExecutionStatus(Model):
@@ -1071,11 +1094,19 @@ class ScheduledExecutionStatus(Model):
 class ObjectMeta(Model):
     name: str
     namespace: str = "default"
+    labels: dict[str, str] = Field(default_factory=dict)
+    """The execution's labels: `kueue.x-k8s.io/queue-name` (KUEUE_QUEUE_LABEL) names the Kueue LocalQueue of its
+    runs' Jobs."""
     uid: str = ""
     generation: int = 1
     resource_version: str = ""
     creation_timestamp: datetime | None = None
     deletion_timestamp: datetime | None = None
+
+
+KUEUE_QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
+"""Kueue's label naming the LocalQueue of a workload: on an execution, every run's Job is created suspended with
+this label, and starts once Kueue admits it (docs/kueue.md)."""
 
 
 class ScheduledExecution(Model):
@@ -1090,6 +1121,11 @@ class ScheduledExecution(Model):
     @property
     def key(self) -> str:
         return f"{self.metadata.namespace}/{self.metadata.name}"
+
+    @property
+    def queue(self) -> str | None:
+        """The Kueue LocalQueue its runs' Jobs are queued in (its kueue.x-k8s.io/queue-name label), if any."""
+        return self.metadata.labels.get(KUEUE_QUEUE_LABEL) or None
 
 
 PRINTER_COLUMNS = [

@@ -6,7 +6,9 @@ keeps of each run pod exactly what `observe` reads (`slim_pod`) and reconciles o
 (`pod_signature`, `job_signature`). All are pure so they are unit-tested without a cluster.
 
 What the operator creates for a run is in manifests.py; why an active run's pod has not started, and
-whether that fails the run, in starts.py.
+whether that fails the run, in starts.py. An active Job that is suspended (created so for Kueue, docs/kueue.md)
+is observed as such (`RunObservation.suspended`), from its spec.suspend: the Job controller's Suspended
+condition follows it only once the Job's pods are gone, and Kueue admits a Job by setting spec.suspend false.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from schedexec.manifests import CONTAINER, EXECUTION_LABEL, RUN_LABEL
+from schedexec.manifests import CONTAINER, EXECUTION_LABEL, RUN_LABEL, queue_of
 from schedexec.starts import TERMINAL_POD_PHASES, PodWaiting, current_pod, pod_waiting
 from schedexec_runner import contract, frame
 from schedexec_runner import envelope as envelopes
@@ -66,6 +68,11 @@ class RunObservation:
     attempts: int | None = None
     """How many pods of the finished Job ran to an end (the Job controller's count): more than one means
     the run index was retried after its pod died (spec.retries)."""
+    suspended: bool = False
+    """While the Job is active: whether it is suspended (spec.suspend: created so for Kueue, or suspended again
+    by Kueue's preemption): no pod of it runs, and the Job controller's activeDeadlineSeconds does not count."""
+    queue: str | None = None
+    """The Kueue LocalQueue the Job is queued in (its kueue.x-k8s.io/queue-name label), if any."""
 
 
 @dataclass(frozen=True)
@@ -92,7 +99,9 @@ def observe(
     elif "Failed" in conditions:
         state = RunState.FAILED
     else:
-        return RunObservation(RunState.ACTIVE, waiting=pod_waiting(current_pod(pods), events))
+        if (job.get("spec") or {}).get("suspend") is True:
+            return RunObservation(RunState.ACTIVE, suspended=True, queue=queue_of(job))
+        return RunObservation(RunState.ACTIVE, waiting=pod_waiting(current_pod(pods), events), queue=queue_of(job))
     pod, terminated = _latest_termination(pods) or (None, None)
     message = (terminated or {}).get("message") or ""
     exit_code = (terminated or {}).get("exitCode")
@@ -213,11 +222,13 @@ def pod_signature(pod: Mapping[str, Any] | None) -> tuple[Any, ...]:
 
 
 def job_signature(job: Mapping[str, Any]) -> tuple[Any, ...]:
-    """What a decision reads of a run's Job: its uid, its true conditions (Complete, Failed, ...) and whether
-    it is being deleted. A change elsewhere (its active or ready count) needs no reconcile."""
+    """What a decision reads of a run's Job: its uid, its true conditions (Complete, Failed, ...), whether it
+    is being deleted and whether it is suspended (Kueue admitting it unsuspends it). A change elsewhere (its
+    active or ready count) needs no reconcile."""
     meta, status = job.get("metadata") or {}, job.get("status") or {}
     conditions = sorted(c.get("type", "") for c in status.get("conditions") or [] if c.get("status") == "True")
-    return meta.get("uid"), tuple(conditions), bool(meta.get("deletionTimestamp"))
+    suspended = (job.get("spec") or {}).get("suspend") is True
+    return meta.get("uid"), tuple(conditions), bool(meta.get("deletionTimestamp")), suspended
 
 
 def pods_account_for(job: Mapping[str, Any], pods: Sequence[Mapping[str, Any]]) -> bool:

@@ -27,7 +27,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from schedexec.decisions import Policy
 from schedexec.manifests import PodDefaults
-from schedexec.models import RunPodTemplate
+from schedexec.models import Quantity, ResourceRequirements, RunPodTemplate
 from schedexec_runner import frame
 
 
@@ -106,6 +106,17 @@ class OperatorSettings(BaseSettings):
         "each execution's: maps and env key by key, other fields the execution's if set (docs/run-pods.md). "
         "Refused at startup for what an execution's template is refused for at admission.",
     )
+    default_run_resources: ResourceRequirements | None = Field(
+        None,
+        description="JSON {requests, limits}: the resources of each run's container where spec.component.resources "
+        "leaves a resource unset (merged per resource name, the execution wins; a default request is not added "
+        "where the execution sets that resource's limit, a default limit not where it requests more).",
+    )
+    max_run_resources: dict[str, Quantity] = Field(
+        default_factory=dict,
+        description="JSON map resource → quantity: the most a run's container may request or be limited to, "
+        "defaults included; an execution above it fails before its first run with ResourcesExceedMaximum.",
+    )
     liveness_endpoint: str = Field("http://0.0.0.0:8080/healthz", description="Kopf's liveness endpoint.")
     metrics_port: int = Field(9090, ge=0, le=65535, description="Prometheus metrics port; 0 disables.")
     log_format: Literal["full", "plain", "json"] = Field("full", description="Log format; json for log pipelines.")
@@ -138,6 +149,8 @@ class OperatorSettings(BaseSettings):
             job_ttl_seconds=self.job_ttl_seconds,
             progress_events=self.progress_events,
             inline_result_bytes=self.inline_result_bytes,
+            default_run_resources=self.default_run_resources,
+            max_run_resources=dict(self.max_run_resources),
         )
 
     def pod_defaults(self) -> PodDefaults:
@@ -147,6 +160,7 @@ class OperatorSettings(BaseSettings):
             job_ttl_seconds=self.job_ttl_seconds,
             max_result_bytes=self.max_result_bytes,
             run_pod_template=self.run_pod_template,
+            default_run_resources=self.default_run_resources,
         )
 
 

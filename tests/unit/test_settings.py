@@ -25,6 +25,8 @@ POLICY_CHANGES: list[tuple[str, Any]] = [
     ("job_ttl_seconds", 7200),
     ("progress_events", True),
     ("inline_result_bytes", 2048),
+    ("default_run_resources", models.ResourceRequirements(requests={"cpu": "100m"})),
+    ("max_run_resources", {"cpu": "2"}),
 ]
 """A setting of each Policy field, and a value other than its default."""
 
@@ -33,6 +35,7 @@ POD_CHANGES: list[tuple[str, Any]] = [
     ("job_ttl_seconds", 7200),
     ("max_result_bytes", 0),
     ("run_pod_template", models.RunPodTemplate(priority_class_name="batch")),
+    ("default_run_resources", models.ResourceRequirements(limits={"memory": "256Mi"})),
 ]
 """A setting of each PodDefaults field, and a value other than its default."""
 

@@ -57,6 +57,8 @@ def _succeeded_condition(step: Step, phase: Phase) -> tuple[ConditionStatus, str
         assert error is not None
         return (ConditionStatus.FALSE, error.reason, error.message)
     current = step.status.current_run
+    if current is not None and current.suspended:
+        return (ConditionStatus.UNKNOWN, Reason.QUEUED, queued_message(current))
     if current is not None and current.waiting is not None:
         waiting = current.waiting
         message = f"run {current.index} is waiting to start: {waiting.reason}"
@@ -66,6 +68,13 @@ def _succeeded_condition(step: Step, phase: Phase) -> tuple[ConditionStatus, str
             f"{message}: {waiting.message}" if waiting.message else message,
         )
     return (ConditionStatus.UNKNOWN, Reason.QUEUED if step.queued else phase.value, _progress(step.status))
+
+
+def queued_message(current: models.CurrentRun) -> str:
+    """Why a run whose Job is suspended does not run: the LocalQueue it waits in."""
+    if current.queue is None:
+        return f"run {current.index}'s Job {current.job} is suspended (spec.suspend): waiting for it to be resumed"
+    return f"waiting for Kueue to admit run {current.index}'s Job {current.job} in LocalQueue {current.queue}"
 
 
 def _progress(status: models.ScheduledExecutionStatus) -> str:

@@ -15,13 +15,15 @@ def fail_if_overdue(step: Step, run: runs.RunObservation) -> None:
     """The watchdog: stop a run that nothing ended well past its run timeout."""
     current, spec = step.status.current_run, step.execution.spec
     assert current is not None
-    if step.now < step.overdue_at():
-        return
+    overdue_at = step.overdue_at()
+    if run.suspended or overdue_at is None or step.now < overdue_at:
+        return  # a suspended Job runs nothing: Kueue queues it (or preempted it), the sequence deadline bounds it
     step.fail(
         RunOutcome.STOPPED,
         Reason.RUN_OVERDUE,
         f"run {current.index} did not finish within spec.runTimeoutSeconds ({spec.run_timeout_seconds}s) "
-        f"and {step.policy.overdue_grace_seconds}s of grace; its Job was stopped "
+        f"and {step.policy.overdue_grace_seconds}s of grace{' after Kueue admitted it' if current.admitted_at else ''}"
+        "; its Job was stopped "
         "(is the Job controller running, and a node for its pod?)",
         run,
     )

@@ -1,5 +1,12 @@
 """Starting runs: begin a sequence, start the next run when it is due (or queue it for a slot, or fail it
-when its args cannot reach it), and watch its pod start (fail a pod that cannot, starts.judge_start).
+when its args cannot reach it or its resources are above the operator's maximum), follow its Job's admission
+by Kueue (Queued while suspended), and watch its pod start (fail a pod that cannot, starts.judge_start).
+
+Run slots and Kueue: a run whose Job waits, suspended, in a Kueue LocalQueue holds its operator run slot
+(SCHEDEXEC_MAX_RUNNING) like any run in progress. The slot bounds the Jobs the operator keeps outstanding and
+watches, and a run is started (its Job created) before anyone knows when Kueue admits it; so with Kueue doing
+the queueing, set SCHEDEXEC_MAX_RUNNING above what the LocalQueues admit at once, or executions that use no
+queue wait behind suspended Jobs (docs/kueue.md).
 
 A run whose pod cannot start (ImagePullFailed, ConfigError, Unschedulable) fails the execution and does not
 consume spec.retries: the kubelet (or scheduler) already retried during the grace, and a new pod of the same
@@ -12,6 +19,7 @@ from datetime import timedelta
 
 from schedexec import manifests, models, runs, starts
 from schedexec.models import ConditionType, EventType, Phase, Reason, RunOutcome
+from schedexec.stages import conditions
 from schedexec.stages.step import StartRun, Step
 from schedexec_runner import bounds, contract
 
@@ -32,7 +40,7 @@ def if_due(step: Step, slot_free: bool) -> None:
     status = step.status
     if status.next_run_at is not None and step.now < status.next_run_at:
         return
-    if _args_too_large(step):
+    if _args_too_large(step) or _resources_over_maximum(step):
         return
     if not slot_free:
         if not _was_queued(step):
@@ -43,16 +51,21 @@ def if_due(step: Step, slot_free: bool) -> None:
     index = status.runs + 1
     job = step.run_job(index)  # its Job may exist already (made before a crash): the same name, adopted
     step.start = StartRun(index=index, job=job, args=dict(status.next_args or {}), method=status.next_method)
-    status.phase = Phase.RUNNING
+    queue = step.execution.queue
+    status.phase = Phase.RUNNING if queue is None else Phase.PENDING
     status.current_run = models.CurrentRun(
         index=index,
         job=job,
         started_at=step.now,
         method=status.next_method,
+        queue=queue,
+        suspended=queue is not None or None,  # its Job is created suspended, for Kueue to admit (manifests)
     )
     status.next_run_at = None
     status.items_remaining = None
     step.event(EventType.NORMAL, Reason.RUN_STARTED, f"run {index} started as Job {status.current_run.job}")
+    if queue is not None:
+        step.event(EventType.NORMAL, Reason.QUEUED, conditions.queued_message(status.current_run))
 
 
 def _args_too_large(step: Step) -> bool:
@@ -71,16 +84,35 @@ def _args_too_large(step: Step) -> bool:
     return True
 
 
+def _resources_over_maximum(step: Step) -> bool:
+    """Fail, before any Job exists, when the run's container would ask for more than the operator allows
+    (SCHEDEXEC_MAX_RUN_RESOURCES); every run of the execution has the same resources."""
+    policy = step.policy
+    if not policy.max_run_resources:
+        return False
+    problem = manifests.resources_over(
+        step.execution.spec.component.resources, policy.default_run_resources, policy.max_run_resources
+    )
+    if problem is None:
+        return False
+    step.fail(RunOutcome.NOT_STARTED, Reason.RESOURCES_EXCEED_MAXIMUM, problem)
+    return True
+
+
 def _was_queued(step: Step) -> bool:
-    return any(
+    """Whether the execution was waiting for a run slot already (not for Kueue: a run of its own then)."""
+    return step.execution.status.current_run is None and any(
         c.type == ConditionType.SUCCEEDED and c.reason == Reason.QUEUED for c in step.execution.status.conditions
     )
 
 
 def watch(step: Step, run: runs.RunObservation) -> None:
-    """An active run: fail it if its pod cannot start (starts.judge_start), else show why it waits, if it does."""
+    """An active run: Queued while its Job is suspended (`_follow_admission`); else fail it if its pod cannot
+    start (starts.judge_start), else show why it waits, if it does."""
     current = step.status.current_run
     assert current is not None
+    if _follow_admission(step, run):
+        return
     verdict = starts.judge_start(
         run.waiting, step.now, step.policy.start_failure_grace_seconds, step.policy.unschedulable_grace_seconds
     )
@@ -94,6 +126,35 @@ def watch(step: Step, run: runs.RunObservation) -> None:
         else None
     )
     step.look_again_at = verdict.look_again_at
+
+
+def _follow_admission(step: Step, run: runs.RunObservation) -> bool:
+    """Follow the suspension of the run's Job (docs/kueue.md); True while it is suspended.
+
+    A suspended Job runs nothing: the run is Queued (phase Pending), posted once when it becomes so (its Job
+    created suspended, or suspended again: Kueue preempted it, and its pod was deleted). When the Job is seen
+    unsuspended (Kueue admitted it), the run runs from now: admittedAt, from which the watchdog counts, as the
+    Job controller counts activeDeadlineSeconds from the Job's resume."""
+    current = step.status.current_run
+    assert current is not None
+    if run.suspended:
+        if not current.suspended:
+            current.suspended = True
+            current.admitted_at = None
+            current.queue = current.queue or run.queue
+            step.event(EventType.NORMAL, Reason.QUEUED, conditions.queued_message(current))
+        current.waiting = None
+        step.status.phase = Phase.PENDING
+        return True
+    if current.suspended:
+        current.suspended = None
+        current.admitted_at = step.now
+        step.status.phase = Phase.RUNNING
+        where = f" from LocalQueue {current.queue}" if current.queue else ""
+        step.event(
+            EventType.NORMAL, Reason.RUN_ADMITTED, f"run {current.index}'s Job {current.job} was admitted{where}"
+        )
+    return False
 
 
 def _start_failure(step: Step, failure: starts.StartFailure, waiting: starts.PodWaiting) -> str:

@@ -8,7 +8,7 @@ every stage makes the same way.
 from __future__ import annotations
 
 import json
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -48,6 +48,12 @@ class Policy:
     """Post RunStarted, RunScheduled and Succeeded as Kubernetes Events too (they are always logged)."""
     inline_result_bytes: int
     """A result larger than this (its JSON) is kept in a ConfigMap owned by the execution (status.resultRef)."""
+    default_run_resources: models.ResourceRequirements | None
+    """Requests and limits of each run's container where the execution leaves them unset (manifests.run_resources):
+    the run's effective resources, which max_run_resources bounds."""
+    max_run_resources: Mapping[str, str]
+    """The most of each resource (name → quantity) a run's container may request or be limited to; an execution
+    whose run would exceed it fails before its first Job (ResourcesExceedMaximum)."""
 
 
 @dataclass(frozen=True)
@@ -68,7 +74,7 @@ itself. A run stopped (a timeout, a cancellation, the watchdog) or that never st
 once: stopping a pod deletes it, whoever stops it (the Job controller too, at activeDeadlineSeconds or when a
 Job is suspended), and its log goes with it."""
 
-PROGRESS = frozenset({Reason.RUN_STARTED, Reason.RUN_SCHEDULED, Reason.SUCCEEDED})
+PROGRESS = frozenset({Reason.RUN_STARTED, Reason.RUN_ADMITTED, Reason.RUN_SCHEDULED, Reason.SUCCEEDED})
 """Normal events of a healthy sequence; failures, waits (Queued) and PollIntervalRaised are always posted."""
 
 EVENT_MESSAGE_LIMIT = 1024
@@ -215,10 +221,15 @@ class Step:
             return None
         return self.status.completed_at + timedelta(seconds=ttl)  # at most MAX_TTL_SECONDS: the model says so
 
-    def overdue_at(self) -> datetime:
+    def overdue_at(self) -> datetime | None:
+        """When the watchdog stops the current run: its run timeout and the grace after it was admitted (a Job
+        created suspended for Kueue: the Job controller counts activeDeadlineSeconds from its resume too), or
+        after its Job was created; None while its Job is suspended (only the sequence deadline counts then)."""
         current = self.status.current_run
         assert current is not None
-        return current.started_at + timedelta(
+        if current.suspended:
+            return None
+        return (current.admitted_at or current.started_at) + timedelta(
             seconds=self.execution.spec.run_timeout_seconds + self.policy.overdue_grace_seconds
         )
 
