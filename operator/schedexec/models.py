@@ -969,6 +969,9 @@ class RunRecord(Model):
     index: int = Field(ge=1, description="1-based index of the run in the sequence.")
     outcome: RunOutcome = Field(description="How the run ended: Done, Scheduled, Error, Lost, Stopped or NotStarted.")
     started_at: datetime | None = Field(None, description="When the run's Job was created.")
+    due_at: datetime | None = Field(
+        None, description="When the run was due (CurrentRun.dueAt); startedAt - dueAt is its lateness."
+    )
     finished_at: datetime | None = Field(None, description="When the operator saw the run end.")
     exit_code: int | None = Field(None, description="Exit code of the run's container, if it exited.")
     reason: str | None = Field(None, description="Error reason of a failed run.")
@@ -1020,6 +1023,11 @@ class CurrentRun(Model):
     index: int = Field(ge=1, description="1-based index of the run in the sequence.")
     job: str = Field(description="Name of the run's Job.")
     started_at: datetime = Field(description="When the run's Job was created.")
+    due_at: datetime | None = Field(
+        None,
+        description="When the run was due: the sequence's start for run 1, the nextRunAt it waited for after a "
+        "schedule. startedAt - dueAt is its lateness (a full slot queue, a slow operator).",
+    )
     method: str | None = Field(None, description="The method or command the run runs, when not spec.method.")
     waiting: RunWaiting | None = Field(
         None,

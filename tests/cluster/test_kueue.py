@@ -55,7 +55,8 @@ def test_a_run_held_suspended_past_its_run_timeout_runs_once_admitted(
     assert seen["phase"] == "Pending"
     assert f"in LocalQueue {QUEUE}" in succeeded(seen)["message"]
     assert seen["currentRun"]["suspended"] is True and "admittedAt" not in seen["currentRun"]
-    events = [e for e in cluster.events(namespace) if e.reason == "Queued"]
+    # the Event is posted right after the status that says Queued: waited for, not read at once
+    events = wait_for("the Queued Event", lambda: [e for e in cluster.events(namespace) if e.reason == "Queued"])
     assert len(events) == 1 and f"LocalQueue {QUEUE}" in events[0].message
 
     # held longer than the run timeout and the watchdog's grace together: neither may count yet

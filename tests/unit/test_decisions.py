@@ -425,3 +425,19 @@ def test_a_decision_changes_a_copy_never_the_execution_it_was_given() -> None:
     d.status.history.clear()
     d.status.conditions.clear()
     assert ex.status.model_dump() == before, "the decided status shares nothing with the given one"
+
+
+def test_each_run_records_when_it_was_due_so_its_lateness_can_be_read() -> None:
+    """Run 1 is due when the sequence starts; a later run at the nextRunAt it waited for. A run started late (no
+    free slot at first) keeps its due time, so startedAt - dueAt is its lateness (kubectl sx describe)."""
+    queued = decide(execution(), runs.MISSING, at(1), slot_free=False, policy=POLICY)
+    first = decide(execution(queued.status.model_dump(mode="json", by_alias=True)), runs.MISSING, at(4), True, POLICY)
+    assert first.status.current_run is not None
+    assert (first.status.current_run.due_at, first.status.current_run.started_at) == (at(1), at(4))
+    scheduled = finished(envelope.schedule(30, {"b": 2}))
+    waiting = decide(execution(first.status.model_dump(mode="json", by_alias=True)), scheduled, at(6), True, POLICY)
+    assert waiting.status.history[-1].due_at == at(1) and waiting.status.history[-1].started_at == at(4)
+    due = waiting.status.next_run_at
+    assert due == at(6 + 30)
+    second = decide(execution(waiting.status.model_dump(mode="json", by_alias=True)), runs.MISSING, at(40), True, POLICY)
+    assert second.status.current_run is not None and second.status.current_run.due_at == due

@@ -57,6 +57,7 @@ def if_due(step: Step, slot_free: bool) -> None:
         index=index,
         job=job,
         started_at=step.now,
+        due_at=status.next_run_at,
         method=status.next_method,
         queue=queue,
         suspended=queue is not None or None,  # its Job is created suspended, for Kueue to admit (manifests)

@@ -170,6 +170,7 @@ class Step:
             index=current.index,
             outcome=outcome,
             started_at=current.started_at,
+            due_at=current.due_at,
             finished_at=self.now,
             exit_code=None if run is None else run.exit_code,
             reason=reason,
