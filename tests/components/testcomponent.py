@@ -313,3 +313,14 @@ def long_error(args: dict[str, Any], ctx: RunContext) -> Any:
     compressed as the runner compresses (schedexec_runner.envelope) so that it fits the termination message."""
     text = long_error_envelope(int(args.get("bytes", 256 * 1024)))
     _write_raw("schedexec-zlib:" + base64.b64encode(zlib.compress(text.encode("utf-8"), 9)).decode("ascii"))
+
+
+@component.command("token-claims")
+def token_claims(args: dict[str, Any], ctx: RunContext) -> Any:
+    """The `aud` and `sub` claims of the ServiceAccount token the pod template projected (the file named by
+    SCHEDEXEC_SERVICE_ACCOUNT_TOKEN), read from the JWT's payload without verifying it: the node tier checks
+    whose token for which audience the run got. Never the token itself (a run's result is in its status)."""
+    with open(os.environ["SCHEDEXEC_SERVICE_ACCOUNT_TOKEN"], encoding="ascii") as file:
+        payload = file.read().strip().split(".")[1]
+    claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    return {"aud": claims.get("aud"), "sub": claims.get("sub")}
