@@ -1037,21 +1037,24 @@ def token_job(namespace: str, audience: str = "vault", **template: Any) -> dict[
     )
 
 
-def token_audience(job: dict[str, Any], audience: str) -> None:
+def token_sources(job: dict[str, Any]) -> list[dict[str, Any]]:
+    """The sources of the Job's one projected volume (the token's)."""
     (volume,) = [v for v in job["spec"]["template"]["spec"]["volumes"] if "projected" in v]
-    volume["projected"]["sources"][0]["serviceAccountToken"]["audience"] = audience
+    return volume["projected"]["sources"]  # type: ignore[no-any-return]
+
+
+def token_audience(job: dict[str, Any], audience: str) -> None:
+    token_sources(job)[0]["serviceAccountToken"]["audience"] = audience
 
 
 def untyped_audience(job: dict[str, Any]) -> None:
     """No audience: the kubelet asks for the API server's own."""
-    (volume,) = [v for v in job["spec"]["template"]["spec"]["volumes"] if "projected" in v]
-    del volume["projected"]["sources"][0]["serviceAccountToken"]["audience"]
+    del token_sources(job)[0]["serviceAccountToken"]["audience"]
 
 
 def with_a_config_map(job: dict[str, Any]) -> None:
     """A projected volume that carries a ConfigMap beside the token."""
-    (volume,) = [v for v in job["spec"]["template"]["spec"]["volumes"] if "projected" in v]
-    volume["projected"]["sources"].append({"configMap": {"name": "settings"}})
+    token_sources(job).append({"configMap": {"name": "settings"}})
 
 
 def api_audiences(cluster: LocalCluster) -> set[str]:
