@@ -5,6 +5,11 @@
 settings.py); if any of them stops, the operator stops; `schedexec api` serves the
 REST API (the `api` package); `schedexec crds DIR`
 writes the generated CRDs.
+
+Settings are read before anything starts. An invalid one (a SCHEDEXEC_RUN_POD_TEMPLATE an execution would be
+refused for, a bound crossed, JSON that does not parse) stops the command with one line per bad variable, naming
+it and pydantic's reason, and exit code 2: a pod in CrashLoopBackOff shows that line as its last log, where a
+traceback would bury it.
 """
 
 from __future__ import annotations
@@ -13,12 +18,15 @@ import argparse
 import asyncio
 import logging
 import os
+import re
 import socket
 import sys
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 import kopf
 import prometheus_client
+from pydantic import ValidationError
+from pydantic_settings import BaseSettings, SettingsError
 
 from schedexec import crd, kube, watches
 from schedexec.api import app as api
@@ -88,6 +96,43 @@ async def run_operator(settings: OperatorSettings) -> None:
     raise RuntimeError("the controller or a watch stream stopped")
 
 
+Settings = TypeVar("Settings", bound=BaseSettings)
+
+INVALID_SETTINGS = 2
+"""Exit code of a command whose settings are invalid (as argparse's for bad arguments)."""
+
+
+class InvalidSettings(Exception):
+    """Settings the environment gives are invalid; the message has one line per bad variable."""
+
+
+def settings_problems(error: ValidationError | SettingsError, prefix: str) -> list[str]:
+    """`VARIABLE: reason` for each problem of `error` (reading settings whose variables start with `prefix`):
+    the variable a user sets, not the field name, and the place inside its value when the value is JSON."""
+    if isinstance(error, SettingsError):  # the value is not JSON where the field needs JSON
+        named = re.search(r'field "(\w+)"', str(error))
+        cause = f": {error.__cause__}" if error.__cause__ else ""
+        if named is None:
+            return [f"{error}{cause}"]
+        return [f"{prefix}{named[1].upper()}: not valid JSON{cause}"]
+    problems = []
+    for problem in error.errors():
+        field, *inside = problem["loc"] or ("",)  # () : a rule across fields, its message names them
+        where = ".".join(str(part) for part in inside)
+        reason = f"{where}: {problem['msg']}" if where else problem["msg"]
+        problems.append(f"{prefix}{str(field).upper()}: {reason}" if field else reason)
+    return problems
+
+
+def read_settings(kind: type[Settings]) -> Settings:
+    """`kind` from the environment, or InvalidSettings naming each bad variable."""
+    prefix = kind.model_config.get("env_prefix", "")
+    try:
+        return kind()
+    except (ValidationError, SettingsError) as error:
+        raise InvalidSettings("\n".join(settings_problems(error, prefix))) from None
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="schedexec", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -98,11 +143,22 @@ def main(argv: list[str] | None = None) -> int:
     options = parser.parse_args(argv)
     if options.command == "crds":
         return crd.main([options.directory])
-    if options.command == "api":
+    try:
+        return run(options.command)
+    except InvalidSettings as error:
+        for line in str(error).splitlines():
+            print(f"schedexec {options.command}: invalid setting {line}", file=sys.stderr)
+        return INVALID_SETTINGS
+
+
+def run(command: str) -> int:
+    """`schedexec operator` or `schedexec api` with its settings from the environment."""
+    if command == "api":
+        api_settings = read_settings(ApiSettings)
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-        api.run(ApiSettings())
+        api.run(api_settings)
         return 0
-    settings = OperatorSettings()
+    settings = read_settings(OperatorSettings)
     kopf.configure(log_format=kopf.LogFormat[settings.log_format.upper()])
     logging.getLogger("schedexec").setLevel(settings.log_level.upper())
     asyncio.run(run_operator(settings))

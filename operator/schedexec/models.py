@@ -314,7 +314,11 @@ class ServiceAccountToken(Model):
     """An audience-bound token of spec.podTemplate.serviceAccountName, projected read-only into the run."""
 
     audience: str = Field(
-        min_length=1, max_length=253, description="The token's audience: the service that accepts it."
+        min_length=1,
+        max_length=253,
+        description="The token's audience: the service that accepts it. Under the chart's operatorJobs policy, not "
+        "one of the Kubernetes API server's audiences (admissionPolicy.kubernetesApiAudiences) unless "
+        "admissionPolicy.allowRunApiTokens.",
     )
     expiration_seconds: int = Field(
         3600, ge=600, le=86400, description="Its lifetime; the kubelet renews it at 80% of it."
@@ -564,7 +568,8 @@ class RunPodTemplate(Model):
     automount_service_account_token: bool | None = Field(
         None,
         description="Mount the ServiceAccount's Kubernetes API token (default false: a run has no API "
-        "credentials unless asked). Needs serviceAccountName.",
+        "credentials unless asked). Needs serviceAccountName. The chart's operatorJobs policy refuses true unless "
+        "admissionPolicy.allowRunApiTokens (the run's Job fails JobRejected).",
     )
     service_account_token: ServiceAccountToken | None = Field(
         None,

@@ -26,6 +26,7 @@ import yaml
 from schedexec import manifests, models
 from schedexec.settings import OperatorSettings
 from schedexec_devcluster import binaries
+from schedexec_devcluster.controlplane import SERVICE_ACCOUNT_ISSUER
 from tests.support import (
     REPO,
     LocalCluster,
@@ -396,6 +397,7 @@ def test_only_the_operator_may_make_run_jobs_where_it_serves(helm: Path) -> None
         (["api.enabled=true", "api.tls.certManager.enabled=true"], "needs api.tls.certManager.issuerRef.name"),
         (["replicas=2", "leaderElection.enabled=false"], "replicas > 1 needs leaderElection.enabled"),
         (["rbac.clusterWide=false"], "needs watchNamespaces"),
+        (["admissionPolicy.kubernetesApiAudiences=[]"], "admissionPolicy.kubernetesApiAudiences must list"),
     ],
 )
 def test_inconsistent_values_are_refused_with_a_reason(helm: Path, values: list[str], message: str) -> None:
@@ -936,8 +938,9 @@ def test_with_two_replicas_one_leads_and_the_other_takes_over_when_it_dies(
 # --- what the chart's identities may create, bounded by its admission policies -----------------------------------
 
 
-def run_job(namespace: str) -> dict[str, Any]:
-    """A run's Job exactly as the operator makes it (manifests.job_manifest), with a credentials Secret."""
+def run_job(namespace: str, template: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A run's Job exactly as the operator makes it (manifests.job_manifest), with a credentials Secret, and with
+    `template` as spec.podTemplate if given."""
     execution = models.ScheduledExecution.model_validate(
         {
             "apiVersion": models.API_VERSION,
@@ -947,6 +950,7 @@ def run_job(namespace: str) -> dict[str, Any]:
                 "component": {"image": "ghcr.io/schedexec/test-component:dev", "imagePullSecrets": [{"name": "reg"}]},
                 "method": "countdown",
                 "credentialsSecretRef": {"name": "creds"},
+                **({"podTemplate": template} if template else {}),
             },
         }
     )
@@ -1017,6 +1021,148 @@ def test_the_operator_may_create_no_other_job(
     refused = create_job(cluster, job, SERVICE_ACCOUNT)
     assert refused.returncode != 0 and message in refused.stderr, refused.stderr
     assert create_job(cluster, job, None).returncode == 0, "only the operator's ServiceAccount is bound"
+
+
+# --- tokens in runs: a token for another audience, not for the Kubernetes API (admissionPolicy.allowRunApiTokens) -
+
+API_TOKEN_REFUSED = "projected ServiceAccount tokens are for an audience other than the Kubernetes API server's"
+AUTOMOUNT_REFUSED = "automountServiceAccountToken: false"
+
+
+def token_job(namespace: str, audience: str = "vault", **template: Any) -> dict[str, Any]:
+    """A run's Job whose pod template names a ServiceAccount and asks for a token of it for `audience`."""
+    return run_job(
+        namespace,
+        {"serviceAccountName": "workload", "serviceAccountToken": {"audience": audience}, **template},
+    )
+
+
+def token_sources(job: dict[str, Any]) -> list[dict[str, Any]]:
+    """The sources of the Job's one projected volume (the token's)."""
+    (volume,) = [v for v in job["spec"]["template"]["spec"]["volumes"] if "projected" in v]
+    return volume["projected"]["sources"]  # type: ignore[no-any-return]
+
+
+def token_audience(job: dict[str, Any], audience: str) -> None:
+    token_sources(job)[0]["serviceAccountToken"]["audience"] = audience
+
+
+def untyped_audience(job: dict[str, Any]) -> None:
+    """No audience: the kubelet asks for the API server's own."""
+    del token_sources(job)[0]["serviceAccountToken"]["audience"]
+
+
+def with_a_config_map(job: dict[str, Any]) -> None:
+    """A projected volume that carries a ConfigMap beside the token."""
+    token_sources(job).append({"configMap": {"name": "settings"}})
+
+
+def api_audiences(cluster: LocalCluster) -> set[str]:
+    """The audiences this API server gives its own tokens (a token requested without an audience)."""
+    token = cluster.kubectl("create", "token", "default", "-n", "default").stdout.strip()
+    payload = token.split(".")[1]
+    claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    return set(claims["aud"])
+
+
+def test_the_charts_default_api_audiences_cover_this_api_servers(cluster: LocalCluster, helm: Path) -> None:
+    """The tiers' API server (hack/devcluster: --service-account-issuer, no --api-audiences) is refused tokens for
+    by the chart as installed with its defaults, and the rendered rule lists exactly the value's audiences."""
+    policy = kinds(documents(render(helm).stdout), "ValidatingAdmissionPolicy")["sx-schedexec-operator-jobs"]["spec"]
+    (audiences,) = [v["expression"] for v in policy["variables"] if v["name"] == "apiAudiences"]
+    assert api_audiences(cluster) <= set(json.loads(audiences))
+    mine = 'admissionPolicy.kubernetesApiAudiences=["https://oidc.example/c1"]'
+    policy = kinds(documents(render(helm, mine).stdout), "ValidatingAdmissionPolicy")["sx-schedexec-operator-jobs"]
+    (audiences,) = [v["expression"] for v in policy["spec"]["variables"] if v["name"] == "apiAudiences"]
+    assert json.loads(audiences) == ["https://oidc.example/c1"]
+    messages = [v["message"] for v in policy["spec"]["validations"]]
+    assert any(API_TOKEN_REFUSED in m and "https://oidc.example/c1" in m for m in messages), messages
+
+
+def test_the_operator_may_give_a_run_a_token_for_another_audience(
+    cluster: LocalCluster, installed: Installed, namespace: str
+) -> None:
+    """spec.podTemplate.serviceAccountToken as the operator makes it (a projected volume of one token)."""
+    made = create_job(cluster, token_job(namespace), SERVICE_ACCOUNT)
+    assert made.returncode == 0, made.stderr
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda job: token_audience(job, SERVICE_ACCOUNT_ISSUER), API_TOKEN_REFUSED),
+        (lambda job: token_audience(job, "https://kubernetes.default.svc"), API_TOKEN_REFUSED),
+        (lambda job: token_audience(job, ""), API_TOKEN_REFUSED),
+        (untyped_audience, API_TOKEN_REFUSED),
+        (with_a_config_map, "or projected ServiceAccount tokens"),
+        (with_token, AUTOMOUNT_REFUSED),
+    ],
+    ids=["this-api-servers-issuer", "in-cluster-url", "empty-audience", "no-audience", "configmap-beside", "automount"],
+)
+def test_the_operator_may_give_a_run_no_kubernetes_api_token(
+    cluster: LocalCluster, installed: Installed, namespace: str, change: Any, message: str
+) -> None:
+    """A stolen operator token must not yield the API token of a ServiceAccount it starts a run under: neither a
+    projected token for the API server's audiences (this API server's issuer among them) nor the automounted one."""
+    job = token_job(namespace)
+    change(job)
+    refused = create_job(cluster, job, SERVICE_ACCOUNT)
+    assert refused.returncode != 0 and message in refused.stderr, refused.stderr
+    assert create_job(cluster, job, None).returncode == 0, "only the operator's ServiceAccount is bound"
+
+
+TOKENS_RELEASE, TOKENS_NAMESPACE = "tk", "schedexec-tokens"
+TOKENS_OPERATOR = f"system:serviceaccount:{TOKENS_NAMESPACE}:{TOKENS_RELEASE}-schedexec"
+
+
+@pytest.fixture
+def api_tokens_allowed(cluster: LocalCluster, helm: Path, tmp_path: Path, namespace: str) -> Iterator[str]:
+    """Another release's operatorJobs policy with admissionPolicy.allowRunApiTokens, alone (its Deployment, RBAC
+    and other policies left out); its operator's username, which the tests impersonate in group system:masters
+    (RBAC lets it create Jobs; admission policies apply to every group)."""
+    rendered = render(
+        helm, "admissionPolicy.allowRunApiTokens=true", release=TOKENS_RELEASE, namespace=TOKENS_NAMESPACE
+    ).stdout
+    name = f"{TOKENS_RELEASE}-schedexec-operator-jobs"
+    policy = [d for d in documents(rendered) if d["metadata"]["name"] == name]
+    assert sorted(d["kind"] for d in policy) == ["ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding"]
+    (tmp_path / "policy.yaml").write_text(yaml.safe_dump_all(policy))
+    cluster.kubectl("apply", "--server-side", "-f", str(tmp_path / "policy.yaml"))
+    try:
+        job = run_job(namespace)
+        privileged(job)
+        wait_for(
+            "the allowRunApiTokens release's operatorJobs policy to refuse a privileged Job",
+            lambda: create_tokens_job(cluster, job).returncode != 0,
+        )
+        yield TOKENS_OPERATOR
+    finally:
+        cluster.kubectl("delete", "-f", str(tmp_path / "policy.yaml"), "--ignore-not-found")
+
+
+def create_tokens_job(cluster: LocalCluster, job: dict[str, Any]) -> subprocess.CompletedProcess[str]:
+    who = [f"--as={TOKENS_OPERATOR}", "--as-group=system:masters", "--as-group=system:authenticated"]
+    return cluster.kubectl("create", "--dry-run=server", *who, "-f", "-", stdin=json.dumps(job), check=False)
+
+
+@pytest.mark.parametrize(
+    "change",
+    [with_token, lambda job: token_audience(job, SERVICE_ACCOUNT_ISSUER), untyped_audience],
+    ids=["automount", "this-api-servers-issuer", "no-audience"],
+)
+def test_allow_run_api_tokens_lets_the_operator_give_a_run_an_api_token(
+    cluster: LocalCluster, installed: Installed, namespace: str, api_tokens_allowed: str, change: Any
+) -> None:
+    """With the value set, what the default refuses (test_the_operator_may_give_a_run_no_kubernetes_api_token) is
+    admitted; the rest of the Job's shape is still checked (the fixture waits for a privileged Job's refusal)."""
+    job = token_job(namespace)
+    change(job)
+    made = create_tokens_job(cluster, job)
+    assert made.returncode == 0, made.stderr
+    refused = create_job(cluster, job, SERVICE_ACCOUNT)
+    assert refused.returncode != 0, "the default release still refuses it"
+    with_a_config_map(job)
+    assert "or projected ServiceAccount tokens" in create_tokens_job(cluster, job).stderr
 
 
 TENANT = "tenant"

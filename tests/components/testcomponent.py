@@ -329,3 +329,14 @@ def chatter(args: dict[str, Any], ctx: RunContext) -> Any:
     if ctx.run_index < int(args.get("runs", 2)):
         return Schedule(int(args.get("every", 1)), args)
     return {"runs": ctx.run_index}
+
+
+@component.command("token-claims")
+def token_claims(args: dict[str, Any], ctx: RunContext) -> Any:
+    """The `aud` and `sub` claims of the ServiceAccount token the pod template projected (the file named by
+    SCHEDEXEC_SERVICE_ACCOUNT_TOKEN), read from the JWT's payload without verifying it: the node tier checks
+    whose token for which audience the run got. Never the token itself (a run's result is in its status)."""
+    with open(os.environ["SCHEDEXEC_SERVICE_ACCOUNT_TOKEN"], encoding="ascii") as file:
+        payload = file.read().strip().split(".")[1]
+    claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    return {"aud": claims.get("aud"), "sub": claims.get("sub")}
