@@ -439,5 +439,7 @@ def test_each_run_records_when_it_was_due_so_its_lateness_can_be_read() -> None:
     assert waiting.status.history[-1].due_at == at(1) and waiting.status.history[-1].started_at == at(4)
     due = waiting.status.next_run_at
     assert due == at(6 + 30)
-    second = decide(execution(waiting.status.model_dump(mode="json", by_alias=True)), runs.MISSING, at(40), True, POLICY)
+    second = decide(
+        execution(waiting.status.model_dump(mode="json", by_alias=True)), runs.MISSING, at(40), True, POLICY
+    )
     assert second.status.current_run is not None and second.status.current_run.due_at == due
