@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from schedexec import models
 from schedexec_devcluster.__main__ import CHART_NAMESPACE, CHART_RELEASE
 from tests.support import LocalCluster, self_signed_cert, wait_for
 
@@ -54,3 +55,20 @@ def api_pods(cluster: LocalCluster) -> list[Any]:
     """The chart's REST API pods (api.mode=deployment: a Deployment of their own)."""
     pods = cluster.core.list_namespaced_pod(CHART_NAMESPACE, label_selector="app.kubernetes.io/name=schedexec-api")
     return [p for p in pods.items if p.metadata.deletion_timestamp is None]
+
+
+def execution(name: str, namespace: str, **spec: Any) -> dict[str, Any]:
+    """An execution of the test component (TEST_IMAGE) with `spec`."""
+    return {
+        "apiVersion": models.API_VERSION,
+        "kind": models.KIND,
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {"component": {"image": TEST_IMAGE}, **spec},
+    }
+
+
+def run(cluster: LocalCluster, body: dict[str, Any], timeout: float = 120) -> dict[str, Any]:
+    """Apply `body` and wait until it finished; its status."""
+    cluster.apply(body)
+    finished = cluster.wait_finished(body["metadata"]["namespace"], body["metadata"]["name"], timeout=timeout)
+    return finished["status"]  # type: ignore[no-any-return]

@@ -66,7 +66,6 @@ def test_a_suspended_then_admitted_run_is_queued_then_running_with_its_timeouts_
 
     seen = wait_for("the execution to say Queued", queued)
     assert seen["phase"] == "Pending" and seen["currentRun"]["suspended"] is True
-    phases = [(seen["phase"], reason_of(seen))]
 
     held = RUN_TIMEOUT_SECONDS + overdue_grace_seconds() + 5
     deadline = time.monotonic() + held
@@ -84,10 +83,8 @@ def test_a_suspended_then_admitted_run_is_queued_then_running_with_its_timeouts_
 
     seen = wait_for("the admitted run to be Running", running, timeout=60)
     assert seen["currentRun"]["admittedAt"] and reason_of(seen) in ("Running", "ContainerCreating", "Scheduling")
-    phases.append((seen["phase"], "Running"))
     done = node_cluster.wait_finished(node_namespace, "queued", timeout=120)["status"]
     assert done["phase"] == "Succeeded", done
     assert done["result"] == "slept"
-    assert phases == [("Pending", "Queued"), ("Running", "Running")]
     events = [e for e in node_cluster.core.list_namespaced_event(node_namespace).items if e.reason == "Queued"]
     assert len(events) == 1 and f"LocalQueue {QUEUE}" in events[0].message

@@ -17,9 +17,9 @@ import httpx
 import pytest
 import yaml
 
-from schedexec import manifests, models
+from schedexec import manifests
 from schedexec_devcluster.__main__ import CHART_NAMESPACE
-from tests.node.support import TEST_IMAGE, api_ca, api_pods, operator_pods, running_operator_pod
+from tests.node.support import api_ca, api_pods, execution, operator_pods, run, running_operator_pod
 from tests.support import REPO, LocalCluster, client_token, rest_countdown, wait_for
 
 sys.path.insert(0, str(REPO / "tests" / "components"))
@@ -28,21 +28,6 @@ import testcomponent
 pytestmark = pytest.mark.node
 EXAMPLES = REPO / "examples"
 RUN_AS_USER = 65532
-
-
-def execution(name: str, namespace: str, **spec: Any) -> dict[str, Any]:
-    return {
-        "apiVersion": models.API_VERSION,
-        "kind": models.KIND,
-        "metadata": {"name": name, "namespace": namespace},
-        "spec": {"component": {"image": TEST_IMAGE}, **spec},
-    }
-
-
-def run(cluster: LocalCluster, body: dict[str, Any], timeout: float = 120) -> dict[str, Any]:
-    cluster.apply(body)
-    finished = cluster.wait_finished(body["metadata"]["namespace"], body["metadata"]["name"], timeout=timeout)
-    return finished["status"]  # type: ignore[no-any-return]
 
 
 def run_example(cluster: LocalCluster, namespace: str, path: Path, url: str, **overrides: Any) -> dict[str, Any]:

@@ -10,31 +10,15 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
-from typing import Any
 
 import pytest
 
-from schedexec import models
-from tests.node.support import TEST_IMAGE
+from tests.node.support import execution, run
 from tests.support import LocalCluster
 
 pytestmark = pytest.mark.node
 
 CANARY = "canary-tb-6f20a9d4"
-
-
-def execution(name: str, namespace: str, **spec: Any) -> dict[str, Any]:
-    return {
-        "apiVersion": models.API_VERSION,
-        "kind": models.KIND,
-        "metadata": {"name": name, "namespace": namespace},
-        "spec": {"component": {"image": TEST_IMAGE}, **spec},
-    }
-
-
-def run(cluster: LocalCluster, body: dict[str, Any], timeout: float = 120) -> dict[str, Any]:
-    cluster.apply(body)
-    return cluster.wait_finished(body["metadata"]["namespace"], body["metadata"]["name"], timeout=timeout)
 
 
 def test_a_failed_runs_traceback_is_readable_with_kubectl_logs_after_the_execution_finished(
@@ -50,8 +34,7 @@ def test_a_failed_runs_traceback_is_readable_with_kubectl_logs_after_the_executi
         args={"shop": "acme"},
         credentialsSecretRef={"name": "shop-key"},
     )
-    finished = run(node_cluster, body)
-    status = finished["status"]
+    status = run(node_cluster, body)
     assert status["phase"] == "Failed", status
     assert status["error"] == {
         "reason": "ComponentError",
@@ -66,12 +49,12 @@ def test_a_failed_runs_traceback_is_readable_with_kubectl_logs_after_the_executi
     assert "Traceback (most recent call last):" in log
     assert "in _open_shop" in log and "ConnectionError: the shop refused the api key ***" in log
     assert CANARY not in log, "the credential is redacted from the pod's log"
-    assert "Traceback" not in json.dumps(finished) and CANARY not in json.dumps(finished), "the log stays out of status"
+    stored = json.dumps(node_cluster.execution(node_namespace, "raiser"))
+    assert "Traceback" not in stored and CANARY not in stored, "the log stays out of the execution"
 
 
 def test_an_async_command_returns_its_result_from_a_real_pod(node_cluster: LocalCluster, node_namespace: str) -> None:
-    finished = run(node_cluster, execution("adder", node_namespace, method="async-sum", args={"numbers": [1, 2, 39]}))
-    status = finished["status"]
+    status = run(node_cluster, execution("adder", node_namespace, method="async-sum", args={"numbers": [1, 2, 39]}))
     assert status["phase"] == "Succeeded", status
     assert status["result"] == {"sum": 42, "async": True}
     (record,) = status["history"]
