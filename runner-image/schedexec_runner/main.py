@@ -201,7 +201,8 @@ def reportable(outcome: Any) -> dict[str, Any]:
 def redact(outcome: dict[str, Any], secrets: Mapping[str, str]) -> dict[str, Any]:
     """`outcome` (plain JSON, see `reportable`) with every credential value replaced by *** in the strings
     of its payload (result, args, partialResult, message), never in the envelope's own fields. A value is
-    also redacted without the whitespace around it, which a component may well have stripped."""
+    found in every form `runlog.secret_forms` lists: stripped, line by line, escaped as `repr` and JSON write
+    it (an exception message that formats the config dict holding it)."""
     values = runlog.secret_forms(secrets)
 
     def clean(value: Any) -> Any:

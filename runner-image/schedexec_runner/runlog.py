@@ -7,7 +7,10 @@ and log pipelines copy it), yet a credential value never belongs there either: a
 into an exception message, or logs the config it was given, must not publish it. So every line the runner or
 the component writes through `run_logger` passes a `logging.Filter` that replaces each credential value (the
 Secret's values, the sealed configuration's strings, as `main.run` gathers them) with ***, in the message, the
-traceback and the stack, and the lines go to stderr only, never to the termination message.
+traceback and the stack, and the lines go to stderr only, never to the termination message. A value is found as
+given, stripped, line by line, and escaped as `repr` and JSON write it (a component that logs or raises with the
+dict of its config writes its values escaped): `secret_forms`. A value re-encoded any other way (base64, URL
+quoting, hex) is not recognised.
 
 `secret_forms` and `redact_text` are the one place a value is redacted: `main.redact` uses them for the
 outcome envelope as well.
@@ -15,9 +18,10 @@ outcome envelope as well.
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import TextIO
 
 LOGGER = "schedexec.component"
@@ -32,10 +36,48 @@ protect nothing."""
 
 
 def secret_forms(secrets: Mapping[str, str]) -> list[str]:
-    """The texts to redact for these credential values: each value, and each without the whitespace around
-    it (which a component may well have stripped), longest first so a value inside another goes whole."""
-    candidates = {form for value in secrets.values() for form in (value, value.strip())}
+    """The texts to redact for these credential values, longest first so a value inside another goes whole.
+
+    Each value as given and without the whitespace around it (which a component may well have stripped); each
+    line of a multi-line value (a PEM key's, found line by line where the whole is not: a list of its lines);
+    and each of these escaped as `repr` writes it (`f"{cfg}"`, `%r` and a traceback of a dict or list holding
+    the value; either quote) and as `json.dumps` does (ASCII or not), also stripped. Texts shorter than
+    MIN_SECRET_LENGTH are never redacted, nor are the escaped forms of such a text or line."""
+    candidates = {form for value in secrets.values() for text in _texts(value) for form in _escaped(text)}
     return sorted((v for v in candidates if len(v) >= MIN_SECRET_LENGTH), key=len, reverse=True)
+
+
+def _texts(value: str) -> Iterator[str]:
+    """`value` as given and stripped, and likewise each of its lines of MIN_SECRET_LENGTH characters or more
+    (not counting the whitespace around them): a shorter line (a blank one, a "}") is no secret, and redacting
+    it would hide everything it happens to match."""
+    lines = [line for line in value.splitlines() if len(line.strip()) >= MIN_SECRET_LENGTH]
+    for text in (value, *lines):
+        for form in (text, text.strip()):
+            if len(form) >= MIN_SECRET_LENGTH:
+                yield form
+
+
+def _escaped(text: str) -> Iterator[str]:
+    """`text`, what `repr` writes between its quotes for it (with single quotes escaped or not: which, depends
+    on the quotes of the whole `repr` writes, a dict's value or the value a line is part of) and what
+    `json.dumps` writes between its quotes (ASCII or not), each also stripped."""
+    for form in (
+        text,
+        _repr_body(text, single_quoted=True),
+        _repr_body(text, single_quoted=False),
+        json.dumps(text)[1:-1],
+        json.dumps(text, ensure_ascii=False)[1:-1],
+    ):
+        yield form
+        yield form.strip()
+
+
+def _repr_body(text: str, single_quoted: bool) -> str:
+    """What `repr` writes for `text` between its quotes: every character escaped as `repr` escapes it, a
+    single quote too when the quotes are single (`repr` picks double quotes only for a text holding single
+    quotes and no double ones, and never escapes a double quote)."""
+    return "".join("\\'" if char == "'" and single_quoted else repr(char)[1:-1] for char in text)
 
 
 def redact_text(text: str, forms: Iterable[str]) -> str:

@@ -10,6 +10,7 @@ import logging
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -102,9 +103,8 @@ def test_the_log_never_reaches_the_termination_message(tmp_path: Path) -> None:
 SECRET = st.text(
     st.characters(codec="utf-8", categories=("L", "N", "P", "S"), exclude_characters="'\"\\"), min_size=3, max_size=20
 ).map(lambda text: f"§{text}")
-"""A credential value; the § keeps it apart from what the log's own format writes (level, name, time). Printable,
-as `%r` shows it unchanged: a value a component re-encodes (escaped, base64) is not recognised, as in the
-envelope (docs/runner-contract.md)."""
+"""A credential value; the § keeps it apart from what the log's own format writes (level, name, time). Printable
+and free of quotes and backslashes, as `%r` shows it unchanged: escaped values have tests of their own below."""
 
 
 @settings(max_examples=60, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -128,6 +128,133 @@ def test_no_credential_value_reaches_the_log_however_it_is_logged(secret: str, a
     written = log.getvalue()
     assert secret.strip() not in written or len(secret.strip()) < runlog.MIN_SECRET_LENGTH
     assert written.count("***") >= 5 and "ValueError: refused ***" in written
+
+
+# --- values escaped in a dict's repr or JSON: a PEM key, backslashes, quotes, non-ASCII --------------------------
+
+LINE = st.text(st.characters(codec="utf-8", exclude_characters="*"), max_size=12)
+"""A line of a credential value: any character (control ones, quotes, backslashes, non-ASCII, line breaks of
+its own) but *, which the mask itself writes."""
+
+MULTILINE_SECRET = st.builds(
+    lambda lines, newline, end: newline.join(lines) + end,
+    st.lists(LINE, min_size=1, max_size=5),
+    st.sampled_from(["\n", "\r\n"]),
+    st.sampled_from(["", "\n"]),
+)
+
+FORMATS = {
+    "f-string": lambda cfg: f"{cfg}",
+    "repr": repr,
+    "json": json.dumps,
+    "json-unicode": lambda cfg: json.dumps(cfg, ensure_ascii=False),
+}
+"""How a component writes the config that holds a credential into an exception message or a log line."""
+
+
+def written_forms(text: str) -> set[str]:
+    """What `repr` (either quotes) and `json.dumps` (ASCII or not) write for `text` between the quotes, and
+    `text` itself."""
+    return {
+        text,
+        repr(text)[1:-1],
+        repr(text + "'\"")[1:-4],  # single quotes, escaped: the quotes repr picks for a text holding both kinds
+        json.dumps(text)[1:-1],
+        json.dumps(text, ensure_ascii=False)[1:-1],
+    }
+
+
+def surviving_lines(secret: str, text: str) -> list[str]:
+    """The lines of `secret` long enough to be redacted (runlog.MIN_SECRET_LENGTH, whitespace around them not
+    counted) that `text` still holds, as they are or escaped."""
+    lines = {line.strip() for line in secret.splitlines() if len(line.strip()) >= runlog.MIN_SECRET_LENGTH}
+    return sorted(line for line in lines if any(form in text for form in written_forms(line)))
+
+
+def raise_with_config(shape: str, written: str) -> Any:
+    """A component function that puts its config, holding the credential privateKey (`shape`: in a dict, a list,
+    or as the list of its lines), into log lines and an exception message, written as FORMATS[`written`]."""
+
+    def configure(args: dict[str, Any], ctx: RunContext) -> Any:
+        key = ctx.credentials["privateKey"]
+        shapes = {
+            "dict": {"privateKey": key, "shop": "acme"},
+            "list": ["acme", key],
+            "lines": {"privateKey": key.splitlines(), "shop": "acme"},  # each line escaped apart: the whole never is
+        }
+        cfg = shapes[shape]
+        ctx.logger.info("config %s", FORMATS[written](cfg))
+        ctx.logger.warning("config %r, %s", cfg, cfg)
+        raise ValueError(f"bad config {FORMATS[written](cfg)}")
+
+    return configure
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    secret=MULTILINE_SECRET, shape=st.sampled_from(["dict", "list", "lines"]), written=st.sampled_from(sorted(FORMATS))
+)
+def test_no_line_of_a_credential_survives_in_the_log_or_the_envelope_however_the_config_is_written(
+    secret: str, shape: str, written: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A component that raises `ValueError(f"bad config {cfg}")` with a PEM key in cfg: repr and JSON escape its
+    newlines, backslashes, quotes and non-ASCII characters, and the escaped key once reached the pod's log and
+    the envelope's message (status.error, Events) whole."""
+    import testcomponent
+
+    monkeypatch.setitem(testcomponent.component.commands, "configure", raise_with_config(shape, written))
+    with tempfile.TemporaryDirectory() as folder:
+        mount = Path(folder) / "credentials"
+        mount.mkdir()
+        (mount / "privateKey").write_bytes(secret.encode("utf-8"))
+        outcome, log = logged_run(
+            env(Path(folder), **{contract.CREDENTIALS_DIR: str(mount), contract.METHOD: "configure"})
+        )
+    assert outcome["reason"] == "ComponentError" and outcome["message"].startswith("ValueError: bad config ")
+    assert "Traceback" in log and "acme" in log
+    assert surviving_lines(secret, log) == [], log
+    assert surviving_lines(secret, outcome["message"]) == [], outcome["message"]
+
+
+PEM = "-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASC\\xb/\"kq'é\nab\n-----END PRIVATE KEY-----\n"
+"""A PEM-like key with a backslash, both quotes and a non-ASCII character, and a short line ("ab")."""
+
+
+@pytest.mark.parametrize("written", sorted(FORMATS))
+def test_a_pem_key_in_a_config_is_redacted_from_the_log_and_the_envelope(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, written: str
+) -> None:
+    import testcomponent
+
+    monkeypatch.setitem(testcomponent.component.commands, "configure", raise_with_config("dict", written))
+    mount = tmp_path / "credentials"
+    mount.mkdir()
+    (mount / "privateKey").write_text(PEM, encoding="utf-8")
+    outcome, log = logged_run(env(tmp_path, **{contract.CREDENTIALS_DIR: str(mount), contract.METHOD: "configure"}))
+    for text in (log, outcome["message"]):
+        assert "MIIEvQIBADANBgkqhkiG9w0BAQEFAASC" not in text and "PRIVATE KEY" not in text
+        assert "***" in text and "acme" in text
+    assert outcome["message"] == f"ValueError: bad config {FORMATS[written]({'privateKey': '***', 'shop': 'acme'})}"
+
+
+def test_a_message_without_the_credential_is_left_as_it_is(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Not even where it holds a line of the key too short to be a secret ("ab")."""
+    import testcomponent
+
+    message = "bad config {'shop': 'ab', 'path': 'C:\\\\keys\\\\ab.pem', 'note': \"it's\\n\"}"
+
+    def configure(args: dict[str, Any], ctx: RunContext) -> Any:
+        ctx.logger.info("%s", message)
+        raise ValueError(message)
+
+    monkeypatch.setitem(testcomponent.component.commands, "configure", configure)
+    mount = tmp_path / "credentials"
+    mount.mkdir()
+    (mount / "privateKey").write_text(PEM, encoding="utf-8")
+    outcome, log = logged_run(env(tmp_path, **{contract.CREDENTIALS_DIR: str(mount), contract.METHOD: "configure"}))
+    assert outcome == envelope.error("ComponentError", f"ValueError: {message}")
+    assert f"INFO schedexec.component: {message}" in log and f"ValueError: {message}" in log
+    assert "***" not in log
 
 
 def test_the_logger_writes_info_and_above_in_plain_lines() -> None:

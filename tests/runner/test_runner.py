@@ -369,3 +369,31 @@ def test_the_log_path_never_promises_more_than_a_frame_may_hold(tmp_path: Path) 
 
     assert max_result_bytes({contract.MAX_RESULT_BYTES: str(1 << 40)}) == frame.MAX_FRAME_BYTES
     assert max_result_bytes({contract.MAX_RESULT_BYTES: "-5"}) == 0
+
+
+def test_a_multi_line_credential_a_component_returns_escaped_is_redacted_from_the_result(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A result that holds the config as text (`repr`, JSON) holds a PEM key's newlines, backslash and quotes
+    escaped: redacted all the same, each line of it too, and nothing else."""
+    import testcomponent
+
+    key = "-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBg\\kq'\"ü\nok\n-----END PRIVATE KEY-----\n"
+
+    def debug(args: dict[str, Any], ctx: RunContext) -> Any:
+        cfg = {"privateKey": ctx.credentials["apiKey"], "shop": "ok"}
+        lines = ctx.credentials["apiKey"].splitlines()
+        return {"repr": repr(cfg), "json": json.dumps(cfg), "lines": f"{lines}", "shop": "ok"}
+
+    monkeypatch.setitem(testcomponent.component.commands, "debug", debug)
+    values = mounted(tmp_path, "placeholder")
+    (Path(values[contract.CREDENTIALS_DIR]) / "apiKey").write_bytes(key.encode())
+    outcome = run(env(tmp_path, **values, **{contract.METHOD: "debug"}))
+    assert outcome == envelope.done(
+        {
+            "repr": "{'privateKey': '***', 'shop': 'ok'}",
+            "json": '{"privateKey": "***", "shop": "ok"}',
+            "lines": "['***', '***', 'ok', '***']",  # "ok" is too short to be a secret: never redacted
+            "shop": "ok",
+        }
+    )
