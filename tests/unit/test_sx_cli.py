@@ -143,6 +143,7 @@ def test_no_cluster_is_one_line() -> None:
 def test_result_reads_a_config_map_result_and_refuses_a_damaged_one() -> None:
     config_map, ref = manifests.result_config_map(execution(), json.dumps({"rows": list(range(5000))}))
     succeeded = doc("Succeeded", resultRef=ref.model_dump(mode="json", by_alias=True))
+    succeeded["metadata"]["uid"] = execution().metadata.uid  # the ConfigMap's owner
     code, out, _ = sx(Scripted(succeeded, config_map=config_map), "result", "x")
     assert (code, json.loads(out)) == (0, {"rows": list(range(5000))})
     config_map["data"][manifests.RESULT_KEY] = config_map["data"][manifests.RESULT_KEY].replace("4999", "4998")

@@ -232,7 +232,8 @@ class Commands:
 
     def _result(self, execution: dict[str, Any]) -> Any:
         try:
-            return results.read_result(execution.get("status") or {}, self.cluster.config_map)
+            uid = str((execution.get("metadata") or {}).get("uid") or "")
+            return results.read_result(execution.get("status") or {}, self.cluster.config_map, uid)
         except results.ResultError as exc:
             raise Failure(f"error: {exc}") from exc
 
