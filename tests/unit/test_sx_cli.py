@@ -6,12 +6,17 @@ from __future__ import annotations
 
 import io
 import json
+import tempfile
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from schedexec import manifests
+from schedexec import manifests, models
 from schedexec.sx import main as cli
 from schedexec.sx import waiting
 from schedexec.sx.cluster import ClusterError, api_error_line, unreachable_line
@@ -191,6 +196,70 @@ def test_bad_run_flags_create_nothing(argv: list[str], code: int, message: str) 
     got, out, err = sx(cluster, *argv)
     assert (got, out) == (code, "") and err.startswith(message)
     assert cluster.created == []
+
+
+def one_error_line(code: int, out: str, err: str) -> bool:
+    return code == 1 and out == "" and err.startswith("error: ") and err.count("\n") == 1 and err.endswith("\n")
+
+
+@pytest.mark.parametrize("argv", [["-f", "{path}"], ["--image", "i", "--method", "m", "--args", "@{path}"]])
+@pytest.mark.parametrize("metadata", ["metadata:\n", "metadata: []\n"])
+def test_a_manifest_or_args_file_that_is_not_utf8_is_one_error_line(
+    tmp_path: Any, argv: list[str], metadata: str
+) -> None:
+    path = tmp_path / "m.yaml"
+    data = f"kind: ScheduledExecution\n{metadata}spec:\n  method: \xff\n".encode("latin-1")
+    path.write_bytes(data)
+    cluster = Scripted(doc(None))
+    code, out, err = sx(cluster, "run", *(arg.format(path=path) for arg in argv))
+    assert one_error_line(code, out, err)
+    assert err == f"error: {path} is not UTF-8 text (byte {data.index(0xFF)}: invalid start byte)\n"
+    assert cluster.created == []
+
+
+def test_a_manifest_with_empty_metadata_runs_under_a_generated_name(tmp_path: Any) -> None:
+    path = tmp_path / "m.yaml"
+    path.write_text("kind: ScheduledExecution\napiVersion: schedexec.io/v1alpha1\nmetadata:\nspec:\n  method: poll\n"
+                    "  component: {image: i}\n")  # fmt: skip
+    cluster = Scripted(doc(None))
+    assert sx(cluster, "run", "-f", str(path), "-o", "name") == (0, "scheduledexecution.schedexec.io/poll-abcde\n", "")
+    assert cluster.created[0]["metadata"] == {"generateName": "poll-"}
+
+
+def test_a_manifest_on_stdin_that_is_not_utf8_is_one_error_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(b"kind: \xfe\n"), encoding="utf-8"))
+    expected = "error: stdin is not UTF-8 text (byte 6: invalid start byte)\n"
+    assert sx(Scripted(doc(None)), "run", "-f", "-") == (1, "", expected)
+
+
+yaml_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8),
+    lambda children: st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=8), children, max_size=3),
+    max_leaves=10,
+)
+manifests_ = st.fixed_dictionaries(
+    {},
+    optional={
+        "apiVersion": st.just(models.API_VERSION) | yaml_values,
+        "kind": st.just(models.KIND) | yaml_values,
+        "metadata": yaml_values
+        | st.fixed_dictionaries({}, optional={"name": yaml_values, "generateName": yaml_values}),
+        "spec": yaml_values | st.just({"component": {"image": "i"}, "method": "poll"}),
+    },
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=200) | manifests_.map(lambda m: yaml.safe_dump(m).encode()) | st.text().map(str.encode))
+def test_any_file_given_to_run_f_is_an_execution_or_one_error_line(data: bytes) -> None:
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "m.yaml"
+        path.write_bytes(data)
+        for argv in (["-f", str(path)], ["--image", "i", "--method", "m", "--args", f"@{path}"]):
+            cluster = Scripted(doc(None))
+            code, out, err = sx(cluster, "run", *argv, "-o", "name")
+            assert (code, err) == (0, "") or one_error_line(code, out, err), (code, out, err)
+            assert (code == 0) == (len(cluster.created) == 1)
 
 
 def test_cancel_patches_and_says_so() -> None:

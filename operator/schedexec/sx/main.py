@@ -161,7 +161,11 @@ class Failure(Exception):
 
 
 def _read(path: str) -> str:
-    return sys.stdin.read() if path == "-" else Path(path).read_text(encoding="utf-8")
+    """A manifest's or @FILE's text ('-': stdin); OSError when it cannot be read, SpecError when not UTF-8."""
+    if path == "-":
+        stdin = getattr(sys.stdin, "buffer", None)
+        return sys.stdin.read() if stdin is None else specs.decoded(stdin.read(), "stdin")
+    return specs.decoded(Path(path).read_bytes(), path)
 
 
 SPEC_FLAGS = ("image", "method", "module", "function", "credentials", "timeout", "run_timeout")
