@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from schedexec import manifests, models
 from schedexec.sx import main as cli
 from schedexec.sx import waiting
-from schedexec.sx.cluster import ClusterError, api_error_line, unreachable_line
+from schedexec.sx.cluster import ClusterError, NotFound, api_error_line, unreachable_line
 from tests.unit.builders import execution
 
 FORBIDDEN = json.dumps(
@@ -37,17 +37,22 @@ NOT_FOUND = json.dumps(
 )
 
 
+GONE = None
+"""In a Scripted cluster's documents: the execution is not there (deleted), that GET is NotFound."""
+
+
 class Scripted:
     """A cluster whose execution goes through the given documents, one per GET (the last one stays)."""
 
-    def __init__(self, *documents: dict[str, Any], config_map: dict[str, Any] | None = None) -> None:
+    def __init__(self, *documents: dict[str, Any] | None, config_map: dict[str, Any] | None = None) -> None:
         self.documents, self.created, self.patched = list(documents), [], []
         self.config_map_body = config_map or {}
 
     def get(self, name: str) -> dict[str, Any]:
-        if not self.documents:
-            raise ClusterError(api_error_line(404, "Not Found", NOT_FOUND))
-        return self.documents.pop(0) if len(self.documents) > 1 else self.documents[0]
+        document = (self.documents.pop(0) if len(self.documents) > 1 else self.documents[0]) if self.documents else GONE
+        if document is GONE:
+            raise NotFound(api_error_line(404, "Not Found", NOT_FOUND))
+        return document
 
     def create(self, body: dict[str, Any]) -> dict[str, Any]:
         self.created.append(body)
@@ -99,6 +104,36 @@ def test_wait_exits_0_once_succeeded() -> None:
     code, out, err = sx(Scripted(doc(None), doc("Running"), doc("Succeeded")), "wait", "x")
     assert (code, out) == (0, "scheduledexecution.schedexec.io/x Succeeded\n")
     assert err.splitlines() == ["sx/x: Pending", "sx/x: Running"], "progress on stderr, one line per state"
+
+
+def test_wait_on_an_execution_deleted_before_its_outcome_was_read_says_so() -> None:
+    """ttlSecondsAfterFinished 0 (or a few seconds) can delete it between two polls: its outcome is lost, and
+    the wait says so instead of a NotFound that reads as if the name were wrong."""
+    code, out, err = sx(Scripted(doc("Running"), doc("Waiting"), GONE), "wait", "x", "--logs")
+    assert (code, out) == (1, "")
+    assert err.splitlines() == [
+        "sx/x: Running",
+        "sx/x: 0 runs done, Waiting",
+        "error: sx/x was deleted before its outcome was read (its ttlSecondsAfterFinished?)",
+    ]
+
+
+def test_run_wait_on_an_execution_deleted_before_its_first_poll_says_so() -> None:
+    cluster = Scripted(GONE)
+    code, out, err = sx(cluster, "run", "--image", "i", "--method", "poll", "--wait")
+    assert (code, out, len(cluster.created)) == (1, "", 1)
+    assert err.splitlines() == [
+        "scheduledexecution.schedexec.io/poll-abcde created",
+        "error: sx/poll-abcde was deleted before its outcome was read (its ttlSecondsAfterFinished?)",
+    ]
+
+
+def test_wait_on_an_execution_never_seen_is_not_found_as_kubectl_says_it() -> None:
+    assert sx(Scripted(GONE), "wait", "x") == (
+        1,
+        "",
+        'Error from server (NotFound): scheduledexecutions.schedexec.io "x" not found\n',
+    )
 
 
 def test_the_waits_own_timeout_has_its_own_code() -> None:

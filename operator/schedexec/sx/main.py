@@ -219,10 +219,11 @@ class Commands:
         (self.out if options.output or not options.wait else self.err).write(shown)
         if not options.wait:
             return Exit.SUCCEEDED
-        return self._await(created["metadata"]["name"], options.wait_timeout, options.logs, print_result=True)
+        name = created["metadata"]["name"]
+        return self._await(name, options.wait_timeout, options.logs, print_result=True, created=True)
 
-    def _await(self, name: str, timeout: float | None, logs: bool, *, print_result: bool) -> int:
-        ended = waiting.wait(self.cluster, name, timeout, self._console(), logs=logs)
+    def _await(self, name: str, timeout: float | None, logs: bool, *, print_result: bool, created: bool = False) -> int:
+        ended = waiting.wait(self.cluster, name, timeout, self._console(), logs=logs, seen=created)
         if ended.verdict is None:
             phase = (ended.execution.get("status") or {}).get("phase") or "Pending"
             raise Failure(f"error: timed out waiting for {RESOURCE}/{name} (still {phase})", Exit.WAIT_TIMEOUT)
