@@ -6,15 +6,20 @@ from __future__ import annotations
 
 import io
 import json
+import tempfile
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from schedexec import manifests
+from schedexec import manifests, models
 from schedexec.sx import main as cli
 from schedexec.sx import waiting
-from schedexec.sx.cluster import ClusterError, api_error_line, unreachable_line
+from schedexec.sx.cluster import ClusterError, NotFound, api_error_line, unreachable_line
 from tests.unit.builders import execution
 
 FORBIDDEN = json.dumps(
@@ -32,17 +37,22 @@ NOT_FOUND = json.dumps(
 )
 
 
+GONE = None
+"""In a Scripted cluster's documents: the execution is not there (deleted), that GET is NotFound."""
+
+
 class Scripted:
     """A cluster whose execution goes through the given documents, one per GET (the last one stays)."""
 
-    def __init__(self, *documents: dict[str, Any], config_map: dict[str, Any] | None = None) -> None:
+    def __init__(self, *documents: dict[str, Any] | None, config_map: dict[str, Any] | None = None) -> None:
         self.documents, self.created, self.patched = list(documents), [], []
         self.config_map_body = config_map or {}
 
     def get(self, name: str) -> dict[str, Any]:
-        if not self.documents:
-            raise ClusterError(api_error_line(404, "Not Found", NOT_FOUND))
-        return self.documents.pop(0) if len(self.documents) > 1 else self.documents[0]
+        document = (self.documents.pop(0) if len(self.documents) > 1 else self.documents[0]) if self.documents else GONE
+        if document is GONE:
+            raise NotFound(api_error_line(404, "Not Found", NOT_FOUND))
+        return document
 
     def create(self, body: dict[str, Any]) -> dict[str, Any]:
         self.created.append(body)
@@ -96,6 +106,36 @@ def test_wait_exits_0_once_succeeded() -> None:
     assert err.splitlines() == ["sx/x: Pending", "sx/x: Running"], "progress on stderr, one line per state"
 
 
+def test_wait_on_an_execution_deleted_before_its_outcome_was_read_says_so() -> None:
+    """ttlSecondsAfterFinished 0 (or a few seconds) can delete it between two polls: its outcome is lost, and
+    the wait says so instead of a NotFound that reads as if the name were wrong."""
+    code, out, err = sx(Scripted(doc("Running"), doc("Waiting"), GONE), "wait", "x", "--logs")
+    assert (code, out) == (1, "")
+    assert err.splitlines() == [
+        "sx/x: Running",
+        "sx/x: 0 runs done, Waiting",
+        "error: sx/x was deleted before its outcome was read (its ttlSecondsAfterFinished?)",
+    ]
+
+
+def test_run_wait_on_an_execution_deleted_before_its_first_poll_says_so() -> None:
+    cluster = Scripted(GONE)
+    code, out, err = sx(cluster, "run", "--image", "i", "--method", "poll", "--wait")
+    assert (code, out, len(cluster.created)) == (1, "", 1)
+    assert err.splitlines() == [
+        "scheduledexecution.schedexec.io/poll-abcde created",
+        "error: sx/poll-abcde was deleted before its outcome was read (its ttlSecondsAfterFinished?)",
+    ]
+
+
+def test_wait_on_an_execution_never_seen_is_not_found_as_kubectl_says_it() -> None:
+    assert sx(Scripted(GONE), "wait", "x") == (
+        1,
+        "",
+        'Error from server (NotFound): scheduledexecutions.schedexec.io "x" not found\n',
+    )
+
+
 def test_the_waits_own_timeout_has_its_own_code() -> None:
     code, _, err = sx(Scripted(doc("Waiting")), "wait", "x", "--timeout", "0s")
     assert code == 6
@@ -143,6 +183,7 @@ def test_no_cluster_is_one_line() -> None:
 def test_result_reads_a_config_map_result_and_refuses_a_damaged_one() -> None:
     config_map, ref = manifests.result_config_map(execution(), json.dumps({"rows": list(range(5000))}))
     succeeded = doc("Succeeded", resultRef=ref.model_dump(mode="json", by_alias=True))
+    succeeded["metadata"]["uid"] = execution().metadata.uid  # the ConfigMap's owner
     code, out, _ = sx(Scripted(succeeded, config_map=config_map), "result", "x")
     assert (code, json.loads(out)) == (0, {"rows": list(range(5000))})
     config_map["data"][manifests.RESULT_KEY] = config_map["data"][manifests.RESULT_KEY].replace("4999", "4998")
@@ -190,6 +231,70 @@ def test_bad_run_flags_create_nothing(argv: list[str], code: int, message: str) 
     got, out, err = sx(cluster, *argv)
     assert (got, out) == (code, "") and err.startswith(message)
     assert cluster.created == []
+
+
+def one_error_line(code: int, out: str, err: str) -> bool:
+    return code == 1 and out == "" and err.startswith("error: ") and err.count("\n") == 1 and err.endswith("\n")
+
+
+@pytest.mark.parametrize("argv", [["-f", "{path}"], ["--image", "i", "--method", "m", "--args", "@{path}"]])
+@pytest.mark.parametrize("metadata", ["metadata:\n", "metadata: []\n"])
+def test_a_manifest_or_args_file_that_is_not_utf8_is_one_error_line(
+    tmp_path: Any, argv: list[str], metadata: str
+) -> None:
+    path = tmp_path / "m.yaml"
+    data = f"kind: ScheduledExecution\n{metadata}spec:\n  method: \xff\n".encode("latin-1")
+    path.write_bytes(data)
+    cluster = Scripted(doc(None))
+    code, out, err = sx(cluster, "run", *(arg.format(path=path) for arg in argv))
+    assert one_error_line(code, out, err)
+    assert err == f"error: {path} is not UTF-8 text (byte {data.index(0xFF)}: invalid start byte)\n"
+    assert cluster.created == []
+
+
+def test_a_manifest_with_empty_metadata_runs_under_a_generated_name(tmp_path: Any) -> None:
+    path = tmp_path / "m.yaml"
+    path.write_text("kind: ScheduledExecution\napiVersion: schedexec.io/v1alpha1\nmetadata:\nspec:\n  method: poll\n"
+                    "  component: {image: i}\n")  # fmt: skip
+    cluster = Scripted(doc(None))
+    assert sx(cluster, "run", "-f", str(path), "-o", "name") == (0, "scheduledexecution.schedexec.io/poll-abcde\n", "")
+    assert cluster.created[0]["metadata"] == {"generateName": "poll-"}
+
+
+def test_a_manifest_on_stdin_that_is_not_utf8_is_one_error_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(b"kind: \xfe\n"), encoding="utf-8"))
+    expected = "error: stdin is not UTF-8 text (byte 6: invalid start byte)\n"
+    assert sx(Scripted(doc(None)), "run", "-f", "-") == (1, "", expected)
+
+
+yaml_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8),
+    lambda children: st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=8), children, max_size=3),
+    max_leaves=10,
+)
+manifests_ = st.fixed_dictionaries(
+    {},
+    optional={
+        "apiVersion": st.just(models.API_VERSION) | yaml_values,
+        "kind": st.just(models.KIND) | yaml_values,
+        "metadata": yaml_values
+        | st.fixed_dictionaries({}, optional={"name": yaml_values, "generateName": yaml_values}),
+        "spec": yaml_values | st.just({"component": {"image": "i"}, "method": "poll"}),
+    },
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=200) | manifests_.map(lambda m: yaml.safe_dump(m).encode()) | st.text().map(str.encode))
+def test_any_file_given_to_run_f_is_an_execution_or_one_error_line(data: bytes) -> None:
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "m.yaml"
+        path.write_bytes(data)
+        for argv in (["-f", str(path)], ["--image", "i", "--method", "m", "--args", f"@{path}"]):
+            cluster = Scripted(doc(None))
+            code, out, err = sx(cluster, "run", *argv, "-o", "name")
+            assert (code, err) == (0, "") or one_error_line(code, out, err), (code, out, err)
+            assert (code == 0) == (len(cluster.created) == 1)
 
 
 def test_cancel_patches_and_says_so() -> None:

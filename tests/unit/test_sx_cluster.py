@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
 from hypothesis import given
 from hypothesis import strategies as st
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
 
-from schedexec.sx.cluster import ClusterError, api_error_line, connect
+from schedexec.sx.cluster import Cluster, ClusterError, NotFound, api_error_line, connect
 
 
 def kubeconfig(path: Path, current: str = "dev") -> Path:
@@ -82,3 +85,22 @@ def test_any_refusal_is_one_line(body: str, status: int) -> None:
 def test_a_status_document_gives_its_reason_and_message() -> None:
     body = json.dumps({"kind": "Status", "reason": "AlreadyExists", "message": 'x "a" already exists'})
     assert api_error_line(409, "Conflict", body) == 'Error from server (AlreadyExists): x "a" already exists'
+
+
+def test_a_missing_object_is_not_found_or_none_when_that_is_fine() -> None:
+    """NotFound is its own ClusterError: a wait tells an execution that was never there from one deleted."""
+
+    class Missing:
+        def __getattr__(self, name: str) -> Any:
+            def refuse(*_: Any, **__: Any) -> Any:
+                failure = ApiException(status=404, reason="Not Found")
+                failure.body = '{"kind": "Status", "reason": "NotFound", "message": "x not found"}'
+                raise failure
+
+            return refuse
+
+    cluster = Cluster(client.ApiClient(client.Configuration()), "ns")
+    cluster.custom = cluster.batch = Missing()  # type: ignore[assignment]
+    with pytest.raises(NotFound, match=r"^Error from server \(NotFound\): x not found$"):
+        cluster.get("x")
+    assert cluster.job("x") is None

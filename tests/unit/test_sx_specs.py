@@ -35,6 +35,17 @@ def test_args_at_a_file_are_read_from_it_as_json_or_yaml(args: dict[str, Any]) -
         assert specs.parse_args_value("@args.json", {"args.json": text}.__getitem__) == args
 
 
+def test_args_in_a_file_that_is_not_json_nor_loadable_yaml_are_one_clear_error() -> None:
+    with pytest.raises(specs.SpecError, match=r"--args @a.yaml is neither JSON nor YAML"):
+        specs.parse_args_value("@a.yaml", {"a.yaml": "when: 2024-13-45\n"}.__getitem__)
+
+
+def test_text_that_is_not_utf8_is_one_clear_error() -> None:
+    assert specs.decoded("ü".encode(), "m.yaml") == "ü"
+    with pytest.raises(specs.SpecError, match=r"^m.yaml is not UTF-8 text \(byte 2: invalid start byte\)$"):
+        specs.decoded(b"a:\xff", "m.yaml")
+
+
 @pytest.mark.parametrize(
     ("value", "message"),
     [
@@ -104,6 +115,16 @@ def test_a_manifest_without_a_name_gets_a_generated_one(tmp_path: Path) -> None:
     assert body["metadata"]["generateName"] == specs.generated_base(unnamed["spec"]["method"])
 
 
+HEAD = "kind: ScheduledExecution\napiVersion: schedexec.io/v1alpha1\n"
+SPEC = "spec: {component: {image: i}, method: poll}\n"
+
+
+@pytest.mark.parametrize("metadata", ["metadata:\n", "metadata: null\n", "metadata: {}\n", ""])
+def test_a_manifest_with_empty_metadata_gets_a_generated_name(metadata: str) -> None:
+    body = specs.execution_from_manifest(f"{HEAD}{metadata}{SPEC}", "m.yaml")
+    assert body["metadata"] == {"generateName": "poll-"}
+
+
 @pytest.mark.parametrize(
     ("text", "message"),
     [
@@ -111,6 +132,11 @@ def test_a_manifest_without_a_name_gets_a_generated_one(tmp_path: Path) -> None:
         ("kind: ScheduledExecution\napiVersion: schedexec.io/v1\nspec: {}\n", "apiVersion must be"),
         ("kind: ScheduledExecution\napiVersion: schedexec.io/v1alpha1\n", "spec is missing"),
         ("{", "not YAML or JSON"),
+        (f"{HEAD}metadata: [a]\n{SPEC}", "metadata must be a mapping, not list"),
+        (f"{HEAD}metadata: {{name: 12}}\n{SPEC}", "metadata.name must be a string, not int"),
+        (f"{HEAD}metadata: {{generateName: [x]}}\n{SPEC}", "metadata.generateName must be a string, not list"),
+        (f"{HEAD}metadata: {{labels: {{at: 2024-13-45}}}}\n{SPEC}", "not YAML or JSON: month must be in 1..12"),
+        ("[" * 10_000, "not YAML or JSON"),
     ],
 )
 def test_a_wrong_manifest_is_one_clear_error(text: str, message: str) -> None:

@@ -33,6 +33,10 @@ class ClusterError(Exception):
     """A request that did not do what was asked, as one line for stderr."""
 
 
+class NotFound(ClusterError):
+    """The object asked for does not exist (HTTP 404): kubectl's `Error from server (NotFound)` line."""
+
+
 def api_error_line(status: int, reason: str | None, body: str | bytes | None) -> str:
     """kubectl's line for an API server refusal: `Error from server (Reason): message`, from the
     metav1.Status the server sent (its message names the resource, and for Forbidden the verb and user)."""
@@ -70,9 +74,12 @@ class Cluster:
         try:
             return function(*args, **kwargs)
         except ApiException as exc:
-            if missing_ok and exc.status == 404:
-                return None
-            raise ClusterError(api_error_line(exc.status, exc.reason, exc.body)) from exc
+            line = api_error_line(exc.status, exc.reason, exc.body)
+            if exc.status == 404:
+                if missing_ok:
+                    return None
+                raise NotFound(line) from exc
+            raise ClusterError(line) from exc
         except (urllib3.exceptions.HTTPError, OSError) as exc:
             raise ClusterError(unreachable_line(self.host, exc)) from exc
 

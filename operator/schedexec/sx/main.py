@@ -161,7 +161,11 @@ class Failure(Exception):
 
 
 def _read(path: str) -> str:
-    return sys.stdin.read() if path == "-" else Path(path).read_text(encoding="utf-8")
+    """A manifest's or @FILE's text ('-': stdin); OSError when it cannot be read, SpecError when not UTF-8."""
+    if path == "-":
+        stdin = getattr(sys.stdin, "buffer", None)
+        return sys.stdin.read() if stdin is None else specs.decoded(stdin.read(), "stdin")
+    return specs.decoded(Path(path).read_bytes(), path)
 
 
 SPEC_FLAGS = ("image", "method", "module", "function", "credentials", "timeout", "run_timeout")
@@ -215,10 +219,11 @@ class Commands:
         (self.out if options.output or not options.wait else self.err).write(shown)
         if not options.wait:
             return Exit.SUCCEEDED
-        return self._await(created["metadata"]["name"], options.wait_timeout, options.logs, print_result=True)
+        name = created["metadata"]["name"]
+        return self._await(name, options.wait_timeout, options.logs, print_result=True, created=True)
 
-    def _await(self, name: str, timeout: float | None, logs: bool, *, print_result: bool) -> int:
-        ended = waiting.wait(self.cluster, name, timeout, self._console(), logs=logs)
+    def _await(self, name: str, timeout: float | None, logs: bool, *, print_result: bool, created: bool = False) -> int:
+        ended = waiting.wait(self.cluster, name, timeout, self._console(), logs=logs, seen=created)
         if ended.verdict is None:
             phase = (ended.execution.get("status") or {}).get("phase") or "Pending"
             raise Failure(f"error: timed out waiting for {RESOURCE}/{name} (still {phase})", Exit.WAIT_TIMEOUT)
@@ -232,7 +237,8 @@ class Commands:
 
     def _result(self, execution: dict[str, Any]) -> Any:
         try:
-            return results.read_result(execution.get("status") or {}, self.cluster.config_map)
+            uid = str((execution.get("metadata") or {}).get("uid") or "")
+            return results.read_result(execution.get("status") or {}, self.cluster.config_map, uid)
         except results.ResultError as exc:
             raise Failure(f"error: {exc}") from exc
 

@@ -32,6 +32,19 @@ class SpecError(ValueError):
     """A spec, manifest or --args value that cannot make an execution; the message says which and why."""
 
 
+YAML_ERRORS = (yaml.YAMLError, ValueError, RecursionError)
+"""What PyYAML raises for a document it cannot load: its own errors, ValueError for a value its resolver
+matched but cannot build (a timestamp `2024-13-45`), RecursionError for nesting deeper than Python's stack."""
+
+
+def decoded(data: bytes, source: str) -> str:
+    """A manifest or --args file's bytes as text, or SpecError: they must be UTF-8, as kubectl reads them."""
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise SpecError(f"{source} is not UTF-8 text (byte {exc.start}: {exc.reason})") from None
+
+
 def parse_args_value(text: str, read_file: Callable[[str], str]) -> dict[str, Any]:
     """`--args`: a JSON object, or `@FILE` (`@-`: stdin) holding one (JSON, or YAML for a hand-written file)."""
     source = "--args"
@@ -44,12 +57,12 @@ def parse_args_value(text: str, read_file: Callable[[str], str]) -> dict[str, An
             raise SpecError(f"{source}: cannot read {path}: {exc.strerror or exc}") from exc
     try:
         value = json.loads(text)
-    except ValueError as json_error:
+    except (ValueError, RecursionError) as json_error:
         if not source.startswith("--args @"):
             raise SpecError(f"{source} is not valid JSON: {json_error}") from json_error
         try:
             value = yaml.safe_load(text)
-        except yaml.YAMLError as exc:
+        except YAML_ERRORS as exc:
             raise SpecError(f"{source} is neither JSON nor YAML: {json_error}") from exc
     if not isinstance(value, dict):
         raise SpecError(f"{source} must be a JSON object ({{...}}), not {type(value).__name__}")
@@ -110,8 +123,8 @@ def execution_from_manifest(text: str, source: str) -> dict[str, Any]:
     """The one ScheduledExecution of a manifest (`-f`), given a generated name if it has none."""
     try:
         documents = [d for d in yaml.safe_load_all(text) if d is not None]
-    except yaml.YAMLError as exc:
-        raise SpecError(f"{source}: not YAML or JSON: {exc}") from exc
+    except YAML_ERRORS as exc:
+        raise SpecError(f"{source}: not YAML or JSON: {' '.join(str(exc).split())}") from exc
     executions = [d for d in documents if isinstance(d, dict) and d.get("kind") == models.KIND]
     if len(executions) != 1:
         raise SpecError(f"{source}: expected one {models.KIND}, found {len(executions)}")
@@ -121,9 +134,15 @@ def execution_from_manifest(text: str, source: str) -> dict[str, Any]:
     spec = body.get("spec")
     if not isinstance(spec, dict):
         raise SpecError(f"{source}: spec is missing")
+    metadata = body.get("metadata") or {}
+    if not isinstance(metadata, dict):
+        raise SpecError(f"{source}: metadata must be a mapping, not {type(metadata).__name__}")
+    for field in ("name", "generateName"):
+        if metadata.get(field) is not None and not isinstance(metadata[field], str):
+            raise SpecError(f"{source}: metadata.{field} must be a string, not {type(metadata[field]).__name__}")
     body = copy.deepcopy(body)
     body["spec"] = check_spec(spec)
-    metadata = body.setdefault("metadata", {})
+    metadata = body["metadata"] = copy.deepcopy(metadata)
     if not metadata.get("name") and not metadata.get("generateName"):
         metadata["generateName"] = generated_base(str(spec.get("method", "")))
     return body

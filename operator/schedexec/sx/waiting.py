@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from schedexec.sx import runlogs
-from schedexec.sx.cluster import Cluster, ClusterError
+from schedexec.sx.cluster import Cluster, ClusterError, NotFound
 from schedexec.sx.progress import Console
 from schedexec.sx.verdicts import Verdict, verdict
 
@@ -132,13 +132,41 @@ class Follower(threading.Thread):
             writer.flush()
 
 
-def wait(cluster: Cluster, name: str, timeout: float | None, console: Console, *, logs: bool = False) -> Outcome:
-    """Poll `name` until it finishes or `timeout` seconds pass, showing progress (and the runs' logs)."""
+class Deleted(ClusterError):
+    """The execution was there and is gone before the wait read its final phase."""
+
+
+def deleted_message(name: str) -> str:
+    return f"error: sx/{name} was deleted before its outcome was read (its ttlSecondsAfterFinished?)"
+
+
+def wait(
+    cluster: Cluster,
+    name: str,
+    timeout: float | None,
+    console: Console,
+    *,
+    logs: bool = False,
+    seen: bool = False,
+) -> Outcome:
+    """Poll `name` until it finishes or `timeout` seconds pass, showing progress (and the runs' logs).
+
+    An execution not found at the first poll is NotFound, as kubectl says it; one found before (or `seen`:
+    just created) and then not found was deleted before its final phase was read, most likely by its own
+    spec.ttlSecondsAfterFinished (0 or a few seconds): `Deleted`, since its outcome can no longer be known."""
     deadline = None if timeout is None else time.monotonic() + timeout
     followers: dict[int, Follower] = {}
+    gone = False
     try:
         while True:
-            execution = cluster.get(name)
+            try:
+                execution = cluster.get(name)
+            except NotFound:
+                if not seen:
+                    raise
+                gone = True
+                break
+            seen = True
             current = ((execution.get("status") or {}).get("currentRun") or {}).get("index")
             if logs and isinstance(current, int) and current not in followers:
                 followers[current] = Follower(cluster, execution, current, console)
@@ -152,6 +180,8 @@ def wait(cluster: Cluster, name: str, timeout: float | None, console: Console, *
         for follower in followers.values():
             follower.stopped.set()
             follower.join(max(drain - time.monotonic(), 0.0))
+        if gone:
+            raise Deleted(deleted_message(name))
         return Outcome(ended, execution)
     finally:
         console.close()
