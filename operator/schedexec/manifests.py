@@ -449,14 +449,33 @@ JOB_CONTROLLER_LABELS = frozenset(
 """The labels the Job controller gives a Job's pod template (checked by `_job_defaults`, value and all)."""
 
 
+KUEUE_NODE_LABELS_REFUSED = frozenset({"kubernetes.io/hostname"})
+"""nodeSelector keys Kueue never adds: a ResourceFlavor's nodeLabels pick a group of nodes (a pool, an instance
+type, a zone); one that pins a single node is someone's steering of a run onto a host of their choosing."""
+
+
+def _added_by_kueue(field: str, item: Any) -> bool:
+    """Whether Kueue may have added `item` to the pod template's `field` (a key of labels, annotations or
+    nodeSelector, or an item of tolerations): what a template may carry, no more (docs/kueue.md). Labels and
+    annotations pass models.RunPodTemplate's key rules (no reserved key: schedexec's, the Job controller's,
+    Kubernetes' reserved namespaces such as container.apparmor.security.beta.kubernetes.io/); a nodeSelector
+    key is a node label but not the host's; a toleration has a key (a key-less Exists tolerates every taint:
+    no ResourceFlavor's)."""
+    if field == "tolerations":
+        return isinstance(item, Mapping) and bool(item.get("key"))
+    if field == "nodeSelector":
+        return models.key_problem(item, reserved=False) is None and item not in KUEUE_NODE_LABELS_REFUSED
+    return models.key_problem(item) is None
+
+
 def _as_kueue_admits(job: Mapping[str, Any], expected: Mapping[str, Any]) -> dict[str, Any]:
     """`expected`, a Job created suspended in a Kueue LocalQueue, with what Kueue legitimately changes on it
     taken from `job`: spec.suspend (false once admitted, true again when preempted), and what admission merges
     into the pod template (podset.Merge of the ResourceFlavor's nodeLabels and tolerations, and an admission
     check's podSetUpdates): further labels, annotations and nodeSelector entries, tolerations and schedulingGates
-    after the Job's own. Only additions: a key or item the operator set must keep its value (Kueue refuses
-    conflicting updates itself), and nothing else (image, command, env, volumes, security) may differ
-    (docs/kueue.md)."""
+    after the Job's own, each as `_added_by_kueue` allows. Only additions: a key or item the operator set must
+    keep its value (Kueue refuses conflicting updates itself), and nothing else (image, command, env, volumes,
+    security) may differ (docs/kueue.md)."""
     admitted: dict[str, Any] = json.loads(json.dumps(expected))
     suspend = (job.get("spec") or {}).get("suspend")
     if isinstance(suspend, bool):
@@ -467,14 +486,19 @@ def _as_kueue_admits(job: Mapping[str, Any], expected: Mapping[str, Any]) -> dic
         added = (template.get(part) or {}).get(key)
         if isinstance(added, Mapping):
             own = want[part].get(key) or {}
-            extra = {k: v for k, v in added.items() if k not in own and k not in JOB_CONTROLLER_LABELS}
+            extra = {
+                k: v
+                for k, v in added.items()
+                if k not in own and k not in JOB_CONTROLLER_LABELS and _added_by_kueue(key, k)
+            }
             if extra:
                 want[part][key] = {**own, **extra}
     for key in ("tolerations", "schedulingGates"):
         added = (template.get("spec") or {}).get(key)
         own = want["spec"].get(key) or []
         if isinstance(added, list) and len(added) > len(own):
-            want["spec"][key] = [*own, *added[len(own) :]]
+            appended = [item for item in added[len(own) :] if key != "tolerations" or _added_by_kueue(key, item)]
+            want["spec"][key] = [*own, *appended]
     return admitted
 
 

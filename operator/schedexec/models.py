@@ -117,11 +117,21 @@ characters; the prefix at most 253). No backslash: the same text is a CEL string
 LABEL_VALUE_PATTERN = r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$"
 DNS_SUBDOMAIN_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
 ENV_NAME_PATTERN = r"^[-._a-zA-Z][-._a-zA-Z0-9]*$"
-RESERVED_KEY_PREFIXES = ("schedexec.io/", "batch.kubernetes.io/", "kubernetes.io/", "k8s.io/")
-"""Label and annotation prefixes a template may not use: schedexec's own (the run labels, the args annotation),
-the Job controller's and Kubernetes' own."""
+RESERVED_KEY_PREFIXES = ("schedexec.io/",)
+"""schedexec's label and annotation prefix (the run labels, the args annotation)."""
 RESERVED_KEYS = ("job-name", "controller-uid", "app.kubernetes.io/managed-by")
 """Keys the Job controller (job-name, controller-uid) or schedexec (managed-by) puts on a run's pod."""
+KUBERNETES_NAMESPACES = ("kubernetes.io", "k8s.io")
+"""Kubernetes' reserved label and annotation namespaces: a key whose prefix is one of them or a subdomain of one
+(kubernetes.io/, batch.kubernetes.io/, node.kubernetes.io/, container.apparmor.security.beta.kubernetes.io/,
+seccomp.security.alpha.kubernetes.io/) is Kubernetes' own, and some of them tell the kubelet how to run the pod (an
+AppArmor or seccomp profile: `container.apparmor.security.beta.kubernetes.io/run: unconfined`). A template may not
+set them, but for KUBERNETES_PREFIXES_ALLOWED."""
+KUBERNETES_KEY_PATTERN = "^([^/]*[.])?(" + "|".join(n.replace(".", "[.]") for n in KUBERNETES_NAMESPACES) + ")/"
+"""A key in KUBERNETES_NAMESPACES (no backslash: the same text is a CEL string literal)."""
+KUBERNETES_PREFIXES_ALLOWED = ("app.kubernetes.io/", "cluster-autoscaler.kubernetes.io/")
+"""The exceptions: Kubernetes' recommended labels (app.kubernetes.io/name, part-of, ...; managed-by aside) and the
+cluster autoscaler's hints about a pod (safe-to-evict): they describe the pod, they change nothing in how it runs."""
 RESERVED_ENV_PREFIX = "SCHEDEXEC_"
 RESERVED_ENV_NAMES = ("HOME",)
 """Variables the runner contract owns (SCHEDEXEC_*; HOME, the writable emptyDir)."""
@@ -134,13 +144,20 @@ MAX_ANNOTATION_VALUE = 4096
 args (contract.MAX_ARGS_BYTES)."""
 
 
-def key_problem(key: str) -> int | None:
-    """Which of the CEL rules of `_map_key_rules` `key` breaks (0: not a key, 1: reserved), or None."""
+def reserved_key(key: str) -> bool:
+    """Whether a template may not use label or annotation key `key` (the second CEL rule of `_map_key_rules`)."""
+    kubernetes = re.match(KUBERNETES_KEY_PATTERN, key) is not None and not key.startswith(KUBERNETES_PREFIXES_ALLOWED)
+    return key.startswith(RESERVED_KEY_PREFIXES) or key in RESERVED_KEYS or kubernetes
+
+
+def key_problem(key: str, *, reserved: bool = True) -> int | None:
+    """Which of the CEL rules of `_map_key_rules` `key` breaks (0: not a key, 1: reserved), or None. Without
+    `reserved`, only the first (nodeSelector's keys are node labels, Kubernetes' own among them)."""
     prefix, slash, name = key.rpartition("/")
     lengths = len(prefix) <= 253 and len(name) <= 63 if slash else len(key) <= 63
     if len(key) > 317 or not lengths or re.fullmatch(LABEL_KEY_PATTERN, key) is None:
         return 0
-    if key.startswith(RESERVED_KEY_PREFIXES) or key in RESERVED_KEYS:
+    if reserved and reserved_key(key):
         return 1
     return None
 
@@ -151,10 +168,14 @@ def validations(rules: list[dict[str, str]]) -> dict[str, Any]:
 
 
 def _map_key_rules(what: str) -> list[dict[str, str]]:
-    """The CEL rules on a template map's keys (mirrored by `key_problem`)."""
+    """The CEL rules on a template map's keys (mirrored by `key_problem`): a valid key, not a reserved one (the
+    second rule is left out for nodeSelector, whose keys are node labels: kubernetes.io/arch,
+    topology.kubernetes.io/zone)."""
     prefixes = " || ".join(f"k.startsWith('{p}')" for p in RESERVED_KEY_PREFIXES)
     reserved = ", ".join(f"'{k}'" for k in RESERVED_KEYS)
-    return [
+    allowed = " || ".join(f"k.startsWith('{p}')" for p in KUBERNETES_PREFIXES_ALLOWED)
+    kubernetes = " or ".join(f"{n}/, *.{n}/" for n in KUBERNETES_NAMESPACES)
+    rules = [
         rule(
             f"self.all(k, size(k) <= 317 && k.matches('{LABEL_KEY_PATTERN}')"
             " && (k.indexOf('/') < 0 ? size(k) <= 63 : k.indexOf('/') <= 253 && size(k) - k.indexOf('/') <= 64))",
@@ -162,12 +183,15 @@ def _map_key_rules(what: str) -> list[dict[str, str]]:
             "(an optional DNS-subdomain prefix and '/', then at most 63 characters)",
         ),
         rule(
-            f"self.all(k, !({prefixes}) && !(k in [{reserved}]))",
-            f"spec.podTemplate.{what} may not use the prefixes {', '.join(RESERVED_KEY_PREFIXES)} or the keys "
+            f"self.all(k, !({prefixes} || k in [{reserved}] || k.matches('{KUBERNETES_KEY_PATTERN}') && !({allowed})))",
+            f"spec.podTemplate.{what} may not use the prefixes {', '.join(RESERVED_KEY_PREFIXES)}, {kubernetes} "
+            f"(Kubernetes' reserved namespaces, but {' and '.join(KUBERNETES_PREFIXES_ALLOWED)}) or the keys "
             f"{', '.join(RESERVED_KEYS)}: they are schedexec's run labels and args annotation, the Job "
-            "controller's and Kubernetes' own",
+            "controller's and Kubernetes' own, and some set how the kubelet runs the pod (an AppArmor or seccomp "
+            "profile)",
         ),
     ]
+    return rules[:1] if what == "nodeSelector" else rules
 
 
 def _keyed(what: str, description: str) -> Any:
@@ -191,10 +215,10 @@ KEYED_MAPS = {"labels": "metadata.labels", "annotations": "metadata.annotations"
 
 def _keys_allowed(value: dict[str, str] | None, info: ValidationInfo) -> dict[str, str] | None:
     """The CEL rules of `_map_key_rules`, with their messages."""
+    field = KEYED_MAPS[str(info.field_name)]
     for key in value or {}:
-        broken = key_problem(key)
+        broken = key_problem(key, reserved=field != "nodeSelector")
         if broken is not None:
-            field = KEYED_MAPS[str(info.field_name)]
             raise PydanticCustomError("spec_rule", _map_key_rules(field)[broken]["message"], {"field": field})
     return value
 
@@ -203,8 +227,10 @@ class PodMetadata(Model):
     labels: dict[str, LabelValue] | None = _keyed(
         "metadata.labels",
         f"Labels added to each run's pod (at most {MAX_TEMPLATE_MAP}). Reserved keys are refused: schedexec's "
-        "(schedexec.io/, app.kubernetes.io/managed-by), the Job controller's (batch.kubernetes.io/, job-name, "
-        "controller-uid) and Kubernetes' (kubernetes.io/, k8s.io/).",
+        "(schedexec.io/, app.kubernetes.io/managed-by), the Job controller's (job-name, controller-uid) and "
+        "Kubernetes' reserved namespaces (kubernetes.io/, k8s.io/ and every *.kubernetes.io/, *.k8s.io/ such as "
+        "batch.kubernetes.io/ or container.apparmor.security.beta.kubernetes.io/), but app.kubernetes.io/ (the "
+        "recommended labels) and cluster-autoscaler.kubernetes.io/.",
     )
     annotations: dict[str, Annotated[str, Field(max_length=MAX_ANNOTATION_VALUE)]] | None = _keyed(
         "metadata.annotations",
@@ -348,6 +374,8 @@ class HostAlias(Model):
 
 
 SECURITY_MODEL = "(schedexec's security model, docs/security.md)"
+SYSTEM_PRIORITY_PREFIX = "system-"
+"""Kubernetes' own PriorityClasses (system-node-critical, system-cluster-critical), which a template may not name."""
 
 
 @dataclass(frozen=True)
@@ -408,6 +436,14 @@ TEMPLATE_REFUSALS = (
     _refusal("containers", "a run's pod has one container, the component's (spec.component)"),
     _refusal("initContainers", "a run's pod has one container, the component's (spec.component)"),
     _refusal("nodeName", "a run's pod is placed by the scheduler (use nodeSelector, affinity and tolerations)"),
+    Refusal(
+        field="priorityClassName",
+        cel=f"!has(self.priorityClassName) || !self.priorityClassName.startsWith('{SYSTEM_PRIORITY_PREFIX}')",
+        refused=lambda t: str(t.get("priorityClassName", "")).startswith(SYSTEM_PRIORITY_PREFIX),
+        message=f"spec.podTemplate.priorityClassName {SYSTEM_PRIORITY_PREFIX}* is refused: system-node-critical and "
+        "system-cluster-critical are for the cluster's own components (a run at that priority would preempt them "
+        f"and be evicted last) {SECURITY_MODEL}",
+    ),
     Refusal(
         field="dnsPolicy",
         cel="!has(self.dnsPolicy) || self.dnsPolicy != 'None' || (has(self.dnsConfig)"
@@ -528,7 +564,9 @@ class RunPodTemplate(Model):
 
     metadata: PodMetadata | None = Field(None, description="Labels and annotations of each run's pod.")
     node_selector: dict[str, LabelValue] | None = _keyed(
-        "nodeSelector", f"Node labels a run's node must have (at most {MAX_TEMPLATE_MAP})."
+        "nodeSelector",
+        f"Node labels a run's node must have (at most {MAX_TEMPLATE_MAP}), Kubernetes' own included "
+        "(kubernetes.io/arch, topology.kubernetes.io/zone).",
     )
     tolerations: list[Toleration] | None = Field(None, max_length=32, description="Taints a run's pod tolerates.")
     affinity: Affinity | None = Field(
@@ -543,7 +581,11 @@ class RunPodTemplate(Model):
         description="core/v1 TopologySpreadConstraints, passed on as written (checked by the API server when "
         "it creates a run's Job: a refusal fails the execution with reason JobRejected).",
     )
-    priority_class_name: DnsSubdomain | None = Field(None, description="PriorityClass of each run's pod.")
+    priority_class_name: DnsSubdomain | None = Field(
+        None,
+        description="PriorityClass of each run's pod; system-* (system-node-critical, system-cluster-critical) is "
+        "refused: they are for the cluster's own components.",
+    )
     runtime_class_name: DnsSubdomain | None = Field(None, description="RuntimeClass of each run's pod (gVisor, Kata).")
     env: list[EnvVar] | None = Field(
         None,

@@ -14,9 +14,9 @@ default's `pool: batch` (Tekton replaces the whole nodeSelector). docs/run-pods.
 Applying the merged template only adds to the pod manifests.job_manifest builds: everything that makes a run
 safe (the security contexts, no API token unless asked, the runner contract's variables, the run labels and the
 args annotation) is written by the operator after the template and cannot be replaced by it; models.RunPodTemplate
-refuses what would weaken it (host namespaces, securityContext, volumes, containers, nodeName, Secrets). Pure:
-unit-tested without a cluster (tests/unit/test_podtemplate.py).
-"""
+refuses what would weaken it (host namespaces, securityContext, volumes, containers, nodeName, Secrets, label and
+annotation keys in Kubernetes' reserved namespaces such as an AppArmor or seccomp profile's, a system-* priority).
+Pure: unit-tested without a cluster (tests/unit/test_podtemplate.py)."""
 
 from __future__ import annotations
 

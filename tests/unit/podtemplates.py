@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import functools
 import re
+from collections.abc import Callable
 from typing import Any
 
 from hypothesis import strategies as st
@@ -22,9 +23,24 @@ from hypothesis import strategies as st
 from schedexec import models
 from tests.unit import strategies
 
-RESERVED_PREFIXES = ("schedexec.io/", "batch.kubernetes.io/", "kubernetes.io/", "k8s.io/")
+RESERVED_PREFIXES = ("schedexec.io/",)
 """models.RESERVED_KEY_PREFIXES, written again: the CEL rule's words, not the model's constant."""
 RESERVED_KEYS = ("job-name", "controller-uid", "app.kubernetes.io/managed-by")
+KUBERNETES_KEY = re.compile(r"^([^/]*\.)?(kubernetes\.io|k8s\.io)/")
+"""Kubernetes' reserved namespaces: kubernetes.io/, k8s.io/ and their subdomains."""
+KUBERNETES_ALLOWED = ("app.kubernetes.io/", "cluster-autoscaler.kubernetes.io/")
+KUBERNETES_PREFIXES = (
+    "kubernetes.io/",
+    "k8s.io/",
+    "batch.kubernetes.io/",
+    "node.kubernetes.io/",
+    "container.apparmor.security.beta.kubernetes.io/",
+    "seccomp.security.alpha.kubernetes.io/",
+    "scheduler.alpha.kubernetes.io/",
+    "sigs.k8s.io/",
+    *KUBERNETES_ALLOWED,
+)
+"""Prefixes in Kubernetes' namespaces the key strategy draws now and then (refused, but the allowed two)."""
 LABEL_KEY = re.compile(models.LABEL_KEY_PATTERN)
 
 
@@ -37,7 +53,7 @@ def label_keys() -> st.SearchStrategy[str]:
     """Keys in Kubernetes' grammar, now and then under a reserved prefix or one of the reserved keys."""
     name = st.from_regex(r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,20}[A-Za-z0-9])?", fullmatch=True)
     prefix = st.from_regex(r"[a-z0-9]([-a-z0-9]{0,8}[a-z0-9])?(\.[a-z0-9]{1,6}){0,2}/", fullmatch=True)
-    reserved = st.sampled_from(RESERVED_PREFIXES)
+    reserved = st.sampled_from(RESERVED_PREFIXES + KUBERNETES_PREFIXES)
     return st.one_of(
         name,
         st.builds(str.__add__, prefix, name),
@@ -47,23 +63,35 @@ def label_keys() -> st.SearchStrategy[str]:
     )
 
 
-def key_admitted(key: str) -> bool:
-    """The two CEL rules on a template map's keys."""
+def key_valid(key: str) -> bool:
+    """The first CEL rule on a template map's keys (nodeSelector's only one): a label key."""
     prefix, slash, name = key.rpartition("/")
-    valid = (
+    return (
         len(key) <= 317
         and LABEL_KEY.fullmatch(key) is not None
         and (len(prefix) <= 253 and len(name) <= 63 if slash else len(key) <= 63)
     )
-    return valid and not key.startswith(RESERVED_PREFIXES) and key not in RESERVED_KEYS
 
 
-def _keyed(draw: st.DrawFn, values: dict[str, Any] | None) -> dict[str, Any] | None:
-    """`values` (drawn from the schema) under keys drawn from `label_keys`, keeping those CEL admits."""
+def key_reserved(key: str) -> bool:
+    """The second CEL rule on labels' and annotations' keys: schedexec's, the Job controller's, Kubernetes'."""
+    kubernetes = KUBERNETES_KEY.match(key) is not None and not key.startswith(KUBERNETES_ALLOWED)
+    return key.startswith(RESERVED_PREFIXES) or key in RESERVED_KEYS or kubernetes
+
+
+def key_admitted(key: str) -> bool:
+    """The two CEL rules on the keys of a template's labels and annotations."""
+    return key_valid(key) and not key_reserved(key)
+
+
+def _keyed(
+    draw: st.DrawFn, values: dict[str, Any] | None, admitted: Callable[[str], bool] = key_admitted
+) -> dict[str, Any] | None:
+    """`values` (drawn from the schema) under keys drawn from `label_keys`, keeping those CEL `admitted`."""
     if values is None:
         return None
     keys = draw(st.lists(label_keys(), max_size=len(values), unique=True))
-    return {key: value for key, value in zip(keys, values.values(), strict=False) if key_admitted(key)}
+    return {key: value for key, value in zip(keys, values.values(), strict=False) if admitted(key)}
 
 
 def _env_admitted(env: dict[str, Any]) -> bool:
@@ -107,13 +135,15 @@ def admitted(draw: st.DrawFn) -> dict[str, Any]:
             if part in meta:
                 meta[part] = _keyed(draw, meta[part])
     if "nodeSelector" in template:
-        template["nodeSelector"] = _keyed(draw, template["nodeSelector"])
+        template["nodeSelector"] = _keyed(draw, template["nodeSelector"], key_valid)
     if "env" in template:
         template["env"] = [env for env in template["env"] if _env_admitted(env)]
     if "tolerations" in template:
         template["tolerations"] = [t for t in template["tolerations"] if _toleration_admitted(t)]
     if "envFrom" in template:
         template["envFrom"] = [env for env in template["envFrom"] if _env_from_admitted(env)]
+    if str(template.get("priorityClassName", "")).startswith("system-"):
+        template.pop("priorityClassName")
     if template.get("dnsPolicy") == "None" and not (template.get("dnsConfig") or {}).get("nameservers"):
         template.pop("dnsPolicy")
     if "serviceAccountName" not in template:
@@ -174,7 +204,33 @@ REFUSED: list[tuple[dict[str, Any], str]] = [
         {"metadata": {"labels": {"app.kubernetes.io/managed-by": "me"}}},
         "spec.podTemplate.metadata.labels may not use the prefixes",
     ),
+    (
+        {"metadata": {"annotations": {"container.apparmor.security.beta.kubernetes.io/run": "unconfined"}}},
+        "spec.podTemplate.metadata.annotations may not use the prefixes schedexec.io/, kubernetes.io/, "
+        "*.kubernetes.io/",
+    ),
+    (
+        {"metadata": {"annotations": {"seccomp.security.alpha.kubernetes.io/pod": "unconfined"}}},
+        "spec.podTemplate.metadata.annotations may not use the prefixes",
+    ),
+    (
+        {"metadata": {"annotations": {"kubernetes.io/egress-bandwidth": "10G"}}},
+        "spec.podTemplate.metadata.annotations may not use the prefixes",
+    ),
+    (
+        {"metadata": {"labels": {"batch.kubernetes.io/job-name": "other"}}},
+        "spec.podTemplate.metadata.labels may not use the prefixes",
+    ),
+    ({"metadata": {"labels": {"node.kubernetes.io/role": "x"}}}, "spec.podTemplate.metadata.labels may not use"),
+    ({"metadata": {"labels": {"sigs.k8s.io/x": "y"}}}, "spec.podTemplate.metadata.labels may not use the prefixes"),
+    ({"metadata": {"labels": {"k8s.io/x": "y"}}}, "spec.podTemplate.metadata.labels may not use the prefixes"),
     ({"nodeSelector": {"bad key!": "x"}}, "every key of spec.podTemplate.nodeSelector must be a valid Kubernetes"),
+    (
+        {"priorityClassName": "system-node-critical"},
+        "spec.podTemplate.priorityClassName system-* is refused: system-node-critical and system-cluster-critical "
+        "are for the cluster's own components",
+    ),
+    ({"priorityClassName": "system-cluster-critical"}, "spec.podTemplate.priorityClassName system-* is refused"),
     (
         {"tolerations": [{"key": "k", "operator": "Exists", "value": "v"}]},
         "spec.podTemplate.tolerations[]: a value needs operator Equal",

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from schedexec import decisions, manifests, models, runs
 from schedexec.models import ConditionType, Phase, Reason
 from schedexec.runs import RunObservation, RunState
-from tests.unit import builders
+from tests.unit import builders, podtemplates
 from tests.unit.builders import POD_DEFAULTS, POLICY, T0, at, run_job
 from tests.unit.test_adoption import created, execution, executions
 
@@ -135,6 +135,61 @@ def test_a_toleration_of_the_operators_own_is_kept_before_kueues() -> None:
     assert manifests.made_for(job, expected) is None
     job["spec"]["template"]["spec"]["tolerations"] = [{"key": "spot"}, {"key": "own", "operator": "Exists"}]
     assert manifests.made_for(job, expected) is not None, "Kueue appends; it never replaces the Job's own"
+
+
+def admitted_on(job: dict[str, Any], part: str, key: str, added: Any) -> dict[str, Any]:
+    """`job` as Kueue admitted it (admitted_by_kueue), with `added` merged into its pod template's `part`.`key`."""
+    admitted = admitted_by_kueue(job)
+    target = admitted["spec"]["template"][part]
+    if isinstance(added, list):
+        target[key] = [*target.get(key, []), *added]
+    else:
+        target[key] = {**target.get(key, {}), **added}
+    return admitted
+
+
+PLANTED = [
+    ("metadata", "annotations", {"container.apparmor.security.beta.kubernetes.io/run": "unconfined"}),
+    ("metadata", "annotations", {"seccomp.security.alpha.kubernetes.io/pod": "unconfined"}),
+    ("metadata", "labels", {"node.kubernetes.io/x": "y"}),
+    ("metadata", "labels", {"app.kubernetes.io/managed-by": "someone"}),
+    ("metadata", "annotations", {"schedexec.io/other": "x"}),
+    ("metadata", "labels", {"bad key!": "x"}),
+    ("spec", "nodeSelector", {"kubernetes.io/hostname": "attacker-node"}),
+    ("spec", "tolerations", [{"operator": "Exists"}]),
+    ("spec", "tolerations", [{"key": "", "operator": "Exists", "effect": "NoSchedule"}]),
+]
+"""What a planted or patched Job adds beyond what Kueue adds: a label or annotation a template may not set (an
+unconfined AppArmor or seccomp profile, Kubernetes', schedexec's, not a key), a node pinned by its hostname, a
+toleration of every taint."""
+
+
+@pytest.mark.parametrize(("part", "key", "added"), PLANTED)
+def test_a_queued_job_with_more_than_kueue_adds_is_not_adopted(part: str, key: str, added: Any) -> None:
+    expected = manifests.job_manifest(labelled(execution()), 1, {"page": 1}, POD_DEFAULTS)
+    job = admitted_on(created(expected), part, key, added)
+    assert manifests.made_for(job, expected) is not None
+
+
+AS_KUEUE_ADMITS = [
+    ("spec", "nodeSelector", {"cloud.google.com/gke-nodepool": "batch", "cloud.google.com/gke-spot": "true"}),
+    ("spec", "nodeSelector", {"instance-type": "spot", "node.kubernetes.io/instance-type": "m5.large"}),
+    ("spec", "nodeSelector", {"topology.kubernetes.io/zone": "eu-west-1a", "kubernetes.io/arch": "arm64"}),
+    ("spec", "tolerations", [{"key": "spot", "operator": "Equal", "value": "true", "effect": "NoSchedule"}]),
+    ("spec", "tolerations", [{"key": "nvidia.com/gpu", "operator": "Exists"}]),
+    ("metadata", "annotations", {"autoscaling.x-k8s.io/consume-provisioning-request": "job-1-provreq"}),
+    ("metadata", "labels", {"kueue.x-k8s.io/tas": "true", "app.kubernetes.io/component": "batch"}),
+    ("metadata", "annotations", {"cluster-autoscaler.kubernetes.io/safe-to-evict": "false"}),
+]
+"""What Kueue adds on admission: a ResourceFlavor's nodeLabels (a node pool, an instance type, a zone) and
+tolerations (with a key), an admission check's podSetUpdates (a ProvisioningRequest's annotations)."""
+
+
+@pytest.mark.parametrize(("part", "key", "added"), AS_KUEUE_ADMITS)
+def test_a_queued_job_as_kueue_admits_it_is_adopted(part: str, key: str, added: Any) -> None:
+    expected = manifests.job_manifest(labelled(execution()), 1, {"page": 1}, POD_DEFAULTS)
+    job = admitted_on(created(expected), part, key, added)
+    assert manifests.made_for(job, expected) is None
 
 
 # --- observing it -----------------------------------------------------------------------------------------------
@@ -263,7 +318,8 @@ def test_a_queued_run_is_overdue_exactly_its_timeout_and_grace_after_admission(q
     assert (d.status.phase is Phase.FAILED) == overdue
 
 
-KEYS = st.from_regex(r"[a-z]([a-z0-9.-]{0,20}[a-z0-9])?(/[a-z]{1,10})?", fullmatch=True)
+KEYS = st.from_regex(r"[a-z]([a-z0-9.-]{0,20}[a-z0-9])?(/[a-z]{1,10})?", fullmatch=True).filter(podtemplates.key_valid)
+"""Label keys, as the API server admits them on a Job (a `a..b/c` never reaches a Job)."""
 VALUES = st.text(st.characters(codec="ascii", categories=["L", "N"]), max_size=12)
 TOLERATIONS = st.fixed_dictionaries(
     {"key": KEYS, "operator": st.sampled_from(["Exists", "Equal"])},
@@ -274,12 +330,10 @@ TOLERATIONS = st.fixed_dictionaries(
 @given(
     made=executions(),
     suspend=st.booleans(),
-    node_selector=st.dictionaries(KEYS, VALUES, max_size=3),
+    node_selector=st.dictionaries(KEYS.filter(lambda k: k != "kubernetes.io/hostname"), VALUES, max_size=3),
     tolerations=st.lists(TOLERATIONS, max_size=3),
-    labels=st.dictionaries(
-        KEYS.filter(lambda k: not k.startswith(("schedexec.io", "batch.kubernetes.io"))), VALUES, max_size=3
-    ),
-    annotations=st.dictionaries(KEYS.filter(lambda k: not k.startswith("schedexec.io")), VALUES, max_size=3),
+    labels=st.dictionaries(KEYS.filter(lambda k: not podtemplates.key_reserved(k)), VALUES, max_size=3),
+    annotations=st.dictionaries(KEYS.filter(lambda k: not podtemplates.key_reserved(k)), VALUES, max_size=3),
 )
 def test_whatever_kueue_adds_on_admission_is_adopted(
     made: tuple[models.ScheduledExecution, dict[str, str]],
@@ -289,8 +343,9 @@ def test_whatever_kueue_adds_on_admission_is_adopted(
     labels: dict[str, str],
     annotations: dict[str, str],
 ) -> None:
-    """Any ResourceFlavor (node labels, tolerations) and any AdmissionCheck's podSetUpdates (labels,
-    annotations) Kueue merges into a queued run's Job; never so on a Job of an execution without a queue."""
+    """Any ResourceFlavor (node labels but a host's, keyed tolerations) and any AdmissionCheck's podSetUpdates
+    (labels and annotations a template may carry) Kueue merges into a queued run's Job; never so on a Job of an
+    execution without a queue."""
     ex, canonical = made
     labels = {k: v for k, v in labels.items() if k not in ("job-name", "controller-uid")}
     expected = manifests.job_manifest(labelled(ex), 1, {"page": 1}, POD_DEFAULTS)

@@ -2,7 +2,8 @@
 
 What users rely on: the merge order and rules of docs/run-pods.md (a table here, row for row); whatever
 template the CRD admits, the run's pod keeps everything that makes it safe (non-root, read-only root
-filesystem, no privilege escalation, every capability dropped, no API token unless asked, the run labels and
+filesystem, no privilege escalation, every capability dropped, no API token unless asked, no label or annotation
+in Kubernetes' reserved namespaces (an AppArmor or seccomp profile), no system-* priority, the run labels and
 the args annotation); refused fields are refused by the operator with the API server's own message; and a Job
 made with a template is still recognised as the operator's once the API server defaulted it (made_for).
 """
@@ -254,12 +255,53 @@ def test_every_refusal_says_why() -> None:
         {"env": [{"name": "LOG", "valueFrom": {"configMapKeyRef": {"name": "c", "key": "log"}}}]},
         {"env": [{"name": "NODE", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}}]},
         {"metadata": {"annotations": {"cluster-autoscaler.kubernetes.io/safe-to-evict": "false"}}},
+        {"metadata": {"labels": {"app.kubernetes.io/name": "shop", "app.kubernetes.io/part-of": "erp"}}},
+        {"metadata": {"annotations": {"autoscaling.x-k8s.io/provisioning-class-name": "queued-provisioning.gke.io"}}},
+        {"metadata": {"labels": {"notkubernetes.io/a": "a", "kubernetes.iox/b": "b", "team.k8s.io.example/c": "c"}}},
+        {"nodeSelector": {"kubernetes.io/arch": "arm64"}},
+        {"nodeSelector": {"kubernetes.io/os": "linux", "kubernetes.io/hostname": "node-1"}},
+        {"nodeSelector": {"node.kubernetes.io/instance-type": "m5.large", "topology.kubernetes.io/zone": "eu-west-1a"}},
+        {"priorityClassName": "batch-low"},
+        {"priorityClassName": "system"},
         {"dnsPolicy": "None", "dnsConfig": {"nameservers": ["1.1.1.1"]}},
         {"serviceAccountName": "s", "serviceAccountToken": {"audience": "a"}, "automountServiceAccountToken": True},
     ],
 )
 def test_what_is_safe_is_admitted(template: dict[str, Any]) -> None:
     assert models.RunPodTemplate.model_validate(template)
+
+
+@given(key=podtemplates.label_keys())
+def test_the_model_refuses_a_key_exactly_when_the_crds_rules_do(key: str) -> None:
+    """models.key_problem against the CEL rules as tests/unit/podtemplates.py words them: labels' and
+    annotations' keys (valid, not reserved) and nodeSelector's (valid only: node labels are Kubernetes' own)."""
+    assert (models.key_problem(key) is None) == podtemplates.key_admitted(key)
+    assert (models.key_problem(key, reserved=False) is None) == podtemplates.key_valid(key)
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        "container.apparmor.security.beta.kubernetes.io/run",
+        "seccomp.security.alpha.kubernetes.io/pod",
+        "container.seccomp.security.alpha.kubernetes.io/run",
+        "kubernetes.io/egress-bandwidth",
+        "k8s.io/x",
+        "sigs.k8s.io/x",
+    ],
+)
+def test_kubernetes_reserved_keys_are_refused_in_metadata_but_not_in_node_selector(key: str) -> None:
+    for part in ("labels", "annotations"):
+        with pytest.raises(ValidationError) as refused:
+            models.RunPodTemplate.model_validate({"metadata": {part: {key: "unconfined"}}})
+        assert refused.value.errors()[0]["msg"] in crd_messages()
+    assert models.RunPodTemplate.model_validate({"nodeSelector": {key: "x"}}).node_selector == {key: "x"}
+
+
+def test_the_operators_default_may_not_set_a_reserved_annotation_either() -> None:
+    unconfined = {"metadata": {"annotations": {"container.apparmor.security.beta.kubernetes.io/run": "unconfined"}}}
+    with pytest.raises(ValidationError, match="may not use the prefixes"):
+        defaults(unconfined)
 
 
 def test_the_operators_default_is_checked_at_startup(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -285,6 +327,7 @@ def test_the_default_template_setting_reaches_the_pod_defaults() -> None:
 def security_of(manifest: dict[str, Any]) -> dict[str, Any]:
     """What makes a run safe, as the pod shows it."""
     pod = pod_of(manifest)
+    meta = manifest["spec"]["template"]["metadata"]
     container = pod["containers"][0]
     return {
         "pod": pod["securityContext"],
@@ -295,7 +338,14 @@ def security_of(manifest: dict[str, Any]) -> dict[str, Any]:
         "volumes": [v for v in pod["volumes"] if v["name"] != podtemplate.TOKEN_VOLUME],
         "contract": [e for e in container["env"] if e["name"].startswith("SCHEDEXEC_") or e["name"] == "HOME"],
         "enableServiceLinks": pod["enableServiceLinks"],
+        "kubernetesKeys": [k for k in {**meta.get("labels", {}), **meta.get("annotations", {})} if kubernetes_key(k)],
+        "systemPriority": str(pod.get("priorityClassName", "")).startswith("system-"),
     }
+
+
+def kubernetes_key(key: str) -> bool:
+    """A key in Kubernetes' reserved namespaces (an AppArmor or seccomp profile among them) a template may not set."""
+    return podtemplates.KUBERNETES_KEY.match(key) is not None and not key.startswith(podtemplates.KUBERNETES_ALLOWED)
 
 
 BARE = job()
