@@ -750,7 +750,8 @@ class ScheduledExecutionSpec(Model):
         ge=0,
         le=MAX_RUN_RETENTION_SECONDS,
         description="How long each finished run's Job and pod (and so its log: `kubectl logs -n NS job/NAME`, "
-        "named in status.history[].logs) are kept after the run's outcome is recorded, whatever the outcome; "
+        "named in status.history[].logs) are kept after the run's outcome is recorded, whether it returned a result, "
+        "scheduled another run, reported an error or died; "
         f"0 deletes them at once; unset takes the operator's default (SCHEDEXEC_RUN_RETENTION_SECONDS). At most "
         f"{MAX_RUN_RETENTION_SECONDS // 86400} days, and never longer than the operator's Job TTL "
         "(SCHEDEXEC_JOB_TTL_SECONDS). Only the runs in status.history keep theirs, and the execution's deletion "

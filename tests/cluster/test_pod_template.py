@@ -127,6 +127,7 @@ def test_naming_a_config_map_requires_being_allowed_to_read_it(cluster: LocalClu
 # --- adoption: a Job made with a template, as the real API server keeps it ----------------------------------
 
 
+@pytest.mark.usefixtures("without_session_operator")  # its Job of run 1 is made by the test, not adopted
 def test_a_job_made_with_a_template_is_the_operators_as_the_api_server_keeps_it(
     cluster: LocalCluster, namespace: str
 ) -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -107,7 +108,9 @@ def test_each_outcome_has_its_exit_code_and_a_failed_run_is_described(
     text = described.stdout
     assert "Phase:        Failed\n" in text and "Reason:       ShopUnavailable\n" in text
     history = text[text.index("History:") : text.index("Events:")].splitlines()
-    assert history[2].split()[0] == "1" and history[2].split()[-4:] == ["Error", "-", "1", "ShopUnavailable"]
+    row = history[2].split()
+    assert row[0] == "1" and row[-4] == "Error" and row[-2:] == ["1", "ShopUnavailable"], row
+    assert re.fullmatch(r"(\d+[dhms])+", row[-3]), f"the run's lateness (startedAt - dueAt): {row[-3]}"
     assert "ShopUnavailable" in text[text.index("Events:") :], "the operator's Warning event is shown"
 
 
@@ -160,13 +163,26 @@ def test_a_900_kib_result_is_read_back_intact(node_cluster: LocalCluster, node_n
     node_cluster.core.delete_namespaced_config_map(reference["configMap"], node_namespace)
     data = json.loads(config_map.data[manifests.RESULT_KEY])
     data["in"]["title"] = "changed"
+    owners = node_cluster.core.api_client.sanitize_for_serialization(config_map.metadata.owner_references)
     node_cluster.core.create_namespaced_config_map(
         node_namespace,
-        {"metadata": {"name": reference["configMap"]}, "data": {manifests.RESULT_KEY: json.dumps(data)}},
+        {
+            "metadata": {"name": reference["configMap"], "ownerReferences": owners},
+            "data": {manifests.RESULT_KEY: json.dumps(data)},
+        },
     )
     damaged = sx(node_cluster, "result", "wide", "-n", node_namespace)
     assert (damaged.returncode, damaged.stdout) == (1, "")
     assert "status.resultRef says" in damaged.stderr or "differs from status.resultRef" in damaged.stderr
+    # and one that is not the execution's (no owner) is refused before it is read
+    node_cluster.core.delete_namespaced_config_map(reference["configMap"], node_namespace)
+    node_cluster.core.create_namespaced_config_map(
+        node_namespace,
+        {"metadata": {"name": reference["configMap"]}, "data": config_map.data},
+    )
+    foreign = sx(node_cluster, "result", "wide", "-n", node_namespace)
+    assert (foreign.returncode, foreign.stdout) == (1, "")
+    assert "is not owned by this execution" in foreign.stderr
 
 
 def test_logs_of_run_2_of_a_polling_sequence_while_it_runs_and_after(

@@ -222,8 +222,8 @@ REFUSED: list[tuple[dict[str, Any], str]] = [
         "spec.podTemplate.metadata.labels may not use the prefixes",
     ),
     ({"metadata": {"labels": {"node.kubernetes.io/role": "x"}}}, "spec.podTemplate.metadata.labels may not use"),
-    ({"metadata": {"labels": {"sigs.k8s.io/x": "y"}}}, "spec.podTemplate.metadata.labels may not use the prefixes"),
-    ({"metadata": {"labels": {"k8s.io/x": "y"}}}, "spec.podTemplate.metadata.labels may not use the prefixes"),
+    ({"metadata": {"labels": {"sigs.k8s.io/x": "v"}}}, "spec.podTemplate.metadata.labels may not use the prefixes"),
+    ({"metadata": {"labels": {"k8s.io/x": "v"}}}, "spec.podTemplate.metadata.labels may not use the prefixes"),
     ({"nodeSelector": {"bad key!": "x"}}, "every key of spec.podTemplate.nodeSelector must be a valid Kubernetes"),
     (
         {"priorityClassName": "system-node-critical"},
