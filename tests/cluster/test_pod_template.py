@@ -24,7 +24,9 @@ pytestmark = pytest.mark.cluster
 
 
 def with_template(template: dict[str, Any]) -> dict[str, Any]:
-    return {**GOOD, "podTemplate": template}
+    """A spec with `template`, cancelled from the start: these tests are about admission and storage, and a run of
+    one (its pod waiting for a node no one labelled) would hold a run slot of the session's operator."""
+    return {**GOOD, "podTemplate": template, "cancel": True}
 
 
 @pytest.mark.parametrize(("template", "message"), podtemplates.REFUSED)
@@ -194,7 +196,11 @@ def test_the_operators_default_template_is_merged_under_the_executions(
             "dnsConfig": {"searches": ["corp.example"]},
         }
         cluster.apply(
-            manifest(namespace, {**with_template(mine), "method": "sleep", "args": {"seconds": 30}}, "merged")
+            manifest(
+                namespace,
+                {**with_template(mine), "method": "sleep", "args": {"seconds": 30}, "cancel": False},
+                "merged",
+            )
         )
 
         def job_name() -> str | None:
