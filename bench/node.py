@@ -399,7 +399,7 @@ def result_lines(results: dict[str, Any]) -> str:
     )
     return f"""{results["result_runs"]} `getMetaModel` executions per result size at once, one size after the other, on
 the same node (the result over 4 KiB comes through the run's log, over 16 KiB it is kept in a ConfigMap;
-README, "Large results"). CPU from /proc on the host: the operator container's process and kube-apiserver.
+docs/api.md, "Large results"). CPU from /proc on the host: the operator container's process and kube-apiserver.
 
 | result | executions/s | vs small | operator CPU (ms/execution) | kube-apiserver CPU (ms/execution) |
 | --- | --- | --- | --- | --- |

@@ -1,7 +1,7 @@
 """Operator configuration, read once from the environment (SCHEDEXEC_*).
 
 One place for every knob, with its default, bounds and meaning, so the Helm
-chart, the README, the bench's settings table and the code cannot disagree
+chart, docs/configuration.md, the bench's settings table and the code cannot disagree
 about names or values.
 
 The settings are also the only place a default is written. The pure code

@@ -69,19 +69,19 @@ def test_the_environment_reaches_the_policy_and_the_pod(monkeypatch: pytest.Monk
     assert settings.pod_defaults().run_as_user == 4242
 
 
-README = Path(__file__).parents[2] / "README.md"
+CONFIGURATION = Path(__file__).parents[2] / "docs" / "configuration.md"
 
 
-def readme_default(value: Any) -> str:
-    """A default as the README's configuration table shows it."""
+def documented_default(value: Any) -> str:
+    """A default as the configuration table (docs/configuration.md) shows it."""
     return "unset" if value is None else f"`{json.dumps(value) if isinstance(value, bool | list) else value}`"
 
 
-def test_the_readme_lists_every_setting_with_its_default() -> None:
-    rows = dict(re.findall(r"^\| `(SCHEDEXEC_[A-Z_]+)` \| ([^|]*?) \|", README.read_text(), re.MULTILINE))
+def test_the_configuration_docs_list_every_setting_with_its_default() -> None:
+    rows = dict(re.findall(r"^\| `(SCHEDEXEC_[A-Z_]+)` \| ([^|]*?) \|", CONFIGURATION.read_text(), re.MULTILINE))
     settings = DefaultSettings()
     expected = {
-        f"SCHEDEXEC_{name.upper()}": readme_default(getattr(settings, name)) for name in OperatorSettings.model_fields
+        f"SCHEDEXEC_{name.upper()}": documented_default(getattr(settings, name)) for name in OperatorSettings.model_fields
     }
     assert {name: rows.get(name) for name in expected} == expected
 
