@@ -44,13 +44,13 @@ from schedexec_runner.xsoar import CommandResults, ScheduledCommand
 INTEGRATION = "SCHEDEXEC_XSOAR_INTEGRATION"
 """Path of the integration's .py file in the image; set by the image (its Dockerfile's ENV)."""
 
-PARAMS = "SCHEDEXEC_XSOAR_PARAMS"
+PARAMS = "XSOAR_PARAMS"
 """A JSON object of params (a ConfigMap key through spec.podTemplate.envFrom, or the image's ENV); typed
-values (a checkbox's true/false) keep their type here."""
+values (a checkbox's true/false) keep their type here. Not SCHEDEXEC_*: a pod template may not set those."""
 
-PARAM_PREFIX = "SCHEDEXEC_XSOAR_PARAM_"
-"""Environment variables `SCHEDEXEC_XSOAR_PARAM_<name>` give the param `<name>` as text (a ConfigMap
-through `envFrom: [{prefix: SCHEDEXEC_XSOAR_PARAM_, configMapRef: ...}]`)."""
+PARAM_PREFIX = "XSOAR_PARAM_"
+"""Environment variables `XSOAR_PARAM_<name>` give the param `<name>` as text (a ConfigMap through
+`envFrom: [{prefix: XSOAR_PARAM_, configMapRef: ...}]`; ConfigMap keys may hold dots, so `a.b` nests)."""
 
 CONTEXT_FILE = "SCHEDEXEC_XSOAR_CONTEXT_FILE"
 """Path of a JSON object: the integration context the run starts from (read-only mount)."""
@@ -69,7 +69,7 @@ ERROR_ENTRY = 4
 
 
 class ParamsError(ValueError):
-    """The params given (SCHEDEXEC_XSOAR_PARAMS, a nested key) cannot be read; the run reports InvalidArgs."""
+    """The params given (XSOAR_PARAMS, a nested key) cannot be read; the run reports InvalidArgs."""
 
 
 @dataclass
@@ -189,9 +189,9 @@ def _error_text(entry: Any) -> str | None:
 
 
 def read_params(environ: Mapping[str, str], credentials: Mapping[str, str]) -> dict[str, Any]:
-    """`demisto.params()`: the JSON object SCHEDEXEC_XSOAR_PARAMS, then every SCHEDEXEC_XSOAR_PARAM_<name>
-    variable, then every credentials Secret key, each overriding the one before. A dotted name nests, as
-    XSOAR's credentials params do: `credentials.password` is `params['credentials']['password']`."""
+    """`demisto.params()`: the JSON object XSOAR_PARAMS, then every XSOAR_PARAM_<name> variable, then every
+    credentials Secret key, each overriding the one before. A dotted name nests, as XSOAR's credentials
+    params do: `credentials.password` is `params['credentials']['password']`."""
     params: dict[str, Any] = {}
     raw = environ.get(PARAMS)
     if raw:

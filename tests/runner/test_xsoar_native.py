@@ -5,7 +5,10 @@ The real integrations come from demisto/content, copied byte for byte under test
 demisto-content (PROVENANCE.md names the repository, the commit and the licence):
 - Arcanna.AI (Packs/Arcanna/Integrations/ArcannaAI, ArcannaAI.py at commit
   ff65fac5b311698f34ba8235f2a266a1068a9c34), its polling command `arcanna-get-event-status`
-  (`polling_function` + `PollResult`).
+  (`polling_function` + `PollResult`);
+- CAPE sandbox (Packs/CapeSandbox/Integrations/CapeSandbox, CapeSandbox.py at commit
+  f69c5798837446f455438eb6fda89b0799313339), whose `cape-url-submit` creates a task and schedules
+  `cape-task-poll` (`ScheduledCommand`), and which caches its API token in the integration context.
 They run against tests/components/xsoar/fakevendor.py, which counts every call. The sequence is carried
 out as the operator does: each run's command and args are what the previous run scheduled, and the
 integration context one run leaves is the next run's (the files the operator mounts)."""
@@ -33,7 +36,8 @@ from schedexec_runner.xsoar_native import IntegrationRun, ParamsError, read_para
 REPO = Path(__file__).resolve().parents[2]
 THIRDPARTY = REPO / "tests" / "thirdparty" / "demisto-content"
 ARCANNA = THIRDPARTY / "ArcannaAI" / "ArcannaAI.py"
-INTEGRATIONS = [ARCANNA]
+CAPE = THIRDPARTY / "CapeSandbox" / "CapeSandbox.py"
+INTEGRATIONS = [ARCANNA, CAPE]
 sys.path.insert(0, str(REPO / "tests" / "components" / "xsoar"))
 import fakevendor  # noqa: E402
 
@@ -168,6 +172,64 @@ def test_arcanna_sends_an_event_once_a_command_without_polling(tmp_path: Path, v
     assert len(runs) == 1 and runs[0][1]["outcome"] == "done"
     assert runs[0][1]["result"]["outputs"]["Arcanna.Event(val.job_id && val.job_id === obj.job_id)"]["event_id"]
     assert state.calls == {"POST arcanna-create": 1}
+
+
+CAPE_CREDENTIALS = {"credentials.identifier": fakevendor.USERNAME, "credentials.password": fakevendor.PASSWORD}
+
+
+def test_cape_submits_a_url_once_then_polls_its_task_until_reported(tmp_path: Path, vendor: Any) -> None:
+    url, state = vendor
+    args = {"url": "http://sample.example/x", "polling": "true", "pollingInterval": "10"}
+    runs = run_sequence(tmp_path, CAPE, "cape-url-submit", args, {"url": url}, CAPE_CREDENTIALS)
+    assert [method for method, _, _ in runs] == ["cape-url-submit"] + ["cape-task-poll"] * fakevendor.READY_AFTER
+    submitted, *polls, reported = (outcome for _, outcome, _ in runs)
+    assert submitted["outcome"] == "schedule" and submitted["command"] == "cape-task-poll"
+    assert (submitted["nextRunInSeconds"], submitted["timeoutInSeconds"]) == (10, 900)  # pollingInterval, 15 min
+    assert submitted["args"] == {**args, "task_id": "1", "outputs_prefix": "Cape.Task.Url"}
+    assert submitted["partialResult"]["outputs"] == {"id": 1, "target": "http://sample.example/x", "status": "pending"}
+    # cape-task-poll: polling_function(interval=60, timeout=900), the status as partial result
+    assert all((p["nextRunInSeconds"], p["timeoutInSeconds"]) == (60, 900) for p in polls)
+    assert polls[0]["partialResult"]["outputs"] == {"id": "1", "status": "running"}
+    assert reported["outcome"] == "done"
+    report_file, view = reported["result"]
+    assert report_file["File"] == "cape_task_1_report.zip" and report_file["Size"] == 22
+    assert view["outputs"] == {"id": 1, "target": "http://sample.example/x", "status": "reported"}
+    assert view["readableOutput"].startswith("### CapeSandbox Task 1\n|Id|Target|")
+    # the create call once; the token once: the next runs found it in the integration context
+    assert state.calls == {
+        "POST cape-token": 1,
+        "POST cape-create": 1,
+        "GET cape-status": fakevendor.READY_AFTER,
+        "GET cape-view": 1,
+        "GET cape-report": 1,
+    }
+    # the token lives in the context file the operator keeps in a Secret, never in an outcome
+    assert json.loads((tmp_path / "context.json").read_text())["auth_info"]["token"] == fakevendor.TOKEN
+    assert all(fakevendor.TOKEN not in json.dumps(outcome) for _, outcome, _ in runs)
+
+
+def test_a_url_cape_refuses_fails_the_sequence_with_xsoars_message(tmp_path: Path, vendor: Any) -> None:
+    url, state = vendor
+    args = {"url": "http://refused.example/", "polling": "true"}
+    runs = run_sequence(tmp_path, CAPE, "cape-url-submit", args, {"url": url}, CAPE_CREDENTIALS)
+    assert [outcome for _, outcome, _ in runs] == [
+        envelope.error(
+            "ComponentError",
+            "Failed to execute command='cape-url-submit'. Error: CapeSandbox API call failed with error: "
+            "URL http://refused.example/ refused by the sandbox policy",
+        )
+    ]
+    assert state.calls == {"POST cape-token": 1, "POST cape-create": 1}
+
+
+def test_cape_without_credentials_says_what_is_missing(tmp_path: Path, vendor: Any) -> None:
+    url, state = vendor
+    runs = run_sequence(tmp_path, CAPE, "test-module", {}, {"url": url}, {})
+    assert runs[0][1] == envelope.error(
+        "ComponentError",
+        "Failed to execute command='test-module'. Error: Either API token or Username + Password must be provided.",
+    )
+    assert state.calls == {}
 
 
 # --- every name the integrations use exists ---------------------------------------------------------------

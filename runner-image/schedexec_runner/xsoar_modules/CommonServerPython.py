@@ -24,7 +24,7 @@ import base64  # noqa: F401  (integrations use it through the star import, as wi
 import hashlib
 import json
 import os  # noqa: F401
-import re  # noqa: F401
+import re
 import sys
 import time  # noqa: F401
 import traceback
@@ -88,6 +88,12 @@ class EntryFormat:
     TEXT = "text"
     MARKDOWN = "markdown"
 
+
+regexFlags = re.M
+md5Regex = re.compile(r"\b[0-9a-fA-F]{32}\b", regexFlags)
+sha1Regex = re.compile(r"\b[0-9a-fA-F]{40}\b", regexFlags)
+sha256Regex = re.compile(r"\b[0-9a-fA-F]{64}\b", regexFlags)
+sha512Regex = re.compile(r"\b[0-9a-fA-F]{128}\b", regexFlags)
 
 ScheduleMetadata = ScheduledCommand
 """The seed document's name for a scheduled command's arguments: the same class."""

@@ -7,8 +7,9 @@ exactly once". It is plain standard library, so it runs in the test process (tes
 from the XSOAR test image (tests/node): `python fakevendor.py PORT`.
 
 - Arcanna.AI (ArcannaAI.py): `POST /api/v1/events/` creates an event; `GET /api/v1/events/<job>/<id>`
-  says `pending_inference` until it was asked READY_AFTER times, then the inference; an event id
-  starting with `missing` answers 500. Every call needs the header `x-arcanna-api-key: <API_KEY>`.
+  says `pending_inference` until it was asked READY_AFTER times (for ever for an id starting with
+  `never`), then the inference; an event id starting with `missing` answers 500. Every call needs the
+  header `x-arcanna-api-key: <API_KEY>`.
 - CAPE sandbox (CapeSandbox.py): `POST /apiv2/api-token-auth/` trades USERNAME/PASSWORD for a token;
   `POST /apiv2/tasks/create/url/` creates a task (a URL containing `refused` is refused with CAPE's
   `error: true`); `GET /apiv2/tasks/status/<id>/` says `running` until asked READY_AFTER times (never for
@@ -20,6 +21,7 @@ from the XSOAR test image (tests/node): `python fakevendor.py PORT`.
 from __future__ import annotations
 
 import json
+import os
 import re
 import sys
 import threading
@@ -32,7 +34,7 @@ API_KEY = "arcanna key with spaces "
 USERNAME = "analyst"
 PASSWORD = "cape pass"
 TOKEN = "cape-token-1"
-READY_AFTER = 3
+READY_AFTER = int(os.environ.get("FAKEVENDOR_READY_AFTER", "3"))
 
 ROUTES = [
     ("POST", re.compile(r"^/api/v1/events/$"), "arcanna-create"),
@@ -83,7 +85,7 @@ class Vendor:
         if event.startswith("missing"):
             return 500, {"detail": f"event {event} is unknown to job {job}"}
         self.polls[event] += 1
-        if self.polls[event] < READY_AFTER:
+        if self.polls[event] < READY_AFTER or event.startswith("never"):
             return 200, {"event_id": event, "status": "pending_inference"}
         return 200, {"event_id": event, "status": "OK", "result": "escalate_alert", "confidence_score": 0.93}
 
