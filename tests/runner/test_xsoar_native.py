@@ -10,8 +10,9 @@ demisto-content (PROVENANCE.md names the repository, the commit and the licence)
   f69c5798837446f455438eb6fda89b0799313339), whose `cape-url-submit` creates a task and schedules
   `cape-task-poll` (`ScheduledCommand`), and which caches its API token in the integration context.
 They run against tests/components/xsoar/fakevendor.py, which counts every call. The sequence is carried
-out as the operator does: each run's command and args are what the previous run scheduled, and the
-integration context one run leaves is the next run's (the files the operator mounts)."""
+out as the operator does: each run's command and args are what the previous run scheduled; the
+integration context one run leaves is handed to the next through the runtime's context files (the
+operator does not carry them yet: this harness does, as the operator is to)."""
 
 from __future__ import annotations
 
