@@ -23,8 +23,9 @@ fails the run with ComponentError like a component's, its traceback in the run's
 
 The integration context (tokens an integration caches) never goes into args, status or events: when
 SCHEDEXEC_XSOAR_CONTEXT_FILE names a file, the run starts from its JSON object and, if the integration
-changed it, writes the new one to SCHEDEXEC_XSOAR_CONTEXT_OUT (see docs/runner-contract.md for where
-the operator keeps it between runs). Without them the context lives for one run.
+changed it, writes the new one to SCHEDEXEC_XSOAR_CONTEXT_OUT. The operator is to keep it between the
+runs of a sequence in a Secret owned by the execution and mount it into the next run; it does not yet
+(docs/runner-contract.md), so today the context lives for one run.
 """
 
 from __future__ import annotations
