@@ -44,7 +44,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, TextIO
 
-from schedexec_runner import bounds, contract, envelope, frame, runlog
+from schedexec_runner import bounds, contract, envelope, frame, runlog, xsoar_native
 from schedexec_runner.component import Component, RunContext
 
 
@@ -238,21 +238,27 @@ def run(environ: Mapping[str, str], diagnostics: TextIO | None = None) -> dict[s
         args = unseal(given, config)
         if contract.CONFIG_DIGEST in given:  # the sealed fields are this run's credentials: its text ones in ctx too
             credentials = {**sealed_credentials(config), **credentials}
-        component = load_component(environ)
         method = environ.get(contract.METHOD, "")
+        # an image naming an XSOAR integration's own file runs it as it is (xsoar_native), not a Component
+        component = None if environ.get(xsoar_native.INTEGRATION) else load_component(environ)
         if not method:
             raise InputError("MissingInput", f"{contract.METHOD} is not set")
-        ctx = RunContext(
-            method=method,
-            module=environ.get(contract.MODULE) or None,
-            function=environ.get(contract.FUNCTION) or None,
-            run_index=int(environ.get(contract.RUN_INDEX, "1") or 1),
-            execution=environ.get(contract.EXECUTION, ""),
-            credentials=credentials,
-            binary_credentials=binary_credentials,
-            logger=logger,
-        )
-        outcome: Any = component.run(args, ctx)
+        outcome: Any
+        if component is None:
+            execution = environ.get(contract.EXECUTION, "")
+            outcome = xsoar_native.run_from_environment(environ, method, args, credentials, execution, logger)
+        else:
+            ctx = RunContext(
+                method=method,
+                module=environ.get(contract.MODULE) or None,
+                function=environ.get(contract.FUNCTION) or None,
+                run_index=int(environ.get(contract.RUN_INDEX, "1") or 1),
+                execution=environ.get(contract.EXECUTION, ""),
+                credentials=credentials,
+                binary_credentials=binary_credentials,
+                logger=logger,
+            )
+            outcome = component.run(args, ctx)
     except InputError as exc:
         outcome = envelope.error(exc.reason, str(exc))
     except Exception as exc:

@@ -79,7 +79,20 @@ TIMEOUT_ARG = "timeout_in_seconds"
 
 
 class DemistoException(Exception):
-    """XSOAR's general-purpose exception; fails the run with reason ComponentError like any other."""
+    """XSOAR's general-purpose exception; fails the run with reason ComponentError like any other.
+
+    As in XSOAR it takes the exception it wraps and the HTTP response that caused it (`BaseClient`
+    raises it so), and its text is `message` alone.
+    """
+
+    def __init__(self, message: Any, exception: BaseException | None = None, res: Any = None, *args: Any) -> None:
+        super().__init__(message, exception, *args)
+        self.message = message
+        self.exception = exception
+        self.res = res
+
+    def __str__(self) -> str:
+        return str(self.message)
 
 
 @dataclass
@@ -97,6 +110,20 @@ class ScheduledCommand:
     args: dict[str, Any] | None = None
     timeout_in_seconds: int | None = None
     items_remaining: int | None = None
+
+    def to_envelope(self, partial_result: Any = None) -> dict[str, Any]:
+        """The `schedule` envelope this command stands for, showing `partial_result` while it waits."""
+        seconds = self.next_run_in_seconds
+        if isinstance(seconds, bool) or not isinstance(seconds, int | float):
+            raise TypeError(f"next_run_in_seconds must be a number, not {type(seconds).__name__}")
+        return envelope.schedule(
+            max(0, math.ceil(seconds)),
+            dict(self.args or {}),
+            partial_result,
+            command=self.command,
+            timeout_in_seconds=self.timeout_in_seconds or None,
+            items_remaining=self.items_remaining,
+        )
 
     @staticmethod
     def supports_polling() -> bool:
@@ -121,6 +148,16 @@ class CommandResults:
     readable_output: str | None = field(default=None, kw_only=True)
     raw_response: Any = field(default=None, kw_only=True)
     scheduled_command: ScheduledCommand | None = field(default=None, kw_only=True)
+    scheduled_command_config: ScheduledCommand | None = field(default=None, kw_only=True, repr=False, compare=False)
+    """The scheduled-commands page's spelling of `scheduled_command` (with `Common.ScheduledCommandConfiguration`)."""
+
+    def __post_init__(self) -> None:
+        config, self.scheduled_command_config = self.scheduled_command_config, None
+        if config is None:
+            return
+        if self.scheduled_command is not None and self.scheduled_command != config:
+            raise TypeError("CommandResults got both scheduled_command and scheduled_command_config")
+        self.scheduled_command = config
 
     def to_result(self) -> dict[str, Any] | None:
         """The fields that are set, by their camelCase names; None when none is."""
@@ -136,20 +173,9 @@ class CommandResults:
 
     def to_envelope(self) -> dict[str, Any]:
         """`done` with `to_result()`, or `schedule` when a command is scheduled (component.Outcome)."""
-        scheduled = self.scheduled_command
-        if scheduled is None:
+        if self.scheduled_command is None:
             return envelope.done(self.to_result())
-        seconds = scheduled.next_run_in_seconds
-        if isinstance(seconds, bool) or not isinstance(seconds, int | float):
-            raise TypeError(f"next_run_in_seconds must be a number, not {type(seconds).__name__}")
-        return envelope.schedule(
-            max(0, math.ceil(seconds)),
-            dict(scheduled.args or {}),
-            self.to_result(),
-            command=scheduled.command,
-            timeout_in_seconds=scheduled.timeout_in_seconds or None,
-            items_remaining=scheduled.items_remaining,
-        )
+        return self.scheduled_command.to_envelope(self.to_result())
 
 
 def polling_function(

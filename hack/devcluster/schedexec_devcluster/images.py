@@ -185,6 +185,11 @@ IMAGES: tuple[ImageSpec, ...] = (
     ),
     # The operator test suite's component, for tests on the real node (tag `dev`, as the tests name it).
     ImageSpec(f"{REGISTRY}/test-component:dev", "tests/components/Dockerfile", "tests/components"),
+    # XSOAR integrations from demisto/content, unmodified, on the XSOAR runtime (tests/node/test_xsoar_native.py).
+    *(
+        ImageSpec(f"{REGISTRY}/xsoar-{name}:dev", f"tests/components/xsoar/{name}.Dockerfile", "tests")
+        for name in ("arcanna", "cape")
+    ),
 )
 """The project's images, each after the image it builds FROM."""
 
