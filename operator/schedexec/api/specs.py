@@ -81,7 +81,8 @@ def component_spec(settings: ApiSettings, name: str, revision: str) -> models.Co
     if image is None:  # the configured components are not listed: they are the operator's to tell
         raise ApiError(404, "Not Found", f"unknown component {name!r}")
     tag = image.default_revision if revision == "latest" else revision
-    return models.ComponentSpec(image=image.image.format(revision=tag))
+    where = None if image.component_path is None else models.ElasticioComponent(component_path=image.component_path)
+    return models.ComponentSpec(image=image.image.format(revision=tag), runtime=image.runtime, elasticio=where)
 
 
 def _spec(
