@@ -90,9 +90,10 @@ while (!fs.existsSync(file('ready'))) {
 const done = () => fs.existsSync(file('outcome'))
   && report(fs.readFileSync(file('outcome'), 'utf8'), fs.readFileSync(file('outcome.log'), 'utf8'));
 done();
-const env = {...process.env, ELASTICIO_CFG: fs.readFileSync(file('cfg.json'), 'utf8')};
-fs.rmSync(file('cfg.json'));
 const home = process.env.ELASTICIO_COMPONENT_PATH;
+// sailor joins its component path to its working directory: the component's directory, and '' beside it
+const env = {...process.env, ELASTICIO_CFG: fs.readFileSync(file('cfg.json'), 'utf8'), ELASTICIO_COMPONENT_PATH: ''};
+fs.rmSync(file('cfg.json'));
 const sailor = cp.spawnSync(process.execPath, [path.join(home, 'RUN_SERVICE'), method],
   {env, cwd: home, stdio: 'inherit'});
 done();
