@@ -138,6 +138,14 @@ def test_the_component_path_is_the_specs() -> None:
     assert env["ELASTICIO_COMPONENT_PATH"] == component["workingDir"] == "/app"
 
 
+def test_the_pod_templates_env_reaches_the_component_not_the_receiver() -> None:
+    execution = elastic()
+    execution.spec.pod_template = models.RunPodTemplate(env=[models.EnvVar(name="HTTPS_PROXY", value="http://p:3128")])
+    spec = pod(execution)
+    assert {"name": "HTTPS_PROXY", "value": "http://p:3128"} in spec["containers"][0]["env"]
+    assert all(e["name"] != "HTTPS_PROXY" for e in spec["initContainers"][0]["env"])
+
+
 def test_the_schedexec_runtime_is_unchanged() -> None:
     plain = elastic().model_copy(deep=True)
     plain.spec.component.runtime = None
