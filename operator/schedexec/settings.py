@@ -184,6 +184,11 @@ class ComponentImage(BaseModel):
     component_path: str | None = Field(
         None, description="spec.component.elasticio.componentPath (elasticio only; default /home/node)."
     )
+    pod_template: RunPodTemplate | None = Field(
+        None,
+        description="spec.podTemplate of its executions (the schema of spec.podTemplate): e.g. the proxy "
+        "(HTTPS_PROXY) or CA file (NODE_EXTRA_CA_CERTS) a component needs to reach its service.",
+    )
 
     @model_validator(mode="after")
     def _path_needs_elasticio(self) -> ComponentImage:

@@ -81,6 +81,7 @@ def test_the_component_map_gives_the_runtime() -> None:
     )
     component = specs.component_spec(settings, "petstore", "latest")
     assert (component.runtime, component.elasticio) == ("elasticio", models.ElasticioComponent(component_path="/app"))
+    assert specs.component_template(settings, "petstore") is None
     with pytest.raises(ValidationError, match="needs runtime elasticio"):
         ApiSettings.model_validate({"components": {"x": {"image": "x", "component_path": "/app"}}})
 
@@ -266,3 +267,14 @@ def test_a_large_result_goes_through_the_log_frame(tmp_path: Any) -> None:
     assert where is not None, "the termination message points at the frame the launcher prints"
     raw = frame.read((tmp_path / receiver.LOG_FILE).read_text(), where, frame.DEFAULT_MAX_RESULT_BYTES)
     assert json.loads(raw) == big
+
+
+def test_the_component_map_gives_its_pod_template() -> None:
+    proxy = {"env": [{"name": "HTTPS_PROXY", "value": "http://proxy.example:3128"}]}
+    settings = ApiSettings.model_validate(
+        {"components": {"petstore": {"image": "p:{revision}", "runtime": "elasticio", "pod_template": proxy}}}
+    )
+    template = specs.component_template(settings, "petstore")
+    assert template == models.RunPodTemplate.model_validate(proxy)
+    with pytest.raises(ValidationError, match="securityContext"):
+        ApiSettings.model_validate({"components": {"x": {"image": "x", "pod_template": {"securityContext": {}}}}})
