@@ -123,7 +123,7 @@ class ComponentSpec(Model):
     def _runtime_rules(self) -> Self:
         """`COMPONENT_RULES` in Python."""
         for violated, field, message in (
-            (self.runtime == ELASTICIO and bool(self.command), "command", COMPONENT_RULES[0]["message"]),
+            (self.runtime == ELASTICIO and self.command is not None, "command", COMPONENT_RULES[0]["message"]),
             (self.elasticio is not None and self.runtime != ELASTICIO, "elasticio", COMPONENT_RULES[1]["message"]),
         ):
             if violated:
