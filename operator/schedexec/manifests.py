@@ -37,7 +37,7 @@ from decimal import ROUND_CEILING, Decimal
 from typing import Any
 
 from schedexec import models, podtemplate
-from schedexec_runner import contract
+from schedexec_runner import contract, elasticio
 
 MANAGED_BY = "schedexec"
 EXECUTION_LABEL = "schedexec.io/execution"
@@ -124,6 +124,8 @@ class PodDefaults:
     default_run_resources: models.ResourceRequirements | None
     """Requests and limits of each run's container where spec.component.resources leaves them unset
     (`run_resources`)."""
+    elasticio_receiver_image: str
+    """The runner image whose receiver runs beside an elastic.io component (`_elasticio_pod`)."""
 
 
 def args_json(args: Mapping[str, Any]) -> str:
@@ -344,7 +346,68 @@ def _pod_spec(execution: models.ScheduledExecution, index: int, defaults: PodDef
     }
     if spec.component.image_pull_secrets:
         pod_spec["imagePullSecrets"] = [{"name": ref.name} for ref in spec.component.image_pull_secrets]
+    if spec.component.runtime == models.ELASTICIO:
+        _elasticio_pod(pod_spec, execution, defaults, method)
     return pod_spec
+
+
+# --- the elastic.io runtime: the component's own sailor, schedexec's receiver beside it -------------------------
+
+RECEIVER = "receiver"
+"""The elasticio runtime's sidecar (schedexec_runner.elasticio)."""
+ELASTICIO_VOLUME = "elasticio"
+RECEIVER_RESOURCES = {"requests": {"cpu": "10m", "memory": "32Mi"}, "limits": {"memory": "128Mi"}}
+"""The receiver's own: a small Python HTTP server holding at most one result."""
+
+
+def _elasticio_pod(
+    pod_spec: dict[str, Any], execution: models.ScheduledExecution, defaults: PodDefaults, method: str
+) -> None:
+    """`pod_spec` (the schedexec runtime's pod) made the elasticio runtime's (schedexec_runner.elasticio says
+    why this shape): the run's container keeps the component's image and the security context, runs
+    `node -e LAUNCHER <method>` with the variables sailor reads, and mounts only HOME and the shared emptyDir;
+    the args, the credentials Secret and the contract's variables move to the receiver, a native sidecar
+    (restartPolicy Always) from the runner image. ELASTICIO_API_* are placeholders sailor asserts present:
+    there is no elastic.io API behind them (a component's updateKeys event fails)."""
+    spec = execution.spec
+    component = pod_spec["containers"][0]
+    shared_dir = elasticio.DEFAULT_DIR
+    post_url = f"http://127.0.0.1:{elasticio.DEFAULT_PORT}/"
+    path = (spec.component.elasticio or models.ElasticioComponent()).component_path
+    sailor_env = {
+        "ELASTICIO_POST_RESULT_URL": post_url,
+        "ELASTICIO_ACTION_OR_TRIGGER": spec.module,
+        "ELASTICIO_GET_MODEL_METHOD": spec.function,
+        "ELASTICIO_COMPONENT_PATH": path,
+        "ELASTICIO_API_URI": f"{post_url}no-elasticio-api",
+        "ELASTICIO_API_USERNAME": "schedexec",
+        "ELASTICIO_API_KEY": "none",
+        "ELASTICIO_API_REQUEST_RETRY_ATTEMPTS": "3",
+        "ELASTICIO_API_REQUEST_RETRY_DELAY": "100",
+        elasticio.DIR: shared_dir,
+        "HOME": HOME,
+    }
+    shared = {"name": ELASTICIO_VOLUME, "mountPath": shared_dir}
+    receiver = {
+        "name": RECEIVER,
+        "image": defaults.elasticio_receiver_image,
+        "imagePullPolicy": image_pull_policy(defaults.elasticio_receiver_image),
+        "command": ["schedexec-elasticio-receiver"],
+        "restartPolicy": "Always",
+        "terminationMessagePolicy": "File",
+        "securityContext": component["securityContext"],
+        "resources": RECEIVER_RESOURCES,
+        "volumeMounts": [*component["volumeMounts"], shared],
+        "env": [*component["env"], {"name": elasticio.DIR, "value": shared_dir}],
+    }
+    component["command"] = ["node", "-e", elasticio.LAUNCHER, method]
+    component["workingDir"] = path
+    component["volumeMounts"] = [{"name": "tmp", "mountPath": HOME}, shared]
+    component["env"] = [{"name": k, "value": v} for k, v in sailor_env.items() if v is not None]
+    # the frame of a large result and the cfg, in memory (the cfg holds credentials: never on the node's disk)
+    size = (2 * defaults.max_result_bytes + 2 * contract.MAX_ARGS_BYTES) // 2**20 + 8
+    pod_spec["volumes"].append({"name": ELASTICIO_VOLUME, "emptyDir": {"medium": "Memory", "sizeLimit": f"{size}Mi"}})
+    pod_spec["initContainers"] = [receiver]
 
 
 RESULT_KEY = "result.json"
@@ -553,6 +616,7 @@ def _job_defaults(uid: str, name: str, expected: Mapping[str, Any]) -> _Defaults
                             ),
                         }
                     ),
+                    "initContainers": _Each({"terminationMessagePath": "/dev/termination-log"}),
                     "volumes": _Each(
                         {
                             "secret": {"defaultMode": 0o644},

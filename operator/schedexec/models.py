@@ -105,6 +105,66 @@ class ComponentSpec(Model):
     image_pull_secrets: list[LocalObjectReference] | None = Field(
         None, max_length=16, description="Secrets for pulling the image from a private registry."
     )
+    # --- the elastic.io runtime (issue 29; docs/runner-contract.md, "elastic.io components as they are") ---
+    runtime: Literal["schedexec", "elasticio"] | None = Field(
+        None,
+        description="How the image runs the method. schedexec (unset): the image honours the runner contract "
+        "(schedexec-runner or docs/runner-contract.md). elasticio: an elastic.io component image, built the "
+        "elastic.io way (the component's repository + npm install), run unmodified by its own sailor "
+        "(`runService.js <method>`) for verifyCredentials, getMetaModel or selectModel, with the cfg from "
+        "spec.args and the credentials Secret; a receiver from the operator's runner image, a sidecar in the "
+        "run's pod, turns sailor's result into the run's outcome. Not with spec.component.command.",
+    )
+    elasticio: ElasticioComponent | None = Field(
+        None, description="Where the elastic.io component lies in its image (runtime elasticio only)."
+    )
+
+    @model_validator(mode="after")
+    def _runtime_rules(self) -> Self:
+        """`COMPONENT_RULES` in Python."""
+        for violated, field, message in (
+            (self.runtime == ELASTICIO and self.command is not None, "command", COMPONENT_RULES[0]["message"]),
+            (self.elasticio is not None and self.runtime != ELASTICIO, "elasticio", COMPONENT_RULES[1]["message"]),
+        ):
+            if violated:
+                raise PydanticCustomError("spec_rule", message, {"field": field})
+        return self
+
+
+ELASTICIO = "elasticio"
+"""spec.component.runtime of an elastic.io component run by its own sailor."""
+ELASTICIO_METHODS = (VERIFY_CREDENTIALS, GET_META_MODEL, SELECT_MODEL)
+"""The methods sailor's service entry point runs."""
+
+
+class ElasticioComponent(Model):
+    component_path: str = Field(
+        "/home/node",
+        min_length=1,
+        max_length=1024,
+        pattern=r"^/[^\x00]*$",
+        description="The component's directory in the image (component.json, node_modules): "
+        "ELASTICIO_COMPONENT_PATH; the official node images' /home/node by default.",
+    )
+
+
+COMPONENT_RULES = [
+    rule(
+        f"!has(self.runtime) || self.runtime != '{ELASTICIO}' || !has(self.command)",
+        "spec.component.command is not taken with runtime elasticio: the run's command is sailor's service entry "
+        "point (runService.js), started by schedexec's launcher",
+        ".command",
+    ),
+    rule(
+        f"!has(self.elasticio) || (has(self.runtime) && self.runtime == '{ELASTICIO}')",
+        "spec.component.elasticio needs spec.component.runtime elasticio",
+        ".elasticio",
+    ),
+]
+ELASTICIO_METHOD_MESSAGE = (
+    f"spec.method must be {', '.join(ELASTICIO_METHODS)} with spec.component.runtime elasticio: the service "
+    "methods sailor's runService.js runs"
+)
 
 
 # --- spec.podTemplate: where and how a run's pod runs (issue 27; docs/run-pods.md) ---------------------------
@@ -548,6 +608,7 @@ def _env_from_problem(env_from: EnvFromSource) -> str | None:
 
 
 EnvVar.model_config["json_schema_extra"] = validations(_env_rules())
+ComponentSpec.model_config["json_schema_extra"] = validations(COMPONENT_RULES)
 Toleration.model_config["json_schema_extra"] = validations([rule(r.cel, r.message) for r in TOLERATION_RULES])
 EnvFromSource.model_config["json_schema_extra"] = validations(_env_from_rules())
 
@@ -783,6 +844,11 @@ class ScheduledExecutionSpec(Model):
                 "spec.function (the select-model function) is required when method is selectModel",
             ),
             (
+                self.component.runtime == ELASTICIO and self.method not in ELASTICIO_METHODS,
+                "method",
+                ELASTICIO_METHOD_MESSAGE,
+            ),
+            (
                 both_timeouts and self.run_timeout_seconds > self.timeout_seconds,
                 "runTimeoutSeconds",
                 "spec.runTimeoutSeconds must not exceed spec.timeoutSeconds",
@@ -824,6 +890,12 @@ def _spec_rules() -> list[dict[str, str]]:
             f"self.method != '{SELECT_MODEL}' || has(self.{cel('function')})",
             "spec.function (the select-model function) is required when method is selectModel",
             ".function",
+        ),
+        rule(
+            f"!has(self.component.runtime) || self.component.runtime != '{ELASTICIO}' || self.method in "
+            f"[{', '.join(repr(m) for m in ELASTICIO_METHODS)}]",
+            ELASTICIO_METHOD_MESSAGE,
+            ".method",
         ),
         rule(
             "!has(self.runTimeoutSeconds) || !has(self.timeoutSeconds)"

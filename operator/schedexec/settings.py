@@ -117,6 +117,12 @@ class OperatorSettings(BaseSettings):
         description="JSON map resource → quantity: the most a run's container may request or be limited to, "
         "defaults included; an execution above it fails before its first run with ResourcesExceedMaximum.",
     )
+    elasticio_receiver_image: str = Field(
+        "ghcr.io/schedexec/runner:0.1.0",
+        min_length=1,
+        description="The runner image whose receiver runs beside each run of an elastic.io component "
+        "(spec.component.runtime elasticio): it gives sailor its cfg and turns sailor's result into the outcome.",
+    )
     liveness_endpoint: str = Field("http://0.0.0.0:8080/healthz", description="Kopf's liveness endpoint.")
     metrics_port: int = Field(9090, ge=0, le=65535, description="Prometheus metrics port; 0 disables.")
     log_format: Literal["full", "plain", "json"] = Field("full", description="Log format; json for log pipelines.")
@@ -161,6 +167,7 @@ class OperatorSettings(BaseSettings):
             max_result_bytes=self.max_result_bytes,
             run_pod_template=self.run_pod_template,
             default_run_resources=self.default_run_resources,
+            elasticio_receiver_image=self.elasticio_receiver_image,
         )
 
 
@@ -169,6 +176,25 @@ class ComponentImage(BaseModel):
 
     image: str = Field(description="Image reference with {revision}, e.g. ghcr.io/acme/shop:{revision}.")
     default_revision: str = Field("latest", description="The tag used for revision `latest`.")
+    runtime: Literal["schedexec", "elasticio"] | None = Field(
+        None,
+        description="spec.component.runtime of its executions: elasticio for an elastic.io component image run "
+        "by its own sailor (the elastic.io endpoints then run it as elastic.io would).",
+    )
+    component_path: str | None = Field(
+        None, description="spec.component.elasticio.componentPath (elasticio only; default /home/node)."
+    )
+    pod_template: RunPodTemplate | None = Field(
+        None,
+        description="spec.podTemplate of its executions (the schema of spec.podTemplate): e.g. the proxy "
+        "(HTTPS_PROXY) or CA file (NODE_EXTRA_CA_CERTS) a component needs to reach its service.",
+    )
+
+    @model_validator(mode="after")
+    def _path_needs_elasticio(self) -> ComponentImage:
+        if self.component_path is not None and self.runtime != "elasticio":
+            raise ValueError("component_path is the path of an elastic.io component: it needs runtime elasticio")
+        return self
 
 
 class ApiSettings(BaseSettings):

@@ -181,3 +181,56 @@ def test_an_unknown_workspace_is_404_and_an_undocumented_relationship_422(
         assert answer.status_code == 202, answer.text
     assert answer.json()["meta"]["namespace"] == namespace
     assert cluster.execution(namespace, answer.json()["meta"]["name"])["spec"]["method"] == "getMetaModel"
+
+
+# --- spec.component.runtime elasticio: the API server's own rules (issue 29) ------------------------------------
+
+ELASTICIO_COMPONENT = {"image": "ghcr.io/schedexec/test-elasticio-petstore:dev", "runtime": "elasticio"}
+
+
+def elasticio_manifest(namespace: str, spec: dict[str, Any], name: str) -> dict[str, Any]:
+    return {
+        "apiVersion": models.API_VERSION,
+        "kind": models.KIND,
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {"cancel": True, **spec},  # cancelled at once: the rules are the API server's, no run is wanted
+    }
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ({"component": ELASTICIO_COMPONENT, "method": "process"}, models.ELASTICIO_METHOD_MESSAGE),
+        (
+            {"component": {**ELASTICIO_COMPONENT, "command": ["node", "x.js"]}, "method": "verifyCredentials"},
+            models.COMPONENT_RULES[0]["message"],
+        ),
+        (
+            {"component": {"image": "x", "elasticio": {"componentPath": "/app"}}, "method": "verifyCredentials"},
+            models.COMPONENT_RULES[1]["message"],
+        ),
+        ({"component": {**ELASTICIO_COMPONENT, "runtime": "lambda"}, "method": "verifyCredentials"}, "runtime"),
+        (
+            {"component": {**ELASTICIO_COMPONENT, "elasticio": {"componentPath": "a"}}, "method": "verifyCredentials"},
+            "componentPath",
+        ),
+    ],
+)
+def test_the_elasticio_runtime_rules_are_the_api_servers(
+    cluster: LocalCluster, namespace: str, spec: dict[str, Any], message: str
+) -> None:
+    refused = cluster.apply(elasticio_manifest(namespace, spec, "refused"), check=False)
+    assert refused.returncode != 0 and message in refused.stderr
+
+
+def test_an_elasticio_execution_is_admitted_and_its_runtime_immutable(cluster: LocalCluster, namespace: str) -> None:
+    spec = {
+        "component": {**ELASTICIO_COMPONENT, "elasticio": {"componentPath": "/home/node"}},
+        "method": "selectModel",
+        "module": "getPetsByStatus",
+        "function": "getStatusModel",
+    }
+    cluster.apply(elasticio_manifest(namespace, spec, "pets"))
+    changed = {**spec, "component": {"image": ELASTICIO_COMPONENT["image"]}}
+    refused = cluster.apply(elasticio_manifest(namespace, changed, "pets"), check=False)
+    assert refused.returncode != 0 and "spec.component is immutable" in refused.stderr

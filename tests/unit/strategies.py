@@ -158,6 +158,8 @@ CEL_RULES_ON_CREATE = frozenset(
         f"self.method != '{contract.GET_META_MODEL}' || has(self.module)",
         f"self.method != '{contract.SELECT_MODEL}' || has(self.__function__)",
         "!has(self.runTimeoutSeconds) || !has(self.timeoutSeconds) || self.runTimeoutSeconds <= self.timeoutSeconds",
+        "!has(self.component.runtime) || self.component.runtime != 'elasticio' || self.method in "
+        f"['{contract.VERIFY_CREDENTIALS}', '{contract.GET_META_MODEL}', '{contract.SELECT_MODEL}']",
     }
 )
 """The spec's CEL rules that apply when an execution is created (every other rule reads oldSelf), mirrored by
@@ -170,6 +172,13 @@ def admitted_by_cel(spec: Mapping[str, Any]) -> bool:
         return False
     if spec["method"] == contract.SELECT_MODEL and "function" not in spec:
         return False
+    component = spec.get("component") or {}
+    elasticio = component.get("runtime") == "elasticio"
+    service_methods = (contract.VERIFY_CREDENTIALS, contract.GET_META_MODEL, contract.SELECT_MODEL)
+    if elasticio and (spec["method"] not in service_methods or "command" in component):
+        return False  # the spec's rule, and spec.component's first (docs/runner-contract.md, elasticio)
+    if "elasticio" in component and not elasticio:
+        return False  # spec.component's second rule
     both = "runTimeoutSeconds" in spec and "timeoutSeconds" in spec
     return not (both and spec["runTimeoutSeconds"] > spec["timeoutSeconds"])
 

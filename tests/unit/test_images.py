@@ -177,7 +177,9 @@ def test_the_plan_builds_each_image_after_its_base_with_the_offline_base(tmp_pat
     names = [step.name for step in steps]
     base = steps[0]
     assert base.name.startswith(images.PYTHON_BASE_REPOSITORY + ":") and not base.exported
-    assert names[1:] == [images.PAUSE_IMAGE, *(spec.name for spec in images.IMAGES)]
+    node_base = names[2]  # the elastic.io components' base (issue 29), key-tagged as the python base
+    assert node_base.startswith(images.NODE_BASE_REPOSITORY + ":") and not steps[2].exported
+    assert names[1:] == [images.PAUSE_IMAGE, node_base, *(spec.name for spec in images.IMAGES)]
     by_name = {step.name: step for step in steps}
     runner = by_name[f"ghcr.io/schedexec/runner:{images.VERSION}"]
     operator = by_name[f"ghcr.io/schedexec/operator:{images.VERSION}"]
@@ -206,7 +208,12 @@ def test_the_plan_builds_each_image_after_its_base_with_the_offline_base(tmp_pat
 
 
 def test_an_image_from_an_unknown_registry_image_is_an_error(tmp_path: Path) -> None:
-    for path in ["hack/images/python-base/Dockerfile", "hack/images/pause/Dockerfile", "Dockerfile"]:
+    for path in [
+        "hack/images/python-base/Dockerfile",
+        "hack/images/pause/Dockerfile",
+        "hack/images/node-base/Dockerfile",
+        "Dockerfile",
+    ]:
         (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / path).write_text((REPO / path).read_text())
     (tmp_path / "runner-image").mkdir()

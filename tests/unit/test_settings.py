@@ -36,6 +36,7 @@ POD_CHANGES: list[tuple[str, Any]] = [
     ("max_result_bytes", 0),
     ("run_pod_template", models.RunPodTemplate(priority_class_name="batch")),
     ("default_run_resources", models.ResourceRequirements(limits={"memory": "256Mi"})),
+    ("elasticio_receiver_image", "registry.example/runner:1"),
 ]
 """A setting of each PodDefaults field, and a value other than its default."""
 

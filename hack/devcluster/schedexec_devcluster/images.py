@@ -86,6 +86,27 @@ KEY_LABEL = "io.schedexec.image-key"
 """Image label holding the key, to recognise an image already in buildah's storage."""
 PIP_CONFIG_MOUNT = "/etc/xdg/pip"
 """pip's system-wide configuration directory, where RUN steps see the machine's pip configuration."""
+# --- elastic.io components (sailor, issue 29): a Node base from Debian's packages, npm's configuration ---
+NODE_BASE_REPOSITORY = "localhost/schedexec/node-base"
+"""The stand-in for node:<major>-slim (hack/images/node-base), under a tag of its key."""
+NODE_BASE_IMAGE_ARG = "NODE_BASE_IMAGE"
+"""The build argument an image's Dockerfile declares to build FROM the node base."""
+NPM_CONFIG_MOUNT = "/etc/xdg/npm"
+"""Where RUN steps of an image FROM the node base see the machine's npm configuration (its npmrc: the node base's
+NPM_CONFIG_GLOBALCONFIG)."""
+NPM_KEYS: tuple[str, ...] = (
+    "registry",
+    "cafile",
+    "strict-ssl",
+    "proxy",
+    "https-proxy",
+    "noproxy",
+    "fetch-retries",
+    "fetch-timeout",
+    "replace-registry-host",
+)
+"""The machine's npm settings that concern fetching (and every `@scope:registry`); never an auth token."""
+NPM_PATH_KEYS: tuple[str, ...] = ("cafile",)
 
 CONTEXT_EXCLUDES: tuple[str, ...] = (
     "__pycache__",
@@ -174,7 +195,15 @@ PAUSE = RootfsSpec(
     variant="extract",
     packages=("catatonit",),
 )
-ROOTFS_IMAGES: tuple[RootfsSpec, ...] = (PYTHON_BASE, PAUSE)
+NODE_BASE = RootfsSpec(
+    name=NODE_BASE_REPOSITORY,
+    dockerfile="hack/images/node-base/Dockerfile",
+    variant="minbase",
+    packages=("nodejs", "npm", "ca-certificates"),
+    tagged_by_key=True,
+    exported=False,
+)
+ROOTFS_IMAGES: tuple[RootfsSpec, ...] = (PYTHON_BASE, PAUSE, NODE_BASE)
 
 IMAGES: tuple[ImageSpec, ...] = (
     ImageSpec(f"{REGISTRY}/runner:{VERSION}", "runner-image/Dockerfile", "runner-image"),
@@ -189,6 +218,15 @@ IMAGES: tuple[ImageSpec, ...] = (
     *(
         ImageSpec(f"{REGISTRY}/xsoar-{name}:dev", f"tests/components/xsoar/{name}.Dockerfile", "tests")
         for name in ("arcanna", "cape")
+    ),
+    # elastic.io's own components, unmodified, built the elastic.io way (tests/node/test_elasticio_native.py).
+    *(
+        ImageSpec(
+            f"{REGISTRY}/test-elasticio-{name}:dev",
+            f"tests/components/elasticio/{name}/Dockerfile",
+            f"tests/thirdparty/elasticio-{repository}",
+        )
+        for name, repository in (("petstore", "petstore-component-nodejs"), ("splitter", "splitter-component"))
     ),
 )
 """The project's images, each after the image it builds FROM."""
@@ -755,10 +793,11 @@ def pip_build_config(
     return PipBuildConfig(out.getvalue(), tuple(provided.items()))
 
 
-def materialize_pip_config(config: PipBuildConfig, directory: Path) -> None:
-    """Write the pip.conf and copies of the files it names (directories hard-linked where possible)."""
+def materialize_pip_config(config: PipBuildConfig, directory: Path, filename: str = "pip.conf") -> None:
+    """Write the pip.conf (or npm's `filename`) and copies of the files it names (directories hard-linked where
+    possible)."""
     directory.mkdir(parents=True, exist_ok=True)
-    (directory / "pip.conf").write_text(config.text)
+    (directory / filename).write_text(config.text)
     for host_path, relative in config.files:
         target = directory / relative
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -783,6 +822,37 @@ def machine_pip_config(environ: Mapping[str, str] | None = None, home: Path | No
     paths = pip_config_paths(environ, home or Path.home())
     texts = [path.read_text() for path in paths if path.is_file()]
     return pip_build_config(pip_settings(texts, environ))
+
+
+def npm_build_config(
+    settings: Mapping[str, object], exists: Callable[[str], bool] = os.path.exists, mount: str = NPM_CONFIG_MOUNT
+) -> PipBuildConfig:
+    """An npmrc of the fetching settings among npm's effective `settings` (`npm config list --json`), the CA file
+    it names rewritten to its copy in ``mount``."""
+    lines: list[str] = []
+    provided: dict[str, str] = {}
+    for key in sorted(settings):
+        value = settings[key]
+        if key not in NPM_KEYS and not key.endswith(":registry"):
+            continue
+        if isinstance(value, list):
+            value = ",".join(str(item) for item in value if item)
+        if value is None or value == "":
+            continue
+        text = str(value).lower() if isinstance(value, bool) else str(value)
+        if key in NPM_PATH_KEYS:
+            if not exists(text):
+                continue
+            provided.setdefault(text, f"files/{len(provided)}-{PurePosixPath(text).name or 'root'}")
+            text = f"{mount}/{provided[text]}"
+        lines.append(f"{key}={text}\n")
+    return PipBuildConfig("".join(lines), tuple(provided.items()))
+
+
+def machine_npm_config() -> PipBuildConfig:
+    """The machine's npm configuration for RUN steps (read at build time, as pip's is): none without npm."""
+    listed = _command_output(["npm", "config", "list", "--json"]) if shutil.which("npm") else ""
+    return npm_build_config(json.loads(listed or "{}"))
 
 
 # --- buildah ------------------------------------------------------------------------------------------------------
@@ -889,6 +959,8 @@ def plan_images(repo_root: Path, machine: Machine) -> list[BuildStep]:
     for spec in IMAGES:
         text = (repo_root / spec.dockerfile).read_text()
         build_args = {BASE_IMAGE_ARG: base.name} if BASE_IMAGE_ARG in global_args(text) else {}
+        if NODE_BASE_IMAGE_ARG in global_args(text):
+            build_args[NODE_BASE_IMAGE_ARG] = steps[ROOTFS_IMAGES.index(NODE_BASE)].name
         parent = resolve_from(text, build_args)
         if parent == "scratch":
             parent_key = None
@@ -1005,6 +1077,7 @@ class _Builder:
         self.in_storage: set[str] = set()
         self.session = Path(tempfile.mkdtemp(prefix="session-", dir=self._tmp()))
         self.pip_dir = self.session / "pip"
+        self.npm_dir = self.session / "npm"
 
     def _tmp(self) -> Path:
         self.layout.tmp.mkdir(parents=True, exist_ok=True)
@@ -1033,6 +1106,7 @@ class _Builder:
         # Working containers of an interrupted build would hold their layers forever.
         _run(self.buildah.command("rm", "--all"), "removing leftover buildah containers")
         materialize_pip_config(machine_pip_config(), self.pip_dir)
+        materialize_pip_config(machine_npm_config(), self.npm_dir, "npmrc")
 
     def _build(self, step: BuildStep) -> None:
         if step.parent is not None:
@@ -1048,6 +1122,8 @@ class _Builder:
         else:
             stage_context(step.context, context)
             volumes = [(self.pip_dir, PIP_CONFIG_MOUNT)]
+            if NODE_BASE_IMAGE_ARG in dict(step.build_args):  # the node base keeps the mount's target
+                volumes.append((self.npm_dir, NPM_CONFIG_MOUNT))
         dockerfile = work / "Dockerfile"
         dockerfile.write_text(step.dockerfile)
         iidfile = work / "image-id"

@@ -75,13 +75,20 @@ def execution_spec(settings: ApiSettings, attributes: ExecutionAttributes) -> mo
     )
 
 
+def component_template(settings: ApiSettings, name: str) -> models.RunPodTemplate | None:
+    """The pod template the component map gives component `name`'s executions, if any."""
+    image = settings.components.get(name)
+    return None if image is None else image.pod_template
+
+
 def component_spec(settings: ApiSettings, name: str, revision: str) -> models.ComponentSpec:
     """Component `name` at `revision` (`latest`: its default revision) as configured; 404 if it is not."""
     image = settings.components.get(name)
     if image is None:  # the configured components are not listed: they are the operator's to tell
         raise ApiError(404, "Not Found", f"unknown component {name!r}")
     tag = image.default_revision if revision == "latest" else revision
-    return models.ComponentSpec(image=image.image.format(revision=tag))
+    where = None if image.component_path is None else models.ElasticioComponent(component_path=image.component_path)
+    return models.ComponentSpec(image=image.image.format(revision=tag), runtime=image.runtime, elasticio=where)
 
 
 def _spec(
@@ -104,6 +111,7 @@ def _spec(
     try:
         return models.ScheduledExecutionSpec(
             component=component_spec(settings, *component),
+            pod_template=component_template(settings, component[0]),
             method=method,
             module=module,
             function=function,
