@@ -1,8 +1,8 @@
 """Fixtures for the `node` tier: a real node (containerd + kubelet), the chart installed on it.
 
 One cluster per session in a temporary directory: the control plane, a
-real node whose containerd holds the images built from this repository's
-Dockerfiles, and the Helm chart (the operator, and the REST API as a
+real node that pulls the images built from this repository's Dockerfiles
+from the local registry (over TLS, authenticated; registry.py), and the Helm chart (the operator, and the REST API as a
 Deployment of its own serving TLS from a Secret) as pods. Nothing here
 runs the operator or a component as a local process: what the tests
 observe was done by containers on a kubelet.
@@ -26,6 +26,7 @@ from schedexec_devcluster.__main__ import install_chart, node_setup
 from schedexec_devcluster.certs import NODE_IP
 from schedexec_devcluster.controlplane import ControlPlane
 from schedexec_devcluster.node import NodeError
+from schedexec_devcluster.registry import local_reference
 from tests.node.support import API_TLS_SECRET, TEST_IMAGE, create_api_tls_secret
 from tests.support import REPO, LocalCluster, new_namespace
 
@@ -33,7 +34,7 @@ sys.path.insert(0, str(REPO / "examples"))
 import remote_services
 
 API_COMPONENTS = {
-    "shop": {"image": "ghcr.io/schedexec/example-shop:{revision}", "default_revision": "0.1.0"},
+    "shop": {"image": local_reference("ghcr.io/schedexec/example-shop:{revision}"), "default_revision": "0.1.0"},
     "test": {"image": TEST_IMAGE},
 }
 START_FAILURE_GRACE_SECONDS = 5

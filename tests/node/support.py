@@ -8,9 +8,11 @@ from typing import Any
 
 from schedexec import models
 from schedexec_devcluster.__main__ import CHART_NAMESPACE, CHART_RELEASE
+from schedexec_devcluster.registry import local_reference
 from tests.support import LocalCluster, self_signed_cert, wait_for
 
-TEST_IMAGE = "ghcr.io/schedexec/test-component:dev"
+TEST_IMAGE = local_reference("ghcr.io/schedexec/test-component:dev")
+"""The operator test suite's component, as the node pulls it: from the local registry (registry.py)."""
 
 
 def operator_pods(cluster: LocalCluster) -> list[Any]:

@@ -3,10 +3,11 @@
     python -m schedexec_devcluster up [--state-dir DIR] [--node-agent | --no-node] [--operator] [--audit]
     python -m schedexec_devcluster down|status [--state-dir DIR]
     python -m schedexec_devcluster binaries [--helm] [--node]
-    python -m schedexec_devcluster images
+    python -m schedexec_devcluster images [--state-dir DIR]
 
-``up`` starts a real node by default (containerd + kubelet, the project's
-images built offline and imported; needs root) and, with ``--operator``,
+``up`` starts a real node by default (containerd + kubelet, and an image
+registry the project's images, built offline, are pushed to and pulled
+from; needs root) and, with ``--operator``,
 installs the Helm chart on it. ``--node-agent`` is the fast tier instead:
 pods run as local processes under the node agent, the operator runs from
 this checkout.
@@ -35,6 +36,7 @@ from schedexec_devcluster.binaries import (
     ensure_binaries,
     ensure_helm,
     ensure_node_binaries,
+    ensure_registry,
 )
 from schedexec_devcluster.controlplane import (
     ControlPlane,
@@ -44,12 +46,16 @@ from schedexec_devcluster.controlplane import (
     pick_free_ports,
     reap,
 )
-from schedexec_devcluster.images import ensure_images
+from schedexec_devcluster.images import PAUSE_IMAGE, REGISTRY, ensure_images, push_images
 from schedexec_devcluster.node import NodeError
+from schedexec_devcluster.registry import RegistryLayout, load_credentials, local_reference
 
 CHART = REPO_ROOT / "charts" / "schedexec"
 CHART_RELEASE = "schedexec"
 CHART_NAMESPACE = "schedexec-system"
+
+OPERATOR_IMAGE = f"{REGISTRY}/operator"
+"""The chart's image.repository for users; the local cluster installs it from its registry (local_reference)."""
 
 NODE_AGENT = "node-agent"
 OPERATOR = "operator"
@@ -98,16 +104,27 @@ def apply_crds(plane: ControlPlane, binaries: Binaries) -> None:
     print(f"[devcluster] CRDs from {crds} installed", file=sys.stderr)
 
 
+def publish_images(creds: str, cert_dir: Path) -> None:
+    """Push the project's images (built or taken from the cache) to the local registry, under their paths."""
+    push_images(REPO_ROOT, local_reference, creds, cert_dir)
+
+
 def node_setup() -> NodeSetup:
-    """The real node's binaries and the project's images, built (or taken from the cache) for it."""
-    return NodeSetup(ensure_node_binaries(), tuple(image.archive for image in ensure_images(REPO_ROOT)))
+    """The real node's binaries, its registry, and the project's images (built or taken from the cache) for it.
+
+    Only the pod sandbox (pause) image is imported: the kubelet needs it before anything is pulled. Every
+    other image is pushed to the local registry once it serves, and the node pulls it from there.
+    """
+    sandbox = tuple(image.archive for image in ensure_images(REPO_ROOT) if image.name == PAUSE_IMAGE)
+    return NodeSetup(ensure_node_binaries(), sandbox, registry=ensure_registry(), publish=publish_images)
 
 
 def install_chart(plane: ControlPlane, values: Sequence[str] = (), json_values: Sequence[str] = ()) -> None:
-    """``helm upgrade --install`` of charts/schedexec with the images imported into the node; waits for rollout.
+    """``helm upgrade --install`` of charts/schedexec with the operator image from the local registry; waits for
+    rollout.
 
-    ``values`` are extra ``--set`` assignments, ``json_values`` ``--set-json`` ones. Images are never pulled
-    (``pullPolicy=Never``): a missing image is an error, not a download.
+    ``values`` are extra ``--set`` assignments, ``json_values`` ``--set-json`` ones. The node pulls the image
+    (``image.repository`` on REGISTRY_HOST) with its credential provider's pull user.
     """
     command = [
         str(ensure_helm()),
@@ -121,7 +138,7 @@ def install_chart(plane: ControlPlane, values: Sequence[str] = (), json_values: 
         CHART_NAMESPACE,
         "--create-namespace",
         "--set",
-        "image.pullPolicy=Never",
+        f"image.repository={local_reference(OPERATOR_IMAGE)}",
         *(item for value in values for item in ("--set", value)),
         *(item for value in json_values for item in ("--set-json", value)),
         "--wait",
@@ -164,7 +181,12 @@ def _parser() -> argparse.ArgumentParser:
     binaries = commands.add_parser("binaries", help="locate or build the binaries and print their paths")
     binaries.add_argument("--helm", action="store_true", help="also locate or build helm (chart checks)")
     binaries.add_argument("--node", action="store_true", help="also the real node's (kubelet, containerd, ...)")
-    commands.add_parser("images", help="build (or reuse) the project's images offline and print their archives")
+    commands.add_parser(
+        "images",
+        parents=[common],
+        help="build (or reuse) the project's images offline, print their archives, and push them to the running "
+        "local cluster's registry (if one runs for --state-dir)",
+    )
     return parser
 
 
@@ -224,6 +246,11 @@ def _binaries(args: argparse.Namespace) -> int:
 def _images(args: argparse.Namespace) -> int:
     for image in ensure_images(REPO_ROOT):
         print(f"{image.name}: {image.archive}")
+    registry = RegistryLayout(args.state_dir)
+    if not registry.credentials.is_file():
+        print(f"[devcluster] no local registry for {args.state_dir}: nothing pushed", file=sys.stderr)
+        return 0
+    publish_images(load_credentials(args.state_dir)["push"].creds, registry.cert_dir)
     return 0
 
 

@@ -60,7 +60,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path, PurePosixPath
 
 VERSION = "0.1.0"
@@ -837,6 +837,18 @@ class Buildah:
             "push", "--quiet", f"--signature-policy={self.policy}", image, f"oci-archive:{archive}:{name}"
         )
 
+    def push_registry(self, image: str, destination: str, creds: str, cert_dir: Path) -> list[str]:
+        """Push to a registry over TLS (``cert_dir`` holds its CA) with ``user:password`` credentials."""
+        return self.command(
+            "push",
+            "--quiet",
+            f"--signature-policy={self.policy}",
+            f"--cert-dir={cert_dir}",
+            f"--creds={creds}",
+            image,
+            f"docker://{destination}",
+        )
+
     def pull_archive(self, archive: Path) -> list[str]:
         return self.command("pull", "--quiet", f"--signature-policy={self.policy}", f"oci-archive:{archive}")
 
@@ -1144,6 +1156,42 @@ def ensure_images(repo_root: Path, cache_dir: Path | None = None) -> list[ImageA
     with layout.lock():  # another caller may have built them meanwhile: the builder skips what exists
         _Builder(repo_root, layout, machine, steps).run()
     return archives
+
+
+def push_images(
+    repo_root: Path,
+    destination: Callable[[str], str],
+    creds: str,
+    cert_dir: Path,
+    cache_dir: Path | None = None,
+    only: Collection[str] | None = None,
+) -> list[str]:
+    """Build what the cache lacks, then push every registry-backed image (all but the node's pause image), or
+    those named in ``only``.
+
+    ``destination`` maps an image's name (``ghcr.io/schedexec/runner:0.1.0``) to where it goes; blobs the
+    registry has are not sent again, so a warm push takes seconds. The pushed references, in build order.
+    """
+    repo_root = repo_root.resolve()
+    ensure_images(repo_root, cache_dir)
+    layout = CacheLayout(images_cache_dir(cache_dir))
+    steps = plan_images(repo_root, read_machine())
+    pushed: list[str] = []
+    with layout.lock():
+        builder = _Builder(repo_root, layout, read_machine(), steps)
+        try:
+            for step in steps:
+                if not step.exported or step.name == PAUSE_IMAGE or (only is not None and step.name not in only):
+                    continue
+                builder._ensure_in_storage(step)
+                target = destination(step.name)
+                started = time.monotonic()
+                _run(builder.buildah.push_registry(step.name, target, creds, cert_dir), f"pushing {target}")
+                _log(f"pushed {target} in {time.monotonic() - started:.1f}s")
+                pushed.append(target)
+        finally:
+            shutil.rmtree(builder.session, ignore_errors=True)
+    return pushed
 
 
 # --- command line --------------------------------------------------------------------------------------------------

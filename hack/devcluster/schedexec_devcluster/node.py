@@ -47,6 +47,14 @@ from typing import Any
 import yaml
 
 from schedexec_devcluster.certs import NODE_IP, NODE_NAME, CertPaths
+from schedexec_devcluster.registry import (
+    CREDENTIAL_PROVIDER,
+    REGISTRY_HOST,
+    Credentials,
+    credential_provider_config,
+    credential_provider_response,
+    hosts_toml,
+)
 
 POD_CIDR = "10.244.0.0/24"
 """Pod addresses; NODE_IP, its first address, is the bridge (gateway) address."""
@@ -149,6 +157,19 @@ class NodeLayout:
         return self.containerd_dir / "config.toml"
 
     @property
+    def registry_hosts_dir(self) -> Path:
+        """containerd's ``config_path``: ``<host>/hosts.toml`` per registry (registry.py)."""
+        return self.root / "certs.d"
+
+    @property
+    def credential_provider_config(self) -> Path:
+        return self.root / "credential-provider.yaml"
+
+    @property
+    def credential_provider_bin_dir(self) -> Path:
+        return self.root / "credential-providers"
+
+    @property
     def cni_conf_dir(self) -> Path:
         return self.root / "cni" / "net.d"
 
@@ -224,7 +245,7 @@ oom_score = 0
     [plugins."io.containerd.cri.v1.images".pinned_images]
       sandbox = {json.dumps(SANDBOX_IMAGE)}
     [plugins."io.containerd.cri.v1.images".registry]
-      config_path = ""
+      config_path = {json.dumps(str(layout.registry_hosts_dir))}
   [plugins."io.containerd.cri.v1.runtime"]
     restrict_oom_score_adj = true
     netns_mounts_under_state_dir = true
@@ -334,6 +355,8 @@ def kubelet_args(kubelet: Path, layout: NodeLayout) -> list[str]:
         f"--root-dir={layout.kubelet_dir}",
         f"--hostname-override={NODE_NAME}",
         f"--node-ip={NODE_IP}",
+        f"--image-credential-provider-config={layout.credential_provider_config}",
+        f"--image-credential-provider-bin-dir={layout.credential_provider_bin_dir}",
         "--v=1",
     ]
 
@@ -527,6 +550,23 @@ def ctr(binaries: NodeBinaries, layout: NodeLayout, *args: str) -> list[str]:
         CONTAINERD_NAMESPACE,
         *args,
     ]
+
+
+def write_registry_access(layout: NodeLayout, ca_cert: Path, pull: Credentials) -> None:
+    """containerd's trust in the local registry (hosts.toml with the CA) and the kubelet's credential provider.
+
+    The provider is a plugin executable answering with the pull user's credentials for the project's
+    repositories only (registry.credential_provider_response); the response file is root's alone (0600).
+    """
+    _write(layout.registry_hosts_dir / REGISTRY_HOST / "hosts.toml", hosts_toml(ca_cert))
+    _write(layout.credential_provider_config, yaml.safe_dump(credential_provider_config()))
+    response = layout.credential_provider_bin_dir / "response.json"
+    _write(response, json.dumps(credential_provider_response(pull)))
+    response.chmod(0o600)
+    plugin = layout.credential_provider_bin_dir / CREDENTIAL_PROVIDER
+    # The kubelet's request (stdin) names the image; the answer is the same for every image it matched.
+    _write(plugin, f"#!/bin/sh\ncat >/dev/null\nexec cat {shlex.quote(str(response))}\n")
+    plugin.chmod(0o700)
 
 
 def import_images(binaries: NodeBinaries, layout: NodeLayout, archives: Iterable[Path]) -> None:
