@@ -35,8 +35,13 @@ binaries: ## locate or build the Kubernetes binaries (control plane and node), c
 	$(DEVCLUSTER) binaries --helm --node
 
 .PHONY: images
-images: ## build the operator, runner base, example and test images offline (buildah, cached by content)
-	$(DEVCLUSTER) images
+images: ## build the operator, runner base, example and test images offline (buildah, cached by content); push them to the local cluster's registry if it runs
+	$(DEVCLUSTER) images --state-dir $(CLUSTER_DIR)
+
+.PHONY: component
+component: ## build your component (DIR=its directory, NAME=its image name) and push it to the local cluster's registry; prints the image reference
+	@test -n "$(DIR)" -a -n "$(NAME)" || { echo "usage: make component DIR=path/to/your-component NAME=your-component" >&2; exit 2; }
+	@$(DEVCLUSTER) push-component --state-dir $(CLUSTER_DIR) $(DIR) $(NAME)
 
 .PHONY: test
 test: binaries images ## run every test: unit, the node-agent tier (cluster) and the real node (node)

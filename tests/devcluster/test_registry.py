@@ -64,9 +64,11 @@ def test_containerd_trusts_the_registry_through_its_hosts_toml_not_an_insecure_f
 def test_the_node_has_credentials_for_the_project_repositories_only(tmp_path: Path) -> None:
     config = registry.credential_provider_config()
     (provider,) = config["providers"]
-    assert provider["matchImages"] == [f"{registry.REGISTRY_HOST}/{registry.PROJECT_PATH}"]
+    paths = [f"{registry.REGISTRY_HOST}/{path}" for path in ("schedexec", "components")]
+    assert provider["matchImages"] == paths
+    assert not any(registry.PRIVATE_PATH in pattern for pattern in provider["matchImages"])
     response = registry.credential_provider_response(PULL)
-    assert list(response["auth"]) == [f"{registry.REGISTRY_HOST}/{registry.PROJECT_PATH}"]
+    assert list(response["auth"]) == paths
     assert response["cacheKeyType"] == "Image"
     layout = node.NodeLayout(tmp_path / "cluster")
     args = node.kubelet_args(Path("/bin/kubelet"), layout)

@@ -2,7 +2,8 @@
 
 What users rely on: the node pulls every project image from the registry (none imported but the pod sandbox),
 a private image runs with ``spec.component.imagePullSecrets`` and, without them, fails fast as
-``ImagePullFailed`` naming the registry's refusal (401), not after the run's timeout.
+``ImagePullFailed`` naming the registry's refusal (a 401, which containerd words "pull access denied ...
+authorization failed"), not after the run's timeout.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import uuid
 import pytest
 
 from schedexec_devcluster.__main__ import REPO_ROOT
+from schedexec_devcluster.controlplane import REGISTRY
 from schedexec_devcluster.images import PAUSE_IMAGE, push_images
 from schedexec_devcluster.node import NodeLayout, ctr
 from schedexec_devcluster.registry import (
@@ -69,7 +71,11 @@ def test_a_private_image_needs_its_pull_secret(node_cluster: LocalCluster, node_
     assert status["error"]["reason"] == "ImagePullFailed"
     message = status["error"]["message"]
     assert private in message
-    assert "401" in message or "unauthorized" in message.lower(), message
+    # containerd words the registry's 401 (no credentials sent) as "pull access denied ... authorization failed"
+    assert "pull access denied" in message and "authorization" in message, message
+    access = node_cluster.plane.layout.log_file(REGISTRY).read_text().splitlines()
+    refused = [line for line in access if f"/v2/{PRIVATE_PATH}/test-component/manifests/{tag} " in line]
+    assert refused and all('" 401 ' in line and "containerd/" in line for line in refused), refused
     assert time.monotonic() - started < 60, "after the start-failure grace (5 s here), not after runTimeoutSeconds"
 
     # With it: the pull user's credentials, as a user's registry Secret gives them.

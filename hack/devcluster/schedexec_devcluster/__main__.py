@@ -4,6 +4,7 @@
     python -m schedexec_devcluster down|status [--state-dir DIR]
     python -m schedexec_devcluster binaries [--helm] [--node]
     python -m schedexec_devcluster images [--state-dir DIR]
+    python -m schedexec_devcluster push-component DIR NAME [--state-dir DIR]
 
 ``up`` starts a real node by default (containerd + kubelet, and an image
 registry the project's images, built offline, are pushed to and pulled
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import shlex
 import subprocess
 import sys
@@ -46,9 +48,15 @@ from schedexec_devcluster.controlplane import (
     pick_free_ports,
     reap,
 )
-from schedexec_devcluster.images import PAUSE_IMAGE, REGISTRY, ensure_images, push_images
+from schedexec_devcluster.images import PAUSE_IMAGE, REGISTRY, ImageSpec, ensure_images, push_images
 from schedexec_devcluster.node import NodeError
-from schedexec_devcluster.registry import RegistryLayout, load_credentials, local_reference
+from schedexec_devcluster.registry import (
+    COMPONENTS_PATH,
+    REGISTRY_HOST,
+    RegistryLayout,
+    load_credentials,
+    local_reference,
+)
 
 CHART = REPO_ROOT / "charts" / "schedexec"
 CHART_RELEASE = "schedexec"
@@ -107,6 +115,32 @@ def apply_crds(plane: ControlPlane, binaries: Binaries) -> None:
 def publish_images(creds: str, cert_dir: Path) -> None:
     """Push the project's images (built or taken from the cache) to the local registry, under their paths."""
     push_images(REPO_ROOT, local_reference, creds, cert_dir)
+
+
+COMPONENT_NAME = re.compile(r"[a-z0-9]+(?:[._-][a-z0-9]+)*")
+"""A repository path component (the OCI distribution spec's grammar)."""
+
+
+def push_component(directory: Path, name: str, state_dir: Path) -> str:
+    """Build ``directory``'s Dockerfile (FROM ghcr.io/schedexec/runner:<version> is the runner built here) and push
+    it to the running local cluster's registry; the reference to put in ``spec.component.image``.
+
+    The tag is the image's content key: an edit gives a new reference, so the node (imagePullPolicy
+    IfNotPresent) never runs a stale image under an old name.
+    """
+    if not COMPONENT_NAME.fullmatch(name):
+        raise ValueError(f"{name!r} is not a valid image name: lower-case letters, digits and . _ - between them")
+    directory = directory.resolve()
+    if not (directory / "Dockerfile").is_file():
+        raise ValueError(f"{directory} has no Dockerfile")
+    spec = ImageSpec(f"localhost/{COMPONENTS_PATH}/{name}:dev", str(directory / "Dockerfile"), str(directory))
+    (built,) = [image for image in ensure_images(REPO_ROOT, extra=(spec,)) if image.name == spec.name]
+    reference = f"{REGISTRY_HOST}/{COMPONENTS_PATH}/{name}:{built.key[:12]}"
+    creds = load_credentials(state_dir)["push"].creds
+    push_images(
+        REPO_ROOT, lambda _: reference, creds, RegistryLayout(state_dir).cert_dir, only={spec.name}, extra=(spec,)
+    )
+    return reference
 
 
 def node_setup() -> NodeSetup:
@@ -187,6 +221,14 @@ def _parser() -> argparse.ArgumentParser:
         help="build (or reuse) the project's images offline, print their archives, and push them to the running "
         "local cluster's registry (if one runs for --state-dir)",
     )
+    component = commands.add_parser(
+        "push-component",
+        parents=[common],
+        help="build your component's directory (Dockerfile FROM ghcr.io/schedexec/runner:<version>) and push it to "
+        "the local cluster's registry; prints the image reference for spec.component.image",
+    )
+    component.add_argument("directory", type=Path, help="the directory with your Dockerfile and component.py")
+    component.add_argument("name", help="the image's name, e.g. my-component")
     return parser
 
 
@@ -243,6 +285,15 @@ def _binaries(args: argparse.Namespace) -> int:
     return 0
 
 
+def _push_component(args: argparse.Namespace) -> int:
+    try:
+        print(push_component(args.directory, args.name, args.state_dir))
+    except (ValueError, FileNotFoundError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
 def _images(args: argparse.Namespace) -> int:
     for image in ensure_images(REPO_ROOT):
         print(f"{image.name}: {image.archive}")
@@ -254,7 +305,15 @@ def _images(args: argparse.Namespace) -> int:
     return 0
 
 
-_COMMANDS = {"up": _up, "down": _down, "reap": _reap, "status": _status, "binaries": _binaries, "images": _images}
+_COMMANDS = {
+    "up": _up,
+    "down": _down,
+    "reap": _reap,
+    "status": _status,
+    "binaries": _binaries,
+    "images": _images,
+    "push-component": _push_component,
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -880,8 +880,9 @@ class BuildStep:
     rootfs: RootfsRecipe | None = None
 
 
-def plan_images(repo_root: Path, machine: Machine) -> list[BuildStep]:
-    """Every image with its key, each after the image it builds on: the Debian-based ones, then IMAGES."""
+def plan_images(repo_root: Path, machine: Machine, extra: Sequence[ImageSpec] = ()) -> list[BuildStep]:
+    """Every image with its key, each after the image it builds on: the Debian-based ones, then IMAGES, then
+    ``extra`` (e.g. a user's component: absolute paths; it may build FROM any of the project's images)."""
     steps: list[BuildStep] = []
     for rootfs in ROOTFS_IMAGES:
         text = (repo_root / rootfs.dockerfile).read_text()
@@ -893,7 +894,7 @@ def plan_images(repo_root: Path, machine: Machine) -> list[BuildStep]:
         steps.append(BuildStep(name, key, text, rootfs.dockerfile, None, rootfs.exported, rootfs=recipe))
     base = steps[ROOTFS_IMAGES.index(PYTHON_BASE)]
     keys = {step.name: step.key for step in steps}
-    for spec in IMAGES:
+    for spec in (*IMAGES, *extra):
         text = (repo_root / spec.dockerfile).read_text()
         build_args = {BASE_IMAGE_ARG: base.name} if BASE_IMAGE_ARG in global_args(text) else {}
         parent = resolve_from(text, build_args)
@@ -1138,7 +1139,9 @@ def _environment(**values: str) -> Iterator[None]:
                 os.environ[name] = value
 
 
-def ensure_images(repo_root: Path, cache_dir: Path | None = None) -> list[ImageArchive]:
+def ensure_images(
+    repo_root: Path, cache_dir: Path | None = None, extra: Sequence[ImageSpec] = ()
+) -> list[ImageArchive]:
     """The archives of the project's images (runner, operator, examples, test component) and the node's pause image.
 
     Builds what the cache lacks (minutes, cold); a warm call only hashes.
@@ -1149,7 +1152,7 @@ def ensure_images(repo_root: Path, cache_dir: Path | None = None) -> list[ImageA
     repo_root = repo_root.resolve()
     layout = CacheLayout(images_cache_dir(cache_dir))
     machine = read_machine()
-    steps = plan_images(repo_root, machine)
+    steps = plan_images(repo_root, machine, extra)
     archives = [ImageArchive(step.name, layout.archive(step), step.key) for step in steps if step.exported]
     if all(image.archive.is_file() for image in archives):
         return archives
@@ -1165,6 +1168,7 @@ def push_images(
     cert_dir: Path,
     cache_dir: Path | None = None,
     only: Collection[str] | None = None,
+    extra: Sequence[ImageSpec] = (),
 ) -> list[str]:
     """Build what the cache lacks, then push every registry-backed image (all but the node's pause image), or
     those named in ``only``.
@@ -1173,9 +1177,9 @@ def push_images(
     registry has are not sent again, so a warm push takes seconds. The pushed references, in build order.
     """
     repo_root = repo_root.resolve()
-    ensure_images(repo_root, cache_dir)
+    ensure_images(repo_root, cache_dir, extra)
     layout = CacheLayout(images_cache_dir(cache_dir))
-    steps = plan_images(repo_root, read_machine())
+    steps = plan_images(repo_root, read_machine(), extra)
     pushed: list[str] = []
     with layout.lock():
         builder = _Builder(repo_root, layout, read_machine(), steps)

@@ -21,7 +21,8 @@ in tests/devcluster/test_registry.py):
   insecure flag.
 - distribution's htpasswd auth has no per-repository ACL: every repository
   needs credentials. The node gets the pull user's only for
-  ``REGISTRY_HOST/PROJECT_PATH/`` (the project's images), as production nodes
+  ``REGISTRY_HOST/schedexec/`` (the project's images) and
+  ``REGISTRY_HOST/components/`` (your own, ``push-component``), as production nodes
   get their registry's credentials: a kubelet image credential provider
   (``matchImages`` with a path; ECR/GCR/ACR providers work so). Any other
   repository of the registry (``PRIVATE_PATH/...`` in the tests) needs the
@@ -48,6 +49,11 @@ REGISTRY_PORT = 5000
 REGISTRY_HOST = f"{NODE_IP}:{REGISTRY_PORT}"
 PROJECT_PATH = "schedexec"
 """The project's images are REGISTRY_HOST/schedexec/<name> (ghcr.io/schedexec/<name> for users)."""
+COMPONENTS_PATH = "components"
+"""Your own components (``push-component``): REGISTRY_HOST/components/<name>:<content tag>."""
+NODE_PATHS: tuple[str, ...] = (PROJECT_PATH, COMPONENTS_PATH)
+"""The repositories the node has credentials for (its credential provider), as a production node has for its
+organisation's registry."""
 PRIVATE_PATH = "private"
 """Repositories the node has no credentials for: pulling them needs imagePullSecrets."""
 PUSH_USER = "schedexec-push"
@@ -154,7 +160,7 @@ server = {json.dumps(f"https://{host}")}
 
 
 def credential_provider_config(host: str = REGISTRY_HOST) -> dict[str, Any]:
-    """The kubelet's CredentialProviderConfig: the pull user for the project's repositories only."""
+    """The kubelet's CredentialProviderConfig: the pull user for NODE_PATHS only."""
     return {
         "apiVersion": "kubelet.config.k8s.io/v1",
         "kind": "CredentialProviderConfig",
@@ -162,7 +168,7 @@ def credential_provider_config(host: str = REGISTRY_HOST) -> dict[str, Any]:
             {
                 "name": CREDENTIAL_PROVIDER,
                 "apiVersion": CREDENTIAL_PROVIDER_API,
-                "matchImages": [f"{host}/{PROJECT_PATH}"],
+                "matchImages": [f"{host}/{path}" for path in NODE_PATHS],
                 "defaultCacheDuration": "10m",
             }
         ],
@@ -170,13 +176,13 @@ def credential_provider_config(host: str = REGISTRY_HOST) -> dict[str, Any]:
 
 
 def credential_provider_response(pull: Credentials, host: str = REGISTRY_HOST) -> dict[str, Any]:
-    """What the plugin answers: credentials keyed by the project's path, so they match nothing else."""
+    """What the plugin answers: credentials keyed by NODE_PATHS, so they match nothing else."""
     return {
         "apiVersion": CREDENTIAL_PROVIDER_API,
         "kind": "CredentialProviderResponse",
         "cacheKeyType": "Image",
         "cacheDuration": "10m",
-        "auth": {f"{host}/{PROJECT_PATH}": {"username": pull.username, "password": pull.password}},
+        "auth": {f"{host}/{path}": {"username": pull.username, "password": pull.password} for path in NODE_PATHS},
     }
 
 
