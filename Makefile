@@ -101,6 +101,11 @@ kind-up: ## (needs Docker) a kind cluster with the CRDs installed
 kind-down: ## (needs Docker) delete the kind cluster
 	PATH=$(GOBIN):$$PATH kind delete cluster --name $(KIND_CLUSTER)
 
+.PHONY: release
+release: ## push the runner, operator and example images (OCI labels) and the chart (oci://REGISTRY/charts) for VERSION: make release REGISTRY=ghcr.io/schedexec VERSION=0.2.0 [CA_FILE=ca.crt]; REGISTRY_CREDS=user:password or your buildah/helm logins
+	@test -n "$(REGISTRY)" -a -n "$(VERSION)" || { echo "usage: make release REGISTRY=host/path VERSION=x.y.z [CA_FILE=...]" >&2; exit 2; }
+	@$(DEVCLUSTER) release --state-dir $(CLUSTER_DIR) --registry $(REGISTRY) --version $(VERSION) $(if $(CA_FILE),--ca-file $(CA_FILE))
+
 .PHONY: docker-images
 docker-images: ## (needs docker or podman) build the images with a registry-backed engine instead
 	@engine=$$(command -v docker || command -v podman) || { echo "docker-images: neither docker nor podman is installed" >&2; exit 1; }; \

@@ -40,6 +40,16 @@ API_COMPONENTS = {
 START_FAILURE_GRACE_SECONDS = 5
 """The chart's operator.startFailureGraceSeconds in this tier (default 30 s), so fail-fast tests end in seconds."""
 
+CHART_VALUES = (
+    "api.enabled=true",
+    f"api.tls.secretName={API_TLS_SECRET}",
+    "operator.minIntervalSeconds=1",
+    f"operator.startFailureGraceSeconds={START_FAILURE_GRACE_SECONDS}",
+    "operator.logLevel=debug",
+)
+"""The chart's values in this tier (`--set`); CHART_JSON_VALUES are `--set-json` ones."""
+CHART_JSON_VALUES = (f"api.components={json.dumps(API_COMPONENTS)}",)
+
 
 def _unavailable(reason: str) -> None:
     message = f"the real node cannot be started here: {reason}"
@@ -65,17 +75,7 @@ def node_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalClus
     try:
         handle = LocalCluster(plane, found.require(binaries.KUBECTL))
         create_api_tls_secret(handle)
-        install_chart(
-            plane,
-            [
-                "api.enabled=true",
-                f"api.tls.secretName={API_TLS_SECRET}",
-                "operator.minIntervalSeconds=1",
-                f"operator.startFailureGraceSeconds={START_FAILURE_GRACE_SECONDS}",
-                "operator.logLevel=debug",
-            ],
-            [f"api.components={json.dumps(API_COMPONENTS)}"],
-        )
+        install_chart(plane, CHART_VALUES, CHART_JSON_VALUES)
         yield handle
     finally:
         plane.down()

@@ -74,8 +74,9 @@ def test_a_private_image_needs_its_pull_secret(node_cluster: LocalCluster, node_
     # containerd words the registry's 401 (no credentials sent) as "pull access denied ... authorization failed"
     assert "pull access denied" in message and "authorization" in message, message
     access = node_cluster.plane.layout.log_file(REGISTRY).read_text().splitlines()
-    refused = [line for line in access if f"/v2/{PRIVATE_PATH}/test-component/manifests/{tag} " in line]
-    assert refused and all('" 401 ' in line and "containerd/" in line for line in refused), refused
+    manifest = f"/v2/{PRIVATE_PATH}/test-component/manifests/{tag} "
+    pulls = [line for line in access if manifest in line and '"containerd/' in line]  # the access log's lines
+    assert pulls and all('" 401 ' in line for line in pulls), pulls
     assert time.monotonic() - started < 60, "after the start-failure grace (5 s here), not after runTimeoutSeconds"
 
     # With it: the pull user's credentials, as a user's registry Secret gives them.

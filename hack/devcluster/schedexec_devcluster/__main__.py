@@ -5,6 +5,7 @@
     python -m schedexec_devcluster binaries [--helm] [--node]
     python -m schedexec_devcluster images [--state-dir DIR]
     python -m schedexec_devcluster push-component DIR NAME [--state-dir DIR]
+    python -m schedexec_devcluster release --registry REGISTRY --version VERSION [--ca-file CA]
 
 ``up`` starts a real node by default (containerd + kubelet, and an image
 registry the project's images, built offline, are pushed to and pulled
@@ -48,7 +49,14 @@ from schedexec_devcluster.controlplane import (
     pick_free_ports,
     reap,
 )
-from schedexec_devcluster.images import PAUSE_IMAGE, REGISTRY, ImageSpec, ensure_images, push_images
+from schedexec_devcluster.images import (
+    PAUSE_IMAGE,
+    REGISTRY,
+    ImageBuildError,
+    ImageSpec,
+    ensure_images,
+    push_images,
+)
 from schedexec_devcluster.node import NodeError
 from schedexec_devcluster.registry import (
     COMPONENTS_PATH,
@@ -57,6 +65,7 @@ from schedexec_devcluster.registry import (
     load_credentials,
     local_reference,
 )
+from schedexec_devcluster.release import CREDS_ENV_VAR, ReleaseError, creds_from_environment, release
 
 CHART = REPO_ROOT / "charts" / "schedexec"
 CHART_RELEASE = "schedexec"
@@ -229,6 +238,15 @@ def _parser() -> argparse.ArgumentParser:
     )
     component.add_argument("directory", type=Path, help="the directory with your Dockerfile and component.py")
     component.add_argument("name", help="the image's name, e.g. my-component")
+    publish = commands.add_parser(
+        "release",
+        parents=[common],
+        help="push the runner, operator and example images (OCI labels) and the chart (oci://REGISTRY/charts) "
+        f"for VERSION; credentials from ${CREDS_ENV_VAR}=user:password, the local registry's, or your logins",
+    )
+    publish.add_argument("--registry", required=True, help="where the images go, e.g. ghcr.io/schedexec")
+    publish.add_argument("--version", required=True, help="the images' tag, the chart's version and appVersion")
+    publish.add_argument("--ca-file", type=Path, help="a CA to trust for the registry (default: the system's)")
     return parser
 
 
@@ -294,6 +312,24 @@ def _push_component(args: argparse.Namespace) -> int:
     return 0
 
 
+def _release(args: argparse.Namespace) -> int:
+    try:
+        references = release(
+            REPO_ROOT,
+            args.registry,
+            args.version,
+            ensure_helm(),
+            creds=creds_from_environment(),
+            ca_file=args.ca_file,
+            state_dir=args.state_dir,
+        )
+    except (ReleaseError, ImageBuildError, FileNotFoundError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    print("\n".join(references))
+    return 0
+
+
 def _images(args: argparse.Namespace) -> int:
     for image in ensure_images(REPO_ROOT):
         print(f"{image.name}: {image.archive}")
@@ -313,6 +349,7 @@ _COMMANDS = {
     "binaries": _binaries,
     "images": _images,
     "push-component": _push_component,
+    "release": _release,
 }
 
 

@@ -844,7 +844,7 @@ class Buildah:
             "--quiet",
             f"--signature-policy={self.policy}",
             f"--cert-dir={cert_dir}",
-            f"--creds={creds}",
+            *([f"--creds={creds}"] if creds else []),  # none: what `buildah login` stored
             image,
             f"docker://{destination}",
         )
@@ -1101,6 +1101,17 @@ class _Builder:
             _run(self.buildah.tag(image_id, step.name), f"tagging {image_id} as {step.name}")
         self.in_storage.add(step.name)
 
+    def labelled(self, image: str, name: str, labels: Mapping[str, str]) -> str:
+        """``image`` committed as ``name`` with ``labels`` added to its configuration (no new layer)."""
+        container = _run(self.buildah.command("from", "--pull=never", image), f"opening {image}").split()[-1]
+        try:
+            label_args = [f"--label={key}={value}" for key, value in sorted(labels.items())]
+            _run(self.buildah.command("config", *label_args, container), f"labelling {name}")
+            _run(self.buildah.command("commit", "--quiet", "--format=oci", container, name), f"committing {name}")
+        finally:
+            _run(self.buildah.command("rm", container), f"removing the working container of {name}")
+        return name
+
     def _prune(self) -> None:
         """Drop superseded images from storage, and all but the newest three archives of each image.
 
@@ -1169,9 +1180,11 @@ def push_images(
     cache_dir: Path | None = None,
     only: Collection[str] | None = None,
     extra: Sequence[ImageSpec] = (),
+    labels: Mapping[str, str] | None = None,
 ) -> list[str]:
     """Build what the cache lacks, then push every registry-backed image (all but the node's pause image), or
-    those named in ``only``.
+    those named in ``only``; with ``labels``, each image is first committed with them (a release's OCI labels:
+    same layers, new configuration).
 
     ``destination`` maps an image's name (``ghcr.io/schedexec/runner:0.1.0``) to where it goes; blobs the
     registry has are not sent again, so a warm push takes seconds. The pushed references, in build order.
@@ -1190,7 +1203,8 @@ def push_images(
                 builder._ensure_in_storage(step)
                 target = destination(step.name)
                 started = time.monotonic()
-                _run(builder.buildah.push_registry(step.name, target, creds, cert_dir), f"pushing {target}")
+                source = builder.labelled(step.name, target, labels) if labels else step.name
+                _run(builder.buildah.push_registry(source, target, creds, cert_dir), f"pushing {target}")
                 _log(f"pushed {target} in {time.monotonic() - started:.1f}s")
                 pushed.append(target)
         finally:
