@@ -97,6 +97,11 @@ kind-up: ## (needs Docker) a kind cluster with the CRDs installed
 	PATH=$(GOBIN):$$PATH kind create cluster --name $(KIND_CLUSTER) --config hack/kind.yaml
 	kubectl apply --server-side -f crds
 
+.PHONY: kind-load
+kind-load: ## (needs Docker) load the images `make images` built into the kind cluster (kind load image-archive)
+	$(DEVCLUSTER) images --state-dir $(CLUSTER_DIR) | sed -n 's|^ghcr.io/schedexec/[^ ]*: ||p' | \
+	  while read -r archive; do PATH=$(GOBIN):$$PATH kind load image-archive --name $(KIND_CLUSTER) "$$archive" || exit 1; done
+
 .PHONY: kind-down
 kind-down: ## (needs Docker) delete the kind cluster
 	PATH=$(GOBIN):$$PATH kind delete cluster --name $(KIND_CLUSTER)

@@ -16,7 +16,7 @@ import pytest
 
 from schedexec_devcluster.__main__ import REPO_ROOT
 from schedexec_devcluster.controlplane import REGISTRY
-from schedexec_devcluster.images import PAUSE_IMAGE, push_images
+from schedexec_devcluster.images import PAUSE_IMAGE, ensure_images, push_images
 from schedexec_devcluster.node import NodeLayout, ctr
 from schedexec_devcluster.registry import (
     PRIVATE_PATH,
@@ -93,3 +93,19 @@ def test_a_private_image_needs_its_pull_secret(node_cluster: LocalCluster, node_
     body["spec"]["component"]["imagePullSecrets"] = [{"name": "registry"}]
     status = run(node_cluster, body)
     assert status["phase"] == "Succeeded", status
+
+
+def test_the_built_archives_load_as_kind_loads_them(node_cluster: LocalCluster) -> None:
+    """docs/kind.md's `make kind-load`: kind's `load image-archive` pipes the archive into
+    `ctr --namespace=k8s.io images import -` on its node; the same command, on this node's containerd."""
+    node = node_cluster.plane.node
+    assert node is not None
+    (runner,) = [image for image in ensure_images(REPO_ROOT) if image.name == "ghcr.io/schedexec/runner:0.1.0"]
+    layout = NodeLayout(node_cluster.plane.state_dir)
+    with runner.archive.open("rb") as archive:
+        subprocess.run(ctr(node.binaries, layout, "images", "import", "-"), stdin=archive, check=True, timeout=300)
+    listed = subprocess.run(
+        ctr(node.binaries, layout, "images", "ls", "-q"), capture_output=True, text=True, check=True
+    ).stdout.split()
+    assert runner.name in listed
+    subprocess.run(ctr(node.binaries, layout, "images", "rm", runner.name), check=True, timeout=60)

@@ -4,8 +4,10 @@ Why this exists: the local kubelet node (node.py) runs the operator and the
 component images in real containers, but this machine (like CI) reaches no
 image registry: neither python:3.11-slim nor ghcr.io/schedexec/* can be
 pulled. Package registries are reachable, so the images are built here, from
-the same Dockerfiles users build with ``docker build``, and handed to the
-node as archives for ``ctr -n k8s.io images import``:
+the same Dockerfiles users build with ``docker build``, kept as archives,
+and pushed to the local cluster's own registry (``push_images``; registry.py),
+which the node pulls them from (the pause image alone is imported with
+``ctr -n k8s.io images import``, as kind's ``load image-archive`` would):
 
 1. Base images come from Debian's packages instead of a registry. mmdebstrap
    makes a root filesystem from THE MACHINE'S OWN apt sources (read at build
@@ -27,6 +29,11 @@ node as archives for ``ctr -n k8s.io images import``:
 3. Each image is exported as an OCI archive whose index names it
    (org.opencontainers.image.ref.name = the full reference, which
    ``ctr images import`` uses as the image name).
+4. ``push_images`` pushes them from buildah's storage (loaded from the
+   archive if it is not there) to a registry with TLS and credentials,
+   optionally committed first with labels (a release's OCI labels,
+   release.py); ``extra`` images (your component's directory) are built
+   and pushed the same way.
 
 Everything is cached by content under ``${SCHEDEXEC_CACHE_DIR:-~/.cache/schedexec}/images``:
 an image's key hashes its Dockerfile, the files its COPY/ADD instructions

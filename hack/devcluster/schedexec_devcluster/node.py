@@ -6,7 +6,9 @@ non-root users, read-only root filesystems, the absence of a ServiceAccount
 token, termination messages, waiting reasons, Services. This module makes
 the local control plane a one-node cluster like kind's, without Docker: the
 node's processes run on this machine, pods run in real containers (runc)
-from images imported offline into the node's containerd.
+from images the node pulls from the cluster's own registry (registry.py:
+TLS trusted through containerd's hosts.toml, credentials from the kubelet's
+image credential provider); only the pod sandbox image is imported.
 
 Everything the node owns lives under one directory per cluster or is named so it
 can be found again, because ``clean_host`` must leave nothing behind (no
@@ -15,6 +17,8 @@ session was killed:
 
     /var/lib/schedexec/<hash of state_dir>/   (linked as <state_dir>/kubelet-node; short for socket paths)
         containerd/{root,state,config.toml}
+        certs.d/<registry>/hosts.toml        containerd's trust in the local registry
+        credential-provider{.yaml,s/}        the kubelet's credentials for the project's repositories
         run/                                 containerd's and the shims' sockets
         cni/{net.d,ipam}                     bridge network, host-local IPAM
         kubelet/                             kubelet root dir (pod volumes)
