@@ -8,10 +8,12 @@ import tomllib
 from pathlib import Path
 
 import bcrypt
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from schedexec_devcluster import node, registry
+from schedexec_devcluster.__main__ import COMPONENT_NAME, push_component
 from schedexec_devcluster.certs import NODE_IP
 from tests.devcluster.test_node import BINARIES
 
@@ -89,3 +91,18 @@ def test_credentials_are_made_once_and_kept_private(tmp_path: Path) -> None:
     assert first["push"].username == registry.PUSH_USER and first["pull"].username == registry.PULL_USER
     assert first["push"].password != first["pull"].password
     assert layout.credentials.stat().st_mode & 0o077 == 0
+
+
+@given(st.text(min_size=1, max_size=20).filter(lambda name: not registry_name(name)))
+def test_push_component_refuses_a_bad_name_before_building_anything(name: str) -> None:
+    with pytest.raises(ValueError, match="not a valid image name"):
+        push_component(Path("/nonexistent"), name, Path("/nonexistent"))
+
+
+def test_push_component_refuses_a_directory_without_a_dockerfile(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="has no Dockerfile"):
+        push_component(tmp_path, "my-component", tmp_path)
+
+
+def registry_name(name: str) -> bool:
+    return COMPONENT_NAME.fullmatch(name) is not None

@@ -167,8 +167,11 @@ def install_chart(plane: ControlPlane, values: Sequence[str] = (), json_values: 
     rollout.
 
     ``values`` are extra ``--set`` assignments, ``json_values`` ``--set-json`` ones. The node pulls the image
-    (``image.repository`` on REGISTRY_HOST) with its credential provider's pull user.
+    (``image.repository`` on REGISTRY_HOST) with its credential provider's pull user. A node without a registry
+    (its images imported, as bench/node.py's) runs the imported ``ghcr.io`` name, never pulled.
     """
+    pulled = plane.node is not None and plane.node.registry is not None
+    image = f"image.repository={local_reference(OPERATOR_IMAGE)}" if pulled else "image.pullPolicy=Never"
     command = [
         str(ensure_helm()),
         "upgrade",
@@ -181,7 +184,7 @@ def install_chart(plane: ControlPlane, values: Sequence[str] = (), json_values: 
         CHART_NAMESPACE,
         "--create-namespace",
         "--set",
-        f"image.repository={local_reference(OPERATOR_IMAGE)}",
+        image,
         *(item for value in values for item in ("--set", value)),
         *(item for value in json_values for item in ("--set-json", value)),
         "--wait",

@@ -107,6 +107,8 @@ CONTROLLERS: tuple[str, ...] = (
 CORE_PROCESSES: tuple[str, ...] = (ETCD, KUBE_APISERVER, KUBE_CONTROLLER_MANAGER)
 REGISTRY = "registry"
 """The real node's image registry process (registry.py)."""
+REGISTRY_ENVIRONMENT = {"OTEL_TRACES_EXPORTER": "none", "OTEL_METRICS_EXPORTER": "none", "OTEL_LOGS_EXPORTER": "none"}
+"""distribution v3 exports OpenTelemetry traces to localhost:4318 unless told not to: nothing listens there."""
 STOP_GRACE_SECONDS = 10.0
 DEFAULT_STARTUP_TIMEOUT = 120.0
 NODE_READY_TIMEOUT = 120.0
@@ -794,7 +796,7 @@ class ControlPlane:
         )
         registry.cert_dir.mkdir(parents=True, exist_ok=True)
         _write_atomic(registry.cert_dir / "ca.crt", certs.ca_cert.read_text(), mode=0o644)
-        state = self._spawn(state, REGISTRY, [str(binary), "serve", str(registry.config)])
+        state = self._spawn(state, REGISTRY, [str(binary), "serve", str(registry.config)], REGISTRY_ENVIRONMENT)
         tls = ssl.create_default_context(cafile=str(certs.ca_cert))
         self._await(REGISTRY, f"the registry on {REGISTRY_HOST}", lambda: _registry_answers(REGISTRY_HOST, tls))
         write_registry_access(self.node_layout, certs.ca_cert, users["pull"])
