@@ -76,6 +76,8 @@ def test_the_node_has_credentials_for_the_project_repositories_only(tmp_path: Pa
     args = node.kubelet_args(Path("/bin/kubelet"), layout)
     assert f"--image-credential-provider-config={layout.credential_provider_config}" in args
     assert f"--image-credential-provider-bin-dir={layout.credential_provider_bin_dir}" in args
+    without = node.kubelet_args(Path("/bin/kubelet"), layout, registry=False)  # a node with imported images only
+    assert not [arg for arg in without if "credential-provider" in arg]
 
 
 def test_a_pull_secret_carries_the_pull_user_for_the_registry_host() -> None:

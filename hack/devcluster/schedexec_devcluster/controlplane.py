@@ -773,7 +773,7 @@ class ControlPlane:
         for component, client in ((KUBELET, kubelet_client), (KUBE_SCHEDULER, None), (KUBE_PROXY, None)):
             document = kubeconfig_document(state.server_url, certs, component, client)
             _write_atomic(layout.kubeconfig(component), yaml.safe_dump(document))
-        state = self._spawn(state, KUBELET, kubelet_args(node_binaries.kubelet, layout))
+        state = self._spawn(state, KUBELET, kubelet_args(node_binaries.kubelet, layout, node.registry is not None))
         state = self._spawn(state, KUBE_SCHEDULER, scheduler_args(node_binaries.kube_scheduler, layout, ports))
         state = self._spawn(state, KUBE_PROXY, proxy_args(node_binaries.kube_proxy, layout))
         tls = _client_tls(certs)

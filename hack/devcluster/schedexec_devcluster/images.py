@@ -1204,6 +1204,9 @@ def push_images(
     with layout.lock():
         builder = _Builder(repo_root, layout, read_machine(), steps)
         try:
+            # the archives may come from a restored cache whose buildah storage (and policy) is empty
+            builder.buildah.policy.parent.mkdir(parents=True, exist_ok=True)
+            builder.buildah.policy.write_text(json.dumps(_SIGNATURE_POLICY))
             for step in steps:
                 if not step.exported or step.name == PAUSE_IMAGE or (only is not None and step.name not in only):
                     continue

@@ -351,7 +351,12 @@ def kube_proxy_configuration(layout: NodeLayout, ports: NodePorts) -> dict[str, 
     }
 
 
-def kubelet_args(kubelet: Path, layout: NodeLayout) -> list[str]:
+def kubelet_args(kubelet: Path, layout: NodeLayout, registry: bool = True) -> list[str]:
+    """``registry``: the node pulls from the local registry, with its credential provider (write_registry_access)."""
+    provider = [
+        f"--image-credential-provider-config={layout.credential_provider_config}",
+        f"--image-credential-provider-bin-dir={layout.credential_provider_bin_dir}",
+    ]
     return [
         str(kubelet),
         f"--config={layout.kubelet_config}",
@@ -359,8 +364,7 @@ def kubelet_args(kubelet: Path, layout: NodeLayout) -> list[str]:
         f"--root-dir={layout.kubelet_dir}",
         f"--hostname-override={NODE_NAME}",
         f"--node-ip={NODE_IP}",
-        f"--image-credential-provider-config={layout.credential_provider_config}",
-        f"--image-credential-provider-bin-dir={layout.credential_provider_bin_dir}",
+        *(provider if registry else []),
         "--v=1",
     ]
 
