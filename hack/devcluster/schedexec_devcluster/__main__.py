@@ -226,7 +226,9 @@ def _parser() -> argparse.ArgumentParser:
     commands.add_parser("status", parents=[common], help="show processes and readiness")
     binaries = commands.add_parser("binaries", help="locate or build the binaries and print their paths")
     binaries.add_argument("--helm", action="store_true", help="also locate or build helm (chart checks)")
-    binaries.add_argument("--node", action="store_true", help="also the real node's (kubelet, containerd, ...)")
+    binaries.add_argument(
+        "--node", action="store_true", help="also the real node's (kubelet, containerd, ..., its image registry)"
+    )
     commands.add_parser(
         "images",
         parents=[common],
@@ -303,6 +305,7 @@ def _binaries(args: argparse.Namespace) -> int:
     if args.node:
         for name, path in vars(ensure_node_binaries()).items():
             print(f"{name.replace('_', '-')}: {path}")
+        print(f"registry: {ensure_registry()}")
     return 0
 
 
