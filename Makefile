@@ -35,8 +35,13 @@ binaries: ## locate or build the Kubernetes binaries (control plane and node), c
 	$(DEVCLUSTER) binaries --helm --node
 
 .PHONY: images
-images: ## build the operator, runner base, example and test images offline (buildah, cached by content)
-	$(DEVCLUSTER) images
+images: ## build the operator, runner base, example and test images offline (buildah, cached by content); push them to the local cluster's registry if it runs
+	$(DEVCLUSTER) images --state-dir $(CLUSTER_DIR)
+
+.PHONY: component
+component: ## build your component (DIR=its directory, NAME=its image name) and push it to the local cluster's registry; prints the image reference
+	@test -n "$(DIR)" -a -n "$(NAME)" || { echo "usage: make component DIR=path/to/your-component NAME=your-component" >&2; exit 2; }
+	@$(DEVCLUSTER) push-component --state-dir $(CLUSTER_DIR) $(DIR) $(NAME)
 
 .PHONY: test
 test: binaries images ## run every test: unit, the node-agent tier (cluster) and the real node (node)
@@ -92,9 +97,19 @@ kind-up: ## (needs Docker) a kind cluster with the CRDs installed
 	PATH=$(GOBIN):$$PATH kind create cluster --name $(KIND_CLUSTER) --config hack/kind.yaml
 	kubectl apply --server-side -f crds
 
+.PHONY: kind-load
+kind-load: ## (needs Docker) load the images `make images` built into the kind cluster (kind load image-archive)
+	$(DEVCLUSTER) images --state-dir $(CLUSTER_DIR) | sed -n 's|^ghcr.io/schedexec/[^ ]*: ||p' | \
+	  while read -r archive; do PATH=$(GOBIN):$$PATH kind load image-archive --name $(KIND_CLUSTER) "$$archive" || exit 1; done
+
 .PHONY: kind-down
 kind-down: ## (needs Docker) delete the kind cluster
 	PATH=$(GOBIN):$$PATH kind delete cluster --name $(KIND_CLUSTER)
+
+.PHONY: release
+release: ## push the runner, operator and example images (OCI labels) and the chart (oci://REGISTRY/charts) for VERSION: make release REGISTRY=ghcr.io/schedexec VERSION=0.2.0 [CA_FILE=ca.crt]; REGISTRY_CREDS=user:password or your buildah/helm logins
+	@test -n "$(REGISTRY)" -a -n "$(VERSION)" || { echo "usage: make release REGISTRY=host/path VERSION=x.y.z [CA_FILE=...]" >&2; exit 2; }
+	@$(DEVCLUSTER) release --state-dir $(CLUSTER_DIR) --registry $(REGISTRY) --version $(VERSION) $(if $(CA_FILE),--ca-file $(CA_FILE))
 
 .PHONY: docker-images
 docker-images: ## (needs docker or podman) build the images with a registry-backed engine instead

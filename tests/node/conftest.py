@@ -1,8 +1,8 @@
 """Fixtures for the `node` tier: a real node (containerd + kubelet), the chart installed on it.
 
 One cluster per session in a temporary directory: the control plane, a
-real node whose containerd holds the images built from this repository's
-Dockerfiles, and the Helm chart (the operator, and the REST API as a
+real node that pulls the images built from this repository's Dockerfiles
+from the local registry (over TLS, authenticated; registry.py), and the Helm chart (the operator, and the REST API as a
 Deployment of its own serving TLS from a Secret) as pods. Nothing here
 runs the operator or a component as a local process: what the tests
 observe was done by containers on a kubelet.
@@ -26,6 +26,7 @@ from schedexec_devcluster.__main__ import install_chart, node_setup
 from schedexec_devcluster.certs import NODE_IP
 from schedexec_devcluster.controlplane import ControlPlane
 from schedexec_devcluster.node import NodeError
+from schedexec_devcluster.registry import local_reference
 from tests.node.support import API_TLS_SECRET, TEST_IMAGE, create_api_tls_secret
 from tests.support import REPO, LocalCluster, new_namespace
 
@@ -33,11 +34,21 @@ sys.path.insert(0, str(REPO / "examples"))
 import remote_services
 
 API_COMPONENTS = {
-    "shop": {"image": "ghcr.io/schedexec/example-shop:{revision}", "default_revision": "0.1.0"},
+    "shop": {"image": local_reference("ghcr.io/schedexec/example-shop:{revision}"), "default_revision": "0.1.0"},
     "test": {"image": TEST_IMAGE},
 }
 START_FAILURE_GRACE_SECONDS = 5
 """The chart's operator.startFailureGraceSeconds in this tier (default 30 s), so fail-fast tests end in seconds."""
+
+CHART_VALUES = (
+    "api.enabled=true",
+    f"api.tls.secretName={API_TLS_SECRET}",
+    "operator.minIntervalSeconds=1",
+    f"operator.startFailureGraceSeconds={START_FAILURE_GRACE_SECONDS}",
+    "operator.logLevel=debug",
+)
+"""The chart's values in this tier (`--set`); CHART_JSON_VALUES are `--set-json` ones."""
+CHART_JSON_VALUES = (f"api.components={json.dumps(API_COMPONENTS)}",)
 
 
 def _unavailable(reason: str) -> None:
@@ -64,17 +75,7 @@ def node_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalClus
     try:
         handle = LocalCluster(plane, found.require(binaries.KUBECTL))
         create_api_tls_secret(handle)
-        install_chart(
-            plane,
-            [
-                "api.enabled=true",
-                f"api.tls.secretName={API_TLS_SECRET}",
-                "operator.minIntervalSeconds=1",
-                f"operator.startFailureGraceSeconds={START_FAILURE_GRACE_SECONDS}",
-                "operator.logLevel=debug",
-            ],
-            [f"api.components={json.dumps(API_COMPONENTS)}"],
-        )
+        install_chart(plane, CHART_VALUES, CHART_JSON_VALUES)
         yield handle
     finally:
         plane.down()

@@ -8,9 +8,12 @@ from typing import Any
 
 from schedexec import models
 from schedexec_devcluster.__main__ import CHART_NAMESPACE, CHART_RELEASE
+from schedexec_devcluster.images import REGISTRY as PROJECT_IMAGES
+from schedexec_devcluster.registry import local_reference
 from tests.support import LocalCluster, self_signed_cert, wait_for
 
-TEST_IMAGE = "ghcr.io/schedexec/test-component:dev"
+TEST_IMAGE = local_reference("ghcr.io/schedexec/test-component:dev")
+"""The operator test suite's component, as the node pulls it: from the local registry (registry.py)."""
 
 
 def operator_pods(cluster: LocalCluster) -> list[Any]:
@@ -68,7 +71,14 @@ def execution(name: str, namespace: str, **spec: Any) -> dict[str, Any]:
 
 
 def run(cluster: LocalCluster, body: dict[str, Any], timeout: float = 120) -> dict[str, Any]:
-    """Apply `body` and wait until it finished; its status."""
+    """Apply `body` and wait until it finished; its status.
+
+    A project image named as users know it (`ghcr.io/schedexec/...`, e.g. in the examples' manifests) runs as the
+    node pulls it: from the local registry, under the same path (registry.local_reference).
+    """
+    component = body["spec"]["component"]
+    if component["image"].startswith(f"{PROJECT_IMAGES}/"):
+        component["image"] = local_reference(component["image"])
     cluster.apply(body)
     finished = cluster.wait_finished(body["metadata"]["namespace"], body["metadata"]["name"], timeout=timeout)
     return finished["status"]  # type: ignore[no-any-return]

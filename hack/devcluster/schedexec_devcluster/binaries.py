@@ -27,7 +27,8 @@ control plane, containerd 2.x (its own wrapper module,
 containerd is tested with), all built from the Go module proxy. The CNI
 plugins come from Debian's ``containernetworking-plugins``: maintained with
 security fixes, and nothing in them is version-sensitive for this node.
-``ensure_node_binaries`` finds or builds them.
+``ensure_node_binaries`` finds or builds them; ``ensure_registry`` the node's
+image registry (CNCF distribution, registry.py), also from the module proxy.
 """
 
 from __future__ import annotations
@@ -382,6 +383,32 @@ def ensure_helm(build: bool = True) -> Path:
     return helm
 
 
+REGISTRY_VERSION = "v3.1.2"
+"""CNCF distribution's registry (the real node's image registry, registry.py); from the module proxy."""
+REGISTRY_PACKAGE = f"github.com/distribution/distribution/v3/cmd/registry@{REGISTRY_VERSION}"
+
+
+def registry_path() -> Path:
+    return _cache_root() / f"registry-{REGISTRY_VERSION}" / "bin" / "registry"
+
+
+def ensure_registry(build: bool = True) -> Path:
+    """The registry binary from the cache, else ``go install``ed into it (about 4 minutes cold on 2 cores)."""
+    registry = registry_path()
+    if is_executable(registry):
+        return registry
+    if not build:
+        raise BinariesUnavailable(f"the registry is not in {registry.parent} and building it was not allowed")
+    if shutil.which("go") is None:
+        raise BinariesUnavailable("the registry is missing and `go` is not on PATH to build it")
+    with _build_lock(registry.parent):
+        if not is_executable(registry):
+            _go_install(REGISTRY_PACKAGE, registry.parent, (), {"CGO_ENABLED": "0"})
+    if not is_executable(registry):
+        raise BinariesUnavailable(f"`go install {REGISTRY_PACKAGE}` left no {registry}")
+    return registry
+
+
 # --------------------------------------------------------------------------
 # The real node's binaries
 # --------------------------------------------------------------------------
@@ -461,7 +488,8 @@ def find_node_binaries() -> NodeBinaries | None:
 def _go_install(package: str, bin_dir: Path, tags: Sequence[str], env: Mapping[str, str]) -> None:
     """``go install package@version`` into ``bin_dir`` (modules without replace directives need no wrapper)."""
     bin_dir.mkdir(parents=True, exist_ok=True)
-    command = ["go", "install", "-trimpath", "-tags", ",".join(tags), "-ldflags", "-s -w", package]
+    tag_args = ["-tags", ",".join(tags)] if tags else []
+    command = ["go", "install", "-trimpath", *tag_args, "-ldflags", "-s -w", package]
     _log(f"building {package} with go into {bin_dir} ...")
     started = time.monotonic()
     done = subprocess.run(

@@ -108,6 +108,15 @@ class CertPaths:
         return self.directory / "apiserver-kubelet-client.key"
 
     @property
+    def registry_cert(self) -> Path:
+        """The node's image registry's serving certificate (registry.py), for ``NODE_IP``."""
+        return self.directory / "registry.crt"
+
+    @property
+    def registry_key(self) -> Path:
+        return self.directory / "registry.key"
+
+    @property
     def sa_key(self) -> Path:
         return self.directory / "sa.key"
 
@@ -129,6 +138,8 @@ class CertPaths:
             self.kubelet_serving_key,
             self.apiserver_kubelet_client_cert,
             self.apiserver_kubelet_client_key,
+            self.registry_cert,
+            self.registry_key,
             self.sa_key,
             self.sa_pub,
         )
@@ -260,6 +271,9 @@ def _generate(paths: CertPaths) -> dict[Path, bytes]:
     kubelet_client_cert, kubelet_client_key = _make_leaf(
         ca_cert, ca_key, _name(KUBELET_CLIENT_USER, ADMIN_GROUP), client
     )
+    registry_cert, registry_key = _make_leaf(
+        ca_cert, ca_key, _name("schedexec-registry"), ExtendedKeyUsageOID.SERVER_AUTH, kubelet_sans[1:]
+    )
     sa_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     sa_pub = sa_key.public_key().public_bytes(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
@@ -277,6 +291,8 @@ def _generate(paths: CertPaths) -> dict[Path, bytes]:
         paths.kubelet_serving_key: _key_pem(kubelet_serving_key),
         paths.apiserver_kubelet_client_cert: _cert_pem(kubelet_client_cert),
         paths.apiserver_kubelet_client_key: _key_pem(kubelet_client_key),
+        paths.registry_cert: _cert_pem(registry_cert),
+        paths.registry_key: _key_pem(registry_key),
         paths.sa_key: _key_pem(sa_key),
         paths.sa_pub: sa_pub,
     }

@@ -75,6 +75,14 @@ from schedexec_devcluster.node import (
     remove_pods,
     scheduler_args,
     wait_for_runtime,
+    write_registry_access,
+)
+from schedexec_devcluster.registry import (
+    REGISTRY_HOST,
+    RegistryLayout,
+    ensure_credentials,
+    htpasswd,
+    registry_config,
 )
 
 SERVICE_CLUSTER_IP_RANGE = "10.0.0.0/24"
@@ -97,6 +105,10 @@ CONTROLLERS: tuple[str, ...] = (
 )
 
 CORE_PROCESSES: tuple[str, ...] = (ETCD, KUBE_APISERVER, KUBE_CONTROLLER_MANAGER)
+REGISTRY = "registry"
+"""The real node's image registry process (registry.py)."""
+REGISTRY_ENVIRONMENT = {"OTEL_TRACES_EXPORTER": "none", "OTEL_METRICS_EXPORTER": "none", "OTEL_LOGS_EXPORTER": "none"}
+"""distribution v3 exports OpenTelemetry traces to localhost:4318 unless told not to: nothing listens there."""
 STOP_GRACE_SECONDS = 10.0
 DEFAULT_STARTUP_TIMEOUT = 120.0
 NODE_READY_TIMEOUT = 120.0
@@ -171,10 +183,18 @@ class Layout:
 
 @dataclasses.dataclass(frozen=True)
 class NodeSetup:
-    """A real node for the cluster: its binaries and the image archives to import into its containerd."""
+    """A real node for the cluster: its binaries, the image registry it pulls from, and what to put there.
+
+    ``images`` are archives imported into containerd (only the pod sandbox image: the kubelet needs it
+    before any pull); ``registry`` is distribution's binary (None: no registry); ``publish`` pushes the
+    project's images once the registry serves, given the push user's ``user:password`` and a directory
+    holding the CA (registry.RegistryLayout.cert_dir).
+    """
 
     binaries: NodeBinaries
     images: tuple[Path, ...] = ()
+    registry: Path | None = None
+    publish: Callable[[str, Path], None] | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -519,6 +539,17 @@ def _node_ready(url: str, context: ssl.SSLContext) -> bool:
     return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
 
 
+def _registry_answers(host: str, context: ssl.SSLContext) -> bool:
+    """``GET /v2/`` over TLS answers 401 (authentication required): the registry serves."""
+    try:
+        with urllib.request.urlopen(f"https://{host}/v2/", timeout=2, context=context):
+            return False  # 200 would mean no authentication: not ours
+    except urllib.error.HTTPError as error:
+        return error.code == 401
+    except (urllib.error.URLError, OSError, ValueError):
+        return False
+
+
 def _http_ok(url: str, context: ssl.SSLContext | None = None) -> bool:
     try:
         with urllib.request.urlopen(url, timeout=2, context=context) as response:
@@ -736,11 +767,13 @@ class ControlPlane:
         started = time.monotonic()
         import_images(node_binaries, layout, node.images)
         _log(f"imported {len(node.images)} images into the node's containerd in {time.monotonic() - started:.1f}s")
+        if node.registry is not None:
+            state = self._start_registry(state, node.registry, node.publish)
         kubelet_client = (certs.kubelet_cert, certs.kubelet_key)
         for component, client in ((KUBELET, kubelet_client), (KUBE_SCHEDULER, None), (KUBE_PROXY, None)):
             document = kubeconfig_document(state.server_url, certs, component, client)
             _write_atomic(layout.kubeconfig(component), yaml.safe_dump(document))
-        state = self._spawn(state, KUBELET, kubelet_args(node_binaries.kubelet, layout))
+        state = self._spawn(state, KUBELET, kubelet_args(node_binaries.kubelet, layout, node.registry is not None))
         state = self._spawn(state, KUBE_SCHEDULER, scheduler_args(node_binaries.kube_scheduler, layout, ports))
         state = self._spawn(state, KUBE_PROXY, proxy_args(node_binaries.kube_proxy, layout))
         tls = _client_tls(certs)
@@ -748,6 +781,29 @@ class ControlPlane:
         deadline = time.monotonic() + NODE_READY_TIMEOUT
         self._await(KUBELET, f"node {NODE_NAME} Ready", lambda: _node_ready(node_url, tls), deadline)
         _log(f"node {NODE_NAME} is Ready")
+        return state
+
+    def _start_registry(self, state: RunState, binary: Path, publish: Callable[[str, Path], None] | None) -> RunState:
+        """The image registry on the node's address (TLS, htpasswd), the project's images pushed to it, and
+        the node's access to it (containerd's hosts.toml, the kubelet's credential provider)."""
+        certs, registry = self.layout.certs, RegistryLayout(self.layout.state_dir)
+        users = ensure_credentials(registry)
+        _write_atomic(registry.htpasswd, htpasswd({c.username: c.password for c in users.values()}), mode=0o600)
+        _write_atomic(
+            registry.config,
+            yaml.safe_dump(registry_config(registry, certs.registry_cert, certs.registry_key)),
+            mode=0o600,
+        )
+        registry.cert_dir.mkdir(parents=True, exist_ok=True)
+        _write_atomic(registry.cert_dir / "ca.crt", certs.ca_cert.read_text(), mode=0o644)
+        state = self._spawn(state, REGISTRY, [str(binary), "serve", str(registry.config)], REGISTRY_ENVIRONMENT)
+        tls = ssl.create_default_context(cafile=str(certs.ca_cert))
+        self._await(REGISTRY, f"the registry on {REGISTRY_HOST}", lambda: _registry_answers(REGISTRY_HOST, tls))
+        write_registry_access(self.node_layout, certs.ca_cert, users["pull"])
+        if publish is not None:
+            started = time.monotonic()
+            publish(users["push"].creds, registry.cert_dir)
+            _log(f"pushed the project's images to {REGISTRY_HOST} in {time.monotonic() - started:.1f}s")
         return state
 
     def _write_config_files(self, server_url: str) -> None:

@@ -4,8 +4,10 @@ Why this exists: the local kubelet node (node.py) runs the operator and the
 component images in real containers, but this machine (like CI) reaches no
 image registry: neither python:3.11-slim nor ghcr.io/schedexec/* can be
 pulled. Package registries are reachable, so the images are built here, from
-the same Dockerfiles users build with ``docker build``, and handed to the
-node as archives for ``ctr -n k8s.io images import``:
+the same Dockerfiles users build with ``docker build``, kept as archives,
+and pushed to the local cluster's own registry (``push_images``; registry.py),
+which the node pulls them from (the pause image alone is imported with
+``ctr -n k8s.io images import``, as kind's ``load image-archive`` would):
 
 1. Base images come from Debian's packages instead of a registry. mmdebstrap
    makes a root filesystem from THE MACHINE'S OWN apt sources (read at build
@@ -27,6 +29,11 @@ node as archives for ``ctr -n k8s.io images import``:
 3. Each image is exported as an OCI archive whose index names it
    (org.opencontainers.image.ref.name = the full reference, which
    ``ctr images import`` uses as the image name).
+4. ``push_images`` pushes them from buildah's storage (loaded from the
+   archive if it is not there) to a registry with TLS and credentials,
+   optionally committed first with labels (a release's OCI labels,
+   release.py); ``extra`` images (your component's directory) are built
+   and pushed the same way.
 
 Everything is cached by content under ``${SCHEDEXEC_CACHE_DIR:-~/.cache/schedexec}/images``:
 an image's key hashes its Dockerfile, the files its COPY/ADD instructions
@@ -60,7 +67,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path, PurePosixPath
 
 VERSION = "0.1.0"
@@ -912,6 +919,18 @@ class Buildah:
             "push", "--quiet", f"--signature-policy={self.policy}", image, f"oci-archive:{archive}:{name}"
         )
 
+    def push_registry(self, image: str, destination: str, creds: str, cert_dir: Path) -> list[str]:
+        """Push to a registry over TLS (``cert_dir`` holds its CA) with ``user:password`` credentials."""
+        return self.command(
+            "push",
+            "--quiet",
+            f"--signature-policy={self.policy}",
+            f"--cert-dir={cert_dir}",
+            *([f"--creds={creds}"] if creds else []),  # none: what `buildah login` stored
+            image,
+            f"docker://{destination}",
+        )
+
     def pull_archive(self, archive: Path) -> list[str]:
         return self.command("pull", "--quiet", f"--signature-policy={self.policy}", f"oci-archive:{archive}")
 
@@ -943,8 +962,9 @@ class BuildStep:
     rootfs: RootfsRecipe | None = None
 
 
-def plan_images(repo_root: Path, machine: Machine) -> list[BuildStep]:
-    """Every image with its key, each after the image it builds on: the Debian-based ones, then IMAGES."""
+def plan_images(repo_root: Path, machine: Machine, extra: Sequence[ImageSpec] = ()) -> list[BuildStep]:
+    """Every image with its key, each after the image it builds on: the Debian-based ones, then IMAGES, then
+    ``extra`` (e.g. a user's component: absolute paths; it may build FROM any of the project's images)."""
     steps: list[BuildStep] = []
     for rootfs in ROOTFS_IMAGES:
         text = (repo_root / rootfs.dockerfile).read_text()
@@ -956,7 +976,7 @@ def plan_images(repo_root: Path, machine: Machine) -> list[BuildStep]:
         steps.append(BuildStep(name, key, text, rootfs.dockerfile, None, rootfs.exported, rootfs=recipe))
     base = steps[ROOTFS_IMAGES.index(PYTHON_BASE)]
     keys = {step.name: step.key for step in steps}
-    for spec in IMAGES:
+    for spec in (*IMAGES, *extra):
         text = (repo_root / spec.dockerfile).read_text()
         build_args = {BASE_IMAGE_ARG: base.name} if BASE_IMAGE_ARG in global_args(text) else {}
         if NODE_BASE_IMAGE_ARG in global_args(text):
@@ -1169,6 +1189,17 @@ class _Builder:
             _run(self.buildah.tag(image_id, step.name), f"tagging {image_id} as {step.name}")
         self.in_storage.add(step.name)
 
+    def labelled(self, image: str, name: str, labels: Mapping[str, str]) -> str:
+        """``image`` committed as ``name`` with ``labels`` added to its configuration (no new layer)."""
+        container = _run(self.buildah.command("from", "--pull=never", image), f"opening {image}").split()[-1]
+        try:
+            label_args = [f"--label={key}={value}" for key, value in sorted(labels.items())]
+            _run(self.buildah.command("config", *label_args, container), f"labelling {name}")
+            _run(self.buildah.command("commit", "--quiet", "--format=oci", container, name), f"committing {name}")
+        finally:
+            _run(self.buildah.command("rm", container), f"removing the working container of {name}")
+        return name
+
     def _prune(self) -> None:
         """Drop superseded images from storage, and all but the newest three archives of each image.
 
@@ -1207,7 +1238,9 @@ def _environment(**values: str) -> Iterator[None]:
                 os.environ[name] = value
 
 
-def ensure_images(repo_root: Path, cache_dir: Path | None = None) -> list[ImageArchive]:
+def ensure_images(
+    repo_root: Path, cache_dir: Path | None = None, extra: Sequence[ImageSpec] = ()
+) -> list[ImageArchive]:
     """The archives of the project's images (runner, operator, examples, test component) and the node's pause image.
 
     Builds what the cache lacks (minutes, cold); a warm call only hashes.
@@ -1218,13 +1251,56 @@ def ensure_images(repo_root: Path, cache_dir: Path | None = None) -> list[ImageA
     repo_root = repo_root.resolve()
     layout = CacheLayout(images_cache_dir(cache_dir))
     machine = read_machine()
-    steps = plan_images(repo_root, machine)
+    steps = plan_images(repo_root, machine, extra)
     archives = [ImageArchive(step.name, layout.archive(step), step.key) for step in steps if step.exported]
     if all(image.archive.is_file() for image in archives):
         return archives
     with layout.lock():  # another caller may have built them meanwhile: the builder skips what exists
         _Builder(repo_root, layout, machine, steps).run()
     return archives
+
+
+def push_images(
+    repo_root: Path,
+    destination: Callable[[str], str],
+    creds: str,
+    cert_dir: Path,
+    cache_dir: Path | None = None,
+    only: Collection[str] | None = None,
+    extra: Sequence[ImageSpec] = (),
+    labels: Mapping[str, str] | None = None,
+) -> list[str]:
+    """Build what the cache lacks, then push every registry-backed image (all but the node's pause image), or
+    those named in ``only``; with ``labels``, each image is first committed with them (a release's OCI labels:
+    same layers, new configuration).
+
+    ``destination`` maps an image's name (``ghcr.io/schedexec/runner:0.1.0``) to where it goes; blobs the
+    registry has are not sent again, so a warm push takes seconds. The pushed references, in build order.
+    """
+    repo_root = repo_root.resolve()
+    ensure_images(repo_root, cache_dir, extra)
+    layout = CacheLayout(images_cache_dir(cache_dir))
+    steps = plan_images(repo_root, read_machine(), extra)
+    pushed: list[str] = []
+    with layout.lock():
+        builder = _Builder(repo_root, layout, read_machine(), steps)
+        try:
+            # the archives may come from a restored cache whose buildah storage (and policy) is empty
+            builder.buildah.policy.parent.mkdir(parents=True, exist_ok=True)
+            builder.buildah.policy.write_text(json.dumps(_SIGNATURE_POLICY))
+            for step in steps:
+                if not step.exported or step.name == PAUSE_IMAGE or (only is not None and step.name not in only):
+                    continue
+                builder._ensure_in_storage(step)
+                target = destination(step.name)
+                started = time.monotonic()
+                source = builder.labelled(step.name, target, labels) if labels else step.name
+                _run(builder.buildah.push_registry(source, target, creds, cert_dir), f"pushing {target}")
+                _log(f"pushed {target} in {time.monotonic() - started:.1f}s")
+                pushed.append(target)
+        finally:
+            shutil.rmtree(builder.session, ignore_errors=True)
+    return pushed
 
 
 # --- command line --------------------------------------------------------------------------------------------------

@@ -6,7 +6,9 @@ non-root users, read-only root filesystems, the absence of a ServiceAccount
 token, termination messages, waiting reasons, Services. This module makes
 the local control plane a one-node cluster like kind's, without Docker: the
 node's processes run on this machine, pods run in real containers (runc)
-from images imported offline into the node's containerd.
+from images the node pulls from the cluster's own registry (registry.py:
+TLS trusted through containerd's hosts.toml, credentials from the kubelet's
+image credential provider); only the pod sandbox image is imported.
 
 Everything the node owns lives under one directory per cluster or is named so it
 can be found again, because ``clean_host`` must leave nothing behind (no
@@ -15,6 +17,8 @@ session was killed:
 
     /var/lib/schedexec/<hash of state_dir>/   (linked as <state_dir>/kubelet-node; short for socket paths)
         containerd/{root,state,config.toml}
+        certs.d/<registry>/hosts.toml        containerd's trust in the local registry
+        credential-provider{.yaml,s/}        the kubelet's credentials for the project's repositories
         run/                                 containerd's and the shims' sockets
         cni/{net.d,ipam}                     bridge network, host-local IPAM
         kubelet/                             kubelet root dir (pod volumes)
@@ -47,6 +51,14 @@ from typing import Any
 import yaml
 
 from schedexec_devcluster.certs import NODE_IP, NODE_NAME, CertPaths
+from schedexec_devcluster.registry import (
+    CREDENTIAL_PROVIDER,
+    REGISTRY_HOST,
+    Credentials,
+    credential_provider_config,
+    credential_provider_response,
+    hosts_toml,
+)
 
 POD_CIDR = "10.244.0.0/24"
 """Pod addresses; NODE_IP, its first address, is the bridge (gateway) address."""
@@ -149,6 +161,19 @@ class NodeLayout:
         return self.containerd_dir / "config.toml"
 
     @property
+    def registry_hosts_dir(self) -> Path:
+        """containerd's ``config_path``: ``<host>/hosts.toml`` per registry (registry.py)."""
+        return self.root / "certs.d"
+
+    @property
+    def credential_provider_config(self) -> Path:
+        return self.root / "credential-provider.yaml"
+
+    @property
+    def credential_provider_bin_dir(self) -> Path:
+        return self.root / "credential-providers"
+
+    @property
     def cni_conf_dir(self) -> Path:
         return self.root / "cni" / "net.d"
 
@@ -224,7 +249,7 @@ oom_score = 0
     [plugins."io.containerd.cri.v1.images".pinned_images]
       sandbox = {json.dumps(SANDBOX_IMAGE)}
     [plugins."io.containerd.cri.v1.images".registry]
-      config_path = ""
+      config_path = {json.dumps(str(layout.registry_hosts_dir))}
   [plugins."io.containerd.cri.v1.runtime"]
     restrict_oom_score_adj = true
     netns_mounts_under_state_dir = true
@@ -326,7 +351,12 @@ def kube_proxy_configuration(layout: NodeLayout, ports: NodePorts) -> dict[str, 
     }
 
 
-def kubelet_args(kubelet: Path, layout: NodeLayout) -> list[str]:
+def kubelet_args(kubelet: Path, layout: NodeLayout, registry: bool = True) -> list[str]:
+    """``registry``: the node pulls from the local registry, with its credential provider (write_registry_access)."""
+    provider = [
+        f"--image-credential-provider-config={layout.credential_provider_config}",
+        f"--image-credential-provider-bin-dir={layout.credential_provider_bin_dir}",
+    ]
     return [
         str(kubelet),
         f"--config={layout.kubelet_config}",
@@ -334,6 +364,7 @@ def kubelet_args(kubelet: Path, layout: NodeLayout) -> list[str]:
         f"--root-dir={layout.kubelet_dir}",
         f"--hostname-override={NODE_NAME}",
         f"--node-ip={NODE_IP}",
+        *(provider if registry else []),
         "--v=1",
     ]
 
@@ -527,6 +558,23 @@ def ctr(binaries: NodeBinaries, layout: NodeLayout, *args: str) -> list[str]:
         CONTAINERD_NAMESPACE,
         *args,
     ]
+
+
+def write_registry_access(layout: NodeLayout, ca_cert: Path, pull: Credentials) -> None:
+    """containerd's trust in the local registry (hosts.toml with the CA) and the kubelet's credential provider.
+
+    The provider is a plugin executable answering with the pull user's credentials for the project's
+    repositories only (registry.credential_provider_response); the response file is root's alone (0600).
+    """
+    _write(layout.registry_hosts_dir / REGISTRY_HOST / "hosts.toml", hosts_toml(ca_cert))
+    _write(layout.credential_provider_config, yaml.safe_dump(credential_provider_config()))
+    response = layout.credential_provider_bin_dir / "response.json"
+    _write(response, json.dumps(credential_provider_response(pull)))
+    response.chmod(0o600)
+    plugin = layout.credential_provider_bin_dir / CREDENTIAL_PROVIDER
+    # The kubelet's request (stdin) names the image; the answer is the same for every image it matched.
+    _write(plugin, f"#!/bin/sh\ncat >/dev/null\nexec cat {shlex.quote(str(response))}\n")
+    plugin.chmod(0o700)
 
 
 def import_images(binaries: NodeBinaries, layout: NodeLayout, archives: Iterable[Path]) -> None:
