@@ -19,6 +19,7 @@ from urllib.parse import urlparse
 import yaml
 
 from schedexec_devcluster.certs import NODE_IP
+from schedexec_devcluster.registry import REGISTRY_HOST
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "examples"))
@@ -47,6 +48,8 @@ def main() -> None:
     server = remote_services.serve(remote_services.Remote(api_key="demo-key"), port=18765, host=host)
     manifest = (REPO / "examples/shop/select-model.yaml").read_text()
     manifest = manifest.replace("http://127.0.0.1:18765", f"http://{host}:18765")
+    if host == NODE_IP:  # the real node pulls the project's images from its own registry
+        manifest = manifest.replace("ghcr.io/schedexec/", f"{REGISTRY_HOST}/schedexec/")
     try:
         kubectl("apply", "-f", str(REPO / "examples/shop/credentials.yaml"))
         kubectl("delete", "sx", "shop-categories", "--ignore-not-found")
