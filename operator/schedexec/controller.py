@@ -299,6 +299,4 @@ class Controller:
         return float(min(MAX_BACKOFF_SECONDS, 2 ** (failures - 1)))
 
     def _export_gauges(self) -> None:
-        metrics.QUEUE_DEPTH.set(len(self.slots.waiting))
-        metrics.RUNNING.set(self.slots.held)
-        metrics.WAITING.set(len(self.timers))
+        metrics.observe_slots(len(self.slots.waiting), self.slots.held, self.slots.limit, len(self.timers))

@@ -335,7 +335,7 @@ class Reconciler:
         if document != status_document(execution.status):
             updated = await self.cluster.write_status(execution, document)
             self.writes.recorded(updated)
-            metrics.record_transition(execution.status, decision.status, now, start)
+            metrics.record_transition(execution, decision.status, now, start)
         for event in decision.events:
             level = logging.WARNING if event.type is EventType.WARNING else logging.INFO
             extra = {"execution": key, "reason": event.reason}
