@@ -25,6 +25,9 @@ it raised go to stderr, the pod's log, through runlog.run_logger, which
 redacts the same credential values (runlog.secret_forms); the termination
 message holds the envelope alone.
 
+The component's method runs inside the run's trace span when the run has a
+`TRACEPARENT` and the image has OpenTelemetry (tracing.py); nothing otherwise.
+
 Credentials are given byte for byte: a password may end in a space or a
 newline, so nothing is stripped. A Secret key whose value is not UTF-8 (a
 PKCS#12 keystore, a DER certificate) is given as bytes in
@@ -44,7 +47,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, TextIO
 
-from schedexec_runner import bounds, contract, envelope, frame, runlog
+from schedexec_runner import bounds, contract, envelope, frame, runlog, tracing
 from schedexec_runner.component import Component, RunContext
 
 
@@ -252,7 +255,8 @@ def run(environ: Mapping[str, str], diagnostics: TextIO | None = None) -> dict[s
             binary_credentials=binary_credentials,
             logger=logger,
         )
-        outcome: Any = component.run(args, ctx)
+        with tracing.component_span(method, environ):  # continues the run's trace (TRACEPARENT), if it can
+            outcome: Any = component.run(args, ctx)
     except InputError as exc:
         outcome = envelope.error(exc.reason, str(exc))
     except Exception as exc:

@@ -23,6 +23,7 @@ from fastapi import FastAPI
 from fastapi.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from schedexec import tracing
 from schedexec.api import elastic, errors, generic, polling, server
 from schedexec.api.cache import ExecutionCache
 from schedexec.api.errors import ApiError
@@ -49,6 +50,9 @@ def create_app(settings: ApiSettings, client: Client, cache: ExecutionCache) -> 
 
     app = FastAPI(
         lifespan=lifespan,
+        # FastAPI's own request spans (the whole request, the guard included), to schedexec's traces when they
+        # are on (tracing.setup); never its logs of exceptions (their messages may quote a request's body)
+        telemetry={"tracer_provider": tracing.in_use(), "metrics": False, "logs": False},
         title="schedexec",
         version="0.1.0",
         description="Asynchronous schedule / poll / result API for scheduled executions "
@@ -145,4 +149,5 @@ def run(settings: ApiSettings) -> None:
     client = KubeClient.from_environment()
     if settings.metrics_port:
         prometheus_client.start_http_server(settings.metrics_port)
+    tracing.setup("schedexec-api")
     server.serve(create_app(settings, client, ExecutionCache(client)), settings, cert, key)

@@ -14,7 +14,7 @@ sent to the API server (a token's TokenReview, an access's
 SubjectAccessReview): lookups minus reviews were answered from the caches
 (or shared a review under way). docs/observability.md lists each metric.
 
-The API serves them on their own port (SCHEDEXEC_API_METRICS_PORT, off by
+The API serves its metrics on their own port (SCHEDEXEC_API_METRICS_PORT, off by
 default), plain HTTP and unauthenticated like the operator's: they count
 requests, never say whose.
 """
@@ -91,6 +91,8 @@ class Measured:
             return
         began = time.monotonic()
         code = 500  # an exception past every handler: uvicorn answers 500
+        route, method = self.routes.template(scope), scope["method"]
+        method = method if method in METHODS else "other"
 
         async def measured(message: Message) -> None:
             nonlocal code
@@ -101,8 +103,6 @@ class Measured:
         try:
             await self.app(scope, receive, measured)
         finally:
-            route, method = self.routes.template(scope), scope["method"]
-            method = method if method in METHODS else "other"
             REQUESTS.labels(route, method, str(code)).inc()
             REQUEST_DURATION.labels(route, method).observe(time.monotonic() - began)
 
