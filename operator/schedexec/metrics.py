@@ -33,14 +33,16 @@ from __future__ import annotations
 
 import platform
 import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from importlib import metadata
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import Counter, Gauge, Histogram
 
 from schedexec import models
+from schedexec.objects import finished
 
 if TYPE_CHECKING:
     from schedexec import decisions
@@ -105,6 +107,11 @@ QUEUE_DEPTH = Gauge("schedexec_queue_depth", "Executions due to run but waiting 
 SLOTS_IN_USE = Gauge("schedexec_run_slots_in_use", "Run slots held (runs in progress, and deleted ones draining).")
 SLOTS = Gauge("schedexec_run_slots", "Run slots in all (SCHEDEXEC_MAX_RUNNING).")
 TIMERS = Gauge("schedexec_timers", "Executions with a pending wake-up (next run, deadline or TTL).")
+PAST_DEADLINE = Gauge(
+    "schedexec_executions_past_deadline",
+    "Executions not finished although their deadline (status.deadline) has passed: the operator ends them at "
+    "their deadline, so one that stays here is stuck.",
+)
 RECONCILE_ERRORS = Counter("schedexec_reconcile_errors_total", "Reconciles that failed and were retried.")
 KUBE_REQUEST_DURATION = Histogram(
     "schedexec_kube_request_duration_seconds",
@@ -184,6 +191,33 @@ def record_transition(
     if after.phase is not None and after.phase.finished and before.phase != after.phase:
         finished = labels(execution)
         EXECUTIONS_FINISHED.labels(finished.namespace, finished.method, after.phase.value, final_reason(after)).inc()
+
+
+class Deadlines:
+    """The deadlines of the unfinished executions, by key, as the watch shows them: PAST_DEADLINE counts those
+    passed at scrape time (prometheus_client's thread: it reads a copy)."""
+
+    def __init__(self, now: Callable[[], datetime]) -> None:
+        self.now = now
+        self._by_key: dict[str, datetime] = {}
+
+    def seen(self, key: str, body: Mapping[str, Any]) -> None:
+        status = body.get("status") or {}
+        try:
+            deadline = datetime.fromisoformat(str(status["deadline"]))
+        except (KeyError, ValueError, TypeError):
+            deadline = None
+        if deadline is None or deadline.tzinfo is None or finished(body):
+            self._by_key.pop(key, None)
+        else:
+            self._by_key[key] = deadline
+
+    def gone(self, key: str) -> None:
+        self._by_key.pop(key, None)
+
+    def passed(self) -> int:
+        now = self.now()
+        return sum(1 for deadline in list(self._by_key.values()) if deadline <= now)
 
 
 def observe_slots(waiting: int, held: int, limit: int, timers: int) -> None:

@@ -17,6 +17,7 @@ from schedexec.api.cache import ExecutionCache
 from tests.unit import builders
 from tests.unit.api_fake import FakeKube
 from tests.unit.test_api_app import NS, SETTINGS, TOKEN, execution, schedule
+from tests.unit.test_controller import FakeCluster, body, controller
 
 BOUNDED_METHODS = {*metrics.METHODS, metrics.COMMAND}
 
@@ -170,3 +171,31 @@ def test_the_scrape_parses_and_follows_the_naming_conventions(http: TestClient) 
             assert all(sample.name.endswith(("_total", "_created")) for sample in family.samples), family.name
         if family.type == "histogram":
             assert family.name.endswith("_seconds"), family.name
+
+
+def test_executions_past_their_deadline_and_not_finished_are_counted_at_scrape_time() -> None:
+    clock = [builders.at(0)]
+    deadlines = metrics.Deadlines(lambda: clock[0])
+    running = {"metadata": {"name": "a"}, "status": {"phase": "Running", "deadline": builders.at(60).isoformat()}}
+    deadlines.seen("ns/a", running)
+    deadlines.seen("ns/b", {"metadata": {"name": "b"}, "status": {"phase": "Pending"}})  # no deadline yet
+    assert deadlines.passed() == 0
+    clock[0] = builders.at(61)
+    assert deadlines.passed() == 1
+    deadlines.seen("ns/a", {**running, "status": {**running["status"], "phase": "TimedOut"}})
+    assert deadlines.passed() == 0
+    deadlines.seen("ns/a", running)
+    deadlines.gone("ns/a")
+    assert deadlines.passed() == 0
+
+
+def test_the_controller_keeps_the_past_deadline_gauge_from_the_watch() -> None:
+    cluster = FakeCluster()
+    c = controller(cluster)
+    c.now = lambda: builders.at(3600)  # type: ignore[method-assign]
+    c.deadlines.now = c.now
+    stuck = {**body("a"), "status": {"phase": "Running", "deadline": builders.at(60).isoformat()}}
+    c.execution_event(None, stuck)
+    assert value("schedexec_executions_past_deadline") == 1
+    c.execution_event("DELETED", stuck)
+    assert value("schedexec_executions_past_deadline") == 0

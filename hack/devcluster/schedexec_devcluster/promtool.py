@@ -1,0 +1,64 @@
+"""promtool, Prometheus' checker: `check metrics` on a live scrape, `test rules` on the chart's alerts.
+
+Found like helm (binaries.ensure_helm): `$PROMTOOL`, else the cached build
+in ~/.cache/schedexec/promtool-<version>/, else `go install`ed there from
+the Go module proxy `go env GOPROXY` names (nothing is downloaded from
+anywhere else). The Prometheus module is large: a cold build fetches about
+1.8 GB of modules and compiles for about PROMTOOL_COLD_BUILD_MINUTES on two
+cores (measured; docs/observability.md); a warm cache costs nothing.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+from schedexec_devcluster.binaries import BinariesUnavailable, build_environment, cache_bin_dir, is_executable
+
+PROMETHEUS_VERSION = "v0.316.0"
+"""The Go module version of Prometheus (its v3 releases are tagged v0.3xx.y for Go modules)."""
+PACKAGE = "github.com/prometheus/prometheus/cmd/promtool"
+
+
+def cache_dir() -> Path:
+    return cache_bin_dir().parent.parent / f"promtool-{PROMETHEUS_VERSION}"
+
+
+def ensure_promtool(build: bool = True) -> Path:
+    """`$PROMTOOL`, else the cached promtool, else `go install`ed into the cache."""
+    explicit = os.environ.get("PROMTOOL")
+    if explicit:
+        if not is_executable(Path(explicit)):
+            raise BinariesUnavailable(f"PROMTOOL={explicit} is not an executable file")
+        return Path(explicit)
+    bin_dir = cache_dir()
+    promtool = bin_dir / "promtool"
+    if is_executable(promtool):
+        return promtool
+    if not build:
+        raise BinariesUnavailable(f"promtool is not in {bin_dir} and building it was not allowed")
+    if shutil.which("go") is None:
+        raise BinariesUnavailable("promtool is missing and `go` is not on PATH to build it")
+    bin_dir.mkdir(parents=True, exist_ok=True)
+    environ = build_environment()
+    environ["GOBIN"] = str(bin_dir)
+    done = subprocess.run(
+        ["go", "install", f"{PACKAGE}@{PROMETHEUS_VERSION}"], env=environ, capture_output=True, text=True
+    )
+    if done.returncode != 0 or not is_executable(promtool):
+        raise BinariesUnavailable(f"`go install {PACKAGE}@{PROMETHEUS_VERSION}` failed:\n{done.stderr[-2000:]}")
+    return promtool
+
+
+def check_metrics(promtool: Path, exposition: str) -> subprocess.CompletedProcess[str]:
+    """`promtool check metrics` of a scrape's text (its lint: names, units, _total, help)."""
+    return subprocess.run([str(promtool), "check", "metrics"], input=exposition, capture_output=True, text=True)
+
+
+def run_rule_tests(promtool: Path, *tests: Path) -> subprocess.CompletedProcess[str]:
+    """`promtool test rules` of rule unit-test files."""
+    return subprocess.run(
+        [str(promtool), "test", "rules", *map(str, tests)], capture_output=True, text=True, cwd=tests[0].parent
+    )
