@@ -24,6 +24,7 @@ from schedexec_runner.main import run
 from tests.runner.test_runner import COMPONENTS, env
 from tests.unit import builders
 from tests.unit.api_fake import FakeKube
+from tests.unit.test_adoption import created
 from tests.unit.test_api_app import NS, SETTINGS, TOKEN, execution
 from tests.unit.test_controller import FakeCluster, controller, settle
 
@@ -198,3 +199,14 @@ def test_without_opentelemetry_the_runner_runs_as_before(monkeypatch: pytest.Mon
     monkeypatch.setitem(__import__("sys").modules, "opentelemetry", None)  # as if not installed: ImportError
     environ = env(tmp_path, "{}", **{contract.METHOD: "countdown", "TRACEPARENT": CLIENT_PARENT})
     assert run(environ) == envelope.done({"seen": [1]})
+
+
+def test_a_traced_run_s_job_is_adopted_after_a_crash_and_one_with_another_trace_context_is_not() -> None:
+    execution = builders.execution()
+    traceparent = tracing.run_traceparent(CLIENT_PARENT, execution.metadata.uid, 1)
+    made = manifests.job_manifest(execution, 1, {}, builders.POD_DEFAULTS, traceparent=traceparent)
+    assert manifests.made_for(created(made), made) is None  # made again for the same run: the same context
+    other = manifests.job_manifest(
+        execution, 1, {}, builders.POD_DEFAULTS, traceparent=tracing.run_traceparent(CLIENT_PARENT, "other", 1)
+    )
+    assert manifests.made_for(created(other), made) is not None
