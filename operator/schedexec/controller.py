@@ -95,6 +95,8 @@ class Controller:
         """Consecutive reconciles by key that failed for a reason that does not heal by itself: the quarantine."""
         self.listed = asyncio.Event()
         """Set once the watch streams have all listed: no reconcile runs before (caches_listed)."""
+        self.deadlines = metrics.Deadlines(now)
+        metrics.PAST_DEADLINE.set_function(self.deadlines.passed)
 
     # --- inputs (the watch streams' events, on the event loop) -----------------------------------
 
@@ -107,6 +109,7 @@ class Controller:
             return  # a lagging event of an execution found deleted already (a read answered 404): not kept again
         seen = self.reconciler.writes.echo(body)
         self.store.execution_changed(body)
+        self.deadlines.seen(key, body)
         if seen is not Seen.NEW:
             return
         self.slots.seen(key, uid, self.store.run_in_progress(body))
@@ -169,6 +172,7 @@ class Controller:
         if stored is not None and stored["metadata"].get("uid", "") == uid:
             self.store.execution_deleted(key)
         if uid == kept_uid:
+            self.deadlines.gone(key)
             self.reconciler.writes.forget(key)
             self.timers.cancel(key)
             self._failures.pop(key, None)
@@ -299,6 +303,4 @@ class Controller:
         return float(min(MAX_BACKOFF_SECONDS, 2 ** (failures - 1)))
 
     def _export_gauges(self) -> None:
-        metrics.QUEUE_DEPTH.set(len(self.slots.waiting))
-        metrics.RUNNING.set(self.slots.held)
-        metrics.WAITING.set(len(self.timers))
+        metrics.observe_slots(len(self.slots.waiting), self.slots.held, self.slots.limit, len(self.timers))

@@ -21,6 +21,7 @@ from typing import Any
 
 import kopf
 
+from schedexec import tracing
 from schedexec.controller import Controller
 
 
@@ -38,6 +39,15 @@ def registry_for(controller: Controller) -> kopf.OperatorRegistry:
     def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
         """The same credentials as schedexec.kube: in-cluster, else the kubeconfig (via pykube-ng)."""
         return kopf.login_via_pykube(**kwargs)
+
+    @kopf.on.startup(registry=registry)
+    def traces(**_: Any) -> None:
+        """Traces to the exporter OTEL_* names, if it names one (tracing.py)."""
+        tracing.setup("schedexec-operator")
+
+    @kopf.on.cleanup(registry=registry)
+    def flush(**_: Any) -> None:
+        tracing.shutdown()
 
     @kopf.on.probe(id="schedexec", registry=registry)
     def probe(**_: Any) -> str:

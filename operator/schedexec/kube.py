@@ -53,7 +53,7 @@ from typing import Any
 import aiohttp
 import kopf
 
-from schedexec import manifests, models
+from schedexec import manifests, metrics, models
 from schedexec.clock import ServerClock
 from schedexec.objects import owner_uids
 from schedexec_runner import bounds
@@ -261,16 +261,22 @@ class Api:
         for attempt in (1, 2):
             session = await self._connected(renew=attempt == 2)
             sent = self.clock.monotonic()
-            response = await session.http.request(
-                method.upper(),
-                session.info.server.rstrip("/") + url,
-                params=params,
-                json=payload,
-                headers=session.headers,
-                timeout=timeout or self.timeout,
-                trace_request_ctx=fence,
-            )
-            self.clock.observe(response.headers.get("Date"), sent, self.clock.monotonic())
+            try:
+                response = await session.http.request(
+                    method.upper(),
+                    session.info.server.rstrip("/") + url,
+                    params=params,
+                    json=payload,
+                    headers=session.headers,
+                    timeout=timeout or self.timeout,
+                    trace_request_ctx=fence,
+                )
+            except (aiohttp.ClientError, TimeoutError):
+                metrics.observe_request(method, self.clock.monotonic() - sent, None)
+                raise
+            answered = self.clock.monotonic()
+            metrics.observe_request(method, answered - sent, response.status)
+            self.clock.observe(response.headers.get("Date"), sent, answered)
             if response.status < 400:
                 return response
             async with response:

@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from decimal import ROUND_CEILING, Decimal
 from typing import Any
 
-from schedexec import models, podtemplate
+from schedexec import models, podtemplate, tracing
 from schedexec_runner import contract, elasticio
 
 MANAGED_BY = "schedexec"
@@ -164,10 +164,12 @@ def job_manifest(
     defaults: PodDefaults,
     method: str | None = None,
     name: str | None = None,
+    traceparent: str | None = None,
 ) -> dict[str, Any]:
     """The Job that performs run `index` of `execution` with `args` (running `method` instead of
     spec.method if given: a command a previous run scheduled), named `name` (default: `job_name`; a run
-    adopted across an upgrade keeps its legacy name, `run_job`)."""
+    adopted across an upgrade keeps its legacy name, `run_job`). `traceparent`: the run's trace context
+    (tracing.run_traceparent), on the Job and its pod as an annotation and in the container's TRACEPARENT."""
     spec, meta = execution.spec, execution.metadata
     labels = {
         "app.kubernetes.io/managed-by": MANAGED_BY,
@@ -182,10 +184,14 @@ def job_manifest(
         "controller": True,
         "blockOwnerDeletion": True,
     }
+    pod_spec = _pod_spec(execution, index, defaults, method or execution.spec.method)
+    traced = {} if traceparent is None else {tracing.ANNOTATION: traceparent}
+    if traceparent is not None:
+        pod_spec["containers"][0]["env"].append({"name": tracing.ENV, "value": traceparent})
     template, pod = podtemplate.apply(
         podtemplate.run_template(defaults.run_pod_template, execution),
-        {"labels": labels, "annotations": {ARGS_ANNOTATION: args_json(args)}},
-        _pod_spec(execution, index, defaults, method or execution.spec.method),
+        {"labels": labels, "annotations": {ARGS_ANNOTATION: args_json(args), **traced}},
+        pod_spec,
     )
     manifest = {
         "apiVersion": "batch/v1",
@@ -194,6 +200,7 @@ def job_manifest(
             "name": name or job_name(meta.name, meta.uid, index),
             "namespace": meta.namespace,
             "labels": labels,
+            **({"annotations": traced} if traced else {}),
             "ownerReferences": [owner],
         },
         "spec": {

@@ -29,7 +29,7 @@ from typing import Any
 
 import pydantic
 
-from schedexec import decisions, kube, manifests, metrics, models, runs, screening, starts
+from schedexec import decisions, kube, manifests, metrics, models, runs, screening, starts, tracing
 from schedexec.kube import PERMANENT, TRANSIENT, Cluster, JobNameTaken, JobRejected
 from schedexec.models import EventType
 from schedexec.objects import finished, owner_uids
@@ -142,7 +142,8 @@ class Reconciler:
         if body is None:
             return None
         try:
-            return await self._reconcile(key, body)
+            with tracing.span("reconcile", tracing.of(body), attributes={"schedexec.execution": key}):
+                return await self._reconcile(key, body)
         except kube.Gone as exc:
             raise Deleted(key, body["metadata"].get("uid", "")) from exc
 
@@ -307,10 +308,12 @@ class Reconciler:
     async def apply(self, execution: models.ScheduledExecution, decision: decisions.Decision, now: datetime) -> None:
         """Carry out `decision`: Job, status, events, Job deletions, slots, in that order."""
         key, start = execution.key, decision.start_run
+        traced = tracing.of(self.newest(key))  # the execution's trace context (its annotation), read before writing
         if start is not None:
             self._ensure_leading(key)
+            traceparent = tracing.run_traceparent(traced, execution.metadata.uid, start.index)
             manifest = manifests.job_manifest(
-                execution, start.index, start.args, self.pod_defaults, start.method, name=start.job
+                execution, start.index, start.args, self.pod_defaults, start.method, start.job, traceparent
             )
             try:
                 if not await self.cluster.create_job(manifest):
@@ -335,7 +338,8 @@ class Reconciler:
         if document != status_document(execution.status):
             updated = await self.cluster.write_status(execution, document)
             self.writes.recorded(updated)
-            metrics.record_transition(execution.status, decision.status, now, start)
+            metrics.record_transition(execution, decision.status, now, start)
+            tracing.record_runs(execution, traced, decision.status, now)
         for event in decision.events:
             level = logging.WARNING if event.type is EventType.WARNING else logging.INFO
             extra = {"execution": key, "reason": event.reason}

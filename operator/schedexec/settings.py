@@ -211,6 +211,9 @@ class ApiSettings(BaseSettings):
     )
     host: str = Field("0.0.0.0", description="Listen address.")
     port: int = Field(8000, ge=1, le=65535, description="Listen port.")
+    metrics_port: int = Field(
+        0, ge=0, le=65535, description="Port of the API's Prometheus metrics (plain HTTP, no token); 0 disables."
+    )
     namespace: str = Field("default", description="Namespace of executions when a request names none.")
     workspaces: dict[
         Annotated[str, StringConstraints(min_length=1, max_length=128)],

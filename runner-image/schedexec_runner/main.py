@@ -25,6 +25,9 @@ it raised go to stderr, the pod's log, through runlog.run_logger, which
 redacts the same credential values (runlog.secret_forms); the termination
 message holds the envelope alone.
 
+The component's method runs inside the run's trace span when the run has a
+`TRACEPARENT` and the image has OpenTelemetry (tracing.py); nothing otherwise.
+
 Credentials are given byte for byte: a password may end in a space or a
 newline, so nothing is stripped. A Secret key whose value is not UTF-8 (a
 PKCS#12 keystore, a DER certificate) is given as bytes in
@@ -44,7 +47,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, TextIO
 
-from schedexec_runner import bounds, contract, envelope, frame, runlog, xsoar_native
+from schedexec_runner import bounds, contract, envelope, frame, runlog, tracing, xsoar_native
 from schedexec_runner.component import Component, RunContext
 
 
@@ -244,21 +247,22 @@ def run(environ: Mapping[str, str], diagnostics: TextIO | None = None) -> dict[s
         if not method:
             raise InputError("MissingInput", f"{contract.METHOD} is not set")
         outcome: Any
-        if component is None:
-            execution = environ.get(contract.EXECUTION, "")
-            outcome = xsoar_native.run_from_environment(environ, method, args, credentials, execution, logger)
-        else:
-            ctx = RunContext(
-                method=method,
-                module=environ.get(contract.MODULE) or None,
-                function=environ.get(contract.FUNCTION) or None,
-                run_index=int(environ.get(contract.RUN_INDEX, "1") or 1),
-                execution=environ.get(contract.EXECUTION, ""),
-                credentials=credentials,
-                binary_credentials=binary_credentials,
-                logger=logger,
-            )
-            outcome = component.run(args, ctx)
+        with tracing.component_span(method, environ):  # continues the run's trace (TRACEPARENT), if it can
+            if component is None:
+                execution = environ.get(contract.EXECUTION, "")
+                outcome = xsoar_native.run_from_environment(environ, method, args, credentials, execution, logger)
+            else:
+                ctx = RunContext(
+                    method=method,
+                    module=environ.get(contract.MODULE) or None,
+                    function=environ.get(contract.FUNCTION) or None,
+                    run_index=int(environ.get(contract.RUN_INDEX, "1") or 1),
+                    execution=environ.get(contract.EXECUTION, ""),
+                    credentials=credentials,
+                    binary_credentials=binary_credentials,
+                    logger=logger,
+                )
+                outcome = component.run(args, ctx)
     except InputError as exc:
         outcome = envelope.error(exc.reason, str(exc))
     except Exception as exc:

@@ -18,18 +18,20 @@ import functools
 import logging
 from collections.abc import AsyncIterator
 
+import prometheus_client
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from schedexec import tracing
 from schedexec.api import elastic, errors, generic, polling, server
-from schedexec.api.access import Gate
 from schedexec.api.cache import ExecutionCache
 from schedexec.api.errors import ApiError
 from schedexec.api.guard import Guard
 from schedexec.api.idempotency import signing_key
 from schedexec.api.kubeclient import Client, KubeClient
 from schedexec.api.submit import Submitter
+from schedexec.api.telemetry import CountedGate, Measured
 from schedexec.settings import ApiSettings
 
 log = logging.getLogger("schedexec.api")
@@ -48,6 +50,9 @@ def create_app(settings: ApiSettings, client: Client, cache: ExecutionCache) -> 
 
     app = FastAPI(
         lifespan=lifespan,
+        # FastAPI's own request spans (the whole request, the guard included), to schedexec's traces when they
+        # are on (tracing.setup); never its logs of exceptions (their messages may quote a request's body)
+        telemetry={"tracer_provider": tracing.in_use(), "metrics": False, "logs": False},
         title="schedexec",
         version="0.1.0",
         description="Asynchronous schedule / poll / result API for scheduled executions "
@@ -55,7 +60,7 @@ def create_app(settings: ApiSettings, client: Client, cache: ExecutionCache) -> 
     )
     if settings.insecure:
         log.warning("INSECURE MODE: no authentication and no authorization; never use this outside development")
-    gate = app.state.gate = Gate(client, settings)
+    gate = app.state.gate = CountedGate(client, settings)
     errors.install(app)
     submitter = Submitter(gate, client, cache, signing_key(settings.idempotency_key_file))
     app.include_router(elastic.router(settings, submitter))
@@ -77,6 +82,7 @@ def create_app(settings: ApiSettings, client: Client, cache: ExecutionCache) -> 
     # outermost: before the body is read (and so before an elastic.io request's workspace is known)
     elsewhere = functools.partial(elastic.workspace_namespaces, settings)
     app.add_middleware(Guard, gate=gate, namespace=settings.namespace, elsewhere=elsewhere)
+    app.add_middleware(Measured, routed=app)  # outermost of all: the guard's refusals are counted too
     return app
 
 
@@ -141,4 +147,7 @@ def run(settings: ApiSettings) -> None:
     """`schedexec api`: serve until stopped, on the listener `server` sets up."""
     cert, key = transport(settings) or (None, None)
     client = KubeClient.from_environment()
+    if settings.metrics_port:
+        prometheus_client.start_http_server(settings.metrics_port)
+    tracing.setup("schedexec-api")
     server.serve(create_app(settings, client, ExecutionCache(client)), settings, cert, key)

@@ -28,7 +28,7 @@ from typing import Any
 
 from fastapi.responses import Response
 
-from schedexec import models
+from schedexec import models, tracing
 from schedexec.api import access
 from schedexec.api.access import Caller, Gate
 from schedexec.api.cache import ExecutionCache
@@ -201,4 +201,7 @@ class Submitter:
 
 
 def _execution(metadata: dict[str, Any], spec: dict[str, Any]) -> dict[str, Any]:
+    traced = tracing.current()  # the request's span, when tracing is on: the execution's trace parent
+    if traced is not None:
+        metadata = {**metadata, "annotations": {**metadata.get("annotations", {}), tracing.ANNOTATION: traced}}
     return {"apiVersion": models.API_VERSION, "kind": models.KIND, "metadata": metadata, "spec": spec}
