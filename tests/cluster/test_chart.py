@@ -351,7 +351,12 @@ def test_the_identity_policies_match_only_the_charts_service_accounts(helm: Path
     off = ["admissionPolicy.operatorJobs=false", "admissionPolicy.apiSecrets=false"]
     off.append("admissionPolicy.onlyOperatorRunJobs=false")
     left = kinds(documents(render(helm, "api.enabled=true", TLS, *off).stdout), "ValidatingAdmissionPolicy")
-    assert list(left) == ["schedexec-credentials-readable"]
+    assert sorted(left) == ["schedexec-credentials-readable", "sx-schedexec-operator-secrets"], "its fence stays"
+    fence = policies["sx-schedexec-operator-secrets"]["spec"]
+    assert f"'{SERVICE_ACCOUNT}'" in fence["matchConditions"][0]["expression"]
+    assert bindings["sx-schedexec-operator-secrets"]["spec"]["validationActions"] == ["Deny"]
+    without = documents(render(helm, "rbac.create=false").stdout)
+    assert "sx-schedexec-operator-secrets" not in kinds(without, "ValidatingAdmissionPolicy"), "no grant to fence"
 
 
 def test_only_the_operator_may_make_run_jobs_where_it_serves(helm: Path) -> None:
