@@ -25,7 +25,8 @@ starts when the operator first sees its execution.
 
 Order of effects (see `schedexec.reconciler`): a run's Job is created before
 the status that names it is written, and deleted only after the status that
-records its outcome is written. A crash between the two steps is repaired by
+records its outcome is written; the Secret keeping a run's integration context
+is written before the status that schedules the next run. A crash between the two steps is repaired by
 the next reconcile, because Job names are deterministic: no run is lost and
 no run index executes twice.
 """
@@ -90,6 +91,9 @@ class Decision:
     """Due to start a run, but no run slot is free."""
     result_config_map: dict[str, Any] | None = None
     """A ConfigMap to create before the status that names it (a result too large for the status)."""
+    context_secret: dict[str, Any] | None = field(default=None, repr=False)
+    """The Secret keeping the integration context a run left, to write before the status that schedules the
+    next run (which mounts it): never in the status, and not in a Decision's repr (it may hold tokens)."""
 
     @property
     def delete_jobs(self) -> tuple[str, ...]:
@@ -158,6 +162,7 @@ def _decided(step: Step) -> Decision:
         events=step.events,
         queued=step.queued,
         result_config_map=step.result_config_map,
+        context_secret=step.context_secret,
     )
 
 

@@ -1,5 +1,5 @@
 """What a run looks like to Kubernetes: the Job of one run, the names and labels that find it again, and
-the ConfigMap that keeps a large result.
+the ConfigMap that keeps a large result, and the Secret that keeps an XSOAR integration context.
 
 Everything the operator creates for a run is built here, pure (execution + run index + args → manifest),
 with the restricted security context every run gets, so it is unit-tested without a cluster. Observation
@@ -17,6 +17,13 @@ no secret, and anyone who may create Jobs can give one the execution as its owne
 under a result's name is never reused (the result goes under a name the API server draws, `unclaimed_name`).
 Operators before this naming called run `i`'s Job `<name>-r<i>` (`legacy_job_name`); such a Job of a
 run in progress when the operator is upgraded is found by that name (`run_job`), never run again.
+
+An XSOAR integration context (schedexec_runner.xsoar_native: tokens an integration caches) is kept between
+the runs of a sequence in the Secret `<execution>-<tag>-xsoar-context` (type XSOAR_CONTEXT_TYPE, owned by
+the execution, so it goes with it; `xsoar_context_secret`). Every run mounts it read-only and optional at
+contract.DEFAULT_XSOAR_CONTEXT_FILE: the run starts from `{}` until a run of the execution left a context.
+The operator does not know which images run XSOAR integrations, and a mount that is there from the first
+run keeps every run's Job the same shape (`made_for`); the Secret appears only once a context was kept.
 
 The args travel in a pod annotation, projected into the container as a file
 by a downwardAPI volume: an environment variable would cap them at 128 KiB
@@ -47,6 +54,11 @@ CREDENTIALS_VOLUME = "credentials"
 ARGS_VOLUME = "args"
 ARGS_ANNOTATION = "schedexec.io/args"
 """Pod-template annotation holding the run's args (compact JSON); the args volume projects it as a file."""
+XSOAR_CONTEXT_VOLUME = "xsoar-context"
+XSOAR_CONTEXT_TYPE = "schedexec.io/xsoar-context"
+"""The type of the Secret that keeps an integration context: the only Secrets the operator may create or
+update (the chart's operator-secrets admission policy)."""
+XSOAR_CONTEXT_SUFFIX = "xsoar-context"
 HOME = "/tmp"
 """HOME of the run's container: the writable emptyDir (the root filesystem is read-only)."""
 MAX_JOB_NAME = 63
@@ -317,6 +329,11 @@ def _pod_spec(execution: models.ScheduledExecution, index: int, defaults: PodDef
         {"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}},
         {"name": ARGS_VOLUME, "downwardAPI": {"items": [args_item]}},
     ]
+    context_dir = contract.DEFAULT_XSOAR_CONTEXT_FILE.rpartition("/")[0]
+    env[contract.XSOAR_CONTEXT_FILE] = contract.DEFAULT_XSOAR_CONTEXT_FILE
+    mounts.append({"name": XSOAR_CONTEXT_VOLUME, "mountPath": context_dir, "readOnly": True})
+    context_secret = {"secretName": xsoar_context_name(execution.metadata), "optional": True}
+    volumes.append({"name": XSOAR_CONTEXT_VOLUME, "secret": context_secret})
     if spec.credentials_secret_ref is not None:
         env[contract.CREDENTIALS_DIR] = contract.DEFAULT_CREDENTIALS_DIR
         mounts.append({"name": CREDENTIALS_VOLUME, "mountPath": contract.DEFAULT_CREDENTIALS_DIR, "readOnly": True})
@@ -449,6 +466,33 @@ def result_config_map(execution: models.ScheduledExecution, text: str) -> tuple[
         key, body["binaryData"] = RESULT_GZ_KEY, {RESULT_GZ_KEY: packed}
     reference = models.ResultRef(config_map=name, key=key, bytes=len(raw), sha256=hashlib.sha256(raw).hexdigest())
     return body, reference
+
+
+def xsoar_context_name(meta: models.ObjectMeta) -> str:
+    """The name of the Secret that keeps the execution's integration context."""
+    return owned_name(meta.name, meta.uid, XSOAR_CONTEXT_SUFFIX)
+
+
+def xsoar_context_secret(execution: models.ScheduledExecution, context: Mapping[str, Any]) -> dict[str, Any]:
+    """The Secret that keeps `context` (a run's schedule envelope's) for the next run, owned by the
+    execution: its one key is the file the run reads (contract.DEFAULT_XSOAR_CONTEXT_FILE)."""
+    meta = execution.metadata
+    text = json.dumps(context, separators=(",", ":"), ensure_ascii=False)
+    key = contract.DEFAULT_XSOAR_CONTEXT_FILE.rpartition("/")[2]
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "type": XSOAR_CONTEXT_TYPE,
+        "metadata": {
+            "name": xsoar_context_name(meta),
+            "namespace": meta.namespace,
+            "labels": {"app.kubernetes.io/managed-by": MANAGED_BY, EXECUTION_LABEL: _fit(meta.name, MAX_JOB_NAME)},
+            "ownerReferences": [
+                {"apiVersion": models.API_VERSION, "kind": models.KIND, "name": meta.name, "uid": meta.uid}
+            ],
+        },
+        "data": {key: base64.b64encode(text.encode("utf-8")).decode("ascii")},
+    }
 
 
 def unclaimed_name(manifest: Mapping[str, Any]) -> dict[str, Any]:

@@ -9,6 +9,9 @@ delete the Job. A crash between two steps is repaired by the next reconcile,
 because Job names are deterministic (manifests.job_name: the execution's name and a tag of its uid, so
 an execution created again under the same name never meets its predecessor's Jobs). A large result's
 ConfigMap is never reused after a 409: the result goes under a name the API server draws (`keep_result`).
+An XSOAR integration context is written into its execution's Secret before the status that schedules the
+next run (`keep_context`), so no context is lost to a crash between the two: the next reconcile observes
+the same finished run and writes the same context again.
 
 The run is observed from the store; the API server is asked only when the
 watch may lag: the current run's Job missing from the cache, a finished
@@ -103,6 +106,19 @@ async def keep_result(api: kube.Api, manifest: dict[str, Any], fence: kube.Fence
     )
     drawn = await api.call("post", url, manifests.unclaimed_name(manifest), fence=fence)
     return str(drawn.body["metadata"]["name"])
+
+
+async def keep_context(api: kube.Api, manifest: dict[str, Any], fence: kube.Fence | None = None) -> None:
+    """Create, or replace, the Secret keeping an execution's integration context
+    (manifests.xsoar_context_secret). Created and replaced, never read (the role has no `get secrets`); the
+    chart's operator-secrets admission policy lets the operator write only Secrets of this type, name and
+    owner, so a Secret of another type under its name (planted, say) is refused, never overwritten: the
+    reconcile fails and is retried, as for any refused write. Nothing of the Secret's data is logged."""
+    meta = manifest["metadata"]
+    url = kube.path("v1", meta["namespace"], "secrets")
+    created = await api.call("post", url, manifest, tolerate=(409,), fence=fence)
+    if created.status == 409:
+        await api.call("put", f"{url}/{meta['name']}", manifest, fence=fence)
 
 
 class Reconciler:
@@ -329,6 +345,9 @@ class Reconciler:
             self.slots.queued(key)
         else:
             self.slots.not_queued(key)
+        if decision.context_secret is not None:  # before the status that schedules the run that mounts it
+            self._ensure_leading(key)
+            await keep_context(self.cluster.api, decision.context_secret, self.cluster.fence)
         if decision.result_config_map is not None:  # before the status that names it
             self._ensure_leading(key)
             kept = await keep_result(self.cluster.api, decision.result_config_map, self.cluster.fence)

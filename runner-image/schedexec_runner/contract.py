@@ -67,6 +67,12 @@ DEFAULT_CREDENTIALS_DIR = "/var/run/schedexec/credentials"
 DEFAULT_ARGS_FILE = "/var/run/schedexec/args/args.json"
 DEFAULT_TERMINATION_LOG = "/dev/termination-log"
 
+XSOAR_CONTEXT_FILE = "SCHEDEXEC_XSOAR_CONTEXT_FILE"
+"""Path of a JSON object: the XSOAR integration context the previous run of the sequence left (its
+schedule envelope's `context`), which the operator keeps in a Secret and mounts read-only, optional: absent
+until a run of the execution left one (schedexec_runner.xsoar_native, schedexec.manifests)."""
+DEFAULT_XSOAR_CONTEXT_FILE = "/var/run/schedexec/xsoar-context/context.json"
+
 METHOD_PATTERN = r"^[A-Za-z][A-Za-z0-9_.:-]*$"
 """What a method (command) name looks like: spec.method, and the `command` a schedule names for the
 next run. A letter, then letters, digits, `_`, `.`, `:` or `-` (XSOAR's `sandbox-get-report` fits)."""

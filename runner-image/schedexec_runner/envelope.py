@@ -13,14 +13,18 @@ Envelope shapes (JSON objects, version 1):
     {"v": 1, "outcome": "schedule", "nextRunInSeconds": <int >= 0>,
      "args": {<object>}, "partialResult": <any JSON, optional>,
      "command": "<method name, optional>", "timeoutInSeconds": <int > 0, optional>,
-     "itemsRemaining": <int >= 0, optional>}
+     "itemsRemaining": <int >= 0, optional>, "context": {<object>, optional}}
 
 The last three keys of `schedule` carry the rest of XSOAR's ScheduledCommand
 (see docs/runner-contract.md). They are optional and the version stays 1: an
 operator that knows them reads old envelopes unchanged, but an operator from
 before them refuses an envelope that uses them (unknown keys are an
 `InvalidEnvelope`), so components should use them only with an operator that
-knows them.
+knows them. `context` is the XSOAR integration context the run leaves to the next run of its sequence
+(schedexec_runner.xsoar_native): it may hold tokens, so the operator keeps it in a Secret owned by the
+execution and mounts it into the next run, never in the status, events or its log (`Schedule.context` is
+left out of the repr). At most MAX_CONTEXT_BYTES of JSON; the termination message's 4 KiB (compressed, with
+the rest of the envelope) bounds it first.
     {"v": 1, "outcome": "error", "reason": "<CamelCase>", "message": "<text>"}
 
 What a component writes is untrusted input to the operator, so `validate` also bounds what the operator
@@ -41,7 +45,7 @@ import json
 import math
 import re
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, Final
 
@@ -68,6 +72,10 @@ it reach beyond spec.timeoutSeconds anyway."""
 MAX_ITEMS_REMAINING = 2**31 - 1
 """The largest `itemsRemaining`: an int32, as the execution's status keeps it."""
 
+MAX_CONTEXT_BYTES = 64 * 1024
+"""The largest integration context (compact JSON, UTF-8) a schedule envelope may carry: well inside one
+Secret (1 MiB)."""
+
 MAX_REASON_LENGTH = 128
 """The longest error reason: a CamelCase word that becomes a condition's reason and a metric's label."""
 
@@ -77,8 +85,8 @@ ERROR = "error"
 
 _REASON = re.compile(r"^[A-Z][A-Za-z0-9]*$")
 _METHOD = re.compile(contract.METHOD_PATTERN)
-_SCHEDULE_OPTIONAL = {"partialResult", "command", "timeoutInSeconds", "itemsRemaining"}
-_PAYLOAD = {DONE: ("result",), SCHEDULE: ("args", "partialResult"), ERROR: ("message",)}
+_SCHEDULE_OPTIONAL = {"partialResult", "command", "timeoutInSeconds", "itemsRemaining", "context"}
+_PAYLOAD = {DONE: ("result",), SCHEDULE: ("args", "partialResult", "context"), ERROR: ("message",)}
 """The keys of each outcome that hold a component's own JSON, bounded by bounds.problem."""
 _SHOWN_KEYS = 5
 """How many unknown keys an error message names."""
@@ -117,6 +125,8 @@ class Schedule:
     timeout_in_seconds: int | None = None
     """The sequence's timeout, counted from its start; None: unchanged."""
     items_remaining: int | None = None
+    context: dict[str, Any] | None = field(default=None, repr=False)
+    """The integration context for the next run (XSOAR); None: unchanged. Secret: never in status or logs."""
 
 
 @dataclass(frozen=True)
@@ -144,13 +154,14 @@ def schedule(
     command: str | None = None,
     timeout_in_seconds: int | None = None,
     items_remaining: int | None = None,
+    context: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Run again after `next_run_in_seconds` with `args`; show `partial_result` meanwhile.
 
     `command` names the method the next run runs (default: the same as this run's);
     `timeout_in_seconds` sets the sequence's timeout, counted from its start (never beyond
-    spec.timeoutSeconds); `items_remaining` is shown while the execution waits. A key whose
-    value is None is left out.
+    spec.timeoutSeconds); `items_remaining` is shown while the execution waits; `context` is the
+    integration context the next run starts from (kept out of status). A key whose value is None is left out.
     """
     envelope: dict[str, Any] = {
         "v": VERSION,
@@ -163,6 +174,7 @@ def schedule(
         "command": command,
         "timeoutInSeconds": timeout_in_seconds,
         "itemsRemaining": items_remaining,
+        "context": context,
     }
     envelope.update((key, value) for key, value in optional.items() if value is not None)
     return envelope
@@ -251,6 +263,7 @@ def _typed(envelope: dict[str, Any]) -> Outcome:
         command=envelope.get("command"),
         timeout_in_seconds=envelope.get("timeoutInSeconds"),
         items_remaining=envelope.get("itemsRemaining"),
+        context=envelope.get("context"),
     )
 
 
@@ -299,6 +312,8 @@ def validate(envelope: Any) -> None:
             _require_integer(envelope, "timeoutInSeconds", 1, MAX_TIMEOUT_SECONDS)
         if "itemsRemaining" in envelope:
             _require_integer(envelope, "itemsRemaining", 0, MAX_ITEMS_REMAINING)
+        if "context" in envelope:
+            _require_context(envelope["context"])
     elif outcome == ERROR:
         _require_keys(envelope, {"reason", "message"}, set())
         reason = envelope["reason"]
@@ -348,6 +363,21 @@ def _require_integer(envelope: dict[str, Any], key: str, low: int, high: int) ->
     value = envelope[key]
     if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
         raise EnvelopeError(f"{envelope['outcome']}.{key} must be an integer from {low} to {high}")
+
+
+def context_bytes(context: dict[str, Any]) -> int:
+    """The size of an integration context as it is kept: compact JSON, UTF-8."""
+    return len(json.dumps(context, separators=(",", ":"), ensure_ascii=False).encode("utf-8", "surrogatepass"))
+
+
+def _require_context(context: Any) -> None:
+    """A JSON object of at most MAX_CONTEXT_BYTES; the message never quotes it (it may hold tokens)."""
+    if not isinstance(context, dict):
+        raise EnvelopeError("schedule.context must be a JSON object")
+    if _payload_problem(context, "schedule.context") is None:  # else validate names the problem, valueless
+        size = context_bytes(context)
+        if size > MAX_CONTEXT_BYTES:
+            raise EnvelopeError(f"schedule.context is {size} bytes of JSON; at most {MAX_CONTEXT_BYTES}")
 
 
 def _require_keys(envelope: dict[str, Any], required: set[str], optional: set[str]) -> None:

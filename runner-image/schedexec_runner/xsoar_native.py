@@ -23,9 +23,11 @@ fails the run with ComponentError like a component's, its traceback in the run's
 
 The integration context (tokens an integration caches) never goes into args, status or events: when
 SCHEDEXEC_XSOAR_CONTEXT_FILE names a file, the run starts from its JSON object and, if the integration
-changed it, writes the new one to SCHEDEXEC_XSOAR_CONTEXT_OUT. The operator is to keep it between the
-runs of a sequence in a Secret owned by the execution and mount it into the next run; it does not yet
-(docs/runner-contract.md), so today the context lives for one run.
+changed it and the run schedules another, the schedule envelope carries the new one as `context`
+(envelope.MAX_CONTEXT_BYTES at most). The operator keeps it in a Secret owned by the execution, written
+before the status that schedules the next run, and mounts it into that run as the file
+(docs/runner-contract.md). The runner has no API credentials, so the envelope is its only way out; a
+context set by a run that ends the sequence (`done`, an error) has no next run and is not kept.
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from schedexec_runner import envelope
+from schedexec_runner import contract, envelope
 from schedexec_runner.xsoar import CommandResults, ScheduledCommand
 
 INTEGRATION = "SCHEDEXEC_XSOAR_INTEGRATION"
@@ -53,11 +55,8 @@ PARAM_PREFIX = "XSOAR_PARAM_"
 """Environment variables `XSOAR_PARAM_<name>` give the param `<name>` as text (a ConfigMap through
 `envFrom: [{prefix: XSOAR_PARAM_, configMapRef: ...}]`; ConfigMap keys may hold dots, so `a.b` nests)."""
 
-CONTEXT_FILE = "SCHEDEXEC_XSOAR_CONTEXT_FILE"
+CONTEXT_FILE = contract.XSOAR_CONTEXT_FILE
 """Path of a JSON object: the integration context the run starts from (read-only mount)."""
-
-CONTEXT_OUT = "SCHEDEXEC_XSOAR_CONTEXT_OUT"
-"""Path the run writes the integration context to when the integration changed it."""
 
 MODULES = Path(__file__).resolve().parent / "xsoar_modules"
 """Where demistomock, CommonServerPython and CommonServerUserPython live (put first on sys.path)."""
@@ -238,11 +237,17 @@ def read_integration_context(environ: Mapping[str, str]) -> dict[str, Any]:
     return loaded if isinstance(loaded, dict) else {}
 
 
-def write_integration_context(environ: Mapping[str, str], run: IntegrationRun) -> None:
-    """Keep the context for the next run of the sequence, if the integration changed it and a place is given."""
-    path = environ.get(CONTEXT_OUT)
-    if path and run.context_changed:
-        Path(path).write_text(json.dumps(run.integration_context, separators=(",", ":")), encoding="utf-8")
+def with_integration_context(outcome: dict[str, Any], run: IntegrationRun) -> dict[str, Any]:
+    """`outcome` carrying the context for the next run of the sequence, if the integration changed it and
+    the run schedules one; a context over envelope.MAX_CONTEXT_BYTES fails the run (ContextTooLarge) here,
+    where the integration set it, never silently dropped (the next run would ask for a new token)."""
+    if not run.context_changed or outcome.get("outcome") != envelope.SCHEDULE:
+        return outcome
+    size = envelope.context_bytes(run.integration_context)
+    if size > envelope.MAX_CONTEXT_BYTES:
+        message = f"the integration context is {size} bytes of JSON; at most {envelope.MAX_CONTEXT_BYTES} are kept"
+        return envelope.error("ContextTooLarge", message)
+    return {**outcome, "context": run.integration_context}
 
 
 def run_from_environment(
@@ -268,6 +273,4 @@ def run_from_environment(
     path = Path(environ[INTEGRATION])
     if not path.is_file():
         return envelope.error("ComponentNotFound", f"the integration file {path} ({INTEGRATION}) does not exist")
-    result = run_integration(path, run)
-    write_integration_context(environ, run)
-    return result
+    return with_integration_context(run_integration(path, run), run)

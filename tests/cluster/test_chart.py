@@ -351,7 +351,12 @@ def test_the_identity_policies_match_only_the_charts_service_accounts(helm: Path
     off = ["admissionPolicy.operatorJobs=false", "admissionPolicy.apiSecrets=false"]
     off.append("admissionPolicy.onlyOperatorRunJobs=false")
     left = kinds(documents(render(helm, "api.enabled=true", TLS, *off).stdout), "ValidatingAdmissionPolicy")
-    assert list(left) == ["schedexec-credentials-readable"]
+    assert sorted(left) == ["schedexec-credentials-readable", "sx-schedexec-operator-secrets"], "its fence stays"
+    fence = policies["sx-schedexec-operator-secrets"]["spec"]
+    assert f"'{SERVICE_ACCOUNT}'" in fence["matchConditions"][0]["expression"]
+    assert bindings["sx-schedexec-operator-secrets"]["spec"]["validationActions"] == ["Deny"]
+    without = documents(render(helm, "rbac.create=false").stdout)
+    assert "sx-schedexec-operator-secrets" not in kinds(without, "ValidatingAdmissionPolicy"), "no grant to fence"
 
 
 def test_only_the_operator_may_make_run_jobs_where_it_serves(helm: Path) -> None:
@@ -544,6 +549,8 @@ OPERATOR_RULES = {("scheduledexecutions.schedexec.io", "[]", verb) for verb in (
     ("events", "[]", "list"),  # FailedMount events of a pod stuck before its volumes are mounted
     ("pods/log", "[]", "get"),  # largeResults: a result over 4 KiB through the run pod's log
     ("configmaps", "[]", "create"),  # largeResults: a result over 16 KiB kept in a ConfigMap (never read back)
+    ("secrets", "[]", "create"),  # an XSOAR integration context (reconciler.keep_context; never read back)
+    ("secrets", "[]", "update"),  # the next context replaces it (fenced: the operator-secrets policy)
 }
 """What the operator may do in a namespace it serves."""
 LEADER_RULES = {
@@ -662,6 +669,8 @@ NEEDED = [
     ("create", "events"),
     ("get", "pods/log"),  # largeResults
     ("create", "configmaps"),
+    ("create", "secrets"),  # XSOAR integration contexts, fenced by the operator-secrets admission policy
+    ("update", "secrets"),
 ]
 """Verbs the operator's pod watch, events and large results need: the chart must grant them."""
 API_DENIED = [
@@ -1297,6 +1306,67 @@ def test_the_api_may_create_opaque_secrets_only(cluster: LocalCluster, installed
     assert "the REST API may create only Opaque Secrets, not kubernetes.io/service-account-token" in refused.stderr
     assert create({"type": "Opaque", "stringData": {"password": "x"}}).returncode == 0
     assert create({"stringData": {"password": "x"}}).returncode == 0, "Opaque is the default type"
+
+
+def test_the_operator_may_write_only_xsoar_context_secrets_of_executions(
+    cluster: LocalCluster, installed: Installed, namespace: str
+) -> None:
+    """`create`/`update secrets` (an XSOAR integration context, reconciler.keep_context) fenced by the chart's
+    operator-secrets policy: never an Opaque Secret, a service-account-token Secret Kubernetes would fill, a
+    Secret under another name or owned by something else, nor a replacement of a Secret that is not one."""
+    name = "cape-0123456789-xsoar-context"
+    owner = {"apiVersion": "schedexec.io/v1alpha1", "kind": "ScheduledExecution", "name": "cape", "uid": "u-1"}
+
+    def secret(**changes: Any) -> dict[str, Any]:
+        meta = {"name": name, "namespace": namespace, "ownerReferences": [owner]}
+        body = {"apiVersion": "v1", "kind": "Secret", "type": "schedexec.io/xsoar-context", "metadata": meta}
+        body["data"] = {"context.json": base64.b64encode(b'{"token":"t"}').decode()}
+        for key, value in changes.items():
+            (meta if key in ("name", "ownerReferences", "annotations") else body)[key] = value
+        return {k: v for k, v in body.items() if v is not None}
+
+    def write(verb: str, body: dict[str, Any], user: str = SERVICE_ACCOUNT) -> subprocess.CompletedProcess[str]:
+        extra = ["--dry-run=server"] if verb == "create" else []
+        return cluster.kubectl(verb, *extra, f"--as={user}", "-f", "-", stdin=json.dumps(body), check=False)
+
+    wait_for(
+        "the operator-secrets admission policy to refuse an Opaque Secret of the operator's ServiceAccount",
+        lambda: write("create", secret(type="Opaque")).returncode != 0,
+    )
+    refusals = [
+        (secret(type="Opaque"), "only Secrets of type schedexec.io/xsoar-context, not Opaque"),
+        (secret(type=None), "only Secrets of type schedexec.io/xsoar-context, not Opaque"),
+        (
+            secret(
+                type="kubernetes.io/service-account-token",
+                data=None,
+                annotations={"kubernetes.io/service-account.name": "default"},
+            ),
+            "not kubernetes.io/service-account-token",
+        ),
+        (secret(name="credentials"), "only Secrets named <execution>-<tag>-xsoar-context"),
+        (secret(ownerReferences=None), "owned by one ScheduledExecution"),
+        (secret(ownerReferences=[owner | {"kind": "Deployment", "apiVersion": "apps/v1"}]), "owned by one"),
+    ]
+    for body, complaint in refusals:
+        refused = write("create", body)
+        assert refused.returncode != 0 and complaint in refused.stderr, (body, refused.stderr)
+    assert write("create", secret()).returncode == 0, "the operator's own shape is admitted"
+    # replace: an Opaque Secret someone keeps under the name is never overwritten; its own context Secret is
+    cluster.kubectl("create", "-f", "-", stdin=json.dumps(secret(type="Opaque", ownerReferences=None)))
+    refused = write("replace", secret())
+    assert refused.returncode != 0 and "field is immutable" in refused.stderr, refused.stderr  # its type
+    cluster.kubectl("delete", "secret", name, "-n", namespace)
+    # one of this type and name, but another execution's (or nobody's): not the operator's to replace
+    cluster.kubectl("create", "-f", "-", stdin=json.dumps(secret(ownerReferences=[owner | {"uid": "u-2"}])))
+    refused = write("replace", secret())
+    assert refused.returncode != 0, "never overwritten"
+    assert "an XSOAR context Secret of the same ScheduledExecution" in refused.stderr, refused.stderr
+    cluster.kubectl("delete", "secret", name, "-n", namespace)
+    cluster.kubectl("create", f"--as={SERVICE_ACCOUNT}", "-f", "-", stdin=json.dumps(secret()))
+    assert write("replace", secret(data={"context.json": base64.b64encode(b"{}").decode()})).returncode == 0
+    stolen = write("replace", secret(ownerReferences=[owner | {"uid": "u-2"}]))
+    assert stolen.returncode != 0 and "of the same ScheduledExecution" in stolen.stderr, stolen.stderr
 
 
 def test_the_idempotency_key_is_made_once_and_kept_by_upgrades(cluster: LocalCluster, helm: Path) -> None:

@@ -12,11 +12,15 @@ chart's operator as scheduled sequences against a fake of their vendor's API tha
 tests/thirdparty/demisto-content/PROVENANCE.md has the licence (MIT). Params come as the runtime reads them
 (docs/runner-contract.md): `url` from a ConfigMap through spec.podTemplate.envFrom (prefix XSOAR_PARAM_),
 the credentials from the credentials Secret (`credentials.password`, `api_token`). The fake listens on the
-node's address, where pods reach the host (tests/node/conftest.py `remote`).
+node's address, where pods reach the host (tests/node/conftest.py `remote`). The integration context (CAPE's
+token) goes from run to run through the execution's context Secret, which the chart's operator writes
+under its operator-secrets admission policy.
 """
 
 from __future__ import annotations
 
+import base64
+import json
 import sys
 from collections.abc import Iterator
 from typing import Any
@@ -104,6 +108,38 @@ def test_cape_creates_its_task_once_and_polls_it_until_reported(
         "GET cape-view": 1,
         "GET cape-report": 1,
     }
+
+
+def test_cape_logs_in_once_per_sequence_its_token_kept_in_the_executions_context_secret(
+    node_cluster: LocalCluster, node_namespace: str, vendor: Any
+) -> None:
+    """With a username and password CAPE trades them for a token and caches it in the integration context:
+    the operator keeps that context in a Secret owned by the execution and mounts it into the next runs, so
+    the token is asked for once over the whole sequence, and shows nowhere in the execution or its events."""
+    url, state = vendor
+    args = {"url": "http://sample.example/x", "polling": "true", "pollingInterval": "1", "interval_in_seconds": 1}
+    credentials = {"credentials.identifier": fakevendor.USERNAME, "credentials.password": fakevendor.PASSWORD}
+    body = integration(
+        node_cluster, node_namespace, "cape-login", CAPE_IMAGE, url, credentials, method="cape-url-submit", args=args
+    )
+    status = run(node_cluster, body, timeout=240)
+    assert status["phase"] == "Succeeded", status
+    assert len(status["history"]) == 1 + fakevendor.READY_AFTER
+    assert state.calls == {
+        "POST cape-token": 1,
+        "POST cape-create": 1,
+        "GET cape-status": fakevendor.READY_AFTER,
+        "GET cape-view": 1,
+        "GET cape-report": 1,
+    }
+    found = node_cluster.kubectl("get", "secrets", "-n", node_namespace, "-o", "json").stdout
+    (kept,) = [s for s in json.loads(found)["items"] if s["type"] == "schedexec.io/xsoar-context"]
+    assert kept["metadata"]["name"].startswith("cape-login-") and kept["metadata"]["name"].endswith("-xsoar-context")
+    context = json.loads(base64.b64decode(kept["data"]["context.json"]))
+    assert context["auth_info"]["token"] == fakevendor.TOKEN
+    shown = node_cluster.kubectl("get", models.PLURAL, "cape-login", "-n", node_namespace, "-o", "json").stdout
+    events = node_cluster.kubectl("get", "events", "-n", node_namespace, "-o", "json").stdout
+    assert fakevendor.TOKEN not in shown and fakevendor.TOKEN not in events
 
 
 def test_the_sequences_timeout_ends_it(node_cluster: LocalCluster, node_namespace: str, vendor: Any) -> None:

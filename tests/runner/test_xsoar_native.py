@@ -11,8 +11,8 @@ demisto-content (PROVENANCE.md names the repository, the commit and the licence)
   `cape-task-poll` (`ScheduledCommand`), and which caches its API token in the integration context.
 They run against tests/components/xsoar/fakevendor.py, which counts every call. The sequence is carried
 out as the operator does: each run's command and args are what the previous run scheduled; the
-integration context one run leaves is handed to the next through the runtime's context files (the
-operator does not carry them yet: this harness does, as the operator is to)."""
+integration context a schedule envelope carries (`context`) is the next run's context file, as the
+operator's Secret (manifests.xsoar_context_secret) makes it."""
 
 from __future__ import annotations
 
@@ -67,7 +67,7 @@ def run_sequence(
     secrets.mkdir(exist_ok=True)
     for key, value in credentials.items():
         (secrets / key).write_text(value, encoding="utf-8")
-    context_in, context_out = tmp_path / "context.json", tmp_path / "context-out.json"
+    context_in = tmp_path / "context.json"
     runs: list[tuple[str, dict[str, Any], str]] = []
     for index in range(1, limit + 1):
         (tmp_path / "args.json").write_text(json.dumps(args), encoding="utf-8")
@@ -78,7 +78,6 @@ def run_sequence(
             "PYTHONPATH": os.pathsep.join(sys.path),
             xsoar_native.INTEGRATION: str(integration),
             xsoar_native.CONTEXT_FILE: str(context_in),
-            xsoar_native.CONTEXT_OUT: str(context_out),
             contract.CREDENTIALS_DIR: str(secrets),
             contract.TERMINATION_LOG: str(log),
             contract.ARGS_FILE: str(tmp_path / "args.json"),
@@ -90,8 +89,8 @@ def run_sequence(
         assert done.returncode == contract.EXIT_REPORTED, done.stderr
         outcome = envelope.decode(log.read_text(encoding="utf-8"))
         runs.append((method, outcome, done.stderr.decode()))
-        if context_out.exists():  # what the operator keeps in the execution's context Secret
-            context_out.replace(context_in)
+        if "context" in outcome:  # what the operator keeps in the execution's context Secret
+            context_in.write_text(json.dumps(outcome["context"]), encoding="utf-8")
         if outcome["outcome"] != envelope.SCHEDULE:
             return runs
         method, args = outcome.get("command", method), outcome["args"]
@@ -204,9 +203,12 @@ def test_cape_submits_a_url_once_then_polls_its_task_until_reported(tmp_path: Pa
         "GET cape-view": 1,
         "GET cape-report": 1,
     }
-    # the token lives in the context file the operator keeps in a Secret, never in an outcome
+    # the token travels only as the first schedule's context (kept in a Secret), in no other part of an outcome
+    assert submitted["context"]["auth_info"]["token"] == fakevendor.TOKEN
+    assert all("context" not in outcome for outcome in (*polls, reported))  # unchanged: the Secret stays
     assert json.loads((tmp_path / "context.json").read_text())["auth_info"]["token"] == fakevendor.TOKEN
-    assert all(fakevendor.TOKEN not in json.dumps(outcome) for _, outcome, _ in runs)
+    shown = [{k: v for k, v in outcome.items() if k != "context"} for _, outcome, _ in runs]
+    assert all(fakevendor.TOKEN not in json.dumps(outcome) for outcome in shown)
 
 
 def test_a_url_cape_refuses_fails_the_sequence_with_xsoars_message(tmp_path: Path, vendor: Any) -> None:
@@ -412,8 +414,54 @@ def test_the_integration_context_is_the_previous_runs(tmp_path: Path) -> None:
     def main():
         context = get_integration_context()
         set_integration_context({'token': 'tok', 'runs': context.get('runs', 0) + 1})
-        return_results(context)
+        return_results(CommandResults(readable_output=json.dumps(context), scheduled_command=ScheduledCommand(
+            command='c', next_run_in_seconds=10, args={})))
     """
+    path = write_integration(tmp_path, source)
+    environ = {xsoar_native.INTEGRATION: str(path), xsoar_native.CONTEXT_FILE: str(tmp_path / "in.json")}
+    first = xsoar_native.run_from_environment(environ, "c", {}, {}, "ns/x", xsoar_native.IntegrationRun("c", {}).logger)
+    assert first["outcome"] == "schedule" and first["context"] == {"token": "tok", "runs": 1}
+    (tmp_path / "in.json").write_text(json.dumps(first["context"]), encoding="utf-8")  # the operator's Secret
+    second = xsoar_native.run_from_environment(
+        environ, "c", {}, {}, "ns/x", xsoar_native.IntegrationRun("c", {}).logger
+    )
+    assert json.loads(second["partialResult"]["readableOutput"]) == {"token": "tok", "runs": 1}
+    assert second["context"] == {"token": "tok", "runs": 2}
+    envelope.validate(second)  # the operator accepts what the runner writes
+
+
+def test_a_context_is_kept_only_for_a_next_run_and_only_when_changed(tmp_path: Path) -> None:
+    source = """
+    def main():
+        if demisto.command() == 'set':
+            set_integration_context({'token': 'tok'})
+        return_results({'done': True})
+    """
+    path = write_integration(tmp_path, source)
+    environ = {xsoar_native.INTEGRATION: str(path), xsoar_native.CONTEXT_FILE: str(tmp_path / "in.json")}
+    for command in ("set", "read"):
+        outcome = xsoar_native.run_from_environment(
+            environ, command, {}, {}, "ns/x", xsoar_native.IntegrationRun(command, {}).logger
+        )
+        assert outcome == envelope.done({"done": True})  # no next run: nothing to keep, nothing said
+
+
+def test_a_context_too_large_to_keep_fails_the_run_where_it_was_set(tmp_path: Path) -> None:
+    source = f"""
+    def main():
+        set_integration_context({{'blob': 'x' * {envelope.MAX_CONTEXT_BYTES}}})
+        scheduled = ScheduledCommand(command='c', next_run_in_seconds=1, args={{}})
+        return_results(CommandResults(scheduled_command=scheduled))
+    """
+    path = write_integration(tmp_path, source)
+    environ = {xsoar_native.INTEGRATION: str(path)}
+    logger = xsoar_native.IntegrationRun("c", {}).logger
+    outcome = xsoar_native.run_from_environment(environ, "c", {}, {}, "ns/x", logger)
+    assert outcome["outcome"] == "error" and outcome["reason"] == "ContextTooLarge"
+    assert str(envelope.MAX_CONTEXT_BYTES) in outcome["message"] and "xxxx" not in outcome["message"]
+
+
+def write_integration(tmp_path: Path, source: str) -> Path:
     path = tmp_path / "Integration.py"
     path.write_text(
         "import demistomock as demisto\nfrom CommonServerPython import *\n"
@@ -421,19 +469,7 @@ def test_the_integration_context_is_the_previous_runs(tmp_path: Path) -> None:
         + "\nif __name__ in ('__main__', '__builtin__', 'builtins'):\n    main()\n",
         encoding="utf-8",
     )
-    environ = {
-        xsoar_native.INTEGRATION: str(path),
-        xsoar_native.CONTEXT_FILE: str(tmp_path / "in.json"),
-        xsoar_native.CONTEXT_OUT: str(tmp_path / "out.json"),
-    }
-    logger = xsoar_native.IntegrationRun("c", {}).logger
-    first = xsoar_native.run_from_environment(environ, "c", {}, {}, "ns/x", logger)
-    assert first == envelope.done({})
-    (tmp_path / "out.json").replace(tmp_path / "in.json")
-    second = xsoar_native.run_from_environment(
-        environ, "c", {}, {}, "ns/x", xsoar_native.IntegrationRun("c", {}).logger
-    )
-    assert second == envelope.done({"token": "tok", "runs": 1})
+    return path
 
 
 # --- params ------------------------------------------------------------------------------------------------

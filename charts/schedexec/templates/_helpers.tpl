@@ -68,6 +68,12 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 - apiGroups: [""]
   resources: ["events"]
   verbs: ["create", "list"]
+# XSOAR integration contexts: reconciler.keep_context creates, or replaces, an execution's context Secret (never
+# reads one); the operator-secrets admission policy lets it write only Secrets of type schedexec.io/xsoar-context
+# named `<execution>-<tag>-xsoar-context` and owned by a ScheduledExecution
+- apiGroups: [""]
+  resources: ["secrets"]
+  verbs: ["create", "update"]
 {{- if .Values.largeResults.enabled }}
 # large results: read from the run pod's log (Cluster.pod_log), kept in a ConfigMap owned by the execution
 # (reconciler.keep_result: created only, never read back by the operator)

@@ -1,5 +1,9 @@
 """Recording the outcome of a run that ended: its result (done), the next run it asked for (schedule), its
-error, or none at all (the pod died, wrote garbage, or its Job disappeared)."""
+error, or none at all (the pod died, wrote garbage, or its Job disappeared).
+
+A schedule's XSOAR integration context (envelopes.Schedule.context: it may hold tokens) goes only into the
+Secret the decision keeps it in (`Step.context_secret`, written before the status that schedules the next
+run), never into the status or an event."""
 
 from __future__ import annotations
 
@@ -66,6 +70,8 @@ def _schedule(step: Step, outcome: envelopes.Schedule, run: runs.RunObservation)
         seconds = min(outcome.timeout_in_seconds, spec.timeout_seconds)
         status.deadline = status.started_at + timedelta(seconds=seconds)
     status.items_remaining = outcome.items_remaining
+    if outcome.context is not None:
+        step.context_secret = manifests.xsoar_context_secret(step.execution, outcome.context)
     _show_partial(step, outcome)
     if delay > requested:
         step.event(

@@ -140,6 +140,8 @@ class Step:
         self.queued = False
         self.look_again_at: datetime | None = None
         self.result_config_map: dict[str, Any] | None = None
+        self.context_secret: dict[str, Any] | None = None
+        """The Secret keeping the integration context a run left for the next (manifests.xsoar_context_secret)."""
 
     def fail(self, outcome: RunOutcome, reason: str, message: str, run: runs.RunObservation | None = None) -> None:
         self.close_run(outcome, run, reason)
