@@ -25,8 +25,8 @@ import yaml
 
 from schedexec import manifests, models
 from schedexec.settings import OperatorSettings
-from schedexec_devcluster import binaries
 from schedexec_devcluster.controlplane import SERVICE_ACCOUNT_ISSUER
+from tests.chart_support import CHART, NAMESPACE, RELEASE, documents, helm_binary, render
 from tests.support import (
     REPO,
     LocalCluster,
@@ -41,8 +41,6 @@ from tests.support import (
 )
 
 pytestmark = pytest.mark.cluster
-CHART = REPO / "charts" / "schedexec"
-RELEASE, NAMESPACE = "sx", "schedexec-system"
 OPERATOR_ACCOUNT = f"{RELEASE}-schedexec"
 API_ACCOUNT = f"{RELEASE}-schedexec-api"
 SERVICE_ACCOUNT = f"system:serviceaccount:{NAMESPACE}:{OPERATOR_ACCOUNT}"
@@ -53,38 +51,7 @@ TLS = 'api.tls.secretName="sx-api-tls"'
 
 @pytest.fixture(scope="session")
 def helm() -> Path:
-    try:
-        return binaries.ensure_helm()
-    except binaries.BinariesUnavailable as exc:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"helm is needed for the chart checks: {exc}")
-        pytest.skip(f"helm is needed for the chart checks: {exc}")
-
-
-def render(
-    helm: Path, *values: str, check: bool = True, release: str = RELEASE, namespace: str = NAMESPACE
-) -> subprocess.CompletedProcess[str]:
-    command = [
-        str(helm),
-        "template",
-        release,
-        str(CHART),
-        "--namespace",
-        namespace,
-        "--include-crds",
-        "--kube-version",
-        binaries.KUBERNETES_VERSION,
-    ]
-    for value in values:
-        command += ["--set-json", value]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=60)
-    if check:
-        assert done.returncode == 0, done.stderr
-    return done
-
-
-def documents(text: str) -> list[dict[str, Any]]:
-    return [d for d in yaml.safe_load_all(text) if d]
+    return helm_binary()
 
 
 def test_helm_lint_passes(helm: Path) -> None:
@@ -125,9 +92,10 @@ def test_options_render_what_they_promise(helm: Path) -> None:
     assert [c["name"] for c in operator["containers"]] == ["operator"]
     assert any(d["kind"] == "ServiceMonitor" for d in with_api)
     namespaced = documents(render(helm, "rbac.clusterWide=false", 'watchNamespaces=["a","b"]').stdout)
-    served = [d for d in namespaced if d["kind"] == "Role" and not d["metadata"]["name"].endswith("-leader")]
+    operator_roles = [d for d in namespaced if d["metadata"]["labels"]["app.kubernetes.io/component"] == "operator"]
+    served = [d for d in operator_roles if d["kind"] == "Role" and not d["metadata"]["name"].endswith("-leader")]
     assert sorted(d["metadata"]["namespace"] for d in served) == ["a", "b"]
-    assert not any(d["kind"] == "ClusterRole" for d in namespaced)
+    assert not any(d["kind"] == "ClusterRole" for d in operator_roles), "the operator holds no cluster-wide power"
     env = next(d for d in namespaced if d["kind"] == "Deployment")["spec"]["template"]["spec"]["containers"][0]["env"]
     assert {"name": "SCHEDEXEC_NAMESPACES", "value": '["a","b"]'} in env
     default_env = pod_spec(documents(render(helm).stdout), "sx-schedexec")["containers"][0]["env"]
@@ -393,7 +361,7 @@ def test_only_the_operator_may_make_run_jobs_where_it_serves(helm: Path) -> None
         ),
         (["metrics.serviceMonitor.enabled=true"], "needs networkPolicy.metricsFrom"),
         (["api.enabled=true"], "api.enabled needs TLS"),
-        (["api.enabled=true", TLS, 'api.mode="both"'], "api.mode must be deployment or sidecar"),
+        (["api.enabled=true", TLS, 'api.mode="both"'], "at '/api/mode': value must be one of 'deployment', 'sidecar'"),
         (["api.enabled=true", "api.tls.certManager.enabled=true"], "needs api.tls.certManager.issuerRef.name"),
         (["replicas=2", "leaderElection.enabled=false"], "replicas > 1 needs leaderElection.enabled"),
         (["rbac.clusterWide=false"], "needs watchNamespaces"),
@@ -441,8 +409,13 @@ def install(
     served: str | None = None,
 ) -> Installed:
     """The chart applied as `helm install` would: CRDs first, then the rest, each a server-side dry run first,
-    then for real; kubeconfigs of its two ServiceAccounts."""
-    rendered = documents(render(helm, *values, release=release, namespace=namespace).stdout)
+    then for real; kubeconfigs of its two ServiceAccounts. Not the `helm test` hooks, which `helm install` leaves
+    for `helm test` to create."""
+    rendered = [
+        d
+        for d in documents(render(helm, *values, release=release, namespace=namespace).stdout)
+        if (d["metadata"].get("annotations") or {}).get("helm.sh/hook") != "test"
+    ]
     crds, rest = folder / "crds.yaml", folder / "rest.yaml"
     crds.write_text(yaml.safe_dump_all([d for d in rendered if d["kind"] == "CustomResourceDefinition"]))
     rest.write_text(yaml.safe_dump_all([d for d in rendered if d["kind"] != "CustomResourceDefinition"]))
