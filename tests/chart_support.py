@@ -21,6 +21,28 @@ REPO = Path(__file__).resolve().parents[1]
 CHART = REPO / "charts" / "schedexec"
 RELEASE, NAMESPACE = "sx", "schedexec-system"
 
+ALL_ON = [
+    "api.enabled=true",
+    'api.tls.secretName="sx-api-tls"',
+    "api.ingress.enabled=true",
+    'api.ingress.className="nginx"',
+    'api.ingress.hosts=["api.example.com"]',
+    'api.ingress.tls=[{"secretName": "api-example-com", "hosts": ["api.example.com"]}]',
+    "api.httpRoute.enabled=true",
+    'api.httpRoute.parentRefs=[{"name": "public", "namespace": "gateways"}]',
+    'api.httpRoute.hostnames=["api.example.com"]',
+    "replicas=2",
+    "api.replicas=2",
+    "metrics.serviceMonitor.enabled=true",
+    'networkPolicy.metricsFrom=[{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}]',
+    'networkPolicy.apiFrom=[{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "ingress"}}}]',
+    'priorityClassName="schedexec-critical"',
+    'podLabels={"team": "platform"}',
+    'podAnnotations={"example.com/owner": "platform"}',
+    'imagePullSecrets=[{"name": "registry"}]',
+]
+"""Every optional feature of the chart on (and the API in its own Deployment, the default mode)."""
+
 
 def helm_binary() -> Path:
     try:

@@ -18,7 +18,7 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.chart_support import CHART, helm_binary, render
+from tests.chart_support import ALL_ON, CHART, helm_binary, render
 
 SCHEMA: dict[str, Any] = json.loads((CHART / "values.schema.json").read_text())
 VALUES: dict[str, Any] = yaml.safe_load((CHART / "values.yaml").read_text())
@@ -37,28 +37,6 @@ PASS_THROUGH = {
 """Kubernetes objects passed through as they are (EnvVar, NetworkPolicyPeer, Toleration, Affinity, a pod template
 checked by the operator at start, a Gateway parentRef), which the API server validates; and `monitoring`, whose
 schema comes with its templates. Every other object of the schema is closed or a map."""
-
-ALL_ON = [
-    "api.enabled=true",
-    'api.tls.secretName="sx-api-tls"',
-    "api.ingress.enabled=true",
-    'api.ingress.className="nginx"',
-    'api.ingress.hosts=["api.example.com"]',
-    'api.ingress.tls=[{"secretName": "api-example-com", "hosts": ["api.example.com"]}]',
-    "api.httpRoute.enabled=true",
-    'api.httpRoute.parentRefs=[{"name": "public", "namespace": "gateways"}]',
-    'api.httpRoute.hostnames=["api.example.com"]',
-    "replicas=2",
-    "api.replicas=2",
-    "metrics.serviceMonitor.enabled=true",
-    'networkPolicy.metricsFrom=[{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}]',
-    'networkPolicy.apiFrom=[{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "ingress"}}}]',
-    'priorityClassName="schedexec-critical"',
-    'podLabels={"team": "platform"}',
-    'podAnnotations={"example.com/owner": "platform"}',
-    'imagePullSecrets=[{"name": "registry"}]',
-]
-"""Every optional feature of the chart on (and the API in its own Deployment, the default mode)."""
 
 
 @pytest.fixture(scope="module")
@@ -189,7 +167,7 @@ def test_api_tls_secretname_is_refused() -> None:
     ("assignment", "where"),
     [
         ('replicas="two"', "/replicas"),
-        ("replicas=0", "/replicas"),
+        ("replicas=-1", "/replicas"),
         ('image.pullPolicy="Sometimes"', "/image/pullPolicy"),
         ('api.mode="sidecars"', "/api/mode"),
         ("api.port=70000", "/api/port"),
