@@ -1384,5 +1384,9 @@ def test_the_chart_with_every_feature_on_is_accepted_by_the_api_server(
     try:
         done = cluster.kubectl("apply", "--server-side", "--dry-run=server", "-f", str(objects), check=False)
         assert done.returncode == 0, done.stderr
+        annotations = yaml.safe_load((CHART / "Chart.yaml").read_text())["annotations"]
+        (example,) = yaml.safe_load(annotations["artifacthub.io/crdsExamples"])
+        shown = cluster.kubectl("create", "--dry-run=server", "-n", namespace, "-f", "-", stdin=yaml.safe_dump(example))
+        assert shown.returncode == 0, "Artifact Hub's example is a valid execution"
     finally:
         cluster.kubectl("delete", "namespace", namespace, "--wait=false")

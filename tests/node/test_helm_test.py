@@ -26,6 +26,12 @@ def helm(cluster: LocalCluster, *args: str, timeout: float = 300) -> subprocess.
     return subprocess.run(command, capture_output=True, text=True, timeout=timeout)
 
 
+def hook_log(cluster: LocalCluster) -> str:
+    """The hook pod's log (kept when it failed)."""
+    done = cluster.kubectl("logs", f"pod/{TEST_POD}", "-n", CHART_NAMESPACE, check=False)
+    return f"\n--- kubectl logs {TEST_POD}:\n{done.stdout}{done.stderr}"
+
+
 def leftovers(cluster: LocalCluster) -> list[str]:
     """The hook's objects and executions still in the release namespace."""
     kinds = f"pods,serviceaccounts,roles,rolebindings,configmaps,{models.PLURAL}.{models.GROUP}"
@@ -37,7 +43,7 @@ def test_helm_test_runs_an_execution_to_succeeded_and_cleans_up(node_cluster: Lo
     # no --logs: the pod is deleted once it passed (hook-succeeded), and the script exits 0 only when the
     # execution Succeeded with the categories it served
     done = helm(node_cluster, "test", CHART_RELEASE, "--timeout", "240s")
-    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.returncode == 0, done.stdout + done.stderr + hook_log(node_cluster)
     suite = done.stdout.split(f"TEST SUITE:     {TEST_POD}\n", 1)[1]
     assert "Phase:          Succeeded" in suite.split("TEST SUITE:", 1)[0], done.stdout
     wait_for("the hook's objects and its execution to be deleted", lambda: not leftovers(node_cluster), timeout=60)
@@ -58,7 +64,7 @@ def test_helm_test_fails_when_its_execution_fails(node_cluster: LocalCluster) ->
         restored = helm(node_cluster, "upgrade", CHART_RELEASE, str(CHART), "--reuse-values", "--set", _default())
         assert restored.returncode == 0, restored.stderr
     passed = helm(node_cluster, "test", CHART_RELEASE, "--timeout", "240s")
-    assert passed.returncode == 0, passed.stdout + passed.stderr
+    assert passed.returncode == 0, passed.stdout + passed.stderr + hook_log(node_cluster)
     wait_for("the failed test's pod to be replaced and deleted", lambda: not leftovers(node_cluster), timeout=60)
 
 

@@ -58,6 +58,7 @@ def call(method: str, path: str, body: dict[str, Any] | None = None) -> dict[str
 
 def main() -> int:
     namespace, port = os.environ["SCHEDEXEC_TEST_NAMESPACE"], int(os.environ["SCHEDEXEC_TEST_PORT"])
+    timeout = int(os.environ["SCHEDEXEC_TEST_TIMEOUT_SECONDS"])
     server = http.server.ThreadingHTTPServer(("0.0.0.0", port), Shop)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     collection = f"/apis/schedexec.io/v1alpha1/namespaces/{namespace}/scheduledexecutions"
@@ -70,13 +71,19 @@ def main() -> int:
             "method": "selectModel",
             "function": "getCategories",
             "args": {"shopUrl": f"http://{os.environ['SCHEDEXEC_TEST_POD_IP']}:{port}"},
-            "timeoutSeconds": int(os.environ["SCHEDEXEC_TEST_TIMEOUT_SECONDS"]),
+            "timeoutSeconds": timeout,
+            # set with timeoutSeconds: the CRD defaults it to 300 and refuses a run timeout above the execution's
+            "runTimeoutSeconds": min(60, timeout),
         },
     }
-    name = call("POST", collection, body)["metadata"]["name"]
+    try:
+        name = call("POST", collection, body)["metadata"]["name"]
+    except urllib.error.HTTPError as exc:
+        print(f"could not create the execution: {exc}: {exc.read().decode(errors='replace')}", flush=True)
+        return 1
     print(f"created ScheduledExecution {namespace}/{name}", flush=True)
     try:
-        deadline = time.monotonic() + int(os.environ["SCHEDEXEC_TEST_TIMEOUT_SECONDS"]) + 30
+        deadline = time.monotonic() + timeout + 30
         status: dict[str, Any] = {}
         while time.monotonic() < deadline:
             status = call("GET", f"{collection}/{name}").get("status") or {}
