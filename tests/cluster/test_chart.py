@@ -25,8 +25,8 @@ import yaml
 
 from schedexec import manifests, models
 from schedexec.settings import OperatorSettings
-from schedexec_devcluster import binaries
 from schedexec_devcluster.controlplane import SERVICE_ACCOUNT_ISSUER
+from tests.chart_support import ALL_ON, CHART, NAMESPACE, RELEASE, documents, helm_binary, render
 from tests.support import (
     REPO,
     LocalCluster,
@@ -41,8 +41,6 @@ from tests.support import (
 )
 
 pytestmark = pytest.mark.cluster
-CHART = REPO / "charts" / "schedexec"
-RELEASE, NAMESPACE = "sx", "schedexec-system"
 OPERATOR_ACCOUNT = f"{RELEASE}-schedexec"
 API_ACCOUNT = f"{RELEASE}-schedexec-api"
 SERVICE_ACCOUNT = f"system:serviceaccount:{NAMESPACE}:{OPERATOR_ACCOUNT}"
@@ -53,38 +51,7 @@ TLS = 'api.tls.secretName="sx-api-tls"'
 
 @pytest.fixture(scope="session")
 def helm() -> Path:
-    try:
-        return binaries.ensure_helm()
-    except binaries.BinariesUnavailable as exc:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"helm is needed for the chart checks: {exc}")
-        pytest.skip(f"helm is needed for the chart checks: {exc}")
-
-
-def render(
-    helm: Path, *values: str, check: bool = True, release: str = RELEASE, namespace: str = NAMESPACE
-) -> subprocess.CompletedProcess[str]:
-    command = [
-        str(helm),
-        "template",
-        release,
-        str(CHART),
-        "--namespace",
-        namespace,
-        "--include-crds",
-        "--kube-version",
-        binaries.KUBERNETES_VERSION,
-    ]
-    for value in values:
-        command += ["--set-json", value]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=60)
-    if check:
-        assert done.returncode == 0, done.stderr
-    return done
-
-
-def documents(text: str) -> list[dict[str, Any]]:
-    return [d for d in yaml.safe_load_all(text) if d]
+    return helm_binary()
 
 
 def test_helm_lint_passes(helm: Path) -> None:
@@ -125,9 +92,10 @@ def test_options_render_what_they_promise(helm: Path) -> None:
     assert [c["name"] for c in operator["containers"]] == ["operator"]
     assert any(d["kind"] == "ServiceMonitor" for d in with_api)
     namespaced = documents(render(helm, "rbac.clusterWide=false", 'watchNamespaces=["a","b"]').stdout)
-    served = [d for d in namespaced if d["kind"] == "Role" and not d["metadata"]["name"].endswith("-leader")]
+    operator_roles = [d for d in namespaced if d["metadata"]["labels"]["app.kubernetes.io/component"] == "operator"]
+    served = [d for d in operator_roles if d["kind"] == "Role" and not d["metadata"]["name"].endswith("-leader")]
     assert sorted(d["metadata"]["namespace"] for d in served) == ["a", "b"]
-    assert not any(d["kind"] == "ClusterRole" for d in namespaced)
+    assert not any(d["kind"] == "ClusterRole" for d in operator_roles), "the operator holds no cluster-wide power"
     env = next(d for d in namespaced if d["kind"] == "Deployment")["spec"]["template"]["spec"]["containers"][0]["env"]
     assert {"name": "SCHEDEXEC_NAMESPACES", "value": '["a","b"]'} in env
     default_env = pod_spec(documents(render(helm).stdout), "sx-schedexec")["containers"][0]["env"]
@@ -398,7 +366,7 @@ def test_only_the_operator_may_make_run_jobs_where_it_serves(helm: Path) -> None
         ),
         (["metrics.serviceMonitor.enabled=true"], "needs networkPolicy.metricsFrom"),
         (["api.enabled=true"], "api.enabled needs TLS"),
-        (["api.enabled=true", TLS, 'api.mode="both"'], "api.mode must be deployment or sidecar"),
+        (["api.enabled=true", TLS, 'api.mode="both"'], "at '/api/mode': value must be one of 'deployment', 'sidecar'"),
         (["api.enabled=true", "api.tls.certManager.enabled=true"], "needs api.tls.certManager.issuerRef.name"),
         (["replicas=2", "leaderElection.enabled=false"], "replicas > 1 needs leaderElection.enabled"),
         (["rbac.clusterWide=false"], "needs watchNamespaces"),
@@ -446,8 +414,13 @@ def install(
     served: str | None = None,
 ) -> Installed:
     """The chart applied as `helm install` would: CRDs first, then the rest, each a server-side dry run first,
-    then for real; kubeconfigs of its two ServiceAccounts."""
-    rendered = documents(render(helm, *values, release=release, namespace=namespace).stdout)
+    then for real; kubeconfigs of its two ServiceAccounts. Not the `helm test` hooks, which `helm install` leaves
+    for `helm test` to create."""
+    rendered = [
+        d
+        for d in documents(render(helm, *values, release=release, namespace=namespace).stdout)
+        if (d["metadata"].get("annotations") or {}).get("helm.sh/hook") != "test"
+    ]
     crds, rest = folder / "crds.yaml", folder / "rest.yaml"
     crds.write_text(yaml.safe_dump_all([d for d in rendered if d["kind"] == "CustomResourceDefinition"]))
     rest.write_text(yaml.safe_dump_all([d for d in rendered if d["kind"] != "CustomResourceDefinition"]))
@@ -1396,3 +1369,94 @@ def test_the_idempotency_key_is_made_once_and_kept_by_upgrades(cluster: LocalClu
             timeout=120,
         )
         cluster.kubectl("delete", "namespace", namespace, "--wait=false", check=False)
+
+
+def test_users_bound_to_edit_run_executions_and_view_reads_them_never_use_any_credentials(
+    cluster: LocalCluster, installed: Installed
+) -> None:
+    """The chart's user roles: a user holding the edit role in a namespace creates (and cancels, deletes) executions
+    there, one holding view reads them, and neither may use-any-credentials: an edit user who names a Secret they
+    cannot read is refused by the credentials admission policy. Kubernetes' own edit, admin and view select the
+    roles by their labels (their aggregationRule); this cluster runs no aggregation controller, so users are bound
+    to the chart's roles directly (what aggregation adds to edit/view)."""
+    aggregated_into = {"edit": {"edit", "admin"}, "view": {"view", "edit", "admin"}}
+    for suffix, defaults in aggregated_into.items():
+        ours = json.loads(cluster.kubectl("get", "clusterrole", f"{RELEASE}-schedexec-{suffix}", "-o", "json").stdout)
+        labels = ours["metadata"]["labels"]
+        for default in ("edit", "admin", "view"):
+            role = json.loads(cluster.kubectl("get", "clusterrole", default, "-o", "json").stdout)
+            selectors = role["aggregationRule"]["clusterRoleSelectors"]
+            selected = any(s["matchLabels"].items() <= labels.items() for s in selectors)
+            assert selected == (default in defaults), (suffix, default)
+    namespace = new_namespace(cluster, "users")
+    edit, view = f"{RELEASE}-schedexec-edit", f"{RELEASE}-schedexec-view"
+    for user, roles in {"alice": (edit, view), "bob": (view,), "carol": (edit, view)}.items():
+        for role in roles:
+            binding = ["rolebinding", f"{user}-{role}", f"--clusterrole={role}", f"--user={user}"]
+            cluster.kubectl("create", *binding, "-n", namespace)
+    executions = f"{models.PLURAL}.{models.GROUP}"
+
+    def can(user: str, verb: str, resource: str = executions) -> bool:
+        done = cluster.kubectl("auth", "can-i", verb, resource, "-n", namespace, f"--as={user}", check=False)
+        return done.stdout.strip() == "yes"
+
+    for verb in ("create", "get", "list", "watch", "patch", "update", "delete"):
+        assert can("alice", verb), verb
+    for verb in ("get", "list", "watch"):
+        assert can("bob", verb) and can("bob", verb, f"{executions}/status"), verb
+    for verb in ("create", "patch", "update", "delete"):
+        assert not can("bob", verb), verb
+    assert not any(can(user, "use-any-credentials") for user in ("alice", "bob", "carol"))
+
+    def create(user: str, name: str, **spec: Any) -> subprocess.CompletedProcess[str]:
+        body = {
+            "apiVersion": models.API_VERSION,
+            "kind": models.KIND,
+            "metadata": {"name": name, "namespace": namespace},
+            # cancelled: admission is what is tested, and no run holds the session operator's slots
+            "spec": {"component": {"image": "ghcr.io/schedexec/example-shop:0.1.0"}, "method": "m", "cancel": True}
+            | spec,
+        }
+        return cluster.kubectl("create", "-f", "-", f"--as={user}", stdin=yaml.safe_dump(body), check=False)
+
+    assert create("alice", "by-alice").returncode == 0
+    assert create("bob", "by-bob").returncode != 0
+    cluster.kubectl("create", "secret", "generic", "shop", "--from-literal=apiKey=x", "-n", namespace)
+    refused = create("alice", "with-a-secret", credentialsSecretRef={"name": "shop"})
+    assert refused.returncode != 0 and "shop" in refused.stderr, refused.stderr
+    read_shop = ["--verb=get", "--resource=secrets", "--resource-name=shop"]
+    cluster.kubectl("create", "role", "shop", *read_shop, "-n", namespace)
+    cluster.kubectl("create", "rolebinding", "carol-shop", "--role=shop", "--user=carol", "-n", namespace)
+    allowed = create("carol", "with-a-secret", credentialsSecretRef={"name": "shop"})
+    assert allowed.returncode == 0, f"a Secret she may read: {allowed.stderr}"
+    cluster.kubectl("delete", "namespace", namespace, "--wait=false")
+
+
+def test_the_chart_with_every_feature_on_is_accepted_by_the_api_server(
+    cluster: LocalCluster, helm: Path, installed: Installed, tmp_path: Path
+) -> None:
+    """Every object of a render with every optional feature on, the schema applied, through a server-side dry run
+    (the API server's own validation of Ingress, PodDisruptionBudget, NetworkPolicy, ...): but the kinds whose
+    CRDs this cluster lacks (Gateway API, Prometheus Operator) and the `helm test` hooks."""
+    release, namespace = "all", "schedexec-all"
+    rendered = documents(render(helm, *ALL_ON, "crds.install=false", release=release, namespace=namespace).stdout)
+    absent = {"HTTPRoute", "ServiceMonitor"}
+    assert absent <= {d["kind"] for d in rendered}
+    applied = [
+        d
+        for d in rendered
+        if d["kind"] not in absent and (d["metadata"].get("annotations") or {}).get("helm.sh/hook") != "test"
+    ]
+    assert {"Ingress", "PodDisruptionBudget", "NetworkPolicy", "ClusterRole"} <= {d["kind"] for d in applied}
+    objects = tmp_path / "all.yaml"
+    objects.write_text(yaml.safe_dump_all(applied))
+    cluster.kubectl("create", "namespace", namespace)
+    try:
+        done = cluster.kubectl("apply", "--server-side", "--dry-run=server", "-f", str(objects), check=False)
+        assert done.returncode == 0, done.stderr
+        annotations = yaml.safe_load((CHART / "Chart.yaml").read_text())["annotations"]
+        (example,) = yaml.safe_load(annotations["artifacthub.io/crdsExamples"])
+        shown = cluster.kubectl("create", "--dry-run=server", "-n", namespace, "-f", "-", stdin=yaml.safe_dump(example))
+        assert shown.returncode == 0, "Artifact Hub's example is a valid execution"
+    finally:
+        cluster.kubectl("delete", "namespace", namespace, "--wait=false")

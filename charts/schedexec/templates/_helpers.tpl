@@ -3,12 +3,50 @@
 {{- else -}}{{ printf "%s-%s" .Release.Name .Chart.Name | trunc 63 | trimSuffix "-" }}{{- end -}}
 {{- end -}}
 
+{{/* The recommended labels (https://kubernetes.io/docs/concepts/overview/working-with-objects/common-labels/) of
+     an object of the operator; schedexec.componentLabels for another component's. */}}
 {{- define "schedexec.labels" -}}
-app.kubernetes.io/name: {{ .Chart.Name }}
-app.kubernetes.io/instance: {{ .Release.Name }}
-app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
-app.kubernetes.io/managed-by: {{ .Release.Service }}
-helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
+{{ include "schedexec.componentLabels" (list . "operator") }}
+{{- end -}}
+
+{{/* The recommended labels of an object of one component, (list $ COMPONENT): operator, api, admission (the
+     admission policies), crd, user-roles (the aggregated ClusterRoles), test (the `helm test` hook). */}}
+{{- define "schedexec.componentLabels" -}}
+{{- $ := index . 0 -}}
+app.kubernetes.io/name: {{ $.Chart.Name }}
+app.kubernetes.io/instance: {{ $.Release.Name }}
+app.kubernetes.io/version: {{ $.Chart.AppVersion | quote }}
+app.kubernetes.io/component: {{ index . 1 }}
+app.kubernetes.io/part-of: schedexec
+app.kubernetes.io/managed-by: {{ $.Release.Service }}
+helm.sh/chart: {{ printf "%s-%s" $.Chart.Name $.Chart.Version }}
+{{- end -}}
+
+{{/* A pod template's labels, (list $ SELECTOR_LABELS COMPONENT): podLabels under the selector's and the component
+     label (those win: a podLabels entry cannot take a pod out of its Deployment). */}}
+{{- define "schedexec.podLabels" -}}
+{{- $ := index . 0 -}}
+{{- $own := merge (index . 1 | fromYaml) (dict "app.kubernetes.io/component" (index . 2)) -}}
+{{- toYaml (merge $own (deepCopy ($.Values.podLabels | default dict))) -}}
+{{- end -}}
+
+{{/* The pod-level fields both Deployments share: pull secrets, priority class, placement. */}}
+{{- define "schedexec.podScheduling" -}}
+{{- with .Values.imagePullSecrets }}
+imagePullSecrets: {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .Values.priorityClassName }}
+priorityClassName: {{ . | quote }}
+{{- end }}
+{{- with .Values.nodeSelector }}
+nodeSelector: {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .Values.tolerations }}
+tolerations: {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .Values.affinity }}
+affinity: {{- toYaml . | nindent 2 }}
+{{- end }}
 {{- end -}}
 
 {{- define "schedexec.selectorLabels" -}}
