@@ -40,6 +40,9 @@ ALL_ON = [
     'podLabels={"team": "platform"}',
     'podAnnotations={"example.com/owner": "platform"}',
     'imagePullSecrets=[{"name": "registry"}]',
+    "monitoring.prometheusRule.enabled=true",
+    "monitoring.dashboard.enabled=true",
+    "monitoring.api.serviceMonitor.enabled=true",
 ]
 """Every optional feature of the chart on (and the API in its own Deployment, the default mode)."""
 

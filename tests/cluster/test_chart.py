@@ -1440,7 +1440,7 @@ def test_the_chart_with_every_feature_on_is_accepted_by_the_api_server(
     CRDs this cluster lacks (Gateway API, Prometheus Operator) and the `helm test` hooks."""
     release, namespace = "all", "schedexec-all"
     rendered = documents(render(helm, *ALL_ON, "crds.install=false", release=release, namespace=namespace).stdout)
-    absent = {"HTTPRoute", "ServiceMonitor"}
+    absent = {"HTTPRoute", "ServiceMonitor", "PrometheusRule"}
     assert absent <= {d["kind"] for d in rendered}
     applied = [
         d

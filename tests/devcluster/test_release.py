@@ -43,3 +43,19 @@ def test_the_released_chart_names_the_released_operator_and_changes_nothing_else
     assert after == before
     changed = [pair for pair in zip(VALUES.splitlines(), rewritten.splitlines(), strict=True) if pair[0] != pair[1]]
     assert len(changed) == 1, "comments and every other line kept"
+
+
+@settings(max_examples=25)
+@given(
+    registry=st.from_regex(r"\A[a-z0-9]{1,10}(\.[a-z]{2,5})?(:[0-9]{2,5})?(/[a-z0-9]{1,8}){0,2}\Z"),
+    version=st.from_regex(r"\A[0-9]{1,2}\.[0-9]{1,2}\.[0-9]{1,2}(-rc\.[0-9])?\Z"),
+)
+def test_the_released_chart_shows_artifact_hub_the_released_images(registry: str, version: str) -> None:
+    text = (REPO / "charts" / "schedexec" / "Chart.yaml").read_text()
+    released = release.with_artifact_hub_images(text, registry, version)
+    before, after = yaml.safe_load(text), yaml.safe_load(released)
+    images = yaml.safe_load(after["annotations"]["artifacthub.io/images"])
+    names = [image["name"] for image in yaml.safe_load(before["annotations"]["artifacthub.io/images"])]
+    assert images == [{"name": name, "image": f"{registry}/{name}:{version}"} for name in names]
+    after["annotations"]["artifacthub.io/images"] = before["annotations"]["artifacthub.io/images"]
+    assert after == before, "nothing but the images changes"

@@ -20,10 +20,9 @@ Each result is compared with what the same component's own sailor POSTs when run
 tiny HTTP catcher), for the same cfg, against the same fake: the components' dependencies are installed on the
 host from the same lockfiles (`npm ci`).
 
-The chart is installed again for this module with the two components in the REST API's component map. The
-chart's operatorJobs admission policy admits a run's pod of one container only, so this module installs it
-with `admissionPolicy.operatorJobs=false` until the policy admits the elasticio runtime's receiver sidecar
-(the module's teardown installs the tier's chart again).
+The chart is installed again for this module with the two components in the REST API's component map (the
+module's teardown installs the tier's chart again), with its operatorJobs admission policy on: the policy
+admits the receiver sidecar from the runner image and nothing else beside the run's container.
 """
 
 from __future__ import annotations
@@ -59,7 +58,7 @@ COMPONENTS = {"petstore": "elasticio-petstore-component-nodejs", "splitter": "el
 TLS_OFF = {"NODE_TLS_REJECT_UNAUTHORIZED": "0"}
 
 
-def chart_values(components: dict[str, Any], admit_sidecars: bool) -> tuple[list[str], list[str]]:
+def chart_values(components: dict[str, Any]) -> tuple[list[str], list[str]]:
     """The node tier's chart values (tests/node/conftest.py), with `components` in the API's component map."""
     values = [
         "api.enabled=true",
@@ -67,7 +66,6 @@ def chart_values(components: dict[str, Any], admit_sidecars: bool) -> tuple[list
         "operator.minIntervalSeconds=1",
         f"operator.startFailureGraceSeconds={conftest.START_FAILURE_GRACE_SECONDS}",
         "operator.logLevel=debug",
-        *(["admissionPolicy.operatorJobs=false"] if admit_sidecars else []),
     ]
     return values, [f"api.components={json.dumps({**conftest.API_COMPONENTS, **components})}"]
 
@@ -86,9 +84,9 @@ def elasticio_chart(node_cluster: LocalCluster, petstore: FakePetstore) -> Itera
         name: {"image": f"ghcr.io/schedexec/test-elasticio-{name}:dev", "runtime": "elasticio"} for name in COMPONENTS
     }
     components["petstore"]["pod_template"] = {"env": env}
-    install_chart(node_cluster.plane, *chart_values(components, admit_sidecars=True))
+    install_chart(node_cluster.plane, *chart_values(components))
     yield
-    install_chart(node_cluster.plane, *chart_values({}, admit_sidecars=False))
+    install_chart(node_cluster.plane, *chart_values({}))
 
 
 @pytest.fixture(scope="module")

@@ -23,7 +23,7 @@ RECOMMENDED = (
     "app.kubernetes.io/managed-by",
     "helm.sh/chart",
 )
-COMPONENTS = {"operator", "api", "admission", "crd", "user-roles", "test"}
+COMPONENTS = {"operator", "api", "api-metrics", "admission", "crd", "user-roles", "test", "monitoring"}
 SIDECAR = [v for v in ALL_ON if not v.startswith("api.replicas")] + ['api.mode="sidecar"']
 NAMESPACED = ["rbac.clusterWide=false", 'watchNamespaces=["team-a", "team-b"]']
 

@@ -187,6 +187,12 @@ app.kubernetes.io/instance: {{ .Release.Name }}
   {{- end }}
 {{- end -}}
 
+{{/* The runner image whose receiver runs beside each run of an elastic.io component: operator.elasticioReceiverImage,
+     else the runner next to the operator image (same registry and tag). */}}
+{{- define "schedexec.elasticioReceiverImage" -}}
+{{- .Values.operator.elasticioReceiverImage | default (printf "%s/runner:%s" (dir .Values.image.repository) (.Values.image.tag | default .Chart.AppVersion)) -}}
+{{- end -}}
+
 {{/* The API's container, the same in both modes. */}}
 {{- define "schedexec.api.container" -}}
 - name: api
@@ -210,6 +216,7 @@ app.kubernetes.io/instance: {{ .Release.Name }}
     - {name: SCHEDEXEC_API_BODY_TIMEOUT_SECONDS, value: {{ .Values.api.bodyTimeoutSeconds | quote }}}
     - {name: SCHEDEXEC_API_KEEP_ALIVE_TIMEOUT_SECONDS, value: {{ .Values.api.keepAliveTimeoutSeconds | int | quote }}}
     - {name: SCHEDEXEC_API_MAX_CONNECTIONS, value: {{ .Values.api.maxConnections | int | quote }}}
+    - {name: SCHEDEXEC_API_METRICS_PORT, value: {{ .Values.monitoring.api.metricsPort | int | quote }}}
     {{- if .Values.api.plainHttp }}
     - {name: SCHEDEXEC_API_PLAIN_HTTP, value: "true"}
     {{- else }}
@@ -218,6 +225,9 @@ app.kubernetes.io/instance: {{ .Release.Name }}
     {{- end }}
   ports:
     - {name: api, containerPort: {{ .Values.api.port }}}
+    {{- if .Values.monitoring.api.metricsPort }}
+    - {name: api-metrics, containerPort: {{ .Values.monitoring.api.metricsPort }}}
+    {{- end }}
   readinessProbe:
     httpGet: {path: /readyz, port: api, scheme: {{ if .Values.api.plainHttp }}HTTP{{ else }}HTTPS{{ end }}}
     periodSeconds: 10

@@ -102,6 +102,8 @@ CONTROLLERS: tuple[str, ...] = (
     "serviceaccount-controller",
     "serviceaccount-token-controller",
     "root-ca-certificate-publisher-controller",
+    # folds ClusterRoles labelled aggregate-to-edit/-view into edit/view (the chart's user roles)
+    "clusterrole-aggregation-controller",
 )
 
 CORE_PROCESSES: tuple[str, ...] = (ETCD, KUBE_APISERVER, KUBE_CONTROLLER_MANAGER)

@@ -78,6 +78,19 @@ def with_image_repository(values: str, repository: str) -> str:
     return result
 
 
+_ARTIFACT_HUB_IMAGE = re.compile(r"^(\s+image: )\S+/([a-z0-9][-a-z0-9_.]*):\S+$", re.MULTILINE)
+
+
+def with_artifact_hub_images(chart_yaml: str, registry: str, version: str) -> str:
+    """Chart.yaml with the images of its `artifacthub.io/images` annotation named as released (REGISTRY/NAME:VERSION),
+    everything else unchanged: Artifact Hub shows (and scans) those references."""
+    block = re.search(r"^  artifacthub\.io/images: \|\n((?:    .*\n)+)", chart_yaml, re.MULTILINE)
+    if block is None:
+        raise ReleaseError("the chart's Chart.yaml has no artifacthub.io/images annotation")
+    images = _ARTIFACT_HUB_IMAGE.sub(lambda m: f"{m.group(1)}{registry.rstrip('/')}/{m.group(2)}:{version}", block[1])
+    return chart_yaml[: block.start(1)] + images + chart_yaml[block.end(1) :]
+
+
 def registry_host(registry: str) -> str:
     return registry.split("/", 1)[0]
 
@@ -134,6 +147,8 @@ def release(
         shutil.copytree(chart_dir, chart)
         values = chart / "values.yaml"
         values.write_text(with_image_repository(values.read_text(), f"{registry.rstrip('/')}/operator"))
+        chart_yaml = chart / "Chart.yaml"
+        chart_yaml.write_text(with_artifact_hub_images(chart_yaml.read_text(), registry, version))
         _run(
             [str(helm), "package", str(chart), "--version", version, "--app-version", version, "-d", str(work)],
             "helm package",
