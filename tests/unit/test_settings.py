@@ -73,7 +73,7 @@ def test_the_environment_reaches_the_policy_and_the_pod(monkeypatch: pytest.Monk
 CONFIGURATION = Path(__file__).parents[2] / "docs" / "configuration.md"
 
 
-def documented_default(value: Any) -> str:
+def shown_default(value: Any) -> str:
     """A default as the configuration table (docs/configuration.md) shows it."""
     return "unset" if value is None else f"`{json.dumps(value) if isinstance(value, bool | list) else value}`"
 
@@ -82,7 +82,7 @@ def test_the_configuration_docs_list_every_setting_with_its_default() -> None:
     rows = dict(re.findall(r"^\| `(SCHEDEXEC_[A-Z_]+)` \| ([^|]*?) \|", CONFIGURATION.read_text(), re.MULTILINE))
     settings = DefaultSettings()
     expected = {
-        f"SCHEDEXEC_{name.upper()}": documented_default(getattr(settings, name)) for name in OperatorSettings.model_fields
+        f"SCHEDEXEC_{name.upper()}": shown_default(getattr(settings, name)) for name in OperatorSettings.model_fields
     }
     assert {name: rows.get(name) for name in expected} == expected
 
