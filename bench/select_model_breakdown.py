@@ -417,26 +417,6 @@ def main() -> int:
 
     wait_for_the_node()
     began, code = time.monotonic(), provenance.code_version()
-    collector = Collector(NODE_IP)
-    shop_calls: list[float] = []
-
-    class TimedShop(remote_services.Remote):
-        def answer(self, method: str, path: str, query: dict[str, list[str]], headers: Any) -> tuple[int, Any]:
-            shop_calls.append(time.time())
-            return super().answer(method, path, query, headers)
-
-    shop = remote_services.serve(TimedShop(api_key="demo-key"), host=NODE_IP)
-    shop_url = f"http://{NODE_IP}:{shop.server_port}"
-    otel = [
-        {"name": "OTEL_EXPORTER_OTLP_ENDPOINT", "value": collector.endpoint},
-        {"name": "OTEL_BSP_SCHEDULE_DELAY", "value": "200"},
-    ]
-    run_template = {"env": [{"name": "PYTHONPROFILEIMPORTTIME", "value": "1"}]}
-    json_values = (
-        *conftest.CHART_JSON_VALUES,
-        f"operator.extraEnv={json.dumps(otel)}",
-        f"operator.runPodTemplate={json.dumps(run_template)}",
-    )
     import tempfile
 
     with tempfile.TemporaryDirectory(prefix="bench-breakdown-") as state:
@@ -444,6 +424,26 @@ def main() -> int:
         plane = ControlPlane(Path(state), binaries=found, node=node_setup(), owner=os.getpid())
         plane.up()
         try:
+            collector = Collector(NODE_IP)
+            shop_calls: list[float] = []
+
+            class TimedShop(remote_services.Remote):
+                def answer(self, method: str, path: str, query: dict[str, list[str]], headers: Any) -> tuple[int, Any]:
+                    shop_calls.append(time.time())
+                    return super().answer(method, path, query, headers)
+
+            shop = remote_services.serve(TimedShop(api_key="demo-key"), host=NODE_IP)
+            shop_url = f"http://{NODE_IP}:{shop.server_port}"
+            otel = [
+                {"name": "OTEL_EXPORTER_OTLP_ENDPOINT", "value": collector.endpoint},
+                {"name": "OTEL_BSP_SCHEDULE_DELAY", "value": "200"},
+            ]
+            run_template = {"env": [{"name": "PYTHONPROFILEIMPORTTIME", "value": "1"}]}
+            json_values = (
+                *conftest.CHART_JSON_VALUES,
+                f"operator.extraEnv={json.dumps(otel)}",
+                f"operator.runPodTemplate={json.dumps(run_template)}",
+            )
             cluster = LocalCluster(plane, found.require(binaries.KUBECTL))
             create_api_tls_secret(cluster)
             install_chart(plane, conftest.CHART_VALUES, json_values)
