@@ -488,7 +488,7 @@ def main() -> int:
                     recorded.append({"uid": uid, "post_sent": post_sent, "poll_answered": poll_answered})
                     log(f"select-model {index}: 303 after {poll_answered - post_sent:.2f}s")
             time.sleep(2)  # the last spans' batch
-            select_models = []
+            select_models: list[dict[str, Any]] = []
             for item in recorded[1:]:
                 uid = item["uid"]
                 mine = watches.of("executions", lambda obj, uid=uid: obj["metadata"]["uid"] == uid)
@@ -505,7 +505,7 @@ def main() -> int:
             run_job = cluster.api.sanitize_for_serialization(
                 cluster.batch.read_namespaced_job(select_models[0]["job"], namespace)
             )
-            raw_jobs = []
+            raw_jobs: list[dict[str, Any]] = []
             for index in range(n + 1):
                 name = f"raw-{index}"
                 create_sent = time.time()
