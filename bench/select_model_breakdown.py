@@ -446,7 +446,17 @@ def main() -> int:
             )
             cluster = LocalCluster(plane, found.require(binaries.KUBECTL))
             create_api_tls_secret(cluster)
-            install_chart(plane, conftest.CHART_VALUES, json_values)
+            try:
+                install_chart(plane, conftest.CHART_VALUES, json_values)
+            except Exception:
+                log(cluster.kubectl("get", "pods", "-A", "-o", "wide", check=False).stdout)
+                for kind in ("deploy/schedexec", f"deploy/{CHART_RELEASE}-api"):
+                    shown = cluster.kubectl("logs", "-n", CHART_NAMESPACE, kind, "--tail=30", check=False)
+                    log(shown.stdout + shown.stderr)
+                shown = cluster.kubectl("get", "events", "-n", CHART_NAMESPACE, check=False)
+                log(shown.stdout[-3000:])
+                log("the chart's rollout did not finish in time; waiting for it once more")
+                install_chart(plane, conftest.CHART_VALUES, json_values)
             api = f"deployment/{CHART_RELEASE}-api"
             env = [f"{e['name']}={e['value']}" for e in otel]
             cluster.kubectl("set", "env", "-n", CHART_NAMESPACE, api, *env)
