@@ -439,6 +439,10 @@ def main() -> int:
                 {"name": "OTEL_BSP_SCHEDULE_DELAY", "value": "200"},
             ]
             run_template = {"env": [{"name": "PYTHONPROFILEIMPORTTIME", "value": "1"}]}
+            values = (  # no REST metrics Service: its service link SCHEDEXEC_API_METRICS_PORT=tcp://... breaks the API
+                *conftest.CHART_VALUES,
+                "monitoring.api.metricsPort=0",
+            )
             json_values = (
                 *conftest.CHART_JSON_VALUES,
                 f"operator.extraEnv={json.dumps(otel)}",
@@ -447,7 +451,7 @@ def main() -> int:
             cluster = LocalCluster(plane, found.require(binaries.KUBECTL))
             create_api_tls_secret(cluster)
             try:
-                install_chart(plane, conftest.CHART_VALUES, json_values)
+                install_chart(plane, values, json_values)
             except Exception:
                 log(cluster.kubectl("get", "pods", "-A", "-o", "wide", check=False).stdout)
                 for kind in ("deploy/schedexec", f"deploy/{CHART_RELEASE}-api"):
@@ -456,7 +460,7 @@ def main() -> int:
                 shown = cluster.kubectl("get", "events", "-n", CHART_NAMESPACE, check=False)
                 log(shown.stdout[-3000:])
                 log("the chart's rollout did not finish in time; waiting for it once more")
-                install_chart(plane, conftest.CHART_VALUES, json_values)
+                install_chart(plane, values, json_values)
             api = f"deployment/{CHART_RELEASE}-api"
             env = [f"{e['name']}={e['value']}" for e in otel]
             cluster.kubectl("set", "env", "-n", CHART_NAMESPACE, api, *env)
