@@ -11,14 +11,14 @@ see it best, all on this one machine's clock:
 
 - this client: the POST sent, the 303 received (polling every POLL s);
 - the traces: the API's request span (POST received), the operator's
-  reconcile spans (the first one after the kubelet reported: operator
-  observed);
+  reconcile spans (the first one after the run's Job became Complete,
+  which is what the operator takes a run's end from: operator observed);
 - watches this bench holds on the namespace's executions, Jobs and pods
   (the time an event arrived; millisecond resolution, unlike the objects'
   one-second timestamps): execution created, Job created, pod scheduled,
   sandbox ready (PodReadyToStartContainers), kubelet reported (the
-  container's terminated state), status written (the execution's final
-  phase);
+  container's terminated state), Job complete (the Job controller's
+  Complete condition), status written (the execution's final phase);
 - the run's log: the runs get PYTHONPROFILEIMPORTTIME=1 (the chart's
   operator.runPodTemplate), so the interpreter's first import line, which
   containerd stamps with nanoseconds, says when Python was running in the
@@ -62,6 +62,8 @@ RESULTS = REPO / "bench" / "results" / "breakdown-node.json"
 TRACE = REPO / "bench" / "results" / "breakdown-trace.json"
 REPORT = REPO / "docs" / "benchmarks-node.md"
 SECTION = "## Where a REST select-model's seconds go"
+TRACE_ANNOTATION = "schedexec.io/traceparent"
+"""schedexec.tracing.ANNOTATION (this module's pure part imports nothing of schedexec)."""
 POLL = 0.05
 """Seconds between this client's polls of the execution (so the 303 is seen within 50 ms)."""
 
@@ -74,7 +76,8 @@ SELECT_MODEL_STAGES = (
     ("sandbox_ready", "container_started", "kubelet + containerd: sandbox → Python running"),
     ("container_started", "component_returned", "Python start, runner, component → component returned"),
     ("component_returned", "kubelet_reported", "container exit → kubelet reported"),
-    ("kubelet_reported", "operator_observed", "kubelet reported → operator reconciles"),
+    ("kubelet_reported", "job_complete", "Job controller: pod succeeded → Job Complete"),
+    ("job_complete", "operator_observed", "Job Complete → operator reconciles"),
     ("operator_observed", "status_written", "operator: reconcile → status written"),
     ("status_written", "poll_answered", "status written → poll answered (303)"),
 )
@@ -87,7 +90,7 @@ RAW_JOB_STAGES = (
     ("sandbox_ready", "container_started", "kubelet + containerd: sandbox → Python running"),
     ("container_started", "component_returned", "Python start, runner, component → component returned"),
     ("component_returned", "kubelet_reported", "container exit → kubelet reported"),
-    ("kubelet_reported", "job_complete", "kubelet reported → Job complete"),
+    ("kubelet_reported", "job_complete", "Job controller: pod succeeded → Job Complete"),
 )
 
 
@@ -170,7 +173,7 @@ def select_model_marks(
     `post_sent` and `poll_answered`, the collected spans, the watches' events of its execution and Job, its
     pod's marks (pod_marks) and the times the shop was called."""
     job_created = first(job_events, lambda obj: True)
-    reported = pod["kubelet_reported"]
+    complete = first(job_events, condition_true("Complete"))
     return {
         "post_sent": client["post_sent"],
         "post_received": request_start(spans, trace_id),
@@ -178,8 +181,9 @@ def select_model_marks(
         "job_created": job_created,
         **{k: pod[k] for k in ("pod_scheduled", "sandbox_ready", "container_started")},
         "component_returned": after(shop_calls, job_created),
-        "kubelet_reported": reported,
-        "operator_observed": after(reconcile_starts(spans, trace_id), reported),
+        "kubelet_reported": pod["kubelet_reported"],
+        "job_complete": complete,
+        "operator_observed": after(reconcile_starts(spans, trace_id), complete),
         "status_written": first(execution_events, final),
         "poll_answered": client["poll_answered"],
     }
@@ -262,7 +266,9 @@ def raw_job_from(run_job: Mapping[str, Any], name: str) -> dict[str, Any]:
     """A raw Job with the run Job's pod (image, command, env, volumes, security): without its owner, the
     operator's and the Job controller's labels, the selector and the trace context."""
     template = copy.deepcopy(dict(run_job["spec"]["template"]))
-    template["metadata"] = {"labels": {"bench": "raw"}}
+    annotations = (template.get("metadata") or {}).get("annotations") or {}
+    kept = {k: v for k, v in annotations.items() if k != TRACE_ANNOTATION}  # the run's args are one of them
+    template["metadata"] = {"labels": {"bench": "raw"}, "annotations": kept}
     for container in template["spec"].get("containers", []):
         container["env"] = [e for e in container.get("env") or [] if e.get("name") != "TRACEPARENT"]
     spec = {k: v for k, v in run_job["spec"].items() if k not in ("selector", "manualSelector", "template")}
@@ -354,12 +360,17 @@ class Watches:
 
             def follow(kind: str = kind, lister: Any = lister) -> None:
                 while not self.stopped.is_set():
-                    for event in watch.Watch().stream(lister, timeout_seconds=60):
-                        self.events[kind].append(
-                            {"t": time.time(), "type": event["type"], "object": serialize(event["object"])}
-                        )
+                    try:
+                        for event in watch.Watch().stream(lister, timeout_seconds=60):
+                            self.events[kind].append(
+                                {"t": time.time(), "type": event["type"], "object": serialize(event["object"])}
+                            )
+                            if self.stopped.is_set():
+                                return
+                    except Exception:
                         if self.stopped.is_set():
-                            return
+                            return  # the cluster is going away
+                        raise
 
             threading.Thread(target=follow, daemon=True).start()
         time.sleep(1)  # the watches are open before anything is created
@@ -603,9 +614,10 @@ other on the idle node (after one warm-up request), through the chart's REST API
 tracing to an OTLP collector in the bench; then {results["requests"]} raw Jobs made from a run's own
 Job (same image, command, env and pod spec). Where each mark comes from: the bench's client (POST sent,
 303 received, polling every {POLL * 1000:.0f} ms), the traces (the API's request span: POST received; the
-first `reconcile` span after the kubelet reported: operator observed), watches of the namespace (event
-arrival, ms: execution and Job created, PodScheduled, PodReadyToStartContainers, the container's
-terminated state, the execution's final phase, the Job's Complete), the run's log (the runs have
+first `reconcile` span after the Job's Complete condition, which the operator takes a run's end from:
+operator observed), watches of the namespace (event arrival, ms: execution and Job created, PodScheduled,
+PodReadyToStartContainers, the container's terminated state, the Job's Complete, the execution's final
+phase), the run's log (the runs have
 `PYTHONPROFILEIMPORTTIME=1`: the interpreter's first import line, stamped by containerd in ns: Python
 running) and the shop the component calls (served by the bench: its call arrived; the component returns
 right after). Medians and p90 of each stage (a stage's p50s need not add up to the end-to-end p50).

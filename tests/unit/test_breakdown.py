@@ -90,18 +90,24 @@ def select_model_marks(shop_calls: list[float]) -> dict[str, float | None]:
     execution = [
         {"t": 0.12, "type": "ADDED", "object": {"status": {}}},
         {"t": 0.29, "type": "MODIFIED", "object": {"status": {"phase": "Running"}}},
-        {"t": 2.40, "type": "MODIFIED", "object": {"status": {"phase": "Succeeded"}}},
+        {"t": 3.40, "type": "MODIFIED", "object": {"status": {"phase": "Succeeded"}}},
     ]
-    jobs = [{"t": 0.30, "type": "ADDED", "object": {}}, {"t": 2.5, "type": "MODIFIED", "object": {}}]
+    complete = {"status": {"conditions": [{"type": "Complete", "status": "True"}]}}
+    jobs = [
+        {"t": 0.30, "type": "ADDED", "object": {}},
+        {"t": 2.03, "type": "MODIFIED", "object": {"status": {"succeeded": 0}}},
+        {"t": 3.05, "type": "MODIFIED", "object": complete},
+    ]
     spans = [
         span("POST /v2/components/{component}/versions/{version}/select-model", 0.05, 0.13, parent=""),
         span("reconcile", 0.13, 0.29),
-        span("reconcile", 2.10, 2.38),  # the one after the kubelet reported (2.02)
-        span("reconcile", 2.45, 2.47),
-        span("reconcile", 2.03, 2.04, trace=OTHER),  # another execution's
+        span("reconcile", 2.10, 2.12),  # saw the pod terminated, but the Job is not Complete yet: nothing to do
+        span("reconcile", 3.06, 3.38),  # the one after the Job's Complete condition (3.05)
+        span("reconcile", 3.45, 3.47),
+        span("reconcile", 3.055, 3.058, trace=OTHER),  # another execution's
     ]
     pod_marks = {"pod_scheduled": 0.33, "sandbox_ready": 0.95, "container_started": 1.2, "kubelet_reported": 2.02}
-    client = {"post_sent": 0.0, "poll_answered": 2.45}
+    client = {"post_sent": 0.0, "poll_answered": 3.45}
     return bd.select_model_marks(client, spans, TRACE, execution, jobs, pod_marks, shop_calls)
 
 
@@ -117,15 +123,18 @@ def test_select_model_marks_follow_one_request_through_every_stage() -> None:
         "container_started": 1.2,
         "component_returned": 1.8,
         "kubelet_reported": 2.02,
-        "operator_observed": 2.10,
-        "status_written": 2.40,
-        "poll_answered": 2.45,
+        "job_complete": 3.05,
+        "operator_observed": 3.06,
+        "status_written": 3.40,
+        "poll_answered": 3.45,
     }
     seconds = bd.stages(marks, bd.SELECT_MODEL_STAGES)
     assert list(seconds) == [label for _, _, label in bd.SELECT_MODEL_STAGES]
-    assert sum(v for v in seconds.values() if v is not None) == pytest.approx(2.45)
+    assert sum(v for v in seconds.values() if v is not None) == pytest.approx(3.45)
     assert seconds["container exit → kubelet reported"] == pytest.approx(0.22)
-    assert seconds["kubelet reported → operator reconciles"] == pytest.approx(0.08)
+    assert seconds["Job controller: pod succeeded → Job Complete"] == pytest.approx(1.03)
+    assert seconds["Job Complete → operator reconciles"] == pytest.approx(0.01)
+    assert seconds["operator: reconcile → status written"] == pytest.approx(0.34)
 
 
 def test_a_run_whose_shop_call_was_not_seen_has_that_stage_missing() -> None:
@@ -144,7 +153,7 @@ def test_raw_job_marks_end_at_the_jobs_complete_condition() -> None:
     marks = bd.raw_job_marks(0.0, jobs, pod_marks, [1.5])
     assert marks["job_created"] == 0.02 and marks["component_returned"] == 1.5 and marks["job_complete"] == 2.10
     seconds = bd.stages(marks, bd.RAW_JOB_STAGES)
-    assert seconds["kubelet reported → Job complete"] == pytest.approx(0.10)
+    assert seconds["Job controller: pod succeeded → Job Complete"] == pytest.approx(0.10)
 
 
 @given(st.lists(st.lists(st.floats(0, 10), min_size=3, max_size=3), min_size=1, max_size=20))
@@ -195,7 +204,10 @@ def test_raw_job_from_keeps_the_runs_pod_and_drops_owner_labels_selector_and_tra
             "backoffLimit": 0,
             "selector": {"matchLabels": {"batch.kubernetes.io/controller-uid": "c"}},
             "template": {
-                "metadata": {"labels": {"batch.kubernetes.io/controller-uid": "c"}, "annotations": {"t": "p"}},
+                "metadata": {
+                    "labels": {"batch.kubernetes.io/controller-uid": "c"},
+                    "annotations": {"schedexec.io/traceparent": "00-x", "schedexec.io/args": "{}"},
+                },
                 "spec": {
                     "containers": [
                         {
@@ -212,7 +224,10 @@ def test_raw_job_from_keeps_the_runs_pod_and_drops_owner_labels_selector_and_tra
     raw = bd.raw_job_from(run_job, "raw-1")
     assert raw["metadata"] == {"name": "raw-1", "labels": {"bench": "raw"}}
     assert "selector" not in raw["spec"] and raw["spec"]["backoffLimit"] == 0
-    assert raw["spec"]["template"]["metadata"] == {"labels": {"bench": "raw"}}
+    assert raw["spec"]["template"]["metadata"] == {
+        "labels": {"bench": "raw"},
+        "annotations": {"schedexec.io/args": "{}"},  # the run's args reach it through its annotation
+    }
     (container,) = raw["spec"]["template"]["spec"]["containers"]
     assert container["image"] == "shop" and container["env"] == [{"name": "PYTHONPROFILEIMPORTTIME"}]
     assert run_job["spec"]["template"]["spec"]["containers"][0]["env"][0]["name"] == "TRACEPARENT", "not mutated"
