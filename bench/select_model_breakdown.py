@@ -579,7 +579,7 @@ def main() -> int:
         "command": " ".join(["python bench/select_model_breakdown.py", *sys.argv[1:]]),
         "seconds": time.monotonic() - began,
         "requests": n,
-        "spans": collector.spans,
+        "spans": [s for s in collector.spans if s["trace_id"] in {r["trace_id"] for r in select_models}],
         "select_model": {
             "runs": select_models,
             "stages": sm_stages,
