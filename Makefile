@@ -129,3 +129,7 @@ bench: binaries images ## benchmarks → docs/benchmarks.md (node agent tier) an
 .PHONY: bench-node
 bench-node: binaries images ## the real-node benchmark only: schedexec against raw Jobs, same image → docs/benchmarks-node.md
 	$(PYTHON) bench/node.py $(BENCH_NODE_ARGS)
+
+.PHONY: bench-breakdown
+bench-breakdown: binaries images ## where a REST select-model's seconds go on the real node, next to a raw Job's → docs/benchmarks-node.md
+	$(PYTHON) bench/select_model_breakdown.py $(BENCH_BREAKDOWN_ARGS)

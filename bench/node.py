@@ -47,6 +47,7 @@ from typing import Any
 
 import provenance
 from kubernetes import client, config
+from select_model_breakdown import SECTION
 
 from schedexec import manifests, models
 from schedexec.settings import OperatorSettings
@@ -366,7 +367,9 @@ def main() -> int:
     results_path, report_path = (out / "node.json", out / "benchmarks-node.md") if out else (RESULTS, REPORT)
     results_path.parent.mkdir(parents=True, exist_ok=True)
     results_path.write_text(json.dumps(results, indent=2) + "\n")
-    report_path.write_text(report(results))
+    previous = REPORT.read_text() if REPORT.exists() else ""  # keep make bench-breakdown's section
+    breakdown = previous[previous.index(SECTION) :] if SECTION in previous else ""
+    report_path.write_text(report(results) + (f"\n{breakdown}" if breakdown else ""))
     log(f"ratio (raw Jobs time / schedexec time), median of {options.rounds}: {results['ratio_median']:.2f}")
     log(f"wrote {report_path} and {results_path}")
     return 0
