@@ -468,10 +468,7 @@ def main() -> int:
                 {"name": "OTEL_BSP_SCHEDULE_DELAY", "value": "200"},
             ]
             run_template = {"env": [{"name": "PYTHONPROFILEIMPORTTIME", "value": "1"}]}
-            values = (  # no REST metrics Service: its service link SCHEDEXEC_API_METRICS_PORT=tcp://... breaks the API
-                *conftest.CHART_VALUES,
-                "monitoring.api.metricsPort=0",
-            )
+            values = tuple(conftest.CHART_VALUES)
             json_values = (
                 *conftest.CHART_JSON_VALUES,
                 f"operator.extraEnv={json.dumps(otel)}",

@@ -147,6 +147,12 @@ class Reconciler:
         """Execution `key` as last known: written or read by a reconcile, else as the watch showed it."""
         return self.writes.newest(key, self.store.executions)
 
+    def _run_stages(self, execution: models.ScheduledExecution) -> list[tracing.Stage]:
+        """The Kubernetes stages of the execution's current run, from the watch cache (for its trace)."""
+        ran = execution.status.current_run
+        job = None if ran is None else self.store.job_of(execution, ran.job)
+        return tracing.run_stages(job, [] if job is None else self.store.pods_of(job))
+
     def _jobs(self, execution: models.ScheduledExecution) -> list[str]:
         """The names of `execution`'s Jobs that are there and not being deleted: what its decision plans for."""
         return self.store.stray_jobs(execution, keep=None, deleting=self.writes.is_deleting)
@@ -358,7 +364,7 @@ class Reconciler:
             updated = await self.cluster.write_status(execution, document)
             self.writes.recorded(updated)
             metrics.record_transition(execution, decision.status, now, start)
-            tracing.record_runs(execution, traced, decision.status, now)
+            tracing.record_runs(execution, traced, decision.status, now, lambda: self._run_stages(execution))
         for event in decision.events:
             level = logging.WARNING if event.type is EventType.WARNING else logging.INFO
             extra = {"execution": key, "reason": event.reason}

@@ -26,6 +26,10 @@ it survives restarts and crosses processes without any shared state:
   the moment it is created, before the span itself exists, and a Job made
   again for the same run (adopted after a crash: manifests.made_for) has
   the same value;
+- the run span carries the Kubernetes stages of its Job and pod as span
+  events (`run_stages`: Job created, pod scheduled, sandbox ready,
+  container started and finished, Job complete; the API server's times,
+  to the second), so the trace alone shows where a run's seconds went;
 - the runner continues the trace from `TRACEPARENT` when the component's
   image has OpenTelemetry (schedexec_runner.tracing), so the component's
   own spans hang under its run.
@@ -41,7 +45,7 @@ import hashlib
 import logging
 import os
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -195,10 +199,58 @@ def current() -> str | None:
     return valid(carrier.get("traceparent"))
 
 
+POD_STAGES: tuple[tuple[str, str], ...] = (
+    ("PodScheduled", "pod scheduled"),
+    ("PodReadyToStartContainers", "sandbox ready"),
+)
+"""A pod condition whose (True) transition marks a stage of a run, and the stage's name."""
+Stage = tuple[str, datetime]
+
+
+def _time(value: Any) -> datetime | None:
+    """A Kubernetes timestamp (RFC 3339, `Z`), or None."""
+    if not isinstance(value, str):
+        return None
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+
+
+def run_stages(job: Mapping[str, Any] | None, pods: Sequence[Mapping[str, Any]]) -> list[Stage]:
+    """The Kubernetes stages of a run, from its Job and its (last) pod, in time order: Job created, pod
+    scheduled, sandbox ready, container started, container finished, Job complete (or failed). A stage the
+    objects do not show is left out."""
+    stages: list[tuple[str, datetime | None]] = []
+    if job is not None:
+        stages.append(("job created", _time((job.get("metadata") or {}).get("creationTimestamp"))))
+        for condition in (job.get("status") or {}).get("conditions") or []:
+            if condition.get("type") in ("Complete", "Failed") and condition.get("status") == "True":
+                stages.append((f"job {condition['type'].lower()}", _time(condition.get("lastTransitionTime"))))
+    if pods:
+        pod = max(pods, key=lambda p: str((p.get("metadata") or {}).get("creationTimestamp") or ""))
+        status = pod.get("status") or {}
+        by_type = {c.get("type"): c for c in status.get("conditions") or [] if c.get("status") == "True"}
+        stages.extend((name, _time((by_type.get(kind) or {}).get("lastTransitionTime"))) for kind, name in POD_STAGES)
+        for container in status.get("containerStatuses") or []:
+            state = container.get("state") or {}
+            ended = state.get("terminated") or {}
+            stages.append(("container started", _time((state.get("running") or ended).get("startedAt"))))
+            stages.append(("container finished", _time(ended.get("finishedAt"))))
+    return sorted(((name, at) for name, at in stages if at is not None), key=lambda stage: stage[1])
+
+
 def record_run(
-    execution: str | None, uid: str, index: int, started: datetime, ended: datetime, attributes: Mapping[str, Any]
+    execution: str | None,
+    uid: str,
+    index: int,
+    started: datetime,
+    ended: datetime,
+    attributes: Mapping[str, Any],
+    stages: Sequence[Stage] = (),
 ) -> None:
-    """Export the span of run `index`, from `started` to `ended`, with the id its Job's TRACEPARENT names."""
+    """Export the span of run `index`, from `started` to `ended`, with the id its Job's TRACEPARENT names, and
+    `stages` (run_stages) as its events."""
     if _provider is None or valid(execution) is None:
         return
     token = _chosen_span_id.set(run_span_id(uid, index))
@@ -211,6 +263,8 @@ def record_run(
         )
     finally:
         _chosen_span_id.reset(token)
+    for name, at in stages:
+        made.add_event(name, timestamp=int(at.timestamp() * 1e9))
     made.end(end_time=int(max(ended, started).timestamp() * 1e9))
 
 
@@ -219,13 +273,21 @@ def record_runs(
     traceparent: str | None,
     after: models.ScheduledExecutionStatus,
     now: datetime,
+    stages: Callable[[], Sequence[Stage]] = list,
 ) -> None:
-    """Export the span of the run a written status ended (if it ended one): from its Job's creation to now."""
+    """Export the span of the run a written status ended (if it ended one): from its Job's creation to now, with
+    the run's Kubernetes stages (`stages()`, asked only when a span is exported)."""
     ran = execution.status.current_run
     if _provider is None or ran is None or (after.current_run is not None and after.current_run.index == ran.index):
         return
     method = ran.method or execution.spec.method
     attributes = {"schedexec.execution": execution.key, "schedexec.run": ran.index, "schedexec.job": ran.job}
     record_run(
-        traceparent, execution.metadata.uid, ran.index, ran.started_at, now, {**attributes, "schedexec.method": method}
+        traceparent,
+        execution.metadata.uid,
+        ran.index,
+        ran.started_at,
+        now,
+        {**attributes, "schedexec.method": method},
+        stages(),
     )

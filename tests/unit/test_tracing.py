@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -187,8 +188,36 @@ def test_one_trace_from_the_rest_request_to_the_component(traced: InMemorySpanEx
         }
     )
     ended = models.ScheduledExecutionStatus.model_validate({"phase": "Waiting", "runs": 1})
-    tracing.record_runs(execution_now, tracing.of(created), ended, builders.at(5))
+    job = {
+        "metadata": {"creationTimestamp": "2026-01-01T00:00:00Z"},
+        "status": {
+            "conditions": [{"type": "Complete", "status": "True", "lastTransitionTime": "2026-01-01T00:00:04Z"}]
+        },
+    }
+    pod = {
+        "metadata": {"creationTimestamp": "2026-01-01T00:00:00Z"},
+        "status": {
+            "conditions": [
+                {"type": "PodScheduled", "status": "True", "lastTransitionTime": "2026-01-01T00:00:00Z"},
+                {"type": "PodReadyToStartContainers", "status": "True", "lastTransitionTime": "2026-01-01T00:00:01Z"},
+            ],
+            "containerStatuses": [
+                {"state": {"terminated": {"startedAt": "2026-01-01T00:00:01Z", "finishedAt": "2026-01-01T00:00:02Z"}}}
+            ],
+        },
+    }
+    tracing.record_runs(
+        execution_now, tracing.of(created), ended, builders.at(5), lambda: tracing.run_stages(job, [pod])
+    )
     [run_span] = named(traced, "run 1")
+    assert [event.name for event in run_span.events] == [
+        "job created",
+        "pod scheduled",
+        "sandbox ready",
+        "container started",
+        "container finished",
+        "job complete",
+    ], "the trace alone shows each Kubernetes stage of the run"
     assert ids(run_span) == (trace_id, run_span_id) and parent_of(run_span) == execution_parent
     assert run_span.end_time is not None and run_span.start_time is not None
     assert run_span.end_time - run_span.start_time == 5_000_000_000
@@ -210,3 +239,17 @@ def test_a_traced_run_s_job_is_adopted_after_a_crash_and_one_with_another_trace_
         execution, 1, {}, builders.POD_DEFAULTS, traceparent=tracing.run_traceparent(CLIENT_PARENT, "other", 1)
     )
     assert manifests.made_for(created(other), made) is not None
+
+
+def test_run_stages_leave_out_what_the_objects_do_not_show_and_are_in_time_order() -> None:
+    pending = {
+        "metadata": {"creationTimestamp": "2026-01-01T00:00:03Z"},
+        "status": {
+            "conditions": [{"type": "PodScheduled", "status": "False", "lastTransitionTime": "2026-01-01T00:00:04Z"}]
+        },
+    }
+    job = {"metadata": {"creationTimestamp": "2026-01-01T00:00:02Z"}, "status": {}}
+    assert tracing.run_stages(job, [pending]) == [("job created", datetime(2026, 1, 1, 0, 0, 2, tzinfo=UTC))]
+    assert tracing.run_stages(None, []) == []
+    broken = {"metadata": {"creationTimestamp": "not a time"}, "status": {"conditions": [{"type": "Complete"}]}}
+    assert tracing.run_stages(broken, [{"status": {"containerStatuses": [{"state": {"running": {}}}]}}]) == []
