@@ -220,7 +220,7 @@ def job_manifest(
             # a replacement pod only once the failed one is fully terminated: an index never runs in two pods at once
             "podReplacementPolicy": "Failed",
             "podFailurePolicy": {"rules": [DISRUPTION_FAILS_THE_RUN]},
-            "activeDeadlineSeconds": spec.run_timeout_seconds,
+            "activeDeadlineSeconds": spec.run_timeout,
             "ttlSecondsAfterFinished": defaults.job_ttl_seconds,
             "template": {"metadata": template, "spec": pod},
         },

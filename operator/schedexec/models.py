@@ -47,6 +47,9 @@ HISTORY_LIMIT = 10
 (and pods, and so their logs) for spec.runRetentionSeconds: at most this many finished pods per execution."""
 MAX_RUN_RETENTION_SECONDS = 7 * 24 * 3600
 """The longest spec.runRetentionSeconds: a week (the operator's Job TTL caps it further)."""
+DEFAULT_RUN_TIMEOUT_SECONDS = 300
+"""One run's deadline when spec.runTimeoutSeconds is unset, capped at spec.timeoutSeconds
+(ScheduledExecutionSpec.run_timeout)."""
 WAITING_MESSAGE_LIMIT = 1024
 """How much of a kubelet's or scheduler's message the status quotes."""
 
@@ -780,11 +783,13 @@ class ScheduledExecutionSpec(Model):
         description="Deadline of the whole sequence, from its start; past it the running run is stopped "
         "and the execution ends TimedOut (XSOAR's timeout_in_seconds).",
     )
-    run_timeout_seconds: int = Field(
-        300,
+    run_timeout_seconds: int | None = Field(
+        None,
         ge=1,
         le=24 * 3600,
-        description="Deadline of one run (the Job's activeDeadlineSeconds); a run past it fails.",
+        description="Deadline of one run (the Job's activeDeadlineSeconds); a run past it fails. "
+        f"Unset: {DEFAULT_RUN_TIMEOUT_SECONDS} seconds, or spec.timeoutSeconds if that is shorter. "
+        "When set, it must not exceed spec.timeoutSeconds.",
     )
     retries: int = Field(
         1,
@@ -825,12 +830,22 @@ class ScheduledExecutionSpec(Model):
         "and the execution ends Cancelled. Cannot be set back to false.",
     )
 
+    @property
+    def run_timeout(self) -> int:
+        """One run's deadline in seconds: spec.runTimeoutSeconds if set, else DEFAULT_RUN_TIMEOUT_SECONDS capped
+        at the sequence's timeoutSeconds. Computed, not defaulted by the CRD: a server-side default would be
+        compared with a shorter timeoutSeconds by the CEL rule and refuse a spec that never named the field."""
+        if self.run_timeout_seconds is not None:
+            return self.run_timeout_seconds
+        return min(DEFAULT_RUN_TIMEOUT_SECONDS, self.timeout_seconds)
+
     @model_validator(mode="after")
     def _cross_field_rules(self) -> Self:
         """The CEL rules that span fields (see `_spec_rules`), for specs built in Python: a bad spec is
         refused here with the API server's own message, and the error's `ctx.field` names the field it
         points at. As in CEL (`has()`), the timeout rule applies when both timeouts are set; the API
-        server defaults both, so every stored object is checked."""
+        server defaults timeoutSeconds, so every stored object that sets runTimeoutSeconds is checked (one that
+        leaves it unset runs for `run_timeout`, never longer than timeoutSeconds)."""
         both_timeouts = {"timeout_seconds", "run_timeout_seconds"} <= self.model_fields_set
         broken = (
             (
@@ -849,7 +864,7 @@ class ScheduledExecutionSpec(Model):
                 ELASTICIO_METHOD_MESSAGE,
             ),
             (
-                both_timeouts and self.run_timeout_seconds > self.timeout_seconds,
+                both_timeouts and (self.run_timeout_seconds or 0) > self.timeout_seconds,
                 "runTimeoutSeconds",
                 "spec.runTimeoutSeconds must not exceed spec.timeoutSeconds",
             ),

@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from schedexec import models
-from tests.support import LocalCluster
+from tests.support import LocalCluster, Operator, wait_for
 
 pytestmark = pytest.mark.cluster
 
@@ -59,6 +59,22 @@ def test_an_invalid_spec_is_refused_by_kubectl_apply(
     refused = cluster.apply(manifest(namespace, spec), check=False)
     assert refused.returncode != 0
     assert message in refused.stderr
+
+
+def test_a_short_timeout_alone_is_admitted_and_its_run_gets_that_deadline(
+    cluster: LocalCluster, operator: Operator, namespace: str
+) -> None:
+    """runTimeoutSeconds unset (the README's first example sets only timeoutSeconds: 60): the API server adds no
+    runTimeoutSeconds for the CEL rule to refuse, and the run's Job stops at the sequence's 60 s, not at 300."""
+    short = {**GOOD, "method": "sleep", "args": {"seconds": 1}, "timeoutSeconds": 60}
+    applied = cluster.apply(manifest(namespace, short, "short"), check=False)
+    assert applied.returncode == 0, applied.stderr
+    assert "runTimeoutSeconds" not in cluster.execution(namespace, "short")["spec"], "no server-side default"
+    job = wait_for("the run's Job", lambda: next(iter(cluster.batch.list_namespaced_job(namespace).items), None))
+    assert job.spec.active_deadline_seconds == 60
+    explicit = {**GOOD, "timeoutSeconds": 60, "runTimeoutSeconds": 61}
+    refused = cluster.apply(manifest(namespace, explicit, "explicit"), check=False)
+    assert refused.returncode != 0 and "spec.runTimeoutSeconds must not exceed spec.timeoutSeconds" in refused.stderr
 
 
 @pytest.mark.parametrize(

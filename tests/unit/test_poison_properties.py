@@ -156,7 +156,7 @@ def check_end_or_documented_wait(
         assert decision.queued and not slot_free, "Pending only while queued for a run slot"
     else:
         assert phase is Phase.RUNNING and status.current_run is not None
-        overdue = status.current_run.started_at + timedelta(seconds=execution.spec.run_timeout_seconds) + grace
+        overdue = status.current_run.started_at + timedelta(seconds=execution.spec.run_timeout) + grace
         assert decision.wake_at is not None and decision.wake_at <= overdue
 
 

@@ -21,7 +21,7 @@ def fail_if_overdue(step: Step, run: runs.RunObservation) -> None:
     step.fail(
         RunOutcome.STOPPED,
         Reason.RUN_OVERDUE,
-        f"run {current.index} did not finish within spec.runTimeoutSeconds ({spec.run_timeout_seconds}s) "
+        f"run {current.index} did not finish within spec.runTimeoutSeconds ({spec.run_timeout}s) "
         f"and {step.policy.overdue_grace_seconds}s of grace{' after Kueue admitted it' if current.admitted_at else ''}"
         "; its Job was stopped "
         "(is the Job controller running, and a node for its pod?)",

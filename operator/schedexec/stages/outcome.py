@@ -109,7 +109,7 @@ def _record_failure(step: Step, run: runs.RunObservation) -> None:
     elif run.failure_reason == runs.JOB_DEADLINE_EXCEEDED:
         reason, what = (
             Reason.RUN_TIMED_OUT,
-            f"exceeded spec.runTimeoutSeconds ({step.execution.spec.run_timeout_seconds}s)",
+            f"exceeded spec.runTimeoutSeconds ({step.execution.spec.run_timeout}s)",
         )
     else:
         reason = run.failure_reason or Reason.RUN_FAILED

@@ -233,7 +233,7 @@ class Step:
         if current.suspended:
             return None
         return (current.admitted_at or current.started_at) + timedelta(
-            seconds=self.execution.spec.run_timeout_seconds + self.policy.overdue_grace_seconds
+            seconds=self.execution.spec.run_timeout + self.policy.overdue_grace_seconds
         )
 
     def event(self, type_: EventType, reason: str, message: str) -> None:

@@ -14,6 +14,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
+from schedexec import models
 from schedexec.sx.specs import RESUBMITTED_FROM
 from schedexec.sx.tables import table
 from schedexec.sx.timing import age, duration, parse_time
@@ -76,9 +77,11 @@ def _spec_lines(spec: Mapping[str, Any]) -> str:
     text += _field("Args", _clip(args, ARGS_PREVIEW))
     secret = (spec.get("credentialsSecretRef") or {}).get("name")
     text += _field("Credentials", f"secret/{secret}" if secret else "<none>")
+    timeout = spec.get("timeoutSeconds", 600)
+    run_timeout = spec.get("runTimeoutSeconds", min(models.DEFAULT_RUN_TIMEOUT_SECONDS, timeout))
     text += _field(
         "Limits",
-        f"sequence {spec.get('timeoutSeconds', 600)}s, run {spec.get('runTimeoutSeconds', 300)}s, "
+        f"sequence {timeout}s, run {run_timeout}s, "
         f"retries {spec.get('retries', 1)}, max runs {spec.get('maxRuns', 100)}",
     )
     if spec.get("cancel"):
