@@ -112,13 +112,31 @@ async def keep_context(api: kube.Api, manifest: dict[str, Any], fence: kube.Fenc
     """Create, or replace, the Secret keeping an execution's integration context
     (manifests.xsoar_context_secret). Created and replaced, never read (the role has no `get secrets`); the
     chart's operator-secrets admission policy lets the operator write only Secrets of this type, name and
-    owner, so a Secret of another type under its name (planted, say) is refused, never overwritten: the
-    reconcile fails and is retried, as for any refused write. Nothing of the Secret's data is logged."""
+    owner, so a Secret of another type under its name (planted, say) is refused, never overwritten. A refusal
+    (403, 422: permanent) is logged and the sequence goes on without the new context (the next run reads what
+    the Secret holds, or nothing): a Secret that cannot be written never holds an execution up; any other
+    error is retried, as for any write. Nothing of the Secret's data is logged."""
     meta = manifest["metadata"]
     url = kube.path("v1", meta["namespace"], "secrets")
-    created = await api.call("post", url, manifest, tolerate=(409,), fence=fence)
-    if created.status == 409:
-        await api.call("put", f"{url}/{meta['name']}", manifest, fence=fence)
+    try:
+        created = await api.call("post", url, manifest, tolerate=(409,), fence=fence)
+        if created.status == 409:
+            await api.call("put", f"{url}/{meta['name']}", manifest, fence=fence)
+    except kube.APIError as exc:
+        if exc.status not in CONTEXT_REFUSALS:
+            raise
+        log.warning(
+            "%s/%s: the integration context was not kept (HTTP %d: %s); the next run goes without it",
+            meta["namespace"],
+            meta["name"],
+            exc.status,
+            exc.message,
+        )
+
+
+CONTEXT_REFUSALS = (403, 422)
+"""Answers to a context Secret's write that no retry changes: RBAC or the admission fence refused it, or a Secret
+of another type holds its name (a Secret's type is immutable)."""
 
 
 class Reconciler:
@@ -331,6 +349,9 @@ class Reconciler:
         """Carry out `decision`: Job, status, events, Job deletions, slots, in that order."""
         key, start = execution.key, decision.start_run
         traced = tracing.of(self.newest(key))  # the execution's trace context (its annotation), read before writing
+        if decision.context_secret is not None:  # before the run that mounts it, and the status that schedules it
+            self._ensure_leading(key)
+            await keep_context(self.cluster.api, decision.context_secret, self.cluster.fence)
         if start is not None:
             self._ensure_leading(key)
             traceparent = tracing.run_traceparent(traced, execution.metadata.uid, start.index)
@@ -351,9 +372,6 @@ class Reconciler:
             self.slots.queued(key)
         else:
             self.slots.not_queued(key)
-        if decision.context_secret is not None:  # before the status that schedules the run that mounts it
-            self._ensure_leading(key)
-            await keep_context(self.cluster.api, decision.context_secret, self.cluster.fence)
         if decision.result_config_map is not None:  # before the status that names it
             self._ensure_leading(key)
             kept = await keep_result(self.cluster.api, decision.result_config_map, self.cluster.fence)

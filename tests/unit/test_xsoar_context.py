@@ -7,6 +7,7 @@ operator's log."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import base64
 import json
 import logging
@@ -175,3 +176,58 @@ def test_a_run_that_leaves_the_context_unchanged_touches_no_secret() -> None:
     reconcile_a_finished_run(cluster, envelope.schedule(30, {"task": 1}))
     assert ("write_status", "Waiting") in cluster.calls
     assert not [call for call in cluster.calls if "secret" in call[0]]
+
+
+def test_a_cancelled_sequence_keeps_no_context() -> None:
+    """A cancelled sequence has no next run: nothing to write (a Secret that could not be written must not hold
+    the end up)."""
+    ex = execution(running(1), cancel=True)
+    d = decide(ex, finished(envelope.schedule(60, {"t": 1}, context={"token": "x" * 20})), at(5), True, POLICY)
+    assert d.status.phase == models.Phase.CANCELLED
+    assert d.context_secret is None
+
+
+class RefusingSecretApi(SecretApi):
+    """The API server refuses the context Secret's write with `status` (the fence, RBAC, or a Secret of another
+    type under its name: 403/422), or fails it (500)."""
+
+    def __init__(self, calls: list[tuple[str, Any]], status: int) -> None:
+        super().__init__(calls)
+        self.status = status
+
+    async def call(self, method: str, url: str, payload: Any = None, tolerate: Any = (), **_: Any) -> kube.Answer:
+        self.calls.append((f"{method} secret", payload["metadata"]["name"]))
+        raise kube.APIError({"message": "denied by schedexec-operator-secrets"}, status=self.status)
+
+
+@pytest.mark.parametrize("status", [403, 422])
+def test_a_refused_context_write_never_holds_the_sequence_up(status: int, caplog: pytest.LogCaptureFixture) -> None:
+    cluster = FakeCluster()
+    cluster.api = RefusingSecretApi(cluster.calls, status)  # type: ignore[attr-defined]
+    token = "tok-refused-7c1e9a3b5d"
+    reconcile_a_finished_run(cluster, envelope.schedule(30, {"task": 1}, context={"token": token}))
+    assert ("write_status", "Waiting") in cluster.calls, "the sequence goes on without the new context"
+    assert "integration context was not kept" in caplog.text and token not in caplog.text
+
+
+def test_a_failed_context_write_is_retried_before_the_status() -> None:
+    cluster = FakeCluster()
+    cluster.api = RefusingSecretApi(cluster.calls, 500)  # type: ignore[attr-defined]
+    with pytest.raises(kube.APIError):
+        reconcile_a_finished_run(cluster, envelope.schedule(30, {"task": 1}, context={"token": "t" * 20}))
+    assert not [call for call in cluster.calls if call[0] == "write_status"], "no status before the context"
+
+
+def test_an_immediate_next_run_finds_its_context_written_before_its_job() -> None:
+    """nextRunInSeconds 0 with SCHEDEXEC_MIN_INTERVAL_SECONDS=0: one decision records the schedule and starts the
+    next run; its pod mounts the Secret, so the Secret comes first."""
+    ex = execution(running(1))
+    immediate = dataclasses.replace(POLICY, min_interval_seconds=0)
+    d = decide(ex, finished(envelope.schedule(0, {"t": 1}, context={"token": "now"})), at(5), True, immediate)
+    assert d.start_run is not None and d.context_secret is not None
+    cluster = FakeCluster()
+    cluster.api = SecretApi(cluster.calls)  # type: ignore[attr-defined]
+    c = controller(cluster)
+    asyncio.run(c.reconciler.apply(ex, d, at(5)))
+    order = [call[0] for call in cluster.calls if call[0] in ("post secret", "create_job")]
+    assert order == ["post secret", "create_job"]

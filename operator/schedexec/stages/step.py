@@ -200,6 +200,7 @@ class Step:
         self.status.next_args = None
         self.status.next_method = None
         self.status.items_remaining = None
+        self.context_secret = None  # an ended sequence has no next run to read a context
 
     def run_job(self, index: int) -> str:
         """The name of run `index`'s Job: the legacy name if the execution owns a Job of that name (made
