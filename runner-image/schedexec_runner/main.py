@@ -217,7 +217,7 @@ def redact(outcome: dict[str, Any], secrets: Mapping[str, str]) -> dict[str, Any
             return [clean(v) for v in value]
         return value
 
-    payload = ("result", "args", "partialResult", "message")
+    payload = ("result", "args", "partialResult", "message", "context")  # context: an XSOAR integration context
     return {k: clean(v) if k in payload else v for k, v in outcome.items()} if values else outcome
 
 

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from schedexec_runner import envelope
+from schedexec_runner import envelope, main
 from schedexec_runner.envelope import EnvelopeError
 
 TOKENS = st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789", min_size=12, max_size=40)
@@ -73,3 +73,13 @@ def test_a_context_the_api_server_could_not_store_is_refused_without_quoting_it(
 def test_only_a_schedule_carries_a_context(outcome: dict[str, Any]) -> None:
     with pytest.raises(EnvelopeError, match="unknown keys 'context'"):
         envelope.parse({**outcome, "context": {"token": "t"}})
+
+
+def test_a_credential_value_in_an_integration_context_is_redacted_before_it_leaves_the_pod() -> None:
+    """The context crosses the pod's termination message (readable with `get pods`): a credential value in it is
+    redacted like one in the args or the result (the integration then finds `***` there, never the secret)."""
+    secret = "s3cr3t-Pa55w0rd-xyz"
+    outcome = envelope.schedule(30, {"a": secret}, context={"api_key": secret, "token": "kept"})
+    redacted = main.redact(outcome, {"password": secret})
+    assert secret not in json.dumps(redacted)
+    assert redacted["context"] == {"api_key": "***", "token": "kept"}

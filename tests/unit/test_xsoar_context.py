@@ -7,8 +7,8 @@ operator's log."""
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import base64
+import dataclasses
 import json
 import logging
 from typing import Any
