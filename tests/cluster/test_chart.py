@@ -1005,6 +1005,56 @@ def test_the_operator_may_create_no_other_job(
     assert create_job(cluster, job, None).returncode == 0, "only the operator's ServiceAccount is bound"
 
 
+def elasticio_job(namespace: str) -> dict[str, Any]:
+    """A run's Job of an elastic.io component exactly as the operator makes it: the component's sailor and the
+    receiver sidecar from the runner image (manifests._elasticio_pod)."""
+    execution = models.ScheduledExecution.model_validate(
+        {
+            "apiVersion": models.API_VERSION,
+            "kind": models.KIND,
+            "metadata": {"name": "sailor", "namespace": namespace, "uid": str(uuid.uuid4()), "resourceVersion": "1"},
+            "spec": {
+                "component": {"image": "ghcr.io/acme/petstore:1.0", "runtime": "elasticio"},
+                "method": "verifyCredentials",
+                "credentialsSecretRef": {"name": "creds"},
+            },
+        }
+    )
+    return manifests.job_manifest(execution, 1, {}, OperatorSettings().pod_defaults())
+
+
+def receiver(job: dict[str, Any]) -> dict[str, Any]:
+    (sidecar,) = job["spec"]["template"]["spec"]["initContainers"]
+    return sidecar  # type: ignore[no-any-return]
+
+
+def test_the_operator_may_create_an_elasticio_run_job_exactly_as_it_makes_it(
+    cluster: LocalCluster, installed: Installed, namespace: str
+) -> None:
+    made = create_job(cluster, elasticio_job(namespace), SERVICE_ACCOUNT)
+    assert made.returncode == 0, made.stderr
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        lambda job: receiver(job).update(image="ghcr.io/acme/anything:1.0"),
+        lambda job: receiver(job).update(lifecycle={"postStart": {"exec": {"command": ["sh", "-c", "id"]}}}),
+        lambda job: receiver(job).update(args=["--other"]),
+        lambda job: receiver(job).update(command=["sh", "-c", "id"]),
+        lambda job: job["spec"]["template"]["spec"]["initContainers"].append(dict(receiver(job), name="second")),
+    ],
+    ids=["other-image", "lifecycle-hook", "args", "other-command", "two-init-containers"],
+)
+def test_the_operator_may_add_no_init_container_but_the_receiver_as_it_makes_it(
+    cluster: LocalCluster, installed: Installed, namespace: str, change: Any
+) -> None:
+    job = elasticio_job(namespace)
+    change(job)
+    refused = create_job(cluster, job, SERVICE_ACCOUNT)
+    assert refused.returncode != 0 and "init container but the elastic.io receiver" in refused.stderr, refused.stderr
+
+
 # --- tokens in runs: a token for another audience, not for the Kubernetes API (admissionPolicy.allowRunApiTokens) -
 
 API_TOKEN_REFUSED = "projected ServiceAccount tokens are for an audience other than the Kubernetes API server's"
