@@ -198,12 +198,20 @@ class _Handler(BaseHTTPRequestHandler):
     server: Receiver
 
     def do_POST(self) -> None:
-        length = int(self.headers.get("Content-Length") or 0)
-        body = self.rfile.read(length) if length > 0 else b""
+        limit = body_limit(self.server.environ)
+        length = declared_length(self.headers.get("Content-Length"))
+        if length is None:
+            result = envelope.error("InvalidResult", "sailor's POST has no valid Content-Length")
+        elif length > limit:  # not read: the receiver's memory is bounded, the result is too large anyway
+            result = envelope.error(
+                "ResultTooLarge", f"sailor's result is {length} bytes, more than the {limit} bytes a run may report"
+            )
+        else:
+            result = outcome(self.rfile.read(length) if length > 0 else b"", self.server.secrets)
         with self.server.lock:
             first = not self.server.received.is_set()
             if first:
-                write_outcome(self.server.directory, outcome(body, self.server.secrets), self.server.environ)
+                write_outcome(self.server.directory, result, self.server.environ)
                 self.server.received.set()
         self.send_response(200 if first else 409)
         self.send_header("Content-Type", "application/json")
@@ -213,6 +221,24 @@ class _Handler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: Any) -> None:
         print(f"schedexec-elasticio: {format % args}", file=sys.stderr)
+
+
+BODY_OVERHEAD_BYTES = 64 * 1024
+"""What a POST may carry beyond the result itself: `{"status": ..., "data": ...}` and JSON escapes' slack."""
+
+
+def declared_length(value: str | None) -> int | None:
+    """A request's Content-Length as a count of bytes (absent: 0), or None when it is not one."""
+    if value is None:
+        return 0
+    text = value.strip()
+    return int(text) if text.isascii() and text.isdigit() else None
+
+
+def body_limit(environ: Mapping[str, str]) -> int:
+    """The largest POST the receiver reads: twice the largest result a run may report (JSON escapes of non-ASCII
+    text can double it), plus the wrapping; a larger one is ResultTooLarge unread."""
+    return 2 * max(main.max_result_bytes(environ), envelope.MAX_BYTES) + BODY_OVERHEAD_BYTES
 
 
 def prepare(environ: Mapping[str, str], directory: Path) -> dict[str, str]:

@@ -6,7 +6,9 @@ from __future__ import annotations
 import contextlib
 import copy
 import hashlib
+import http.client
 import json
+import threading
 from typing import Any
 
 import pytest
@@ -278,3 +280,40 @@ def test_the_component_map_gives_its_pod_template() -> None:
     assert template == models.RunPodTemplate.model_validate(proxy)
     with pytest.raises(ValidationError, match="securityContext"):
         ApiSettings.model_validate({"components": {"x": {"image": "x", "pod_template": {"securityContext": {}}}}})
+
+
+@pytest.mark.parametrize(
+    ("header", "length"),
+    [(None, 0), ("0", 0), ("17", 17), (" 42 ", 42), ("-1", None), ("1e3", None), ("abc", None), ("٣", None)],
+)
+def test_a_posts_declared_length_is_a_count_of_bytes_or_refused(header: str | None, length: int | None) -> None:
+    assert receiver.declared_length(header) == length
+
+
+def post_to_a_receiver(tmp_path: Any, headers: dict[str, str], body: bytes = b"") -> dict[str, Any]:
+    """POST to a real receiver on a free port; the outcome it wrote (decoded)."""
+    server = receiver.Receiver(0, tmp_path, {}, {})
+    thread = threading.Thread(target=server.handle_request, daemon=True)
+    thread.start()
+    connection = http.client.HTTPConnection("127.0.0.1", server.server_address[1], timeout=10)
+    connection.putrequest("POST", "/")
+    for name, value in headers.items():
+        connection.putheader(name, value)
+    connection.endheaders(body)
+    assert connection.getresponse().status == 200
+    thread.join(10)
+    server.server_close()
+    return envelope.decode((tmp_path / receiver.OUTCOME_FILE).read_text())
+
+
+def test_a_post_larger_than_any_result_is_too_large_unread(tmp_path: Any) -> None:
+    """The receiver's memory is bounded: a body declared beyond what a run may report is never read."""
+    declared = receiver.body_limit({}) + 1
+    result = post_to_a_receiver(tmp_path, {"Content-Length": str(declared)})
+    assert result["outcome"] == envelope.ERROR and result["reason"] == "ResultTooLarge", result
+    assert str(declared) in result["message"]
+
+
+def test_a_post_without_a_valid_length_is_an_invalid_result(tmp_path: Any) -> None:
+    result = post_to_a_receiver(tmp_path, {"Content-Length": "lots"})
+    assert result["outcome"] == envelope.ERROR and result["reason"] == "InvalidResult", result
