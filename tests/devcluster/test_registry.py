@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from schedexec_devcluster import node, registry
+from schedexec_devcluster import images, node, registry
 from schedexec_devcluster.__main__ import COMPONENT_NAME, push_component
 from schedexec_devcluster.certs import NODE_IP
 from tests.devcluster.test_node import BINARIES
@@ -108,3 +108,16 @@ def test_push_component_refuses_a_directory_without_a_dockerfile(tmp_path: Path)
 
 def registry_name(name: str) -> bool:
     return COMPONENT_NAME.fullmatch(name) is not None
+
+
+def test_push_credentials_go_through_a_private_authfile_never_the_command_line(tmp_path: Path) -> None:
+    """Another user of the machine reads a process's command line (/proc/PID/cmdline), not a 0600 file."""
+    password = "pw-9f3c1e7a5b"
+    authfile = images.registry_authfile(tmp_path, "10.244.0.1:5000/schedexec/runner:0.1.0", f"push:{password}")
+    assert authfile.stat().st_mode & 0o777 == 0o600
+    auths = json.loads(authfile.read_text())["auths"]
+    assert list(auths) == ["10.244.0.1:5000"]
+    assert base64.b64decode(auths["10.244.0.1:5000"]["auth"]).decode() == f"push:{password}"
+    buildah = images.Buildah(tmp_path / "root", tmp_path / "run", "vfs", tmp_path / "policy.json")
+    command = buildah.push_registry("img", "10.244.0.1:5000/schedexec/runner:0.1.0", authfile, tmp_path)
+    assert f"--authfile={authfile}" in command and not [word for word in command if password in word]

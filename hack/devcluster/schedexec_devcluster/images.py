@@ -50,6 +50,7 @@ Needs (Debian packages): buildah, mmdebstrap; run as root.
 from __future__ import annotations
 
 import argparse
+import base64
 import collections
 import configparser
 import contextlib
@@ -919,14 +920,15 @@ class Buildah:
             "push", "--quiet", f"--signature-policy={self.policy}", image, f"oci-archive:{archive}:{name}"
         )
 
-    def push_registry(self, image: str, destination: str, creds: str, cert_dir: Path) -> list[str]:
-        """Push to a registry over TLS (``cert_dir`` holds its CA) with ``user:password`` credentials."""
+    def push_registry(self, image: str, destination: str, authfile: Path | None, cert_dir: Path) -> list[str]:
+        """Push to a registry over TLS (``cert_dir`` holds its CA) with the credentials of ``authfile``
+        (registry_authfile; never on the command line, where other users of the machine read it)."""
         return self.command(
             "push",
             "--quiet",
             f"--signature-policy={self.policy}",
             f"--cert-dir={cert_dir}",
-            *([f"--creds={creds}"] if creds else []),  # none: what `buildah login` stored
+            *([f"--authfile={authfile}"] if authfile else []),  # none: what `buildah login` stored
             image,
             f"docker://{destination}",
         )
@@ -1260,6 +1262,16 @@ def ensure_images(
     return archives
 
 
+def registry_authfile(directory: Path, destination: str, creds: str) -> Path:
+    """A containers-auth.json (mode 0600) in ``directory`` giving ``user:password`` for the registry of the image
+    reference ``destination``."""
+    host = destination.split("/", 1)[0]
+    path = directory / "auth.json"
+    path.touch(mode=0o600, exist_ok=True)
+    path.write_text(json.dumps({"auths": {host: {"auth": base64.b64encode(creds.encode()).decode()}}}))
+    return path
+
+
 def push_images(
     repo_root: Path,
     destination: Callable[[str], str],
@@ -1295,7 +1307,8 @@ def push_images(
                 target = destination(step.name)
                 started = time.monotonic()
                 source = builder.labelled(step.name, target, labels) if labels else step.name
-                _run(builder.buildah.push_registry(source, target, creds, cert_dir), f"pushing {target}")
+                authfile = registry_authfile(builder.session, target, creds) if creds else None
+                _run(builder.buildah.push_registry(source, target, authfile, cert_dir), f"pushing {target}")
                 _log(f"pushed {target} in {time.monotonic() - started:.1f}s")
                 pushed.append(target)
         finally:
