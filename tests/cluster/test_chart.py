@@ -227,7 +227,17 @@ def test_network_policies_let_each_pod_reach_the_api_server_and_be_reached_only_
     ]
     api = policies["sx-schedexec-api"]["spec"]
     assert api["podSelector"]["matchLabels"] == api_labels(scraped)
-    assert api["ingress"] == [{"ports": [{"protocol": "TCP", "port": 8000}]}] and len(api["egress"]) == 2
+    assert (
+        api["ingress"]
+        == [
+            {"ports": [{"protocol": "TCP", "port": 8000}]},
+            {
+                "ports": [{"protocol": "TCP", "port": 9091}],
+                "from": prometheus,
+            },  # its metrics: monitoring.api.metricsPort
+        ]
+        and len(api["egress"]) == 2
+    )
 
     sidecar = kinds(documents(render(helm, "api.enabled=true", TLS, 'api.mode="sidecar"').stdout), "NetworkPolicy")
     assert list(sidecar) == ["sx-schedexec"]
@@ -1338,7 +1348,25 @@ def test_the_operator_may_write_only_xsoar_context_secrets_of_executions(
     operator-secrets policy: never an Opaque Secret, a service-account-token Secret Kubernetes would fill, a
     Secret under another name or owned by something else, nor a replacement of a Secret that is not one."""
     name = "cape-0123456789-xsoar-context"
-    owner = {"apiVersion": "schedexec.io/v1alpha1", "kind": "ScheduledExecution", "name": "cape", "uid": "u-1"}
+
+    def execution_owner(execution: str) -> dict[str, str]:
+        """An ownerReference to a real (cancelled) execution: the garbage collector deletes at once a Secret
+        whose owner does not exist, which would race the replacements below."""
+        body = {
+            "apiVersion": "schedexec.io/v1alpha1",
+            "kind": "ScheduledExecution",
+            "metadata": {"name": execution, "namespace": namespace},
+            "spec": {"component": {"image": "ghcr.io/schedexec/test-component:dev"}, "method": "poll", "cancel": True},
+        }
+        made = json.loads(cluster.kubectl("create", "-o", "json", "-f", "-", stdin=json.dumps(body)).stdout)
+        return {
+            "apiVersion": "schedexec.io/v1alpha1",
+            "kind": "ScheduledExecution",
+            "name": execution,
+            "uid": made["metadata"]["uid"],
+        }
+
+    owner, other = execution_owner("cape"), execution_owner("cape-other")
 
     def secret(**changes: Any) -> dict[str, Any]:
         meta = {"name": name, "namespace": namespace, "ownerReferences": [owner]}
@@ -1381,14 +1409,14 @@ def test_the_operator_may_write_only_xsoar_context_secrets_of_executions(
     assert refused.returncode != 0 and "field is immutable" in refused.stderr, refused.stderr  # its type
     cluster.kubectl("delete", "secret", name, "-n", namespace)
     # one of this type and name, but another execution's (or nobody's): not the operator's to replace
-    cluster.kubectl("create", "-f", "-", stdin=json.dumps(secret(ownerReferences=[owner | {"uid": "u-2"}])))
+    cluster.kubectl("create", "-f", "-", stdin=json.dumps(secret(ownerReferences=[other])))
     refused = write("replace", secret())
     assert refused.returncode != 0, "never overwritten"
     assert "an XSOAR context Secret of the same ScheduledExecution" in refused.stderr, refused.stderr
     cluster.kubectl("delete", "secret", name, "-n", namespace)
     cluster.kubectl("create", f"--as={SERVICE_ACCOUNT}", "-f", "-", stdin=json.dumps(secret()))
     assert write("replace", secret(data={"context.json": base64.b64encode(b"{}").decode()})).returncode == 0
-    stolen = write("replace", secret(ownerReferences=[owner | {"uid": "u-2"}]))
+    stolen = write("replace", secret(ownerReferences=[other]))
     assert stolen.returncode != 0 and "of the same ScheduledExecution" in stolen.stderr, stolen.stderr
 
 
