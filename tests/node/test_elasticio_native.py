@@ -41,6 +41,7 @@ import pytest
 
 from schedexec_devcluster.__main__ import install_chart
 from schedexec_devcluster.certs import NODE_IP
+from schedexec_devcluster.registry import local_reference
 from tests.node import conftest
 from tests.node.support import API_TLS_SECRET
 from tests.node.test_real_node import rest_client
@@ -81,7 +82,8 @@ def petstore() -> Iterator[FakePetstore]:
 def elasticio_chart(node_cluster: LocalCluster, petstore: FakePetstore) -> Iterator[None]:
     env = [{"name": "HTTPS_PROXY", "value": petstore.proxy_url}, *({"name": k, "value": v} for k, v in TLS_OFF.items())]
     components = {
-        name: {"image": f"ghcr.io/schedexec/test-elasticio-{name}:dev", "runtime": "elasticio"} for name in COMPONENTS
+        name: {"image": local_reference(f"ghcr.io/schedexec/test-elasticio-{name}:dev"), "runtime": "elasticio"}
+        for name in COMPONENTS
     }
     components["petstore"]["pod_template"] = {"env": env}
     install_chart(node_cluster.plane, *chart_values(components))

@@ -25,6 +25,7 @@ VALUES: dict[str, Any] = yaml.safe_load((CHART / "values.yaml").read_text())
 
 PASS_THROUGH = {
     ("operator", "runPodTemplate"),
+    ("api", "components", "{}", "pod_template"),
     ("operator", "extraEnv", "[]"),
     ("networkPolicy", "dnsTo", "[]"),
     ("networkPolicy", "metricsFrom", "[]"),
