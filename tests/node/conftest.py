@@ -94,3 +94,10 @@ def remote() -> Iterator[str]:
     server = remote_services.serve(remote_services.Remote(api_key="demo-key", polls=2, limit=2), host=NODE_IP)
     yield f"http://{NODE_IP}:{server.server_port}"
     server.shutdown()
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """test_host_cleanup's tests first: they start nodes of their own, so they must run before any test brings the
+    session's node up (this machine has one node slot), whatever the names of the other modules."""
+    first = [item for item in items if item.path.name == "test_host_cleanup.py"]
+    items[:] = first + [item for item in items if item not in first]

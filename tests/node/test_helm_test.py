@@ -14,6 +14,7 @@ import yaml
 from schedexec import models
 from schedexec_devcluster import binaries
 from schedexec_devcluster.__main__ import CHART, CHART_NAMESPACE, CHART_RELEASE
+from schedexec_devcluster.registry import REGISTRY_HOST
 from tests.support import LocalCluster, wait_for
 
 pytestmark = pytest.mark.node
@@ -52,7 +53,7 @@ def test_helm_test_runs_an_execution_to_succeeded_and_cleans_up(node_cluster: Lo
 def test_helm_test_fails_when_its_execution_fails(node_cluster: LocalCluster) -> None:
     """The runner image alone names no component: the run fails (ComponentNotFound), and so does `helm test`,
     leaving its pod for `kubectl logs` (deleted by the next `helm test`)."""
-    runner = ["--set", "tests.component.repository=ghcr.io/schedexec/runner"]
+    runner = ["--set", f"tests.component.repository={REGISTRY_HOST}/schedexec/runner"]  # as the node pulls it
     upgraded = helm(node_cluster, "upgrade", CHART_RELEASE, str(CHART), "--reuse-values", *runner)
     assert upgraded.returncode == 0, upgraded.stderr
     try:

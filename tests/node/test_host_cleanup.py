@@ -1,8 +1,8 @@
 """A real node leaves nothing behind: not after `down`, not after its test session was killed.
 
 These tests start nodes of their own, so they must run while the session's
-node (tests/node/conftest.py) is not up: this module sorts before the ones
-that use it, and none of its tests asks for it. What is left is read from
+node (tests/node/conftest.py) is not up: the node tier's conftest runs this
+module's tests first, and none of them asks for it. What is left is read from
 outside the processes (node.leftovers: /proc, mounts, links, iptables,
 cgroups).
 """

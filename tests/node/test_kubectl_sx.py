@@ -20,6 +20,7 @@ import yaml
 
 from schedexec import manifests
 from schedexec.sx.specs import RESUBMITTED_FROM
+from schedexec_devcluster.registry import local_reference
 from tests.node.support import TEST_IMAGE
 from tests.support import REPO, LocalCluster, client_token, wait_for
 
@@ -54,6 +55,8 @@ def example(path: Path, url: str, **args: Any) -> str:
     """An example manifest as written, pointed at this test's remote services, its polls shortened."""
     body = yaml.safe_load(path.read_text().replace(LOCAL_URL, url))
     body["spec"]["args"].update(args)
+    # the node pulls the project's images from its registry (registry.local_reference)
+    body["spec"]["component"]["image"] = local_reference(body["spec"]["component"]["image"])
     return yaml.safe_dump(body)
 
 
