@@ -198,7 +198,9 @@ class Operator:
         return self.process is not None and self.process.poll() is None
 
     def logs(self) -> str:
-        return "".join(p.read_text(errors="replace") for p in sorted(self.log_dir.glob("operator-*.log")))
+        # in start order (operator-10.log after operator-9.log): a slice from an earlier length is what came since
+        started = sorted(self.log_dir.glob("operator-*.log"), key=lambda p: int(p.stem.rsplit("-", 1)[1]))
+        return "".join(p.read_text(errors="replace") for p in started)
 
 
 def self_signed_cert(directory: Path, hosts: tuple[str, ...] = ("127.0.0.1", "localhost")) -> tuple[Path, Path]:
